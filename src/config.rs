@@ -1,0 +1,157 @@
+//! The command line. Every option can also be given as an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use url::Url;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ssogate",
+    version,
+    about = "Self-hosted enterprise single sign-on broker",
+    long_about = "ssogate signs your application's users in through each customer organization's own \
+OpenID Connect identity provider, and hands your application one normalized profile through a \
+standard OpenID Provider."
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "SSOGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (applies pending database migrations first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Replace the admin API token with a new one, print it and exit.
+    RotateAdminToken(DatabaseArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[arg(long, env = "SSOGATE_DATABASE_URL", default_value = "sqlite://ssogate.db")]
+    pub database_url: String,
+
+    /// Key that encrypts secrets at rest: 32 bytes as base64 or hex. If unset with
+    /// SQLite, a key file is generated beside the database. Prefer the environment
+    /// variable to the flag (flags show in process lists).
+    #[arg(long, env = "SSOGATE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "SSOGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Public base URL; every URL ssogate hands out (issuer, redirect URIs) is built
+    /// from it. Default: `http://<listen>`.
+    #[arg(long, env = "SSOGATE_PUBLIC_URL")]
+    pub public_url: Option<Url>,
+
+    /// Bearer token of the admin API (at least 24 characters). If unset, one is
+    /// generated on first start and printed once; only its hash is stored.
+    #[arg(long, env = "SSOGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Development mode: allow `http://` identity providers on loopback addresses
+    /// and cookies without `Secure`. Never in production.
+    #[arg(long, env = "SSOGATE_DEV")]
+    pub dev: bool,
+
+    /// A non-public network (CIDR) that identity providers may be on, e.g. an
+    /// on-premises IdP at 10.20.0.0/16. Repeatable; comma-separated in the env var.
+    #[arg(long = "allow-idp-network", env = "SSOGATE_ALLOW_IDP_NETWORK", value_delimiter = ',')]
+    pub allow_idp_networks: Vec<IpNet>,
+
+    /// Timeout of each request to an identity provider, in seconds.
+    #[arg(long, env = "SSOGATE_IDP_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub idp_timeout_secs: u64,
+}
+
+/// Settings handlers need at run time.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Without a trailing slash.
+    pub public_url: String,
+    pub dev: bool,
+}
+
+impl RuntimeConfig {
+    pub fn new(args: &ServeArgs) -> Self {
+        let public_url = match &args.public_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", args.listen),
+        };
+        RuntimeConfig { public_url, dev: args.dev }
+    }
+
+    /// The one redirect URI every connection registers at its IdP.
+    pub fn callback_url(&self) -> String {
+        format!("{}/sso/callback", self.public_url)
+    }
+}
+
+impl DatabaseArgs {
+    /// Where a generated encryption key is kept: beside the SQLite database file.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        let path = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next()?;
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(format!("{path}.key")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["ssogate", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(s) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_listen_address() {
+        let s = serve(&["--listen", "127.0.0.1:9999"]);
+        assert_eq!(RuntimeConfig::new(&s).callback_url(), "http://127.0.0.1:9999/sso/callback");
+        let s = serve(&["--public-url", "https://sso.example.com/"]);
+        assert_eq!(RuntimeConfig::new(&s).public_url, "https://sso.example.com");
+    }
+
+    #[test]
+    fn key_file_sits_beside_the_sqlite_file() {
+        let s = serve(&["--database-url", "sqlite:///var/lib/ssogate/db.sqlite?mode=rwc"]);
+        assert_eq!(s.database.key_file().unwrap(), PathBuf::from("/var/lib/ssogate/db.sqlite.key"));
+        let s = serve(&["--database-url", "postgres://localhost/ssogate"]);
+        assert!(s.database.key_file().is_none());
+    }
+
+    #[test]
+    fn networks_parse() {
+        let s = serve(&["--allow-idp-network", "10.0.0.0/8", "--allow-idp-network", "fd00::/8"]);
+        assert_eq!(s.allow_idp_networks.len(), 2);
+        assert!(Cli::try_parse_from(["ssogate", "serve", "--allow-idp-network", "nope"]).is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! Connections: one organization's OpenID Connect identity provider.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Validated, ValidationError};
+use super::group_mapping::GroupMapping;
+use super::network::IdpNetworkPolicy;
+use super::{patch, validate, Timestamp};
+
+pub const WELL_KNOWN_SUFFIX: &str = "/.well-known/openid-configuration";
+
+/// Who may sign in through a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provisioning {
+    /// Create the user at first login.
+    #[default]
+    Jit,
+    /// Only users already in the organization.
+    ExistingUsers,
+}
+
+/// Which claim finds an existing user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserMatch {
+    #[default]
+    Email,
+    PreferredUsername,
+    Sub,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSync {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_groups_claim")]
+    pub claim: String,
+    #[serde(default)]
+    pub mapping: String,
+    #[serde(default)]
+    pub create_missing_groups: bool,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+impl Default for GroupSync {
+    fn default() -> Self {
+        GroupSync { enabled: false, claim: default_groups_claim(), mapping: String::new(), create_missing_groups: false }
+    }
+}
+
+impl GroupSync {
+    /// Validates the claim path and parses the mapping, storing its canonical text.
+    fn validated(mut self) -> Validated<Self> {
+        self.claim = validate::claim_path("claim", &self.claim)?;
+        let mapping = GroupMapping::parse(&self.mapping).map_err(|e| e.within("mapping"))?;
+        self.mapping = mapping.to_string();
+        Ok(self)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Connection {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub client_id: String,
+    pub discovery_url: String,
+    pub scopes: Vec<String>,
+    pub logout_url: Option<String>,
+    pub provisioning: Provisioning,
+    pub user_match: UserMatch,
+    pub group_sync: GroupSync,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub discovery_url: String,
+    pub scopes: Option<Vec<String>>,
+    pub logout_url: Option<String>,
+    #[serde(default)]
+    pub provisioning: Provisioning,
+    #[serde(default)]
+    pub user_match: UserMatch,
+    #[serde(default)]
+    pub group_sync: GroupSync,
+}
+
+/// The settings of a connection apart from identity and timestamps, validated.
+#[derive(Debug)]
+pub struct ConnectionSettings {
+    pub name: String,
+    pub client_id: String,
+    pub discovery_url: String,
+    pub scopes: Vec<String>,
+    pub logout_url: Option<String>,
+    pub provisioning: Provisioning,
+    pub user_match: UserMatch,
+    pub group_sync: GroupSync,
+}
+
+pub fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email"].map(String::from).to_vec()
+}
+
+/// Accepts either the discovery document's URL or the issuer URL (to which the
+/// well-known suffix is appended), and checks it against the network policy.
+pub fn discovery_url(policy: &IdpNetworkPolicy, field: &str, value: &str) -> Validated<String> {
+    let mut url = validate::url(field, value)?;
+    policy.check_url(field, &url)?;
+    if url.query().is_some() {
+        return Err(ValidationError::new(field, "must not contain a query string"));
+    }
+    if !url.path().ends_with(WELL_KNOWN_SUFFIX) {
+        let path = format!("{}{WELL_KNOWN_SUFFIX}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    Ok(url.to_string())
+}
+
+fn logout_url(policy: &IdpNetworkPolicy, value: &str) -> Validated<String> {
+    let url = validate::url("logout_url", value)?;
+    policy.check_url("logout_url", &url)?;
+    Ok(url.to_string())
+}
+
+pub const MAX_SECRET_LEN: usize = 4096;
+
+impl CreateConnection {
+    /// Returns the validated settings and the client secret (to be encrypted by the caller).
+    pub fn validate(self, policy: &IdpNetworkPolicy) -> Validated<(ConnectionSettings, String)> {
+        let secret = validate::opaque("client_secret", &self.client_secret, MAX_SECRET_LEN)?;
+        let settings = ConnectionSettings {
+            name: validate::name("name", &self.name)?,
+            client_id: validate::opaque("client_id", &self.client_id, 1024)?,
+            discovery_url: discovery_url(policy, "discovery_url", &self.discovery_url)?,
+            scopes: validate::scopes("scopes", &self.scopes.unwrap_or_else(default_scopes))?,
+            logout_url: self.logout_url.as_deref().map(|u| logout_url(policy, u)).transpose()?,
+            provisioning: self.provisioning,
+            user_match: self.user_match,
+            group_sync: self.group_sync.validated().map_err(|e| e.within("group_sync"))?,
+        };
+        Ok((settings, secret))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnection {
+    pub name: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub discovery_url: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    pub logout_url: Option<Option<String>>,
+    pub provisioning: Option<Provisioning>,
+    pub user_match: Option<UserMatch>,
+    pub group_sync: Option<GroupSync>,
+}
+
+impl UpdateConnection {
+    /// Applies the change; returns a new client secret when one was given.
+    pub fn apply(self, c: &mut Connection, policy: &IdpNetworkPolicy) -> Validated<Option<String>> {
+        if let Some(v) = &self.name {
+            c.name = validate::name("name", v)?;
+        }
+        if let Some(v) = &self.client_id {
+            c.client_id = validate::opaque("client_id", v, 1024)?;
+        }
+        if let Some(v) = &self.discovery_url {
+            c.discovery_url = discovery_url(policy, "discovery_url", v)?;
+        }
+        if let Some(v) = &self.scopes {
+            c.scopes = validate::scopes("scopes", v)?;
+        }
+        if let Some(v) = self.logout_url {
+            c.logout_url = v.as_deref().map(|u| logout_url(policy, u)).transpose()?;
+        }
+        if let Some(v) = self.provisioning {
+            c.provisioning = v;
+        }
+        if let Some(v) = self.user_match {
+            c.user_match = v;
+        }
+        if let Some(v) = self.group_sync {
+            c.group_sync = v.validated().map_err(|e| e.within("group_sync"))?;
+        }
+        self.client_secret.map(|s| validate::opaque("client_secret", &s, MAX_SECRET_LEN)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(json: serde_json::Value) -> Validated<(ConnectionSettings, String)> {
+        serde_json::from_value::<CreateConnection>(json).unwrap().validate(&IdpNetworkPolicy::default())
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({"name": "Okta", "client_id": "abc", "client_secret": "s3cret", "discovery_url": "https://acme.okta.com"})
+    }
+
+    #[test]
+    fn defaults_and_issuer_urls_are_completed() {
+        let (s, secret) = create(base()).unwrap();
+        assert_eq!(secret, "s3cret");
+        assert_eq!(s.discovery_url, "https://acme.okta.com/.well-known/openid-configuration");
+        assert_eq!(s.scopes, ["openid", "profile", "email"]);
+        assert_eq!((s.provisioning, s.user_match), (Provisioning::Jit, UserMatch::Email));
+        assert!(!s.group_sync.enabled);
+        assert_eq!(s.group_sync.claim, "groups");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut j = base();
+        j["discovery_url"] = "http://acme.okta.com".into();
+        assert_eq!(create(j).unwrap_err().field, "discovery_url");
+        let mut j = base();
+        j["group_sync"] = serde_json::json!({"enabled": true, "mapping": "Sales Team"});
+        let e = create(j).unwrap_err();
+        assert_eq!(e.field, "group_sync.mapping");
+        assert!(e.message.contains("Sales Team"));
+        let mut j = base();
+        j["client_secret"] = "".into();
+        assert_eq!(create(j).unwrap_err().field, "client_secret");
+    }
+
+    #[test]
+    fn mapping_is_stored_canonically() {
+        let mut j = base();
+        j["group_sync"] = serde_json::json!({"enabled": true, "mapping": " A->b ,\nC -> d"});
+        assert_eq!(create(j).unwrap().0.group_sync.mapping, "A -> b, C -> d");
+    }
+}

@@ -1,0 +1,101 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+
+use super::{organization, PageQuery, Paginated};
+use crate::core::audit::Actor;
+use crate::core::connection::{Connection, CreateConnection, UpdateConnection};
+use crate::core::ids::{new_id, IdKind};
+use crate::core::now;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::http::AppState;
+use crate::upstream::metadata::{test_connection, ConnectionReport};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/organizations/{org}/connections", post(create).get(list))
+        .route("/connections/{id}", get(show).patch(update).delete(remove))
+        .route("/connections/{id}/test", post(test))
+}
+
+/// A connection as the API shows it: never its secret, always the redirect URI the
+/// customer's IT team registers at their IdP.
+#[derive(Serialize)]
+struct ConnectionView {
+    #[serde(flatten)]
+    connection: Connection,
+    redirect_uri: String,
+}
+
+fn view(state: &AppState, connection: Connection) -> ConnectionView {
+    ConnectionView { connection, redirect_uri: state.config.callback_url() }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<CreateConnection>,
+) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
+    let org = organization(&state, &org).await?;
+    let (s, secret) = body.validate(state.idp.policy())?;
+    let t = now();
+    let connection = Connection {
+        id: new_id(IdKind::Connection),
+        organization_id: org.id,
+        name: s.name,
+        client_id: s.client_id,
+        discovery_url: s.discovery_url,
+        scopes: s.scopes,
+        logout_url: s.logout_url,
+        provisioning: s.provisioning,
+        user_match: s.user_match,
+        group_sync: s.group_sync,
+        created_at: t,
+        updated_at: t,
+    };
+    let connection = state.store.create_connection(connection, &secret, &actor).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, connection))))
+}
+
+async fn list(State(state): State<AppState>, Path(org): Path<String>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Paginated<ConnectionView>>> {
+    let org = organization(&state, &org).await?;
+    let (page, limit) = q.page()?;
+    let rows = state.store.list_connections(&org.id, &page).await?;
+    let rows = rows.into_iter().map(|c| view(&state, c)).collect();
+    Ok(Json(Paginated::new(rows, limit, |c: &ConnectionView| &c.connection.id)))
+}
+
+async fn find(state: &AppState, id: &str) -> ApiResult<Connection> {
+    state.store.get_connection(id).await?.ok_or_else(|| ApiError::not_found("connection"))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ConnectionView>> {
+    let c = find(&state, &id).await?;
+    Ok(Json(view(&state, c)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateConnection>,
+) -> ApiResult<Json<ConnectionView>> {
+    let policy = state.idp.policy().clone();
+    let c = state.store.update_connection(&id, Box::new(move |c| body.apply(c, &policy)), &actor).await?;
+    Ok(Json(view(&state, c)))
+}
+
+async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    state.store.delete_connection(&id, &actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Fetches the IdP's discovery document and keys and reports what would break logins.
+async fn test(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ConnectionReport>> {
+    let c = find(&state, &id).await?;
+    Ok(Json(test_connection(&state.idp, &c.discovery_url).await))
+}

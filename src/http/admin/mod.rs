@@ -1,0 +1,94 @@
+//! The JSON admin API under `/api/v1`, behind the admin bearer token.
+
+mod applications;
+mod connections;
+mod events;
+mod groups;
+mod organizations;
+mod users;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::AppState;
+use crate::core::audit::Actor;
+use crate::core::organization::Organization;
+use crate::core::ValidationError;
+use crate::store::Page;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .merge(organizations::routes())
+        .merge(connections::routes())
+        .merge(applications::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
+        .merge(events::routes())
+        .route_layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+/// Lets the request through only with `Authorization: Bearer <admin token>`, and
+/// records who acts for the audit log.
+async fn require_admin(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("send the admin token as `Authorization: Bearer <token>`"))?;
+    if !state.admin_auth.verify(presented, state.store.as_ref()).await? {
+        return Err(ApiError::unauthorized("the admin token is not valid"));
+    }
+    req.extensions_mut().insert(Actor::admin_token());
+    Ok(next.run(req).await)
+}
+
+/// `?limit=&cursor=` on every list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+
+impl PageQuery {
+    /// The page to ask the store for: one row more than shown, to know whether
+    /// another page follows.
+    fn page(&self) -> ApiResult<(Page, u32)> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ValidationError::new("limit", format!("must be between 1 and {MAX_PAGE}")).into());
+        }
+        Ok((Page { limit: limit + 1, cursor: self.cursor.clone() }, limit))
+    }
+}
+
+/// A page of results and the cursor of the next page, if any.
+#[derive(Debug, Serialize)]
+pub struct Paginated<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Paginated<T> {
+    fn new(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|r| id(r).to_owned()) } else { None };
+        Paginated { data: rows, next_cursor }
+    }
+}
+
+/// `{org}` in a path: an organization id or slug.
+async fn organization(state: &AppState, id_or_slug: &str) -> ApiResult<Organization> {
+    state.store.find_organization(id_or_slug).await?.ok_or_else(|| ApiError::not_found("organization"))
+}

@@ -1,0 +1,19 @@
+//! ssogate: a self-hosted enterprise single sign-on broker.
+//!
+//! - [`core`]: pure domain rules (validation, group mapping, roles), no I/O.
+//! - [`crypto`]: encryption at rest, credential hashing.
+//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite, PostgreSQL).
+//! - [`upstream`]: ssogate as an OIDC relying party of customer identity providers.
+//! - [`http`]: the HTTP surface (admin API, health), thin handlers over the above.
+//! - [`config`] and [`server`]: command line and wiring.
+
+#![forbid(unsafe_code)]
+
+pub mod admin_token;
+pub mod config;
+pub mod core;
+pub mod crypto;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod upstream;

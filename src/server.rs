@@ -1,0 +1,141 @@
+//! Wiring: logging, the encryption key, the store, admin authentication, the HTTP
+//! server and its graceful shutdown.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+
+use crate::admin_token;
+use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
+use crate::core::network::IdpNetworkPolicy;
+use crate::crypto::SecretBox;
+use crate::http::{self, AppState};
+use crate::store::{Dialect, SqlStore, Store};
+use crate::upstream::IdpClient;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(db) => {
+            let store = open_store(&db).await?;
+            store.close().await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::RotateAdminToken(db) => {
+            let store = open_store(&db).await?;
+            let token = admin_token::rotate(store.as_ref()).await?;
+            println!("{token}");
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SSOGATE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// The encryption key: configured, or (SQLite only) kept in a 0600 file beside the database.
+fn encryption_key(db: &DatabaseArgs) -> anyhow::Result<[u8; 32]> {
+    if let Some(text) = &db.encryption_key {
+        return SecretBox::parse_key(text).context("SSOGATE_ENCRYPTION_KEY");
+    }
+    let Some(path) = db.key_file() else {
+        bail!("SSOGATE_ENCRYPTION_KEY must be set for this database (every replica needs the same key)");
+    };
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading the key file {}", path.display()))?;
+        return SecretBox::parse_key(&text).with_context(|| format!("the key file {}", path.display()));
+    }
+    let key = SecretBox::generate_key()?;
+    write_private_file(&path, &base64::engine::general_purpose::STANDARD.encode(key))?;
+    tracing::warn!(path = %path.display(), "generated an encryption key for secrets at rest; back this file up with the database, or set SSOGATE_ENCRYPTION_KEY");
+    Ok(key)
+}
+
+fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the key file {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+const KEY_CHECK_SETTING: &str = "encryption_key_check";
+const KEY_CHECK_CONTEXT: &str = "settings:encryption_key_check";
+
+/// Opens and migrates the database, and makes sure the encryption key is the one its
+/// secrets were sealed with (failing now beats failing at the first login).
+async fn open_store(db: &DatabaseArgs) -> anyhow::Result<Arc<SqlStore>> {
+    let dialect = Dialect::from_url(&db.database_url).context("--database-url must start with sqlite: or postgres://")?;
+    let key = encryption_key(db)?;
+    let secrets = Arc::new(SecretBox::new(&key));
+    let store = SqlStore::connect(&db.database_url, secrets.clone()).await.context("opening the database")?;
+    store.migrate().await.context("applying database migrations")?;
+    let sealed = secrets.encrypt_str(KEY_CHECK_CONTEXT, "ssogate")?;
+    let in_force = store.put_setting_if_absent(KEY_CHECK_SETTING, &sealed).await?;
+    if secrets.decrypt_str(KEY_CHECK_CONTEXT, &in_force).is_err() {
+        bail!("the encryption key is not the one this database's secrets were encrypted with");
+    }
+    tracing::info!(database = ?dialect, "database ready");
+    Ok(Arc::new(store))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.database).await?;
+    let (admin_auth, generated) = admin_token::bootstrap(store.as_ref(), args.admin_token.as_deref()).await?;
+    if let Some(token) = generated {
+        // Printed, never logged: this is the only time the token exists in clear.
+        println!("\n  ssogate admin API token (shown once, only its hash is stored):\n\n    {token}\n");
+        std::io::stdout().flush().ok();
+    }
+    let config = Arc::new(RuntimeConfig::new(&args));
+    if args.dev {
+        tracing::warn!("--dev: http and loopback identity providers are allowed and cookies are not Secure");
+    }
+    let policy = IdpNetworkPolicy { dev: args.dev, allowed_networks: args.allow_idp_networks.clone() };
+    let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs))?;
+    let state = AppState { store: store.clone() as Arc<dyn Store>, config: config.clone(), idp, admin_auth: Arc::new(admin_auth) };
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, public_url = %config.public_url, "ssogate is serving");
+    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,112 @@
+//! Persistence behind one trait, so handlers never see SQL and the SQLite and
+//! PostgreSQL back ends are interchangeable.
+//!
+//! The store owns encryption at rest: secrets go in and come out as plaintext, and
+//! only ever touch the database sealed by the [`SecretBox`](crate::crypto::SecretBox).
+
+mod sql;
+
+use async_trait::async_trait;
+
+use crate::core::application::Application;
+use crate::core::audit::{Actor, AuditEvent};
+use crate::core::connection::Connection;
+use crate::core::group::{Group, NewGroup};
+use crate::core::organization::Organization;
+use crate::core::user::{User, UserProfile, UserView};
+use crate::core::ValidationError;
+
+pub use sql::{Dialect, SqlStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule would be broken; `field` is the input at fault.
+    #[error("{message}")]
+    Conflict { field: String, message: String },
+    /// The change breaks a rule of the data (e.g. deleting a default group).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A change applied to a loaded row inside the store's transaction; it may refuse
+/// with a validation error, and may hand back extra data (e.g. a new secret).
+pub type Edit<'a, T, X> = Box<dyn FnOnce(&mut T) -> Result<X, ValidationError> + Send + 'a>;
+
+/// Forward pagination by id (ids sort by creation time).
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub limit: u32,
+    /// Return rows after (or, for newest-first lists, before) this id.
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// `None` lists events that belong to no organization (e.g. applications).
+    pub organization_id: Option<String>,
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Stores `value` unless the key exists; returns the value in force (so that
+    /// replicas starting together agree on one).
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> StoreResult<String>;
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// Creates the organization with its default groups and entitlements. When the
+    /// slug was not chosen by the caller and is taken, a free variant is used.
+    async fn create_organization(&self, org: Organization, slug_given: bool, actor: &Actor) -> StoreResult<Organization>;
+    async fn find_organization(&self, id_or_slug: &str) -> StoreResult<Option<Organization>>;
+    async fn list_organizations(&self, page: &Page) -> StoreResult<Vec<Organization>>;
+    async fn update_organization(&self, id: &str, edit: Edit<'_, Organization, ()>, actor: &Actor) -> StoreResult<Organization>;
+    async fn delete_organization(&self, id: &str, actor: &Actor) -> StoreResult<()>;
+
+    async fn create_connection(&self, conn: Connection, client_secret: &str, actor: &Actor) -> StoreResult<Connection>;
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>>;
+    async fn list_connections(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<Connection>>;
+    /// The edit may return a new client secret to store.
+    async fn update_connection(&self, id: &str, edit: Edit<'_, Connection, Option<String>>, actor: &Actor) -> StoreResult<Connection>;
+    async fn delete_connection(&self, id: &str, actor: &Actor) -> StoreResult<()>;
+    /// The decrypted client secret, for talking to the IdP.
+    async fn connection_client_secret(&self, id: &str) -> StoreResult<String>;
+
+    async fn create_application(&self, app: Application, secret_hash: &str, actor: &Actor) -> StoreResult<Application>;
+    async fn get_application(&self, id: &str) -> StoreResult<Option<Application>>;
+    async fn list_applications(&self, page: &Page) -> StoreResult<Vec<Application>>;
+    async fn update_application(&self, id: &str, edit: Edit<'_, Application, ()>, actor: &Actor) -> StoreResult<Application>;
+    async fn delete_application(&self, id: &str, actor: &Actor) -> StoreResult<()>;
+    async fn set_application_secret(&self, id: &str, secret_hash: &str, actor: &Actor) -> StoreResult<Application>;
+
+    /// Creates a user placed by hand in the named groups of the organization.
+    async fn create_user(&self, organization_id: &str, profile: UserProfile, groups: Vec<String>, actor: &Actor) -> StoreResult<UserView>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserView>>;
+    async fn list_users(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<UserView>>;
+    /// The edit may return group names that replace the user's memberships.
+    async fn update_user(&self, id: &str, edit: Edit<'_, User, Option<Vec<String>>>, actor: &Actor) -> StoreResult<UserView>;
+    async fn delete_user(&self, id: &str, actor: &Actor) -> StoreResult<()>;
+
+    async fn create_group(&self, organization_id: &str, group: NewGroup, actor: &Actor) -> StoreResult<Group>;
+    async fn get_group(&self, id: &str) -> StoreResult<Option<Group>>;
+    async fn list_groups(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<Group>>;
+    async fn update_group(&self, id: &str, edit: Edit<'_, Group, ()>, actor: &Actor) -> StoreResult<Group>;
+    async fn delete_group(&self, id: &str, actor: &Actor) -> StoreResult<()>;
+
+    /// Newest first.
+    async fn list_events(&self, filter: &EventFilter, page: &Page) -> StoreResult<Vec<AuditEvent>>;
+}

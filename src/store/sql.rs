@@ -1,0 +1,922 @@
+//! The SQL store, one implementation for SQLite and PostgreSQL through sqlx's `Any`
+//! driver: the queries are written in the dialect both share (`$n` parameters,
+//! `ON CONFLICT`, `RETURNING`), and [`Dialect`] covers the few places they differ.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Executor, Row};
+
+use super::{Edit, EventFilter, Page, Store, StoreError, StoreResult};
+use crate::core::application::Application;
+use crate::core::audit::{self, Actor, AuditEvent};
+use crate::core::connection::Connection;
+use crate::core::group::{Group, NewGroup};
+use crate::core::ids::{new_id, IdKind};
+use crate::core::organization::Organization;
+use crate::core::roles::{derive_role, DEFAULT_GROUPS};
+use crate::core::user::{User, UserProfile, UserView};
+use crate::core::{now, Timestamp, ValidationError};
+use crate::crypto::SecretBox;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// SQLite must take the write lock up front: a deferred transaction that reads
+    /// first and writes later fails with SQLITE_BUSY instead of waiting its turn.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    secrets: Arc<SecretBox>,
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+fn ms(t: Timestamp) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_ms(v: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_unix_timestamp_nanos(v as i128 * 1_000_000).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Flags are stored as 0/1 in both databases.
+fn flag(r: &AnyRow, column: &str) -> StoreResult<bool> {
+    Ok(r.try_get::<i64, _>(column)? != 0)
+}
+
+fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn json_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("plain data serialises")
+}
+
+fn conflict(field: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Conflict { field: field.into(), message: message.into() }
+}
+
+fn secret_context(connection_id: &str) -> String {
+    format!("connection:{connection_id}:client_secret")
+}
+
+/// The cursor bound: rows after it going forward, before it going backward.
+fn cursor(page: &Page, newest_first: bool) -> String {
+    page.cursor.clone().unwrap_or_else(|| if newest_first { "~".into() } else { String::new() })
+}
+
+impl SqlStore {
+    /// Opens the database (creating a SQLite file when missing) without migrating it.
+    pub async fn connect(url: &str, secrets: Arc<SecretBox>) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url)
+            .ok_or_else(|| StoreError::Corrupt("the database URL must start with sqlite: or postgres://".into()))?;
+        let (url, max_connections) = match dialect {
+            Dialect::Sqlite if !url.contains("mode=") => {
+                (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 8)
+            }
+            Dialect::Sqlite => (url.to_owned(), 8),
+            Dialect::Postgres => (url.to_owned(), 16),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(SqlStore { pool, dialect, secrets })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write_tx(&self) -> StoreResult<Tx> {
+        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
+    }
+
+    async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+}
+
+/// One audit-log row, written in the same transaction as the change it records.
+async fn record(
+    conn: &mut AnyConnection,
+    organization_id: Option<&str>,
+    actor: &Actor,
+    action: &str,
+    target: (&str, &str),
+    changes: Value,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit_events (id, organization_id, actor, action, target_type, target_id, changes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(new_id(IdKind::Event))
+        .bind(organization_id)
+        .bind(&actor.0)
+        .bind(action)
+        .bind(target.0)
+        .bind(target.1)
+        .bind(to_json(&changes))
+        .bind(ms(now()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- organizations
+
+fn org_row(r: &AnyRow, domains: Vec<String>) -> StoreResult<Organization> {
+    Ok(Organization {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        slug: r.try_get("slug")?,
+        domains,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
+}
+
+async fn load_org(conn: &mut AnyConnection, id_or_slug: &str) -> StoreResult<Option<Organization>> {
+    let Some(row) = sqlx::query("SELECT * FROM organizations WHERE id = $1 OR slug = $1")
+        .bind(id_or_slug)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id: String = row.try_get("id")?;
+    let domains = sqlx::query_scalar("SELECT domain FROM organization_domains WHERE organization_id = $1 ORDER BY domain")
+        .bind(&id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(Some(org_row(&row, domains)?))
+}
+
+async fn slug_taken(conn: &mut AnyConnection, slug: &str, except_id: &str) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organizations WHERE slug = $1 AND id <> $2")
+        .bind(slug)
+        .bind(except_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// Replaces an organization's domains, refusing any another organization owns.
+async fn save_domains(conn: &mut AnyConnection, org_id: &str, domains: &[String]) -> StoreResult<()> {
+    for (i, d) in domains.iter().enumerate() {
+        let owner: Option<String> = sqlx::query_scalar("SELECT organization_id FROM organization_domains WHERE domain = $1")
+            .bind(d)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if owner.is_some_and(|o| o != org_id) {
+            return Err(conflict(&format!("domains[{i}]"), format!("the domain `{d}` already belongs to another organization")));
+        }
+    }
+    sqlx::query("DELETE FROM organization_domains WHERE organization_id = $1").bind(org_id).execute(&mut *conn).await?;
+    for d in domains {
+        sqlx::query("INSERT INTO organization_domains (domain, organization_id) VALUES ($1, $2)")
+            .bind(d)
+            .bind(org_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- connections
+
+fn connection_row(r: &AnyRow) -> StoreResult<Connection> {
+    Ok(Connection {
+        id: r.try_get("id")?,
+        organization_id: r.try_get("organization_id")?,
+        name: r.try_get("name")?,
+        client_id: r.try_get("client_id")?,
+        discovery_url: r.try_get("discovery_url")?,
+        scopes: from_json(&r.try_get::<String, _>("scopes")?)?,
+        logout_url: r.try_get("logout_url")?,
+        provisioning: from_json(&r.try_get::<String, _>("provisioning")?)?,
+        user_match: from_json(&r.try_get::<String, _>("user_match")?)?,
+        group_sync: from_json(&r.try_get::<String, _>("group_sync")?)?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
+}
+
+async fn load_connection(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Connection>> {
+    let row = sqlx::query("SELECT * FROM connections WHERE id = $1").bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(connection_row).transpose()
+}
+
+// ---------------------------------------------------------------- applications
+
+fn application_row(r: &AnyRow) -> StoreResult<Application> {
+    Ok(Application {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        client_id: r.try_get("client_id")?,
+        redirect_uris: from_json(&r.try_get::<String, _>("redirect_uris")?)?,
+        post_logout_redirect_uris: from_json(&r.try_get::<String, _>("post_logout_redirect_uris")?)?,
+        expose_idp_tokens: flag(r, "expose_idp_tokens")?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
+}
+
+async fn load_application(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Application>> {
+    let row = sqlx::query("SELECT * FROM applications WHERE id = $1").bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(application_row).transpose()
+}
+
+async fn save_application(conn: &mut AnyConnection, app: &Application) -> StoreResult<()> {
+    sqlx::query("UPDATE applications SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, expose_idp_tokens = $5, updated_at = $6 WHERE id = $1")
+        .bind(&app.id)
+        .bind(&app.name)
+        .bind(to_json(&app.redirect_uris))
+        .bind(to_json(&app.post_logout_redirect_uris))
+        .bind(i64::from(app.expose_idp_tokens))
+        .bind(ms(app.updated_at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- groups
+
+fn group_row(r: &AnyRow) -> StoreResult<Group> {
+    Ok(Group {
+        id: r.try_get("id")?,
+        organization_id: r.try_get("organization_id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        permissions: from_json(&r.try_get::<String, _>("permissions")?)?,
+        is_default: flag(r, "is_default")?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
+}
+
+async fn load_group(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Group>> {
+    let row = sqlx::query("SELECT * FROM groups WHERE id = $1").bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(group_row).transpose()
+}
+
+async fn insert_group(conn: &mut AnyConnection, g: &Group) -> StoreResult<()> {
+    let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE organization_id = $1 AND name = $2")
+        .bind(&g.organization_id)
+        .bind(&g.name)
+        .fetch_one(&mut *conn)
+        .await?;
+    if taken > 0 {
+        return Err(conflict("name", format!("the organization already has a group named `{}`", g.name)));
+    }
+    sqlx::query("INSERT INTO groups (id, organization_id, name, description, permissions, is_default, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(&g.id)
+        .bind(&g.organization_id)
+        .bind(&g.name)
+        .bind(&g.description)
+        .bind(to_json(&g.permissions))
+        .bind(i64::from(g.is_default))
+        .bind(ms(g.created_at))
+        .bind(ms(g.updated_at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- users
+
+fn user_row(r: &AnyRow) -> StoreResult<User> {
+    Ok(User {
+        id: r.try_get("id")?,
+        organization_id: r.try_get("organization_id")?,
+        connection_id: r.try_get("connection_id")?,
+        email: r.try_get("email")?,
+        email_verified: flag(r, "email_verified")?,
+        first_name: r.try_get("first_name")?,
+        last_name: r.try_get("last_name")?,
+        username: r.try_get("username")?,
+        picture: r.try_get("picture")?,
+        idp_sub: r.try_get("idp_sub")?,
+        idp_groups: from_json(&r.try_get::<String, _>("idp_groups")?)?,
+        attributes: from_json(&r.try_get::<String, _>("attributes")?)?,
+        last_login_at: r.try_get::<Option<i64>, _>("last_login_at")?.map(from_ms).transpose()?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
+}
+
+/// Joins users with their groups and derives each one's role.
+async fn user_views(conn: &mut AnyConnection, users: Vec<User>) -> StoreResult<Vec<UserView>> {
+    let mut by_user: HashMap<String, Vec<Group>> = HashMap::new();
+    for u in &users {
+        let rows = sqlx::query("SELECT g.* FROM groups g JOIN group_memberships m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name")
+            .bind(&u.id)
+            .fetch_all(&mut *conn)
+            .await?;
+        by_user.insert(u.id.clone(), rows.iter().map(group_row).collect::<StoreResult<_>>()?);
+    }
+    Ok(users
+        .into_iter()
+        .map(|user| {
+            let groups = by_user.remove(&user.id).unwrap_or_default();
+            let role = derive_role(groups.iter().map(|g| (g.name.as_str(), g.is_default, g.permissions.as_slice())));
+            UserView { user, groups: groups.into_iter().map(|g| g.name).collect(), role }
+        })
+        .collect())
+}
+
+async fn load_user(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
+    let Some(row) = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    Ok(user_views(conn, vec![user_row(&row)?]).await?.pop())
+}
+
+/// Refuses a profile whose email, username or IdP subject another user of the
+/// organization already has (each identifies one person at login).
+async fn check_user_unique(conn: &mut AnyConnection, org_id: &str, user_id: &str, u: &UserProfile) -> StoreResult<()> {
+    let keys = [("email", &u.email), ("username", &u.username), ("idp_sub", &u.idp_sub)];
+    for (column, value) in keys {
+        let Some(value) = value else { continue };
+        let sql = format!("SELECT COUNT(*) FROM users WHERE organization_id = $1 AND {column} = $2 AND id <> $3");
+        let n: i64 = sqlx::query_scalar(&sql).bind(org_id).bind(value).bind(user_id).fetch_one(&mut *conn).await?;
+        if n > 0 {
+            return Err(conflict(column, format!("another user of this organization has {column} `{value}`")));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces a user's hand-set memberships with the named groups of their organization.
+async fn set_manual_groups(conn: &mut AnyConnection, org_id: &str, user_id: &str, names: &[String]) -> StoreResult<()> {
+    let mut ids = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE organization_id = $1 AND name = $2")
+            .bind(org_id)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+        ids.push(id.ok_or_else(|| ValidationError::new(format!("groups[{i}]"), format!("the organization has no group named `{name}`")))?);
+    }
+    sqlx::query("DELETE FROM group_memberships WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    for id in ids {
+        sqlx::query("INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES ($1, $2, 'manual', $3)")
+            .bind(id)
+            .bind(user_id)
+            .bind(ms(now()))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn profile_of(u: &User) -> UserProfile {
+    UserProfile {
+        email: u.email.clone(),
+        username: u.username.clone(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        idp_sub: u.idp_sub.clone(),
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+fn event_row(r: &AnyRow) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.try_get("id")?,
+        organization_id: r.try_get("organization_id")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        target_type: r.try_get("target_type")?,
+        target_id: r.try_get("target_id")?,
+        changes: from_json(&r.try_get::<String, _>("changes")?)?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+    })
+}
+
+/// Deletes one row by id in a transaction with its audit record.
+async fn delete_row(
+    tx: &mut Tx,
+    table: &str,
+    id: &str,
+    organization_id: Option<&str>,
+    actor: &Actor,
+    target_type: &'static str,
+) -> StoreResult<()> {
+    sqlx::query(&format!("DELETE FROM {table} WHERE id = $1")).bind(id).execute(&mut **tx).await?;
+    record(tx, organization_id, actor, &format!("{target_type}.deleted"), (target_type, id), Value::Object(Default::default())).await
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
+    }
+
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        self.setting(key).await?.ok_or_else(|| StoreError::Corrupt(format!("setting {key} vanished")))
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_organization(&self, mut org: Organization, slug_given: bool, actor: &Actor) -> StoreResult<Organization> {
+        let mut tx = self.write_tx().await?;
+        if slug_taken(&mut tx, &org.slug, &org.id).await? {
+            if slug_given {
+                return Err(conflict("slug", format!("the slug `{}` is taken", org.slug)));
+            }
+            let base = org.slug.clone();
+            let mut n = 2;
+            while slug_taken(&mut tx, &org.slug, &org.id).await? {
+                org.slug = format!("{}-{n}", &base[..base.len().min(58)]);
+                n += 1;
+            }
+        }
+        sqlx::query("INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(&org.slug)
+            .bind(ms(org.created_at))
+            .bind(ms(org.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        save_domains(&mut tx, &org.id, &org.domains).await?;
+        for name in DEFAULT_GROUPS {
+            let g = Group {
+                id: new_id(IdKind::Group),
+                organization_id: org.id.clone(),
+                name: name.into(),
+                description: Some(format!("Built-in group: members get the `{name}` role.")),
+                permissions: vec![],
+                is_default: true,
+                created_at: org.created_at,
+                updated_at: org.created_at,
+            };
+            insert_group(&mut tx, &g).await?;
+        }
+        sqlx::query("INSERT INTO entitlements (organization_id, sso, group_sync, max_users, expires_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, $4)")
+            .bind(&org.id)
+            .bind(1_i64)
+            .bind(1_i64)
+            .bind(ms(org.created_at))
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org)).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    async fn find_organization(&self, id_or_slug: &str) -> StoreResult<Option<Organization>> {
+        load_org(&mut *self.conn().await?, id_or_slug).await
+    }
+
+    async fn list_organizations(&self, page: &Page) -> StoreResult<Vec<Organization>> {
+        let mut conn = self.conn().await?;
+        let rows = sqlx::query("SELECT * FROM organizations WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+        let domain_rows = sqlx::query("SELECT organization_id, domain FROM organization_domains WHERE organization_id IN (SELECT id FROM organizations WHERE id > $1 ORDER BY id LIMIT $2) ORDER BY domain")
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut domains: HashMap<String, Vec<String>> = HashMap::new();
+        for r in domain_rows {
+            domains.entry(r.try_get("organization_id")?).or_default().push(r.try_get("domain")?);
+        }
+        rows.iter()
+            .map(|r| org_row(r, domains.remove(&r.try_get::<String, _>("id")?).unwrap_or_default()))
+            .collect()
+    }
+
+    async fn update_organization(&self, id: &str, edit: Edit<'_, Organization, ()>, actor: &Actor) -> StoreResult<Organization> {
+        let mut tx = self.write_tx().await?;
+        let before = load_org(&mut tx, id).await?.ok_or(StoreError::NotFound("organization"))?;
+        let mut org = before.clone();
+        edit(&mut org)?;
+        org.updated_at = now();
+        if slug_taken(&mut tx, &org.slug, &org.id).await? {
+            return Err(conflict("slug", format!("the slug `{}` is taken", org.slug)));
+        }
+        sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4 WHERE id = $1")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(&org.slug)
+            .bind(ms(org.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        save_domains(&mut tx, &org.id, &org.domains).await?;
+        let changes = audit::diff(&json_value(&before), &json_value(&org));
+        record(&mut tx, Some(&org.id), actor, "organization.updated", ("organization", &org.id), changes).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    async fn delete_organization(&self, id: &str, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let org = load_org(&mut tx, id).await?.ok_or(StoreError::NotFound("organization"))?;
+        delete_row(&mut tx, "organizations", &org.id, Some(&org.id), actor, "organization").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_connection(&self, c: Connection, client_secret: &str, actor: &Actor) -> StoreResult<Connection> {
+        let sealed = self
+            .secrets
+            .encrypt_str(&secret_context(&c.id), client_secret)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.write_tx().await?;
+        load_org(&mut tx, &c.organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
+        sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+            .bind(&c.id)
+            .bind(&c.organization_id)
+            .bind(&c.name)
+            .bind(&c.client_id)
+            .bind(sealed)
+            .bind(&c.discovery_url)
+            .bind(to_json(&c.scopes))
+            .bind(&c.logout_url)
+            .bind(to_json(&c.provisioning))
+            .bind(to_json(&c.user_match))
+            .bind(to_json(&c.group_sync))
+            .bind(ms(c.created_at))
+            .bind(ms(c.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c)).await?;
+        tx.commit().await?;
+        Ok(c)
+    }
+
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
+        load_connection(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_connections(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<Connection>> {
+        let rows = sqlx::query("SELECT * FROM connections WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(organization_id)
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(connection_row).collect()
+    }
+
+    async fn update_connection(&self, id: &str, edit: Edit<'_, Connection, Option<String>>, actor: &Actor) -> StoreResult<Connection> {
+        let mut tx = self.write_tx().await?;
+        let before = load_connection(&mut tx, id).await?.ok_or(StoreError::NotFound("connection"))?;
+        let mut c = before.clone();
+        let new_secret = edit(&mut c)?;
+        c.updated_at = now();
+        sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10 WHERE id = $1")
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(&c.client_id)
+            .bind(&c.discovery_url)
+            .bind(to_json(&c.scopes))
+            .bind(&c.logout_url)
+            .bind(to_json(&c.provisioning))
+            .bind(to_json(&c.user_match))
+            .bind(to_json(&c.group_sync))
+            .bind(ms(c.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        let mut changes = audit::diff(&json_value(&before), &json_value(&c));
+        if let Some(secret) = new_secret {
+            let sealed = self.secrets.encrypt_str(&secret_context(&c.id), &secret).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query("UPDATE connections SET client_secret_enc = $2 WHERE id = $1").bind(&c.id).bind(sealed).execute(&mut *tx).await?;
+            changes["client_secret"] = Value::from("changed");
+        }
+        record(&mut tx, Some(&c.organization_id), actor, "connection.updated", ("connection", &c.id), changes).await?;
+        tx.commit().await?;
+        Ok(c)
+    }
+
+    async fn delete_connection(&self, id: &str, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let c = load_connection(&mut tx, id).await?.ok_or(StoreError::NotFound("connection"))?;
+        delete_row(&mut tx, "connections", &c.id, Some(&c.organization_id), actor, "connection").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn connection_client_secret(&self, id: &str) -> StoreResult<String> {
+        let sealed: String = sqlx::query_scalar("SELECT client_secret_enc FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("connection"))?;
+        self.secrets.decrypt_str(&secret_context(id), &sealed).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn create_application(&self, app: Application, secret_hash: &str, actor: &Actor) -> StoreResult<Application> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("INSERT INTO applications (id, name, client_id, client_secret_hash, redirect_uris, post_logout_redirect_uris, expose_idp_tokens, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&app.id)
+            .bind(&app.name)
+            .bind(&app.client_id)
+            .bind(secret_hash)
+            .bind(to_json(&app.redirect_uris))
+            .bind(to_json(&app.post_logout_redirect_uris))
+            .bind(i64::from(app.expose_idp_tokens))
+            .bind(ms(app.created_at))
+            .bind(ms(app.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, None, actor, "application.created", ("application", &app.id), json_value(&app)).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn get_application(&self, id: &str) -> StoreResult<Option<Application>> {
+        load_application(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_applications(&self, page: &Page) -> StoreResult<Vec<Application>> {
+        let rows = sqlx::query("SELECT * FROM applications WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(application_row).collect()
+    }
+
+    async fn update_application(&self, id: &str, edit: Edit<'_, Application, ()>, actor: &Actor) -> StoreResult<Application> {
+        let mut tx = self.write_tx().await?;
+        let before = load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
+        let mut app = before.clone();
+        edit(&mut app)?;
+        app.updated_at = now();
+        save_application(&mut tx, &app).await?;
+        let changes = audit::diff(&json_value(&before), &json_value(&app));
+        record(&mut tx, None, actor, "application.updated", ("application", &app.id), changes).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn delete_application(&self, id: &str, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
+        delete_row(&mut tx, "applications", id, None, actor, "application").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_application_secret(&self, id: &str, secret_hash: &str, actor: &Actor) -> StoreResult<Application> {
+        let mut tx = self.write_tx().await?;
+        let mut app = load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
+        app.updated_at = now();
+        sqlx::query("UPDATE applications SET client_secret_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(secret_hash)
+            .bind(ms(app.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, None, actor, "application.secret_rotated", ("application", id), serde_json::json!({"client_secret": "changed"})).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn create_user(&self, organization_id: &str, p: UserProfile, groups: Vec<String>, actor: &Actor) -> StoreResult<UserView> {
+        let mut tx = self.write_tx().await?;
+        load_org(&mut tx, organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
+        let id = new_id(IdKind::User);
+        check_user_unique(&mut tx, organization_id, &id, &p).await?;
+        let t = now();
+        sqlx::query("INSERT INTO users (id, organization_id, connection_id, email, email_verified, first_name, last_name, username, picture, idp_sub, idp_groups, attributes, last_login_at, created_at, updated_at) VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, NULL, $8, '[]', '{}', NULL, $9, $9)")
+            .bind(&id)
+            .bind(organization_id)
+            .bind(&p.email)
+            .bind(0_i64)
+            .bind(&p.first_name)
+            .bind(&p.last_name)
+            .bind(&p.username)
+            .bind(&p.idp_sub)
+            .bind(ms(t))
+            .execute(&mut *tx)
+            .await?;
+        set_manual_groups(&mut tx, organization_id, &id, &groups).await?;
+        let view = load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
+        record(&mut tx, Some(organization_id), actor, "user.created", ("user", &id), json_value(&view)).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserView>> {
+        load_user(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_users(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<UserView>> {
+        let mut conn = self.conn().await?;
+        let rows = sqlx::query("SELECT * FROM users WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(organization_id)
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+        let users = rows.iter().map(user_row).collect::<StoreResult<Vec<_>>>()?;
+        user_views(&mut conn, users).await
+    }
+
+    async fn update_user(&self, id: &str, edit: Edit<'_, User, Option<Vec<String>>>, actor: &Actor) -> StoreResult<UserView> {
+        let mut tx = self.write_tx().await?;
+        let before = load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
+        let mut u = before.user.clone();
+        let groups = edit(&mut u)?;
+        u.updated_at = now();
+        check_user_unique(&mut tx, &u.organization_id, &u.id, &profile_of(&u)).await?;
+        sqlx::query("UPDATE users SET email = $2, username = $3, first_name = $4, last_name = $5, updated_at = $6 WHERE id = $1")
+            .bind(&u.id)
+            .bind(&u.email)
+            .bind(&u.username)
+            .bind(&u.first_name)
+            .bind(&u.last_name)
+            .bind(ms(u.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(groups) = groups {
+            set_manual_groups(&mut tx, &u.organization_id, &u.id, &groups).await?;
+        }
+        let after = load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
+        let changes = audit::diff(&json_value(&before), &json_value(&after));
+        record(&mut tx, Some(&u.organization_id), actor, "user.updated", ("user", id), changes).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn delete_user(&self, id: &str, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let u = load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
+        delete_row(&mut tx, "users", id, Some(&u.user.organization_id), actor, "user").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_group(&self, organization_id: &str, g: NewGroup, actor: &Actor) -> StoreResult<Group> {
+        let mut tx = self.write_tx().await?;
+        load_org(&mut tx, organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
+        let t = now();
+        let group = Group {
+            id: new_id(IdKind::Group),
+            organization_id: organization_id.into(),
+            name: g.name,
+            description: g.description,
+            permissions: g.permissions,
+            is_default: false,
+            created_at: t,
+            updated_at: t,
+        };
+        insert_group(&mut tx, &group).await?;
+        record(&mut tx, Some(organization_id), actor, "group.created", ("group", &group.id), json_value(&group)).await?;
+        tx.commit().await?;
+        Ok(group)
+    }
+
+    async fn get_group(&self, id: &str) -> StoreResult<Option<Group>> {
+        load_group(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_groups(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<Group>> {
+        let rows = sqlx::query("SELECT * FROM groups WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(organization_id)
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(group_row).collect()
+    }
+
+    async fn update_group(&self, id: &str, edit: Edit<'_, Group, ()>, actor: &Actor) -> StoreResult<Group> {
+        let mut tx = self.write_tx().await?;
+        let before = load_group(&mut tx, id).await?.ok_or(StoreError::NotFound("group"))?;
+        let mut g = before.clone();
+        edit(&mut g)?;
+        g.updated_at = now();
+        if g.name != before.name {
+            let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE organization_id = $1 AND name = $2")
+                .bind(&g.organization_id)
+                .bind(&g.name)
+                .fetch_one(&mut *tx)
+                .await?;
+            if taken > 0 {
+                return Err(conflict("name", format!("the organization already has a group named `{}`", g.name)));
+            }
+        }
+        sqlx::query("UPDATE groups SET name = $2, description = $3, permissions = $4, updated_at = $5 WHERE id = $1")
+            .bind(&g.id)
+            .bind(&g.name)
+            .bind(&g.description)
+            .bind(to_json(&g.permissions))
+            .bind(ms(g.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        let changes = audit::diff(&json_value(&before), &json_value(&g));
+        record(&mut tx, Some(&g.organization_id), actor, "group.updated", ("group", id), changes).await?;
+        tx.commit().await?;
+        Ok(g)
+    }
+
+    async fn delete_group(&self, id: &str, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let g = load_group(&mut tx, id).await?.ok_or(StoreError::NotFound("group"))?;
+        if g.is_default {
+            return Err(StoreError::Refused {
+                code: "default_group",
+                message: format!("`{}` is a default group and cannot be deleted", g.name),
+            });
+        }
+        delete_row(&mut tx, "groups", id, Some(&g.organization_id), actor, "group").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(&self, f: &EventFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {
+        // NULL-safe organization match written portably: ($1 IS NULL AND col IS NULL) OR col = $1.
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events \
+             WHERE ((organization_id IS NULL AND $1 IS NULL) OR organization_id = $1) \
+               AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR target_id = $3) AND id < $4 \
+             ORDER BY id DESC LIMIT $5",
+        )
+        .bind(&f.organization_id)
+        .bind(&f.action)
+        .bind(&f.target_id)
+        .bind(cursor(page, true))
+        .bind(page.limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_row).collect()
+    }
+}

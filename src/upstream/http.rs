@@ -1,0 +1,105 @@
+//! The one HTTP client ssogate uses to reach identity providers: bounded timeouts,
+//! bounded response sizes, no redirects, no proxies from the environment, and every
+//! resolved address checked against the [`IdpNetworkPolicy`] (the SSRF guard).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Name, Resolve, Resolving};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::UpstreamError;
+use crate::core::network::IdpNetworkPolicy;
+
+/// Discovery documents and JWKS are small; anything bigger is a misconfiguration or an attack.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct IdpClient {
+    http: reqwest::Client,
+    policy: Arc<IdpNetworkPolicy>,
+}
+
+/// Resolves names with the system resolver, then drops every address the policy
+/// refuses, so that a public name pointing at a private address is still refused.
+struct GuardedResolver {
+    policy: Arc<IdpNetworkPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| policy.allows_ip(a.ip())).collect();
+            if allowed.is_empty() {
+                let err: Box<dyn std::error::Error + Send + Sync> =
+                    format!("{host} resolves only to addresses ssogate may not contact (non-public network)").into();
+                return Err(err);
+            }
+            Ok(Box::new(allowed.into_iter()) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
+    }
+}
+
+impl IdpClient {
+    pub fn new(policy: IdpNetworkPolicy, timeout: Duration) -> Result<Self, UpstreamError> {
+        let policy = Arc::new(policy);
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ssogate/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
+            .build()
+            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        Ok(IdpClient { http, policy })
+    }
+
+    pub fn policy(&self) -> &IdpNetworkPolicy {
+        &self.policy
+    }
+
+    /// GETs a JSON document, refusing URLs the policy forbids, non-200 answers,
+    /// oversized bodies and bodies that are not the expected JSON.
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, UpstreamError> {
+        let parsed = Url::parse(url).map_err(|e| UpstreamError::Forbidden(format!("`{url}` is not a URL: {e}")))?;
+        self.policy.check_url("url", &parsed).map_err(|e| UpstreamError::Forbidden(format!("`{url}` {}", e.message)))?;
+        let mut resp = self
+            .http
+            .get(parsed)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(UpstreamError::BadStatus(status.as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT_BYTES {
+                return Err(UpstreamError::TooLarge(MAX_DOCUMENT_BYTES));
+            }
+        }
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::Malformed(e.to_string()))
+    }
+}
+
+/// A readable reason from a reqwest error, including its causes (reqwest's own
+/// `Display` often says only "error sending request").
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}

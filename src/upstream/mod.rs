@@ -1,0 +1,20 @@
+//! ssogate as a relying party of each organization's identity provider.
+
+pub mod http;
+pub mod metadata;
+
+pub use http::IdpClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the identity provider is not allowed: {0}")]
+    Forbidden(String),
+    #[error("the identity provider could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the identity provider answered with HTTP status {0}")]
+    BadStatus(u16),
+    #[error("the identity provider's answer is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the identity provider's answer is not valid: {0}")]
+    Malformed(String),
+}

@@ -1,0 +1,46 @@
+//! The npm `oidc-provider` (a certified OpenID Provider), run on a free loopback port.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+pub struct TestIdp {
+    child: Child,
+    pub issuer: String,
+}
+
+impl TestIdp {
+    /// Starts the OP with `config` (`{"clients": [...], "accounts": {...}}`, see tests/idp/op.mjs).
+    pub fn start(config: Value) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "the test IdP is not installed: run `npm ci --prefix tests/idp` (scripts/test does this)"
+        );
+        let mut child = Command::new("node")
+            .arg("op.mjs")
+            .current_dir(&dir)
+            .env("OP_CONFIG", config.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting node (is Node.js installed?)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("test IdP did not start: {line:?}"));
+        TestIdp { child, issuer: ready["issuer"].as_str().unwrap().to_owned() }
+    }
+
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.issuer)
+    }
+}
+
+impl Drop for TestIdp {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
