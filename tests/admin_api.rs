@@ -118,7 +118,9 @@ async fn bad_input_on_every_endpoint_gets_a_clear_error() {
     let group_path = format!("/groups/{}", group["id"].as_str().unwrap());
     let user_path = format!("/users/{}", user["id"].as_str().unwrap());
 
-    let cases: Vec<(Method, String, Value, u16, &str, Option<&str>)> = vec![
+    // (method, path, body, expected status, error code, field named)
+    type Case<'a> = (Method, String, Value, u16, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         // organizations
         (Method::POST, "/organizations".into(), json!({"name": "  "}), 422, "invalid_field", Some("name")),
         (Method::POST, "/organizations".into(), json!({}), 422, "missing_field", Some("name")),

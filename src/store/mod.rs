@@ -31,12 +31,29 @@ pub enum StoreError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Uniqueness is checked before writing, so a unique violation from the database
+/// means a concurrent writer won the race: still the caller's conflict, not a 500.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        let Some(db) = e.as_database_error().filter(|d| d.is_unique_violation()) else {
+            return StoreError::Database(e);
+        };
+        let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+        let field = ["slug", "domain", "email", "username", "idp_sub", "client_id", "name"]
+            .into_iter()
+            .find(|f| what.contains(f))
+            .map(|f| if f == "domain" { "domains" } else { f })
+            .unwrap_or("id");
+        StoreError::Conflict { field: field.into(), message: format!("this {field} was just taken by another change") }
+    }
+}
 
 /// A change applied to a loaded row inside the store's transaction; it may refuse
 /// with a validation error, and may hand back extra data (e.g. a new secret).

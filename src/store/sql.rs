@@ -150,6 +150,54 @@ impl SqlStore {
     async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.pool.acquire().await?)
     }
+
+    /// Creates the organization with its default groups and entitlements, in one transaction.
+    async fn insert_organization(&self, mut org: Organization, slug_given: bool, actor: &Actor) -> StoreResult<Organization> {
+        let mut tx = self.write_tx().await?;
+        if slug_taken(&mut tx, &org.slug, &org.id).await? {
+            if slug_given {
+                return Err(conflict("slug", format!("the slug `{}` is taken", org.slug)));
+            }
+            let base = org.slug.clone();
+            let mut n = 2;
+            while slug_taken(&mut tx, &org.slug, &org.id).await? {
+                org.slug = format!("{}-{n}", &base[..base.len().min(58)]);
+                n += 1;
+            }
+        }
+        sqlx::query("INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(&org.slug)
+            .bind(ms(org.created_at))
+            .bind(ms(org.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        save_domains(&mut tx, &org.id, &org.domains).await?;
+        for name in DEFAULT_GROUPS {
+            let g = Group {
+                id: new_id(IdKind::Group),
+                organization_id: org.id.clone(),
+                name: name.into(),
+                description: Some(format!("Built-in group: members get the `{name}` role.")),
+                permissions: vec![],
+                is_default: true,
+                created_at: org.created_at,
+                updated_at: org.created_at,
+            };
+            insert_group(&mut tx, &g).await?;
+        }
+        sqlx::query("INSERT INTO entitlements (organization_id, sso, group_sync, max_users, expires_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, $4)")
+            .bind(&org.id)
+            .bind(1_i64)
+            .bind(1_i64)
+            .bind(ms(org.created_at))
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org)).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
 }
 
 /// One audit-log row, written in the same transaction as the change it records.
@@ -489,51 +537,21 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn create_organization(&self, mut org: Organization, slug_given: bool, actor: &Actor) -> StoreResult<Organization> {
-        let mut tx = self.write_tx().await?;
-        if slug_taken(&mut tx, &org.slug, &org.id).await? {
-            if slug_given {
-                return Err(conflict("slug", format!("the slug `{}` is taken", org.slug)));
-            }
-            let base = org.slug.clone();
-            let mut n = 2;
-            while slug_taken(&mut tx, &org.slug, &org.id).await? {
-                org.slug = format!("{}-{n}", &base[..base.len().min(58)]);
-                n += 1;
+    async fn create_organization(&self, org: Organization, slug_given: bool, actor: &Actor) -> StoreResult<Organization> {
+        // A derived slug may be taken by a concurrent creation between our check and
+        // our insert; then retry with a random suffix, which racers will not share.
+        let mut attempts = 0;
+        let mut candidate = org.clone();
+        loop {
+            match self.insert_organization(candidate.clone(), slug_given, actor).await {
+                Err(StoreError::Conflict { field, .. }) if field == "slug" && !slug_given && attempts < 5 => {
+                    attempts += 1;
+                    let suffix = new_id(IdKind::Event);
+                    candidate.slug = format!("{}-{}", &org.slug[..org.slug.len().min(50)], &suffix[suffix.len() - 6..]);
+                }
+                other => return other,
             }
         }
-        sqlx::query("INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&org.id)
-            .bind(&org.name)
-            .bind(&org.slug)
-            .bind(ms(org.created_at))
-            .bind(ms(org.updated_at))
-            .execute(&mut *tx)
-            .await?;
-        save_domains(&mut tx, &org.id, &org.domains).await?;
-        for name in DEFAULT_GROUPS {
-            let g = Group {
-                id: new_id(IdKind::Group),
-                organization_id: org.id.clone(),
-                name: name.into(),
-                description: Some(format!("Built-in group: members get the `{name}` role.")),
-                permissions: vec![],
-                is_default: true,
-                created_at: org.created_at,
-                updated_at: org.created_at,
-            };
-            insert_group(&mut tx, &g).await?;
-        }
-        sqlx::query("INSERT INTO entitlements (organization_id, sso, group_sync, max_users, expires_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, $4)")
-            .bind(&org.id)
-            .bind(1_i64)
-            .bind(1_i64)
-            .bind(ms(org.created_at))
-            .execute(&mut *tx)
-            .await?;
-        record(&mut tx, Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org)).await?;
-        tx.commit().await?;
-        Ok(org)
     }
 
     async fn find_organization(&self, id_or_slug: &str) -> StoreResult<Option<Organization>> {

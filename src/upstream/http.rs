@@ -103,3 +103,29 @@ fn describe(e: &reqwest::Error) -> String {
     }
     msg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn resolves(dev: bool, host: &str) -> Result<Vec<SocketAddr>, String> {
+        let resolver = GuardedResolver { policy: Arc::new(IdpNetworkPolicy { dev, allowed_networks: vec![] }) };
+        let name: Name = host.parse().unwrap();
+        resolver.resolve(name).await.map(|a| a.collect()).map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused() {
+        let err = resolves(false, "localhost").await.unwrap_err();
+        assert!(err.contains("non-public"), "{err}");
+        let ok = resolves(true, "localhost").await.unwrap();
+        assert!(ok.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[tokio::test]
+    async fn ip_literal_urls_are_checked_before_any_request() {
+        let client = IdpClient::new(IdpNetworkPolicy::default(), Duration::from_secs(2)).unwrap();
+        let err = client.get_json::<serde_json::Value>("https://169.254.169.254/latest/meta-data").await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Forbidden(_)), "{err}");
+    }
+}

@@ -206,8 +206,7 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str, field: O
     assert_eq!(s.as_u16(), status, "unexpected status, body: {body}");
     assert_eq!(body["error"]["code"], code, "unexpected code, body: {body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
-    match field {
-        Some(f) => assert_eq!(body["error"]["field"], f, "unexpected field, body: {body}"),
-        None => {}
+    if let Some(f) = field {
+        assert_eq!(body["error"]["field"], f, "unexpected field, body: {body}");
     }
 }

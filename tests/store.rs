@@ -1,0 +1,277 @@
+//! The storage layer through the `Store` trait, every check run on real SQLite and
+//! on real PostgreSQL (a fresh database per test).
+
+use std::sync::Arc;
+
+use serde_json::json;
+use sqlx::Row;
+use ssogate::core::audit::Actor;
+use ssogate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
+use ssogate::core::group::NewGroup;
+use ssogate::core::ids::{new_id, IdKind};
+use ssogate::core::now;
+use ssogate::core::organization::Organization;
+use ssogate::core::user::UserProfile;
+use ssogate::crypto::SecretBox;
+use ssogate::store::{EventFilter, Page, SqlStore, Store, StoreError};
+
+/// A store over a fresh database, and the URL to peek at its raw rows.
+struct TestDb {
+    store: Arc<SqlStore>,
+    url: String,
+    cleanup: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/test.db", dir.path().display());
+        TestDb { store: open(&url, [1; 32]).await, url, cleanup: None, _dir: Some(dir) }
+    }
+
+    async fn postgres() -> Self {
+        let admin_url = std::env::var("SSOGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        sqlx::any::install_default_drivers();
+        let name = new_id(IdKind::Event).replace("evt_", "ssogate_t_");
+        let mut admin = sqlx::AnyConnection::connect_any(&admin_url).await;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("creating a PostgreSQL test database");
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        TestDb { store: open(&url, [1; 32]).await, url, cleanup: Some((admin_url, name)), _dir: None }
+    }
+
+    async fn raw(&self, sql: &str) -> Vec<sqlx::any::AnyRow> {
+        let mut c = sqlx::AnyConnection::connect_any(&self.url).await;
+        sqlx::query(sql).fetch_all(&mut c).await.unwrap()
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some((admin_url, name)) = self.cleanup {
+            let mut admin = sqlx::AnyConnection::connect_any(&admin_url).await;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.ok();
+        }
+    }
+}
+
+trait ConnectAny {
+    async fn connect_any(url: &str) -> sqlx::AnyConnection;
+}
+
+impl ConnectAny for sqlx::AnyConnection {
+    async fn connect_any(url: &str) -> sqlx::AnyConnection {
+        use sqlx::Connection as _;
+        sqlx::AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+    }
+}
+
+async fn open(url: &str, key: [u8; 32]) -> Arc<SqlStore> {
+    let store = SqlStore::connect(url, Arc::new(SecretBox::new(&key))).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Arc::new(store)
+}
+
+fn actor() -> Actor {
+    Actor("test".into())
+}
+
+fn org(name: &str, slug: &str, domains: &[&str]) -> Organization {
+    let t = now();
+    Organization { id: new_id(IdKind::Organization), name: name.into(), slug: slug.into(), domains: domains.iter().map(|d| d.to_string()).collect(), created_at: t, updated_at: t }
+}
+
+fn connection(org_id: &str) -> Connection {
+    let t = now();
+    Connection {
+        id: new_id(IdKind::Connection),
+        organization_id: org_id.into(),
+        name: "Okta".into(),
+        client_id: "client".into(),
+        discovery_url: "https://acme.okta.com/.well-known/openid-configuration".into(),
+        scopes: vec!["openid".into()],
+        logout_url: None,
+        provisioning: Provisioning::Jit,
+        user_match: UserMatch::Email,
+        group_sync: GroupSync::default(),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+fn page(limit: u32) -> Page {
+    Page { limit, cursor: None }
+}
+
+fn profile(email: &str) -> UserProfile {
+    UserProfile { email: Some(email.into()), username: None, first_name: None, last_name: None, idp_sub: None }
+}
+
+async fn organizations_have_defaults_unique_slugs_and_domains(db: &TestDb) {
+    let s = db.store.as_ref();
+    let a = s.create_organization(org("Acme", "acme", &["acme.com"]), true, &actor()).await.unwrap();
+    assert_eq!(s.find_organization("acme").await.unwrap().unwrap(), a);
+    assert_eq!(s.find_organization(&a.id).await.unwrap().unwrap().domains, ["acme.com"]);
+    let groups = s.list_groups(&a.id, &page(10)).await.unwrap();
+    let names: Vec<_> = groups.iter().map(|g| (g.name.as_str(), g.is_default)).collect();
+    assert_eq!(names, [("admin", true), ("builder", true), ("end-user", true)]);
+
+    let err = s.create_organization(org("Other", "acme", &[]), true, &actor()).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { field, .. } if field == "slug"), "{err:?}");
+    let b = s.create_organization(org("Other", "acme", &[]), false, &actor()).await.unwrap();
+    assert_eq!(b.slug, "acme-2");
+    let err = s.create_organization(org("Third", "third", &["new.com", "acme.com"]), true, &actor()).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { field, .. } if field == "domains[1]"), "{err:?}");
+    // The failed creation left nothing behind, not even its first domain.
+    assert!(s.find_organization("third").await.unwrap().is_none());
+    // The domain the failed creation wanted is still free.
+    let b = s.update_organization(&b.id, Box::new(|o| { o.domains = vec!["new.com".into()]; Ok(()) }), &actor()).await.unwrap();
+    assert_eq!(b.domains, ["new.com"]);
+    let renamed = s.update_organization(&a.id, Box::new(|o| { o.name = "Acme Corp".into(); Ok(()) }), &actor()).await.unwrap();
+    assert_eq!(renamed.name, "Acme Corp");
+    let events = s.list_events(&EventFilter { organization_id: Some(a.id.clone()), ..Default::default() }, &page(10)).await.unwrap();
+    assert_eq!(events[0].action, "organization.updated");
+    assert_eq!(events[0].changes, json!({"name": {"from": "Acme", "to": "Acme Corp"}}));
+
+    s.delete_organization(&a.id, &actor()).await.unwrap();
+    assert!(s.find_organization(&a.id).await.unwrap().is_none());
+    assert!(s.list_groups(&a.id, &page(10)).await.unwrap().is_empty());
+    let left = db.raw(&format!("SELECT COUNT(*) AS n FROM organization_domains WHERE organization_id = '{}'", a.id)).await;
+    assert_eq!(left[0].try_get::<i64, _>("n").unwrap(), 0);
+}
+
+async fn connection_secrets_are_encrypted_and_bound_to_their_row(db: &TestDb) {
+    let s = db.store.as_ref();
+    let o = s.create_organization(org("Acme", "acme", &[]), true, &actor()).await.unwrap();
+    let c = s.create_connection(connection(&o.id), "plain-secret-123", &actor()).await.unwrap();
+    let c2 = s.create_connection(connection(&o.id), "other-secret-456", &actor()).await.unwrap();
+    assert_eq!(s.connection_client_secret(&c.id).await.unwrap(), "plain-secret-123");
+    let raw = db.raw("SELECT id, client_secret_enc FROM connections ORDER BY id").await;
+    let sealed: Vec<String> = raw.iter().map(|r| r.try_get("client_secret_enc").unwrap()).collect();
+    assert!(sealed.iter().all(|v| v.starts_with("v1:") && !v.contains("secret")), "{sealed:?}");
+
+    // A sealed secret moved to another row does not decrypt there.
+    let mut c_conn = sqlx::AnyConnection::connect_any(&db.url).await;
+    sqlx::query("UPDATE connections SET client_secret_enc = $1 WHERE id = $2").bind(&sealed[0]).bind(&c2.id).execute(&mut c_conn).await.unwrap();
+    assert!(matches!(s.connection_client_secret(&c2.id).await, Err(StoreError::Corrupt(_))));
+
+    // A store opened with another key cannot read the secrets.
+    let other = open(&db.url, [2; 32]).await;
+    assert!(matches!(other.connection_client_secret(&c.id).await, Err(StoreError::Corrupt(_))));
+    other.close().await;
+
+    let updated = s.update_connection(&c.id, Box::new(|c| { c.name = "Okta EU".into(); Ok(Some("new-secret-789".into())) }), &actor()).await.unwrap();
+    assert_eq!(updated.name, "Okta EU");
+    assert_eq!(s.connection_client_secret(&c.id).await.unwrap(), "new-secret-789");
+    let events = s.list_events(&EventFilter { organization_id: Some(o.id.clone()), action: Some("connection.updated".into()), ..Default::default() }, &page(10)).await.unwrap();
+    assert_eq!(events[0].changes["client_secret"], "changed");
+    assert!(!events[0].changes.to_string().contains("new-secret-789"));
+}
+
+async fn users_are_unique_per_organization_and_never_half_written(db: &TestDb) {
+    let s = db.store.as_ref();
+    let a = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let b = s.create_organization(org("B", "org-b", &[]), true, &actor()).await.unwrap();
+    let g = s.create_group(&a.id, NewGroup { name: "All Apps".into(), description: None, permissions: vec!["manage_apps".into()] }, &actor()).await.unwrap();
+    let u = s.create_user(&a.id, profile("jane@acme.com"), vec!["All Apps".into()], &actor()).await.unwrap();
+    assert_eq!(u.groups, ["All Apps"]);
+    assert_eq!(u.role.as_str(), "builder");
+    // The same email in another organization is another person.
+    s.create_user(&b.id, profile("jane@acme.com"), vec![], &actor()).await.unwrap();
+    let err = s.create_user(&a.id, profile("jane@acme.com"), vec![], &actor()).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { field, .. } if field == "email"), "{err:?}");
+    // A bad group name fails the whole creation.
+    let err = s.create_user(&a.id, profile("bob@acme.com"), vec!["admin".into(), "nope".into()], &actor()).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Invalid(v) if v.field == "groups[1]"), "{err:?}");
+    let users = s.list_users(&a.id, &page(10)).await.unwrap();
+    assert_eq!(users.len(), 1, "half-written user left behind");
+
+    let updated = s.update_user(&u.user.id, Box::new(|_| Ok(Some(vec!["admin".into(), "All Apps".into()]))), &actor()).await.unwrap();
+    assert_eq!(updated.role.as_str(), "admin");
+    assert_eq!(updated.groups, ["All Apps", "admin"]);
+    // Deleting a group removes its memberships.
+    s.delete_group(&g.id, &actor()).await.unwrap();
+    assert_eq!(s.get_user(&u.user.id).await.unwrap().unwrap().groups, ["admin"]);
+    let admin_group = s.list_groups(&a.id, &page(1)).await.unwrap().remove(0);
+    assert!(matches!(s.delete_group(&admin_group.id, &actor()).await, Err(StoreError::Refused { code: "default_group", .. })));
+}
+
+async fn events_paginate_newest_first_with_filters(db: &TestDb) {
+    let s = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    for i in 0..5 {
+        s.create_group(&o.id, NewGroup { name: format!("g{i}"), description: None, permissions: vec![] }, &actor()).await.unwrap();
+    }
+    let filter = EventFilter { organization_id: Some(o.id.clone()), action: Some("group.created".into()), target_id: None };
+    let first = s.list_events(&filter, &page(3)).await.unwrap();
+    assert_eq!(first.len(), 3);
+    let rest = s.list_events(&filter, &Page { limit: 3, cursor: Some(first[2].id.clone()) }).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    let mut ids: Vec<_> = first.iter().chain(&rest).map(|e| e.id.clone()).collect();
+    let newest_first = ids.clone();
+    ids.sort();
+    ids.reverse();
+    assert_eq!(ids, newest_first);
+    assert_eq!(rest[1].changes["name"], "g0");
+    // Events of no organization are listed apart.
+    assert!(s.list_events(&EventFilter::default(), &page(10)).await.unwrap().is_empty());
+}
+
+async fn settings_first_writer_wins(db: &TestDb) {
+    let s = db.store.as_ref();
+    assert_eq!(s.setting("k").await.unwrap(), None);
+    assert_eq!(s.put_setting_if_absent("k", "one").await.unwrap(), "one");
+    assert_eq!(s.put_setting_if_absent("k", "two").await.unwrap(), "one");
+    s.put_setting("k", "three").await.unwrap();
+    assert_eq!(s.setting("k").await.unwrap().as_deref(), Some("three"));
+}
+
+async fn concurrent_writers_all_succeed(db: &TestDb) {
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.create_organization(org(&format!("Org {i}"), "org", &[]), false, &actor()).await })
+        })
+        .collect();
+    let mut slugs = Vec::new();
+    for t in tasks {
+        slugs.push(t.await.unwrap().expect("concurrent create failed").slug);
+    }
+    slugs.sort();
+    slugs.dedup();
+    assert_eq!(slugs.len(), 24, "slugs must stay unique under concurrency");
+}
+
+macro_rules! on_both_databases {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$check(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let db = super::TestDb::postgres().await;
+                    super::$check(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    organizations_have_defaults_unique_slugs_and_domains,
+    connection_secrets_are_encrypted_and_bound_to_their_row,
+    users_are_unique_per_organization_and_never_half_written,
+    events_paginate_newest_first_with_filters,
+    settings_first_writer_wins,
+    concurrent_writers_all_succeed,
+);
