@@ -105,6 +105,11 @@ impl RuntimeConfig {
         RuntimeConfig { public_url, dev: args.dev }
     }
 
+    /// Cookies are `Secure` unless a dev deployment serves plain http.
+    pub fn secure_cookies(&self) -> bool {
+        !(self.dev && self.public_url.starts_with("http://"))
+    }
+
     /// The one redirect URI every connection registers at its IdP.
     pub fn callback_url(&self) -> String {
         format!("{}/sso/callback", self.public_url)

@@ -10,10 +10,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_token;
+pub mod broker;
 pub mod config;
 pub mod core;
 pub mod crypto;
 pub mod http;
+pub mod oidc;
 pub mod server;
 pub mod store;
 pub mod upstream;

@@ -10,12 +10,13 @@ use anyhow::{bail, Context};
 use base64::Engine;
 
 use crate::admin_token;
+use crate::broker::{Broker, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
 use crate::core::network::IdpNetworkPolicy;
 use crate::crypto::SecretBox;
 use crate::http::{self, AppState};
-use crate::store::{Dialect, SqlStore, Store};
-use crate::upstream::IdpClient;
+use crate::store::{Dialect, Directory, SqlStore, Store};
+use crate::upstream::{IdpClient, Providers};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format);
@@ -114,7 +115,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let policy = IdpNetworkPolicy { dev: args.dev, allowed_networks: args.allow_idp_networks.clone() };
     let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs))?;
-    let state = AppState { store: store.clone() as Arc<dyn Store>, config: config.clone(), idp, admin_auth: Arc::new(admin_auth) };
+    let store_dyn: Arc<dyn Store> = store.clone();
+    let lifetimes = Lifetimes::default();
+    let keys = Arc::new(KeyRing::load(store_dyn.as_ref(), lifetimes.id_token.max(lifetimes.access_token)).await?);
+    let broker = Arc::new(Broker {
+        store: store_dyn.clone(),
+        providers: Providers::new(idp.clone()),
+        keys,
+        tokens: TokenCache::default(),
+        issuer: config.public_url.clone(),
+        lifetimes,
+    });
+    tokio::spawn(housekeeping(broker.clone()));
+    let state = AppState { store: store_dyn, config: config.clone(), idp, admin_auth: Arc::new(admin_auth), broker };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %config.public_url, "ssogate is serving");
@@ -122,6 +135,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Once a minute: drop expired login state, codes, tokens and sessions, and pick up
+/// signing keys another replica may have rotated.
+async fn housekeeping(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let t = crate::core::now();
+        broker.tokens.sweep(t);
+        if let Err(e) = broker.store.purge_expired(t).await {
+            tracing::warn!(error = %e, "purging expired login state failed");
+        }
+        if let Err(e) = broker.keys.reload(broker.store.as_ref()).await {
+            tracing::warn!(error = %e, "reloading signing keys failed");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -2,14 +2,27 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::Validated;
+use super::error::{Validated, ValidationError};
 use super::{validate, Timestamp};
+
+/// Confidential clients authenticate with their secret at the token endpoint;
+/// public ones (SPAs, native apps) cannot keep one and must use PKCE instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    #[default]
+    Confidential,
+    Public,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Application {
     pub id: String,
     pub name: String,
     pub client_id: String,
+    pub client_type: ClientType,
+    /// `RS256` (the default every client supports) or `ES256`.
+    pub id_token_signed_response_alg: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     /// Whether the app may receive the user's live upstream tokens.
@@ -29,11 +42,16 @@ pub struct CreateApplication {
     pub post_logout_redirect_uris: Vec<String>,
     #[serde(default)]
     pub expose_idp_tokens: bool,
+    #[serde(default)]
+    pub client_type: ClientType,
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 #[derive(Debug)]
 pub struct NewApplication {
     pub name: String,
+    pub client_type: ClientType,
+    pub id_token_signed_response_alg: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub expose_idp_tokens: bool,
@@ -43,6 +61,8 @@ impl CreateApplication {
     pub fn validate(self) -> Validated<NewApplication> {
         Ok(NewApplication {
             name: validate::name("name", &self.name)?,
+            client_type: self.client_type,
+            id_token_signed_response_alg: signing_alg(self.id_token_signed_response_alg.as_deref().unwrap_or("RS256"))?,
             redirect_uris: validate::redirect_uris("redirect_uris", &self.redirect_uris, true)?,
             post_logout_redirect_uris: validate::redirect_uris("post_logout_redirect_uris", &self.post_logout_redirect_uris, false)?,
             expose_idp_tokens: self.expose_idp_tokens,
@@ -57,6 +77,15 @@ pub struct UpdateApplication {
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
     pub expose_idp_tokens: Option<bool>,
+    pub id_token_signed_response_alg: Option<String>,
+}
+
+/// ID tokens are signed with RS256 unless the application asks for ES256.
+fn signing_alg(v: &str) -> Validated<String> {
+    match v {
+        "RS256" | "ES256" => Ok(v.to_owned()),
+        _ => Err(ValidationError::new("id_token_signed_response_alg", "must be RS256 or ES256")),
+    }
 }
 
 impl UpdateApplication {
@@ -72,6 +101,9 @@ impl UpdateApplication {
         }
         if let Some(v) = self.expose_idp_tokens {
             app.expose_idp_tokens = v;
+        }
+        if let Some(v) = &self.id_token_signed_response_alg {
+            app.id_token_signed_response_alg = signing_alg(v)?;
         }
         Ok(())
     }

@@ -75,6 +75,9 @@ pub struct Connection {
     pub provisioning: Provisioning,
     pub user_match: UserMatch,
     pub group_sync: GroupSync,
+    /// Accept HS256/384/512 ID tokens, verified with the client secret. Off by
+    /// default: anyone holding the shared secret could mint such tokens.
+    pub allow_hmac_id_tokens: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -96,6 +99,8 @@ pub struct CreateConnection {
     pub user_match: UserMatch,
     #[serde(default)]
     pub group_sync: GroupSync,
+    #[serde(default)]
+    pub allow_hmac_id_tokens: bool,
 }
 
 /// The settings of a connection apart from identity and timestamps, validated.
@@ -109,6 +114,7 @@ pub struct ConnectionSettings {
     pub provisioning: Provisioning,
     pub user_match: UserMatch,
     pub group_sync: GroupSync,
+    pub allow_hmac_id_tokens: bool,
 }
 
 pub fn default_scopes() -> Vec<String> {
@@ -151,6 +157,7 @@ impl CreateConnection {
             provisioning: self.provisioning,
             user_match: self.user_match,
             group_sync: self.group_sync.validated().map_err(|e| e.within("group_sync"))?,
+            allow_hmac_id_tokens: self.allow_hmac_id_tokens,
         };
         Ok((settings, secret))
     }
@@ -169,6 +176,7 @@ pub struct UpdateConnection {
     pub provisioning: Option<Provisioning>,
     pub user_match: Option<UserMatch>,
     pub group_sync: Option<GroupSync>,
+    pub allow_hmac_id_tokens: Option<bool>,
 }
 
 impl UpdateConnection {
@@ -197,6 +205,9 @@ impl UpdateConnection {
         }
         if let Some(v) = self.group_sync {
             c.group_sync = v.validated().map_err(|e| e.within("group_sync"))?;
+        }
+        if let Some(v) = self.allow_hmac_id_tokens {
+            c.allow_hmac_id_tokens = v;
         }
         self.client_secret.map(|s| validate::opaque("client_secret", &s, MAX_SECRET_LEN)).transpose()
     }

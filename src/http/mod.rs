@@ -5,6 +5,8 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 mod health;
+mod oidc;
+mod pages;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::admin_token::AdminAuth;
+use crate::broker::Broker;
 use crate::config::RuntimeConfig;
 use crate::store::Store;
 use crate::upstream::IdpClient;
@@ -30,6 +33,7 @@ pub struct AppState {
     pub config: Arc<RuntimeConfig>,
     pub idp: IdpClient,
     pub admin_auth: Arc<AdminAuth>,
+    pub broker: Arc<Broker>,
 }
 
 /// Admin request bodies are small JSON documents.
@@ -44,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         });
     Router::new()
         .merge(health::routes())
+        .merge(oidc::routes())
         .nest("/api/v1", api)
         .layer(
             ServiceBuilder::new()

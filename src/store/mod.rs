@@ -4,6 +4,7 @@
 //! The store owns encryption at rest: secrets go in and come out as plaintext, and
 //! only ever touch the database sealed by the [`SecretBox`](crate::crypto::SecretBox).
 
+mod logins;
 mod sql;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use crate::core::organization::Organization;
 use crate::core::user::{User, UserProfile, UserView};
 use crate::core::ValidationError;
 
+pub use logins::*;
 pub use sql::{Dialect, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +77,14 @@ pub struct EventFilter {
     pub target_id: Option<String>,
 }
 
+/// Everything ssogate keeps: the directory and the state of logins.
+pub trait Store: Directory + Logins {}
+
+impl<T: Directory + Logins> Store for T {}
+
+/// Organizations and what they own, applications, and the audit log.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Directory: Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
 

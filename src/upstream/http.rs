@@ -67,19 +67,40 @@ impl IdpClient {
     /// GETs a JSON document, refusing URLs the policy forbids, non-200 answers,
     /// oversized bodies and bodies that are not the expected JSON.
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, UpstreamError> {
-        let parsed = Url::parse(url).map_err(|e| UpstreamError::Forbidden(format!("`{url}` is not a URL: {e}")))?;
-        self.policy.check_url("url", &parsed).map_err(|e| UpstreamError::Forbidden(format!("`{url}` {}", e.message)))?;
-        let mut resp = self
-            .http
-            .get(parsed)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-        let status = resp.status();
+        Ok(self.get_json_with_max_age(url).await?.0)
+    }
+
+    /// Like [`get_json`](Self::get_json), also returning the `Cache-Control: max-age`.
+    pub async fn get_json_with_max_age<T: DeserializeOwned>(&self, url: &str) -> Result<(T, Option<Duration>), UpstreamError> {
+        let req = self.http.get(self.checked(url)?).header(reqwest::header::ACCEPT, "application/json");
+        let (status, max_age, body) = self.send(req).await?;
         if !status.is_success() {
             return Err(UpstreamError::BadStatus(status.as_u16()));
         }
+        Ok((parse(&body)?, max_age))
+    }
+
+    /// A URL ssogate may contact, or why not.
+    pub fn checked(&self, url: &str) -> Result<Url, UpstreamError> {
+        let parsed = Url::parse(url).map_err(|e| UpstreamError::Forbidden(format!("`{url}` is not a URL: {e}")))?;
+        self.policy.check_url("url", &parsed).map_err(|e| UpstreamError::Forbidden(format!("`{url}` {}", e.message)))?;
+        Ok(parsed)
+    }
+
+    /// Starts a request on the guarded client (the URL must come from [`checked`](Self::checked)).
+    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// Sends a request and reads at most [`MAX_DOCUMENT_BYTES`] of its body.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), UpstreamError> {
+        let mut resp = req.send().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+        let status = resp.status();
+        let max_age = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(cache_max_age);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))? {
             body.extend_from_slice(&chunk);
@@ -87,8 +108,23 @@ impl IdpClient {
                 return Err(UpstreamError::TooLarge(MAX_DOCUMENT_BYTES));
             }
         }
-        serde_json::from_slice(&body).map_err(|e| UpstreamError::Malformed(e.to_string()))
+        Ok((status, max_age, body))
     }
+}
+
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, UpstreamError> {
+    serde_json::from_slice(body).map_err(|e| UpstreamError::Malformed(e.to_string()))
+}
+
+/// `max-age` of a Cache-Control header; `no-store`/`no-cache` count as zero.
+fn cache_max_age(value: &str) -> Option<Duration> {
+    value.split(',').map(str::trim).find_map(|d| {
+        if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
+            Some(Duration::ZERO)
+        } else {
+            d.strip_prefix("max-age=").and_then(|n| n.trim_matches('"').parse().ok()).map(Duration::from_secs)
+        }
+    })
 }
 
 /// A readable reason from a reqwest error, including its causes (reqwest's own
@@ -120,6 +156,13 @@ mod tests {
         assert!(err.contains("non-public"), "{err}");
         let ok = resolves(true, "localhost").await.unwrap();
         assert!(ok.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(cache_max_age("public, max-age=3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(cache_max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(cache_max_age("private"), None);
     }
 
     #[tokio::test]

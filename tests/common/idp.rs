@@ -28,7 +28,10 @@ impl TestIdp {
             .spawn()
             .expect("starting node (is Node.js installed?)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        // Keep reading: the OP logs to stdout and dies of EPIPE if nobody listens.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("test IdP did not start: {line:?}"));
         TestIdp { child, issuer: ready["issuer"].as_str().unwrap().to_owned() }
     }

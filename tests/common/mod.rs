@@ -2,6 +2,8 @@
 //! fake IdP for faults a certified OP never produces.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod browser;
+pub mod rp;
 pub mod fake_idp;
 pub mod idp;
 
@@ -37,11 +39,13 @@ pub struct Options {
     pub dev: bool,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// A port chosen beforehand (when the IdP must know ssogate's callback URL).
+    pub port: Option<u16>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { admin_token: Some(ADMIN_TOKEN.into()), dev: true, extra_args: vec![], env: vec![] }
+        Options { admin_token: Some(ADMIN_TOKEN.into()), dev: true, extra_args: vec![], env: vec![], port: None }
     }
 }
 
@@ -51,7 +55,7 @@ impl Ssogate {
     }
 
     pub async fn start_with(dir: &Path, opts: Options) -> Self {
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let mut args = vec!["serve".to_owned(), "--listen".into(), format!("127.0.0.1:{port}")];
         if opts.dev {
             args.push("--dev".into());

@@ -5,7 +5,7 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 
 use super::{PageQuery, Paginated};
-use crate::core::application::{Application, CreateApplication, UpdateApplication};
+use crate::core::application::{Application, ClientType, CreateApplication, UpdateApplication};
 use crate::core::audit::Actor;
 use crate::core::ids::{new_id, IdKind};
 use crate::core::now;
@@ -27,7 +27,8 @@ pub fn routes() -> Router<AppState> {
 struct WithSecret {
     #[serde(flatten)]
     application: Application,
-    client_secret: String,
+    /// `null` for public clients, which have none.
+    client_secret: Option<String>,
 }
 
 fn new_secret() -> ApiResult<(String, String)> {
@@ -42,13 +43,18 @@ async fn create(
     ApiJson(body): ApiJson<CreateApplication>,
 ) -> ApiResult<(StatusCode, Json<WithSecret>)> {
     let new = body.validate()?;
-    let (client_secret, hash) = new_secret()?;
+    let (client_secret, hash) = match new.client_type {
+        ClientType::Confidential => new_secret().map(|(s, h)| (Some(s), h))?,
+        ClientType::Public => (None, String::new()),
+    };
     let t = now();
     let id = new_id(IdKind::Application);
     let application = Application {
         client_id: id.replacen("app_", "client_", 1),
         id,
         name: new.name,
+        client_type: new.client_type,
+        id_token_signed_response_alg: new.id_token_signed_response_alg,
         redirect_uris: new.redirect_uris,
         post_logout_redirect_uris: new.post_logout_redirect_uris,
         expose_idp_tokens: new.expose_idp_tokens,
@@ -86,7 +92,11 @@ async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor
 
 /// Issues a new client secret; the old one stops working at once.
 async fn rotate_secret(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<Json<WithSecret>> {
+    let app = state.store.get_application(&id).await?.ok_or_else(|| ApiError::not_found("application"))?;
+    if app.client_type == ClientType::Public {
+        return Err(ApiError::new(StatusCode::CONFLICT, "public_client", "public clients have no secret to rotate"));
+    }
     let (client_secret, hash) = new_secret()?;
     let application = state.store.set_application_secret(&id, &hash, &actor).await?;
-    Ok(Json(WithSecret { application, client_secret }))
+    Ok(Json(WithSecret { application, client_secret: Some(client_secret) }))
 }

@@ -54,6 +54,7 @@ async fn create(
         provisioning: s.provisioning,
         user_match: s.user_match,
         group_sync: s.group_sync,
+        allow_hmac_id_tokens: s.allow_hmac_id_tokens,
         created_at: t,
         updated_at: t,
     };

@@ -1,20 +1,13 @@
-//! The SQL store, one implementation for SQLite and PostgreSQL through sqlx's `Any`
-//! driver: the queries are written in the dialect both share (`$n` parameters,
-//! `ON CONFLICT`, `RETURNING`), and [`Dialect`] covers the few places they differ.
+//! The directory: organizations, connections, applications, users, groups, audit.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::AnyConnection;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
-use super::{Edit, EventFilter, Page, Store, StoreError, StoreResult};
+use super::{conflict, cursor, flag, from_json, from_ms, json_value, ms, record, secret_context, to_json, SqlStore, Tx};
 use crate::core::application::Application;
 use crate::core::audit::{self, Actor, AuditEvent};
 use crate::core::connection::Connection;
@@ -23,134 +16,70 @@ use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
 use crate::core::roles::{derive_role, DEFAULT_GROUPS};
 use crate::core::user::{User, UserProfile, UserView};
-use crate::core::{now, Timestamp, ValidationError};
-use crate::crypto::SecretBox;
+use crate::core::{now, ValidationError};
+use crate::store::{Directory, Edit, EventFilter, Page, StoreError, StoreResult};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+// ---------------------------------------------------------------- organizations
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
+fn org_row(r: &AnyRow, domains: Vec<String>) -> StoreResult<Organization> {
+    Ok(Organization {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        slug: r.try_get("slug")?,
+        domains,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
 }
 
-impl Dialect {
-    pub fn from_url(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Dialect::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Dialect::Postgres)
-        } else {
-            None
+pub(super) async fn load_org(conn: &mut AnyConnection, id_or_slug: &str) -> StoreResult<Option<Organization>> {
+    let Some(row) = sqlx::query("SELECT * FROM organizations WHERE id = $1 OR slug = $1")
+        .bind(id_or_slug)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id: String = row.try_get("id")?;
+    let domains = sqlx::query_scalar("SELECT domain FROM organization_domains WHERE organization_id = $1 ORDER BY domain")
+        .bind(&id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(Some(org_row(&row, domains)?))
+}
+
+async fn slug_taken(conn: &mut AnyConnection, slug: &str, except_id: &str) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organizations WHERE slug = $1 AND id <> $2")
+        .bind(slug)
+        .bind(except_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// Replaces an organization's domains, refusing any another organization owns.
+async fn save_domains(conn: &mut AnyConnection, org_id: &str, domains: &[String]) -> StoreResult<()> {
+    for (i, d) in domains.iter().enumerate() {
+        let owner: Option<String> = sqlx::query_scalar("SELECT organization_id FROM organization_domains WHERE domain = $1")
+            .bind(d)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if owner.is_some_and(|o| o != org_id) {
+            return Err(conflict(&format!("domains[{i}]"), format!("the domain `{d}` already belongs to another organization")));
         }
     }
-
-    /// SQLite must take the write lock up front: a deferred transaction that reads
-    /// first and writes later fails with SQLITE_BUSY instead of waiting its turn.
-    fn begin_write(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        }
+    sqlx::query("DELETE FROM organization_domains WHERE organization_id = $1").bind(org_id).execute(&mut *conn).await?;
+    for d in domains {
+        sqlx::query("INSERT INTO organization_domains (domain, organization_id) VALUES ($1, $2)")
+            .bind(d)
+            .bind(org_id)
+            .execute(&mut *conn)
+            .await?;
     }
-}
-
-pub struct SqlStore {
-    pool: AnyPool,
-    dialect: Dialect,
-    secrets: Arc<SecretBox>,
-}
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
-fn ms(t: Timestamp) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_ms(v: i64) -> StoreResult<Timestamp> {
-    Timestamp::from_unix_timestamp_nanos(v as i128 * 1_000_000).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// Flags are stored as 0/1 in both databases.
-fn flag(r: &AnyRow, column: &str) -> StoreResult<bool> {
-    Ok(r.try_get::<i64, _>(column)? != 0)
-}
-
-fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).expect("plain data serialises")
-}
-
-fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn json_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("plain data serialises")
-}
-
-fn conflict(field: &str, message: impl Into<String>) -> StoreError {
-    StoreError::Conflict { field: field.into(), message: message.into() }
-}
-
-fn secret_context(connection_id: &str) -> String {
-    format!("connection:{connection_id}:client_secret")
-}
-
-/// The cursor bound: rows after it going forward, before it going backward.
-fn cursor(page: &Page, newest_first: bool) -> String {
-    page.cursor.clone().unwrap_or_else(|| if newest_first { "~".into() } else { String::new() })
+    Ok(())
 }
 
 impl SqlStore {
-    /// Opens the database (creating a SQLite file when missing) without migrating it.
-    pub async fn connect(url: &str, secrets: Arc<SecretBox>) -> StoreResult<Self> {
-        sqlx::any::install_default_drivers();
-        let dialect = Dialect::from_url(url)
-            .ok_or_else(|| StoreError::Corrupt("the database URL must start with sqlite: or postgres://".into()))?;
-        let (url, max_connections) = match dialect {
-            Dialect::Sqlite if !url.contains("mode=") => {
-                (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 8)
-            }
-            Dialect::Sqlite => (url.to_owned(), 8),
-            Dialect::Postgres => (url.to_owned(), 16),
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
-        Ok(SqlStore { pool, dialect, secrets })
-    }
-
-    /// Applies the embedded migrations that have not run yet.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(&self.pool).await
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    async fn write_tx(&self) -> StoreResult<Tx> {
-        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
-    }
-
-    async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
-        Ok(self.pool.acquire().await?)
-    }
-
     /// Creates the organization with its default groups and entitlements, in one transaction.
     async fn insert_organization(&self, mut org: Organization, slug_given: bool, actor: &Actor) -> StoreResult<Organization> {
         let mut tx = self.write_tx().await?;
@@ -200,89 +129,6 @@ impl SqlStore {
     }
 }
 
-/// One audit-log row, written in the same transaction as the change it records.
-async fn record(
-    conn: &mut AnyConnection,
-    organization_id: Option<&str>,
-    actor: &Actor,
-    action: &str,
-    target: (&str, &str),
-    changes: Value,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO audit_events (id, organization_id, actor, action, target_type, target_id, changes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(new_id(IdKind::Event))
-        .bind(organization_id)
-        .bind(&actor.0)
-        .bind(action)
-        .bind(target.0)
-        .bind(target.1)
-        .bind(to_json(&changes))
-        .bind(ms(now()))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-// ---------------------------------------------------------------- organizations
-
-fn org_row(r: &AnyRow, domains: Vec<String>) -> StoreResult<Organization> {
-    Ok(Organization {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        slug: r.try_get("slug")?,
-        domains,
-        created_at: from_ms(r.try_get("created_at")?)?,
-        updated_at: from_ms(r.try_get("updated_at")?)?,
-    })
-}
-
-async fn load_org(conn: &mut AnyConnection, id_or_slug: &str) -> StoreResult<Option<Organization>> {
-    let Some(row) = sqlx::query("SELECT * FROM organizations WHERE id = $1 OR slug = $1")
-        .bind(id_or_slug)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let id: String = row.try_get("id")?;
-    let domains = sqlx::query_scalar("SELECT domain FROM organization_domains WHERE organization_id = $1 ORDER BY domain")
-        .bind(&id)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(Some(org_row(&row, domains)?))
-}
-
-async fn slug_taken(conn: &mut AnyConnection, slug: &str, except_id: &str) -> StoreResult<bool> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organizations WHERE slug = $1 AND id <> $2")
-        .bind(slug)
-        .bind(except_id)
-        .fetch_one(conn)
-        .await?;
-    Ok(n > 0)
-}
-
-/// Replaces an organization's domains, refusing any another organization owns.
-async fn save_domains(conn: &mut AnyConnection, org_id: &str, domains: &[String]) -> StoreResult<()> {
-    for (i, d) in domains.iter().enumerate() {
-        let owner: Option<String> = sqlx::query_scalar("SELECT organization_id FROM organization_domains WHERE domain = $1")
-            .bind(d)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if owner.is_some_and(|o| o != org_id) {
-            return Err(conflict(&format!("domains[{i}]"), format!("the domain `{d}` already belongs to another organization")));
-        }
-    }
-    sqlx::query("DELETE FROM organization_domains WHERE organization_id = $1").bind(org_id).execute(&mut *conn).await?;
-    for d in domains {
-        sqlx::query("INSERT INTO organization_domains (domain, organization_id) VALUES ($1, $2)")
-            .bind(d)
-            .bind(org_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------- connections
 
 fn connection_row(r: &AnyRow) -> StoreResult<Connection> {
@@ -297,6 +143,7 @@ fn connection_row(r: &AnyRow) -> StoreResult<Connection> {
         provisioning: from_json(&r.try_get::<String, _>("provisioning")?)?,
         user_match: from_json(&r.try_get::<String, _>("user_match")?)?,
         group_sync: from_json(&r.try_get::<String, _>("group_sync")?)?,
+        allow_hmac_id_tokens: flag(r, "allow_hmac_id_tokens")?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
     })
@@ -309,11 +156,13 @@ async fn load_connection(conn: &mut AnyConnection, id: &str) -> StoreResult<Opti
 
 // ---------------------------------------------------------------- applications
 
-fn application_row(r: &AnyRow) -> StoreResult<Application> {
+pub(super) fn application_row(r: &AnyRow) -> StoreResult<Application> {
     Ok(Application {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         client_id: r.try_get("client_id")?,
+        client_type: from_json(&format!("\"{}\"", r.try_get::<String, _>("client_type")?))?,
+        id_token_signed_response_alg: r.try_get("id_token_signed_response_alg")?,
         redirect_uris: from_json(&r.try_get::<String, _>("redirect_uris")?)?,
         post_logout_redirect_uris: from_json(&r.try_get::<String, _>("post_logout_redirect_uris")?)?,
         expose_idp_tokens: flag(r, "expose_idp_tokens")?,
@@ -322,19 +171,27 @@ fn application_row(r: &AnyRow) -> StoreResult<Application> {
     })
 }
 
+fn client_type_text(t: crate::core::application::ClientType) -> &'static str {
+    match t {
+        crate::core::application::ClientType::Confidential => "confidential",
+        crate::core::application::ClientType::Public => "public",
+    }
+}
+
 async fn load_application(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Application>> {
     let row = sqlx::query("SELECT * FROM applications WHERE id = $1").bind(id).fetch_optional(conn).await?;
     row.as_ref().map(application_row).transpose()
 }
 
 async fn save_application(conn: &mut AnyConnection, app: &Application) -> StoreResult<()> {
-    sqlx::query("UPDATE applications SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, expose_idp_tokens = $5, updated_at = $6 WHERE id = $1")
+    sqlx::query("UPDATE applications SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, expose_idp_tokens = $5, updated_at = $6, id_token_signed_response_alg = $7 WHERE id = $1")
         .bind(&app.id)
         .bind(&app.name)
         .bind(to_json(&app.redirect_uris))
         .bind(to_json(&app.post_logout_redirect_uris))
         .bind(i64::from(app.expose_idp_tokens))
         .bind(ms(app.updated_at))
+        .bind(&app.id_token_signed_response_alg)
         .execute(conn)
         .await?;
     Ok(())
@@ -425,7 +282,7 @@ async fn user_views(conn: &mut AnyConnection, users: Vec<User>) -> StoreResult<V
         .collect())
 }
 
-async fn load_user(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
+pub(super) async fn load_user(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
     let Some(row) = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&mut *conn).await? else {
         return Ok(None);
     };
@@ -509,7 +366,7 @@ async fn delete_row(
 }
 
 #[async_trait]
-impl Store for SqlStore {
+impl Directory for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -617,7 +474,7 @@ impl Store for SqlStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
         load_org(&mut tx, &c.organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
-        sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+        sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at, allow_hmac_id_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
             .bind(&c.id)
             .bind(&c.organization_id)
             .bind(&c.name)
@@ -631,6 +488,7 @@ impl Store for SqlStore {
             .bind(to_json(&c.group_sync))
             .bind(ms(c.created_at))
             .bind(ms(c.updated_at))
+            .bind(i64::from(c.allow_hmac_id_tokens))
             .execute(&mut *tx)
             .await?;
         record(&mut tx, Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c)).await?;
@@ -658,7 +516,7 @@ impl Store for SqlStore {
         let mut c = before.clone();
         let new_secret = edit(&mut c)?;
         c.updated_at = now();
-        sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10 WHERE id = $1")
+        sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10, allow_hmac_id_tokens = $11 WHERE id = $1")
             .bind(&c.id)
             .bind(&c.name)
             .bind(&c.client_id)
@@ -669,6 +527,7 @@ impl Store for SqlStore {
             .bind(to_json(&c.user_match))
             .bind(to_json(&c.group_sync))
             .bind(ms(c.updated_at))
+            .bind(i64::from(c.allow_hmac_id_tokens))
             .execute(&mut *tx)
             .await?;
         let mut changes = audit::diff(&json_value(&before), &json_value(&c));
@@ -701,7 +560,7 @@ impl Store for SqlStore {
 
     async fn create_application(&self, app: Application, secret_hash: &str, actor: &Actor) -> StoreResult<Application> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO applications (id, name, client_id, client_secret_hash, redirect_uris, post_logout_redirect_uris, expose_idp_tokens, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        sqlx::query("INSERT INTO applications (id, name, client_id, client_secret_hash, redirect_uris, post_logout_redirect_uris, expose_idp_tokens, created_at, updated_at, client_type, id_token_signed_response_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
             .bind(&app.id)
             .bind(&app.name)
             .bind(&app.client_id)
@@ -711,6 +570,8 @@ impl Store for SqlStore {
             .bind(i64::from(app.expose_idp_tokens))
             .bind(ms(app.created_at))
             .bind(ms(app.updated_at))
+            .bind(client_type_text(app.client_type))
+            .bind(&app.id_token_signed_response_alg)
             .execute(&mut *tx)
             .await?;
         record(&mut tx, None, actor, "application.created", ("application", &app.id), json_value(&app)).await?;

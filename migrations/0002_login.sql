@@ -1,0 +1,73 @@
+-- Brokered login: ssogate's own signing keys, in-flight upstream logins, browser
+-- sessions, and the codes and tokens issued to applications. Credentials (state
+-- handles, session ids, codes, tokens) are stored as SHA-256 hashes; private keys
+-- and PKCE verifiers sealed with the encryption key.
+
+ALTER TABLE applications ADD COLUMN client_type TEXT NOT NULL DEFAULT 'confidential';
+ALTER TABLE applications ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'RS256';
+ALTER TABLE connections ADD COLUMN allow_hmac_id_tokens BIGINT NOT NULL DEFAULT 0 CHECK (allow_hmac_id_tokens IN (0, 1));
+
+CREATE TABLE signing_keys (
+    kid             TEXT PRIMARY KEY,
+    alg             TEXT NOT NULL,
+    private_key_enc TEXT NOT NULL,
+    public_jwk      TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    -- Set when a newer key takes over; the public key stays published until then
+    -- plus the longest token lifetime, so tokens it signed still verify.
+    retired_at      BIGINT
+);
+
+CREATE TABLE login_states (
+    state_hash      TEXT PRIMARY KEY,
+    browser_hash    TEXT NOT NULL,
+    organization_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    connection_id   TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+    nonce           TEXT NOT NULL,
+    pkce_verifier_enc TEXT,
+    request         TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    expires_at      BIGINT NOT NULL
+);
+CREATE INDEX login_states_expiry ON login_states(expires_at);
+
+CREATE TABLE sessions (
+    id_hash         TEXT PRIMARY KEY,
+    user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    organization_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    connection_id   TEXT REFERENCES connections(id) ON DELETE CASCADE,
+    auth_time       BIGINT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    expires_at      BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+
+CREATE TABLE auth_codes (
+    code_hash       TEXT PRIMARY KEY,
+    application_id  TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+    redirect_uri    TEXT NOT NULL,
+    user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    session_hash    TEXT NOT NULL,
+    scope           TEXT NOT NULL,
+    nonce           TEXT,
+    code_challenge  TEXT,
+    auth_time       BIGINT NOT NULL,
+    expires_at      BIGINT NOT NULL,
+    -- Set at the first exchange; a second exchange of the same code revokes the
+    -- tokens the first one issued (RFC 6749 §4.1.2).
+    redeemed_at     BIGINT
+);
+
+CREATE TABLE access_tokens (
+    token_hash      TEXT PRIMARY KEY,
+    code_hash       TEXT NOT NULL,
+    application_id  TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+    user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    session_hash    TEXT NOT NULL,
+    scope           TEXT NOT NULL,
+    claims          TEXT NOT NULL,
+    expires_at      BIGINT NOT NULL,
+    revoked         BIGINT NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
+);
+CREATE INDEX access_tokens_code ON access_tokens(code_hash);
+CREATE INDEX access_tokens_session ON access_tokens(session_hash);

@@ -1,0 +1,319 @@
+//! `authorize` and the upstream `callback`.
+
+use std::collections::HashMap;
+
+use super::{handle, Broker, Reply, SetCookie, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::core::application::Application;
+use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
+use crate::core::claims;
+use crate::core::connection::Connection;
+use crate::core::user::UserView;
+use crate::core::validate::email_domain;
+use crate::core::{now, Timestamp};
+use crate::crypto::random_token;
+use crate::store::{AuthCode, LoginState, Page, Provisioned, Session, StoreError};
+use crate::upstream::id_token::Expected;
+use crate::upstream::rp::{self, AuthRequest, LoginError};
+use crate::upstream::UpstreamError;
+
+/// Everything that ends a login early, with the OAuth error it becomes.
+fn oauth(error: &'static str, description: impl Into<String>) -> OAuthError {
+    OAuthError::new(error, description)
+}
+
+fn store_failure(e: StoreError) -> OAuthError {
+    tracing::error!(error = %e, "store failure during login");
+    oauth("server_error", "ssogate could not complete the sign-in; try again")
+}
+
+fn login_failure(e: LoginError) -> OAuthError {
+    tracing::warn!(error = %e, "upstream login failed");
+    match e {
+        LoginError::Upstream(UpstreamError::Forbidden(_) | UpstreamError::Malformed(_)) => {
+            oauth("server_error", format!("the organization's identity provider is misconfigured: {e}"))
+        }
+        LoginError::Upstream(_) => oauth("temporarily_unavailable", e.to_string()),
+        _ => oauth("access_denied", e.to_string()),
+    }
+}
+
+fn random() -> String {
+    random_token("").expect("the system random generator works")
+}
+
+impl Broker {
+    /// The application's authorization request.
+    pub async fn authorize(&self, pairs: Vec<(String, String)>, cookies: &HashMap<String, String>) -> Reply {
+        let params = match authorize::single_valued(pairs) {
+            Ok(p) => p,
+            Err(name) => return Reply::page(400, "Invalid sign-in request", format!("The parameter `{name}` was given more than once.")),
+        };
+        let Some(client_id) = params.get("client_id") else {
+            return Reply::page(400, "Invalid sign-in request", "The request names no application (client_id).");
+        };
+        let app = match self.store.application_by_client_id(client_id).await {
+            Ok(Some((app, _))) => app,
+            Ok(None) => return Reply::page(400, "Unknown application", "The application that sent you here is not registered with ssogate."),
+            Err(e) => {
+                tracing::error!(error = %e, "store failure during authorize");
+                return Reply::page(503, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
+            }
+        };
+        let redirect_uri = match authorize::trusted_redirect_uri(&params, &app) {
+            Ok(u) => u,
+            Err(why) => return Reply::page(400, "Invalid redirect URI", format!("{why}. The application's settings need fixing.")),
+        };
+        let fallback = AuthorizeRequest {
+            client_id: app.client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            scopes: vec![],
+            state: params.get("state").cloned(),
+            nonce: None,
+            code_challenge: None,
+            prompt_login: false,
+            prompt_none: false,
+            login_hint: None,
+            organization: None,
+            connection: None,
+            domain_hint: None,
+        };
+        let req = match authorize::validate(&params, &app, redirect_uri) {
+            Ok(r) => r,
+            Err(e) => return self.error_redirect(&fallback, e),
+        };
+        match self.start(&app, &req, cookies).await {
+            Ok(reply) => reply,
+            Err(e) => self.error_redirect(&req, e),
+        }
+    }
+
+    /// Signs in from the browser's session when it can, else sends it to the IdP.
+    async fn start(&self, app: &Application, req: &AuthorizeRequest, cookies: &HashMap<String, String>) -> Result<Reply, OAuthError> {
+        let connection = self.route(req).await?;
+        if !req.prompt_login {
+            if let Some(session) = self.current_session(cookies, &connection).await? {
+                let user = self.store.get_user(&session.user_id).await.map_err(store_failure)?;
+                if let Some(user) = user {
+                    return self.issue_code(app, req, &user, &session, vec![]).await;
+                }
+            }
+        }
+        if req.prompt_none {
+            return Err(oauth("login_required", "the user is not signed in"));
+        }
+        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
+        let state = random();
+        let nonce = random();
+        let verifier = rp::supports_pkce(&metadata).then(random);
+        let challenge = verifier.as_deref().map(rp::pkce_pair);
+        let callback = self.callback_url();
+        let location = rp::authorization_url(
+            &metadata,
+            &connection,
+            &AuthRequest {
+                state: &state,
+                nonce: &nonce,
+                pkce_challenge: challenge.as_deref(),
+                redirect_uri: &callback,
+                login_hint: req.login_hint.as_deref(),
+                prompt_login: req.prompt_login,
+            },
+        )
+        .map_err(|e| login_failure(e.into()))?;
+        // The login is bound to this browser: the callback must present the same cookie.
+        let browser = cookies.get(LOGIN_COOKIE).filter(|v| v.len() >= 40).cloned().unwrap_or_else(random);
+        let t = now();
+        self.store
+            .put_login_state(&LoginState {
+                state_hash: handle(&state),
+                browser_hash: handle(&browser),
+                organization_id: connection.organization_id.clone(),
+                connection_id: connection.id.clone(),
+                nonce,
+                pkce_verifier: verifier,
+                request: req.clone(),
+                created_at: t,
+                expires_at: t + self.lifetimes.login_state,
+            })
+            .await
+            .map_err(store_failure)?;
+        let cookie = SetCookie { name: LOGIN_COOKIE, value: Some(browser), path: "/sso", max_age: self.lifetimes.login_state };
+        Ok(Reply::Redirect { location, cookies: vec![cookie] })
+    }
+
+    /// Which connection signs this request in: named directly, or the one connection
+    /// of the organization named, or of the organization owning the email's domain.
+    async fn route(&self, req: &AuthorizeRequest) -> Result<Connection, OAuthError> {
+        if let Some(id) = &req.connection {
+            let c = self.store.get_connection(id).await.map_err(store_failure)?;
+            let c = c.ok_or_else(|| oauth("invalid_request", format!("there is no connection `{id}`")))?;
+            if let Some(org) = &req.organization {
+                let o = self.store.find_organization(org).await.map_err(store_failure)?;
+                if o.is_none_or(|o| o.id != c.organization_id) {
+                    return Err(oauth("invalid_request", "the connection does not belong to the organization named"));
+                }
+            }
+            return Ok(c);
+        }
+        let org = if let Some(org) = &req.organization {
+            let o = self.store.find_organization(org).await.map_err(store_failure)?;
+            o.ok_or_else(|| oauth("invalid_request", format!("there is no organization `{org}`")))?
+        } else {
+            let domain = req
+                .domain_hint
+                .clone()
+                .or_else(|| req.login_hint.as_deref().and_then(email_domain).map(str::to_owned))
+                .ok_or_else(|| {
+                    oauth("invalid_request", "no organization to sign in to: pass organization, connection, login_hint (an email) or domain_hint")
+                })?;
+            let o = self.store.organization_by_domain(&domain).await.map_err(store_failure)?;
+            o.ok_or_else(|| oauth("invalid_request", format!("no organization owns the domain `{domain}`")))?
+        };
+        let mut conns = self.store.list_connections(&org.id, &Page { limit: 2, cursor: None }).await.map_err(store_failure)?;
+        match conns.len() {
+            0 => Err(oauth("invalid_request", format!("the organization `{}` has no identity provider connection", org.slug))),
+            1 => Ok(conns.remove(0)),
+            _ => Err(oauth("invalid_request", format!("the organization `{}` has several connections; pass connection=<id>", org.slug))),
+        }
+    }
+
+    async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
+        let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
+        let s = self.store.session(&handle(id)).await.map_err(store_failure)?;
+        Ok(s.filter(|s| s.expires_at > now() && s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())))
+    }
+
+    /// Mints an authorization code and sends the browser back to the application.
+    async fn issue_code(&self, app: &Application, req: &AuthorizeRequest, user: &UserView, session: &Session, cookies: Vec<SetCookie>) -> Result<Reply, OAuthError> {
+        let code = random();
+        let t = now();
+        self.store
+            .create_auth_code(&AuthCode {
+                code_hash: handle(&code),
+                application_id: app.id.clone(),
+                redirect_uri: req.redirect_uri.clone(),
+                user_id: user.user.id.clone(),
+                session_hash: session.id_hash.clone(),
+                scope: req.scopes.join(" "),
+                nonce: req.nonce.clone(),
+                code_challenge: req.code_challenge.clone(),
+                auth_time: session.auth_time,
+                expires_at: t + self.lifetimes.code,
+            })
+            .await
+            .map_err(store_failure)?;
+        Ok(Reply::Redirect { location: self.redirect_to_app(req, &[("code", &code)]), cookies })
+    }
+
+    /// The identity provider's answer at `/sso/callback`.
+    pub async fn callback(&self, pairs: Vec<(String, String)>, cookies: &HashMap<String, String>) -> Reply {
+        let params: HashMap<String, String> = pairs.into_iter().collect();
+        let Some(state) = params.get("state") else {
+            return Reply::page(400, "Sign-in failed", "The identity provider's answer has no state. Start again from the application.");
+        };
+        let login = match self.store.take_login_state(&handle(state)).await {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                return Reply::page(400, "Sign-in failed", "This sign-in is unknown, was already completed, or has expired. Start again from the application.")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store failure during callback");
+                return Reply::page(503, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
+            }
+        };
+        let same_browser = cookies.get(LOGIN_COOKIE).is_some_and(|b| aws_lc_rs::constant_time::verify_slices_are_equal(handle(b).as_bytes(), login.browser_hash.as_bytes()).is_ok());
+        if !same_browser {
+            return Reply::page(400, "Sign-in failed", "This sign-in was started in another browser (or its cookie was lost). Start again from the application.");
+        }
+        if login.expires_at < now() {
+            return self.error_redirect(&login.request, oauth("access_denied", "the sign-in took too long; try again"));
+        }
+        match self.finish(&login, &params, cookies).await {
+            Ok(reply) => reply,
+            Err(e) => self.error_redirect(&login.request, e),
+        }
+    }
+
+    async fn finish(&self, login: &LoginState, params: &HashMap<String, String>, cookies: &HashMap<String, String>) -> Result<Reply, OAuthError> {
+        let req = &login.request;
+        let app = match self.store.application_by_client_id(&req.client_id).await.map_err(store_failure)? {
+            Some((app, _)) => app,
+            None => return Err(oauth("invalid_request", "the application was removed during sign-in")),
+        };
+        let connection = self.store.get_connection(&login.connection_id).await.map_err(store_failure)?;
+        // Tenant isolation: the login finishes only with the connection it started
+        // with, and only inside that connection's organization.
+        let connection = connection
+            .filter(|c| c.organization_id == login.organization_id)
+            .ok_or_else(|| oauth("access_denied", "the organization's connection was removed during sign-in"))?;
+        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
+        match params.get("iss") {
+            Some(iss) if *iss != metadata.issuer => {
+                return Err(oauth("access_denied", "the answer came from another identity provider than the one asked (RFC 9207 iss mismatch)"))
+            }
+            None if metadata.authorization_response_iss_parameter_supported => {
+                return Err(oauth("access_denied", "the identity provider's answer lacks the iss parameter it promises (RFC 9207)"))
+            }
+            _ => {}
+        }
+        if let Some(error) = params.get("error") {
+            const PASSED_ON: [&str; 7] = ["access_denied", "login_required", "consent_required", "interaction_required", "account_selection_required", "temporarily_unavailable", "server_error"];
+            let code = PASSED_ON.iter().find(|c| *c == error).copied().unwrap_or("access_denied");
+            let detail = params.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
+            return Err(oauth(code, format!("the identity provider refused the sign-in ({error}{detail})")));
+        }
+        let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
+        let secret = self.store.connection_client_secret(&connection.id).await.map_err(store_failure)?;
+        let callback = self.callback_url();
+        let tokens = rp::exchange_code(&self.providers, &metadata, &connection, &secret, code, &callback, login.pkce_verifier.as_deref())
+            .await
+            .map_err(login_failure)?;
+        let id_token = tokens.id_token.as_deref().ok_or_else(|| login_failure(LoginError::NoIdToken))?;
+        let expected = Expected {
+            issuer: &metadata.issuer,
+            client_id: &connection.client_id,
+            nonce: &login.nonce,
+            hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
+            now: now().unix_timestamp(),
+        };
+        let id_claims = rp::validate_id_token(&self.providers, &metadata, id_token, &expected).await.map_err(login_failure)?;
+        let sub = id_claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let userinfo = match (&metadata.userinfo_endpoint, &tokens.access_token) {
+            (Some(_), Some(at)) => Some(rp::userinfo(&self.providers, &metadata, at, &sub).await.map_err(login_failure)?),
+            _ => None,
+        };
+        let profile = claims::normalize(&claims::merge(&id_claims, userinfo.as_ref()));
+        let login_at: Timestamp = now();
+        let user = match self.store.provision_user(&connection, &profile, login_at).await {
+            Ok(Provisioned::User(u)) => u,
+            Ok(Provisioned::NotAllowed) => {
+                return Err(oauth("access_denied", "you have no account in this organization yet; ask its administrator to add you"))
+            }
+            Err(StoreError::Conflict { field, .. }) => {
+                return Err(oauth("access_denied", format!("another user of this organization already has this {field}; ask its administrator")))
+            }
+            Err(e) => return Err(store_failure(e)),
+        };
+        tracing::info!(user_id = %user.user.id, organization_id = %connection.organization_id, connection_id = %connection.id, "signed in");
+        // A fresh session id at every login (no fixation); the old one ends.
+        if let Some(old) = cookies.get(SESSION_COOKIE) {
+            self.store.delete_session(&handle(old)).await.map_err(store_failure)?;
+        }
+        let session_id = random();
+        let session = Session {
+            id_hash: handle(&session_id),
+            user_id: user.user.id.clone(),
+            organization_id: connection.organization_id.clone(),
+            connection_id: Some(connection.id.clone()),
+            auth_time: login_at,
+            created_at: login_at,
+            expires_at: login_at + self.lifetimes.session,
+        };
+        self.store.create_session(&session).await.map_err(store_failure)?;
+        let cookies = vec![
+            SetCookie { name: SESSION_COOKIE, value: Some(session_id), path: "/", max_age: self.lifetimes.session },
+            SetCookie { name: LOGIN_COOKIE, value: None, path: "/sso", max_age: std::time::Duration::ZERO },
+        ];
+        self.issue_code(&app, req, &user, &session, cookies).await
+    }
+}

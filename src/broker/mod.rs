@@ -1,0 +1,112 @@
+//! The brokered login: an application's authorization request, the detour through
+//! the organization's identity provider, and the codes and tokens the application
+//! gets back. HTTP-agnostic: handlers turn [`Reply`]s into responses.
+
+mod keyring;
+mod login;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use keyring::{KeyRing, KeyRingError};
+pub use token::{TokenCache, TokenError, TokenReply, UserinfoError};
+
+use crate::core::authorize::{AuthorizeRequest, OAuthError};
+use crate::crypto::hash_secret;
+use crate::store::Store;
+use crate::upstream::Providers;
+
+/// Lifetimes of what a login creates.
+#[derive(Clone, Debug)]
+pub struct Lifetimes {
+    pub login_state: Duration,
+    pub code: Duration,
+    pub access_token: Duration,
+    pub id_token: Duration,
+    pub session: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            login_state: Duration::from_secs(600),
+            code: Duration::from_secs(60),
+            access_token: Duration::from_secs(3600),
+            id_token: Duration::from_secs(3600),
+            session: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+pub const SESSION_COOKIE: &str = "ssogate_session";
+pub const LOGIN_COOKIE: &str = "ssogate_login";
+
+/// A cookie to set (or, with no value, to clear).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetCookie {
+    pub name: &'static str,
+    pub value: Option<String>,
+    pub path: &'static str,
+    pub max_age: Duration,
+}
+
+/// What the browser is told.
+#[derive(Debug)]
+pub enum Reply {
+    Redirect { location: String, cookies: Vec<SetCookie> },
+    /// Redirecting would be unsafe (unknown client or redirect URI, a login from
+    /// another browser): show a page.
+    ErrorPage { status: u16, title: String, message: String },
+}
+
+impl Reply {
+    fn page(status: u16, title: &str, message: impl Into<String>) -> Self {
+        Reply::ErrorPage { status, title: title.into(), message: message.into() }
+    }
+}
+
+pub struct Broker {
+    pub store: Arc<dyn Store>,
+    pub providers: Providers,
+    pub keys: Arc<KeyRing>,
+    pub tokens: TokenCache,
+    /// ssogate's issuer (the public URL).
+    pub issuer: String,
+    pub lifetimes: Lifetimes,
+}
+
+impl Broker {
+    pub fn callback_url(&self) -> String {
+        format!("{}/sso/callback", self.issuer)
+    }
+
+    /// The application's redirect URI with `params` added to its query, plus `iss`
+    /// (RFC 9207) so the client can tell which provider answered.
+    fn redirect_to_app(&self, req: &AuthorizeRequest, params: &[(&str, &str)]) -> String {
+        let mut url = url::Url::parse(&req.redirect_uri).expect("registered redirect URIs are valid URLs");
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+            if let Some(s) = &req.state {
+                q.append_pair("state", s);
+            }
+            q.append_pair("iss", &self.issuer);
+        }
+        url.into()
+    }
+
+    /// An OAuth error sent back to the application (RFC 6749 §4.1.2.1).
+    fn error_redirect(&self, req: &AuthorizeRequest, e: OAuthError) -> Reply {
+        tracing::info!(client_id = %req.client_id, error = e.error, description = %e.description, "login failed");
+        let location = self.redirect_to_app(req, &[("error", e.error), ("error_description", &e.description)]);
+        Reply::Redirect { location, cookies: vec![] }
+    }
+}
+
+/// Credentials are stored and looked up by hash.
+pub fn handle(credential: &str) -> String {
+    hash_secret(credential)
+}

@@ -1,0 +1,246 @@
+//! The token endpoint and userinfo.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{handle, Broker};
+use crate::core::application::ClientType;
+use crate::core::claims::user_claims;
+use crate::core::{now, Timestamp};
+use crate::crypto::{random_token, verify_secret};
+use crate::oidc::keys::{at_hash, SigningAlg};
+use crate::store::{AccessToken, Redemption, StoreError};
+
+/// A token-endpoint error (RFC 6749 §5.2).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}: {description}")]
+pub struct TokenError {
+    pub status: u16,
+    pub error: &'static str,
+    pub description: String,
+}
+
+fn token_error(status: u16, error: &'static str, description: impl Into<String>) -> TokenError {
+    TokenError { status, error, description: description.into() }
+}
+
+fn invalid_grant(description: &str) -> TokenError {
+    token_error(400, "invalid_grant", description)
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure at the token endpoint");
+        token_error(500, "server_error", "ssogate could not issue tokens; try again")
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenReply {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub id_token: String,
+    pub scope: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserinfoError {
+    #[error("the access token is missing, unknown, expired or revoked")]
+    InvalidToken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Access tokens seen by this process, so userinfo answers from memory. Revocations
+/// made here remove entries at once; expired ones are dropped by the sweeper.
+#[derive(Clone, Default)]
+pub struct TokenCache {
+    entries: Arc<RwLock<HashMap<String, Arc<CachedToken>>>>,
+}
+
+pub struct CachedToken {
+    /// The userinfo answer, already serialized.
+    pub body: Arc<[u8]>,
+    pub expires_at: Timestamp,
+}
+
+/// Beyond this many entries new tokens are not cached (they are still served, from the store).
+const MAX_CACHED_TOKENS: usize = 500_000;
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<Arc<CachedToken>> {
+        self.entries.read().unwrap().get(hash).cloned()
+    }
+
+    fn put(&self, hash: String, token: CachedToken) {
+        let mut map = self.entries.write().unwrap();
+        if map.len() < MAX_CACHED_TOKENS {
+            map.insert(hash, Arc::new(token));
+        }
+    }
+
+    pub fn remove(&self, hashes: &[String]) {
+        let mut map = self.entries.write().unwrap();
+        for h in hashes {
+            map.remove(h);
+        }
+    }
+
+    /// Drops expired entries.
+    pub fn sweep(&self, now: Timestamp) {
+        self.entries.write().unwrap().retain(|_, t| t.expires_at > now);
+    }
+}
+
+/// Client credentials from `Authorization: Basic` (form-encoded parts, RFC 6749
+/// §2.3.1) or from the form; never both.
+fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str>) -> Result<(String, Option<String>), TokenError> {
+    let basic = authorization.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")));
+    match (basic, form.get("client_secret")) {
+        (Some(_), Some(_)) => Err(token_error(400, "invalid_request", "use one client authentication method, not two")),
+        (Some(b), None) => {
+            let decoded = STANDARD.decode(b.trim()).ok().and_then(|d| String::from_utf8(d).ok());
+            let (id, secret) = decoded.as_deref().and_then(|d| d.split_once(':')).ok_or_else(|| token_error(401, "invalid_client", "malformed Basic credentials"))?;
+            let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+            Ok((dec(id), Some(dec(secret))))
+        }
+        (None, secret) => {
+            let id = form.get("client_id").cloned().ok_or_else(|| token_error(401, "invalid_client", "no client authentication"))?;
+            Ok((id, secret.cloned()))
+        }
+    }
+}
+
+fn pkce_ok(challenge: &str, verifier: &str) -> bool {
+    let valid_verifier = (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    valid_verifier && aws_lc_rs::constant_time::verify_slices_are_equal(URL_SAFE_NO_PAD.encode(d.as_ref()).as_bytes(), challenge.as_bytes()).is_ok()
+}
+
+impl Broker {
+    /// `grant_type=authorization_code` at the token endpoint.
+    pub async fn token(&self, form: HashMap<String, String>, authorization: Option<&str>) -> Result<TokenReply, TokenError> {
+        let (client_id, secret) = client_credentials(&form, authorization)?;
+        let bad_client = || token_error(401, "invalid_client", "client authentication failed");
+        let (app, secret_hash) = self.store.application_by_client_id(&client_id).await?.ok_or_else(bad_client)?;
+        match (app.client_type, secret.as_deref()) {
+            (ClientType::Confidential, Some(s)) if verify_secret(s, &secret_hash) => {}
+            (ClientType::Public, None) => {}
+            _ => return Err(bad_client()),
+        }
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {}
+            Some(other) => return Err(token_error(400, "unsupported_grant_type", format!("grant_type `{other}` is not supported"))),
+            None => return Err(token_error(400, "invalid_request", "grant_type is missing")),
+        }
+        let code = form.get("code").ok_or_else(|| token_error(400, "invalid_request", "code is missing"))?;
+        let t = now();
+        let code = match self.store.redeem_auth_code(&handle(code), t).await? {
+            Redemption::Fresh(c) => c,
+            Redemption::Unknown => return Err(invalid_grant("the code is unknown or expired")),
+            Redemption::Replayed { revoked_token_hashes } => {
+                self.tokens.remove(&revoked_token_hashes);
+                tracing::warn!(client_id = %client_id, "authorization code replayed; its tokens are revoked");
+                return Err(invalid_grant("the code was already used; the tokens issued with it are now revoked"));
+            }
+        };
+        if code.application_id != app.id {
+            return Err(invalid_grant("the code was issued to another client"));
+        }
+        if code.expires_at < t {
+            return Err(invalid_grant("the code has expired"));
+        }
+        if form.get("redirect_uri") != Some(&code.redirect_uri) {
+            return Err(invalid_grant("redirect_uri does not match the authorization request"));
+        }
+        match (&code.code_challenge, form.get("code_verifier")) {
+            (Some(ch), Some(v)) if pkce_ok(ch, v) => {}
+            (Some(_), _) => return Err(invalid_grant("the PKCE code_verifier does not match")),
+            (None, Some(_)) => return Err(invalid_grant("a code_verifier was sent for a request without code_challenge")),
+            (None, None) => {}
+        }
+        let session = self.store.session(&code.session_hash).await?.filter(|s| s.expires_at > t);
+        let session = session.ok_or_else(|| invalid_grant("the sign-in session has ended"))?;
+        let user = self.store.get_user(&code.user_id).await?.ok_or_else(|| invalid_grant("the user no longer exists"))?;
+        let org = self.store.find_organization(&user.user.organization_id).await?.ok_or_else(|| invalid_grant("the organization no longer exists"))?;
+        let scopes: Vec<String> = code.scope.split_whitespace().map(str::to_owned).collect();
+        let claims = user_claims(&user, &org, &scopes);
+
+        let access_token = random_token("").map_err(|_| token_error(500, "server_error", "no randomness"))?;
+        let token_hash = handle(&access_token);
+        let expires_at = t + self.lifetimes.access_token;
+        let claims_value = Value::Object(claims.clone());
+        self.store
+            .create_access_token(&AccessToken {
+                token_hash: token_hash.clone(),
+                code_hash: code.code_hash.clone(),
+                application_id: app.id.clone(),
+                user_id: user.user.id.clone(),
+                session_hash: session.id_hash.clone(),
+                scope: code.scope.clone(),
+                claims: claims_value.clone(),
+                expires_at,
+                revoked: false,
+            })
+            .await?;
+        self.tokens.put(token_hash, CachedToken { body: claims_value.to_string().into_bytes().into(), expires_at });
+
+        let mut id_claims = claims;
+        id_claims.insert("iss".into(), self.issuer.clone().into());
+        id_claims.insert("aud".into(), app.client_id.clone().into());
+        id_claims.insert("azp".into(), app.client_id.clone().into());
+        id_claims.insert("iat".into(), t.unix_timestamp().into());
+        id_claims.insert("exp".into(), (t + self.lifetimes.id_token).unix_timestamp().into());
+        id_claims.insert("auth_time".into(), code.auth_time.unix_timestamp().into());
+        id_claims.insert("at_hash".into(), at_hash(&access_token).into());
+        if let Some(n) = &code.nonce {
+            id_claims.insert("nonce".into(), n.clone().into());
+        }
+        let alg = SigningAlg::parse(&app.id_token_signed_response_alg).unwrap_or(SigningAlg::RS256);
+        let signer = self.keys.signer(alg).ok_or_else(|| token_error(500, "server_error", "no signing key"))?;
+        let id_token = signer.sign_jwt(&id_claims).map_err(|_| token_error(500, "server_error", "signing failed"))?;
+        Ok(TokenReply { access_token, token_type: "Bearer", expires_in: self.lifetimes.access_token.as_secs(), id_token, scope: code.scope })
+    }
+
+    /// The claims for a bearer access token, from memory when this process has seen it.
+    pub async fn userinfo(&self, access_token: &str) -> Result<Arc<[u8]>, UserinfoError> {
+        let hash = handle(access_token);
+        let t = now();
+        if let Some(hit) = self.tokens.get(&hash) {
+            return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
+        }
+        let token = self.store.access_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t).ok_or(UserinfoError::InvalidToken)?;
+        let body: Arc<[u8]> = token.claims.to_string().into_bytes().into();
+        self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at });
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_verification() {
+        assert!(pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+        assert!(!pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"));
+        assert!(!pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "short"));
+    }
+
+    #[test]
+    fn client_credentials_from_basic_or_form() {
+        let form = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let basic = format!("Basic {}", STANDARD.encode("client%3A1:s%2Bcret"));
+        assert_eq!(client_credentials(&form(&[]), Some(&basic)).unwrap(), ("client:1".into(), Some("s+cret".into())));
+        assert_eq!(client_credentials(&form(&[("client_id", "c"), ("client_secret", "s")]), None).unwrap(), ("c".into(), Some("s".into())));
+        assert_eq!(client_credentials(&form(&[("client_id", "c")]), None).unwrap(), ("c".into(), None));
+        assert_eq!(client_credentials(&form(&[("client_secret", "s")]), Some(&basic)).unwrap_err().error, "invalid_request");
+        assert_eq!(client_credentials(&form(&[]), None).unwrap_err().error, "invalid_client");
+    }
+}

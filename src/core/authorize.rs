@@ -1,0 +1,193 @@
+//! Validation of an application's authorization request (OIDC Core §3.1.2.1), in the
+//! order that decides how an error may be reported: until the client and its
+//! redirect URI are trusted, only an error page is safe; after, errors go back to
+//! the application as OAuth error redirects.
+
+use std::collections::HashMap;
+
+use super::application::{Application, ClientType};
+use super::claims::SUPPORTED_SCOPES;
+
+/// A validated authorization request.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuthorizeRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt_login: bool,
+    pub prompt_none: bool,
+    pub login_hint: Option<String>,
+    pub organization: Option<String>,
+    pub connection: Option<String>,
+    pub domain_hint: Option<String>,
+}
+
+/// An error to report to the application at its redirect URI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError { error, description: description.into() }
+    }
+}
+
+/// The request's parameters, refusing any given twice (RFC 6749 §3.1).
+pub fn single_valued(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, String> {
+    let mut map = HashMap::new();
+    for (k, v) in pairs {
+        if map.insert(k.clone(), v).is_some() {
+            return Err(k);
+        }
+    }
+    Ok(map)
+}
+
+/// Checks the redirect URI against the application's list, byte for byte. An
+/// error here must be shown as a page, never redirected.
+pub fn trusted_redirect_uri(params: &HashMap<String, String>, app: &Application) -> Result<String, String> {
+    let uri = params.get("redirect_uri").ok_or("the request has no redirect_uri")?;
+    if app.redirect_uris.iter().any(|r| r == uri) {
+        Ok(uri.clone())
+    } else {
+        Err(format!("the redirect_uri `{uri}` is not registered for this application"))
+    }
+}
+
+/// Validates the rest, once client and redirect URI are trusted.
+pub fn validate(params: &HashMap<String, String>, app: &Application, redirect_uri: String) -> Result<AuthorizeRequest, OAuthError> {
+    let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned);
+    if params.contains_key("request") || params.contains_key("request_uri") {
+        return Err(OAuthError::new("request_not_supported", "request objects are not supported"));
+    }
+    match get("response_type").as_deref() {
+        Some("code") => {}
+        Some(other) => return Err(OAuthError::new("unsupported_response_type", format!("response_type `{other}` is not supported; use `code`"))),
+        None => return Err(OAuthError::new("invalid_request", "response_type is missing")),
+    }
+    if get("response_mode").is_some_and(|m| m != "query") {
+        return Err(OAuthError::new("invalid_request", "only response_mode=query is supported"));
+    }
+    let scopes: Vec<String> = get("scope").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(OAuthError::new("invalid_scope", "scope must include `openid`"));
+    }
+    let scopes: Vec<String> = scopes.into_iter().filter(|s| SUPPORTED_SCOPES.contains(&s.as_str())).collect();
+    let code_challenge = get("code_challenge");
+    match (code_challenge.as_deref(), get("code_challenge_method").as_deref()) {
+        (Some(_), Some("S256")) => {}
+        (Some(_), Some(m)) => return Err(OAuthError::new("invalid_request", format!("code_challenge_method `{m}` is not supported; use S256"))),
+        (Some(_), None) => return Err(OAuthError::new("invalid_request", "code_challenge_method must be S256 (plain is not supported)")),
+        (None, _) if app.client_type == ClientType::Public => {
+            return Err(OAuthError::new("invalid_request", "public clients must use PKCE (code_challenge with S256)"))
+        }
+        (None, _) => {}
+    }
+    if let Some(ch) = &code_challenge {
+        if ch.len() != 43 || !ch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(OAuthError::new("invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)"));
+        }
+    }
+    let prompts: Vec<String> = get("prompt").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+    let prompt_none = prompts.iter().any(|p| p == "none");
+    if prompt_none && prompts.len() > 1 {
+        return Err(OAuthError::new("invalid_request", "prompt=none cannot be combined with other prompts"));
+    }
+    for (name, max) in [("state", 2048), ("nonce", 512), ("login_hint", 512)] {
+        if params.get(name).is_some_and(|v| v.len() > max) {
+            return Err(OAuthError::new("invalid_request", format!("{name} is longer than {max} characters")));
+        }
+    }
+    Ok(AuthorizeRequest {
+        client_id: app.client_id.clone(),
+        redirect_uri,
+        scopes,
+        state: params.get("state").cloned(),
+        nonce: get("nonce"),
+        code_challenge,
+        prompt_login: prompts.iter().any(|p| p == "login" || p == "select_account"),
+        prompt_none,
+        login_hint: get("login_hint"),
+        organization: get("organization"),
+        connection: get("connection"),
+        domain_hint: get("domain_hint"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::now;
+
+    fn app(client_type: ClientType) -> Application {
+        Application {
+            id: "app_1".into(),
+            name: "App".into(),
+            client_id: "client_1".into(),
+            client_type,
+            id_token_signed_response_alg: "RS256".into(),
+            redirect_uris: vec!["https://app.example.com/cb".into()],
+            post_logout_redirect_uris: vec![],
+            expose_idp_tokens: false,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![("client_id", "client_1"), ("redirect_uri", "https://app.example.com/cb"), ("response_type", "code"), ("scope", "openid email"), ("state", "s1")]
+    }
+
+    #[test]
+    fn a_good_request_validates() {
+        let p = params(&base());
+        let uri = trusted_redirect_uri(&p, &app(ClientType::Confidential)).unwrap();
+        let r = validate(&p, &app(ClientType::Confidential), uri).unwrap();
+        assert_eq!(r.scopes, ["openid", "email"]);
+        assert_eq!(r.state.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly() {
+        for bad in ["https://app.example.com/cb/", "https://app.example.com/cb?x=1", "https://APP.example.com/cb", "https://evil.example.com/cb"] {
+            let mut b = base();
+            b[1] = ("redirect_uri", bad);
+            assert!(trusted_redirect_uri(&params(&b), &app(ClientType::Confidential)).is_err(), "{bad}");
+        }
+        assert!(trusted_redirect_uri(&params(&base()[..1]), &app(ClientType::Confidential)).is_err());
+    }
+
+    #[test]
+    fn errors_are_the_standard_ones() {
+        let check = |extra: &[(&'static str, &'static str)], kind: ClientType, want: &str| {
+            let mut b: HashMap<String, String> = params(&base());
+            for (k, v) in extra {
+                b.insert(k.to_string(), v.to_string());
+            }
+            let err = validate(&b, &app(kind), "https://app.example.com/cb".into()).unwrap_err();
+            assert_eq!(err.error, want, "{extra:?}: {}", err.description);
+        };
+        check(&[("response_type", "token")], ClientType::Confidential, "unsupported_response_type");
+        check(&[("scope", "email")], ClientType::Confidential, "invalid_scope");
+        check(&[("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), ("code_challenge_method", "plain")], ClientType::Confidential, "invalid_request");
+        check(&[], ClientType::Public, "invalid_request");
+        check(&[("request", "eyJ...")], ClientType::Confidential, "request_not_supported");
+        check(&[("prompt", "none login")], ClientType::Confidential, "invalid_request");
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        let pairs = vec![("state".to_string(), "a".to_string()), ("state".to_string(), "b".to_string())];
+        assert_eq!(single_valued(pairs).unwrap_err(), "state");
+    }
+}

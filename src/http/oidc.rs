@@ -1,0 +1,128 @@
+//! The OpenID Provider endpoints applications use, and the callback identity
+//! providers answer at. Thin: the [`Broker`](crate::broker::Broker) decides.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cookie::{Cookie, SameSite};
+use serde_json::json;
+
+use super::pages::message_page;
+use super::AppState;
+use crate::broker::{Reply, SetCookie, TokenError, UserinfoError};
+use crate::oidc::discovery::discovery;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(configuration))
+        .route("/oauth2/jwks", get(jwks))
+        .route("/oauth2/authorize", get(authorize).post(authorize))
+        .route("/sso/callback", get(callback))
+        .route("/oauth2/token", axum::routing::post(token))
+        .route("/oauth2/userinfo", get(userinfo).post(userinfo))
+}
+
+async fn configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(discovery(&state.broker.issuer))
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let body = state.broker.keys.jwks();
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")], body.as_str().to_owned()).into_response()
+}
+
+/// Parameters from the query (GET) or a form body (POST), as the spec allows both.
+fn params(method: &Method, query: Option<String>, body: &Bytes) -> Vec<(String, String)> {
+    let raw = if method == Method::POST { body.as_ref() } else { query.as_deref().unwrap_or_default().as_bytes() };
+    url::form_urlencoded::parse(raw).into_owned().collect()
+}
+
+fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| Cookie::split_parse(v.to_owned()).filter_map(Result::ok).map(|c| (c.name().to_owned(), c.value().to_owned())).collect::<Vec<_>>())
+        .collect()
+}
+
+fn set_cookie(c: &SetCookie, secure: bool) -> HeaderValue {
+    let cookie = Cookie::build((c.name, c.value.clone().unwrap_or_default()))
+        .path(c.path)
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .max_age(time::Duration::seconds(c.max_age.as_secs() as i64))
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("cookie values are URL-safe")
+}
+
+fn reply(state: &AppState, r: Reply) -> Response {
+    match r {
+        Reply::Redirect { location, cookies } => {
+            let mut resp = Redirect::to(&location).into_response();
+            for c in &cookies {
+                resp.headers_mut().append(header::SET_COOKIE, set_cookie(c, state.config.secure_cookies()));
+            }
+            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Reply::ErrorPage { status, title, message } => message_page(status, &title, &message),
+    }
+}
+
+async fn authorize(State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+    let r = state.broker.authorize(params(&method, query, &body), &cookies(&headers)).await;
+    reply(&state, r)
+}
+
+async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let r = state.broker.callback(params(&Method::GET, query, &Bytes::new()), &cookies(&headers)).await;
+    reply(&state, r)
+}
+
+const NO_STORE: [(header::HeaderName, &str); 2] = [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")];
+
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match state.broker.token(form, authorization).await {
+        Ok(t) => (NO_STORE, Json(t)).into_response(),
+        Err(TokenError { status, error, description }) => {
+            let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), NO_STORE, Json(json!({"error": error, "error_description": description}))).into_response();
+            if status == 401 {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ssogate\""));
+            }
+            resp
+        }
+    }
+}
+
+async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let result = match bearer {
+        Some(t) => state.broker.userinfo(t.trim()).await,
+        None => Err(UserinfoError::InvalidToken),
+    };
+    match result {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], Bytes::from_owner(body)).into_response(),
+        Err(UserinfoError::InvalidToken) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+            Json(json!({"error": "invalid_token", "error_description": "the access token is missing, unknown, expired or revoked"})),
+        )
+            .into_response(),
+        Err(UserinfoError::Store(e)) => {
+            tracing::error!(error = %e, "store failure at userinfo");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "temporarily_unavailable"}))).into_response()
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! ssogate as an OpenID Provider for applications: its discovery document and keys.
+
+pub mod discovery;
+pub mod keys;

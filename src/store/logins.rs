@@ -1,0 +1,131 @@
+//! The state of logins: signing keys, in-flight upstream logins, browser sessions,
+//! authorization codes and access tokens. Every credential is looked up by its
+//! SHA-256 hash, so a database leak does not hand out live sessions or tokens.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::StoreResult;
+use crate::core::application::Application;
+use crate::core::authorize::AuthorizeRequest;
+use crate::core::claims::IdpProfile;
+use crate::core::connection::Connection;
+use crate::core::organization::Organization;
+use crate::core::user::UserView;
+use crate::core::Timestamp;
+
+/// A private signing key, decrypted.
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub pkcs8: Vec<u8>,
+    pub public_jwk: Value,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
+}
+
+/// An upstream login in flight, from the redirect to the IdP until its callback.
+#[derive(Clone, Debug)]
+pub struct LoginState {
+    pub state_hash: String,
+    /// Hash of the browser-binding cookie set with the redirect.
+    pub browser_hash: String,
+    pub organization_id: String,
+    pub connection_id: String,
+    pub nonce: String,
+    pub pkce_verifier: Option<String>,
+    pub request: AuthorizeRequest,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A browser's signed-in session at ssogate.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id_hash: String,
+    pub user_id: String,
+    pub organization_id: String,
+    pub connection_id: Option<String>,
+    pub auth_time: Timestamp,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthCode {
+    pub code_hash: String,
+    pub application_id: String,
+    pub redirect_uri: String,
+    pub user_id: String,
+    pub session_hash: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What redeeming a code found.
+#[derive(Debug)]
+pub enum Redemption {
+    /// First use: the code, now marked redeemed.
+    Fresh(AuthCode),
+    /// Second use: every token the first exchange issued is now revoked; returned
+    /// so caches can drop them.
+    Replayed { revoked_token_hashes: Vec<String> },
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessToken {
+    pub token_hash: String,
+    pub code_hash: String,
+    pub application_id: String,
+    pub user_id: String,
+    pub session_hash: String,
+    pub scope: String,
+    /// The userinfo answer, fixed at issue time (the profile as of the last sync).
+    pub claims: Value,
+    pub expires_at: Timestamp,
+    pub revoked: bool,
+}
+
+/// The outcome of matching an IdP profile to the organization's users.
+#[derive(Debug)]
+pub enum Provisioned {
+    User(UserView),
+    /// Provisioning `existing_users` found nobody to match.
+    NotAllowed,
+}
+
+#[async_trait]
+pub trait Logins: Send + Sync + 'static {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    /// Adds a key and retires the other live keys of its algorithm.
+    async fn add_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    async fn delete_signing_keys_retired_before(&self, cutoff: Timestamp) -> StoreResult<()>;
+
+    async fn organization_by_domain(&self, domain: &str) -> StoreResult<Option<Organization>>;
+    /// An application and its client-secret hash (empty for public clients).
+    async fn application_by_client_id(&self, client_id: &str) -> StoreResult<Option<(Application, String)>>;
+
+    async fn put_login_state(&self, state: &LoginState) -> StoreResult<()>;
+    /// Removes and returns the login state: each state is usable once.
+    async fn take_login_state(&self, state_hash: &str) -> StoreResult<Option<LoginState>>;
+
+    /// Finds or (with JIT provisioning) creates the user an IdP profile belongs to in
+    /// the connection's organization, and refreshes their profile from it.
+    async fn provision_user(&self, connection: &Connection, profile: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned>;
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+
+    async fn create_auth_code(&self, code: &AuthCode) -> StoreResult<()>;
+    async fn redeem_auth_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Redemption>;
+    async fn create_access_token(&self, token: &AccessToken) -> StoreResult<()>;
+    async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
+
+    /// Deletes expired login states, codes, tokens and sessions; returns how many.
+    async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
+}

@@ -1,0 +1,344 @@
+//! Login state in SQL.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::directory::{application_row, load_org, load_user};
+use super::{from_json, from_ms, json_value, ms, record, to_json, SqlStore};
+use crate::core::application::Application;
+use crate::core::audit::Actor;
+use crate::core::claims::IdpProfile;
+use crate::core::connection::{Connection, Provisioning, UserMatch};
+use crate::core::ids::{new_id, IdKind};
+use crate::core::organization::Organization;
+use crate::core::Timestamp;
+use crate::store::{AccessToken, AuthCode, LoginState, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey};
+
+fn key_context(kid: &str) -> String {
+    format!("signing_key:{kid}")
+}
+
+fn pkce_context(state_hash: &str) -> String {
+    format!("login_state:{state_hash}:pkce")
+}
+
+fn session_row(r: &AnyRow) -> StoreResult<Session> {
+    Ok(Session {
+        id_hash: r.try_get("id_hash")?,
+        user_id: r.try_get("user_id")?,
+        organization_id: r.try_get("organization_id")?,
+        connection_id: r.try_get("connection_id")?,
+        auth_time: from_ms(r.try_get("auth_time")?)?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        expires_at: from_ms(r.try_get("expires_at")?)?,
+    })
+}
+
+fn code_row(r: &AnyRow) -> StoreResult<AuthCode> {
+    Ok(AuthCode {
+        code_hash: r.try_get("code_hash")?,
+        application_id: r.try_get("application_id")?,
+        redirect_uri: r.try_get("redirect_uri")?,
+        user_id: r.try_get("user_id")?,
+        session_hash: r.try_get("session_hash")?,
+        scope: r.try_get("scope")?,
+        nonce: r.try_get("nonce")?,
+        code_challenge: r.try_get("code_challenge")?,
+        auth_time: from_ms(r.try_get("auth_time")?)?,
+        expires_at: from_ms(r.try_get("expires_at")?)?,
+    })
+}
+
+/// The user a profile belongs to: first one this IdP subject already signed in as,
+/// then one matched by the connection's rule. Only ever within the organization.
+async fn find_user(conn: &mut AnyConnection, c: &Connection, p: &IdpProfile) -> StoreResult<Option<String>> {
+    let by_sub: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE organization_id = $1 AND idp_sub = $2 AND (connection_id = $3 OR connection_id IS NULL)")
+        .bind(&c.organization_id)
+        .bind(&p.idp_sub)
+        .bind(&c.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if by_sub.is_some() {
+        return Ok(by_sub);
+    }
+    let (column, value) = match c.user_match {
+        UserMatch::Email => ("email", p.email.as_deref()),
+        UserMatch::PreferredUsername => ("username", p.username.as_deref()),
+        UserMatch::Sub => return Ok(None),
+    };
+    let Some(value) = value else { return Ok(None) };
+    // A user already linked to another IdP subject is someone else.
+    let sql = format!("SELECT id FROM users WHERE organization_id = $1 AND {column} = $2 AND (idp_sub IS NULL OR idp_sub = $3)");
+    Ok(sqlx::query_scalar(&sql).bind(&c.organization_id).bind(value).bind(&p.idp_sub).fetch_optional(&mut *conn).await?)
+}
+
+#[async_trait]
+impl Logins for SqlStore {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let kid: String = r.try_get("kid")?;
+                let sealed: String = r.try_get("private_key_enc")?;
+                let pkcs8 = self.secrets.decrypt(&key_context(&kid), &sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(StoredSigningKey {
+                    alg: r.try_get("alg")?,
+                    pkcs8,
+                    public_jwk: from_json(&r.try_get::<String, _>("public_jwk")?)?,
+                    created_at: from_ms(r.try_get("created_at")?)?,
+                    retired_at: r.try_get::<Option<i64>, _>("retired_at")?.map(from_ms).transpose()?,
+                    kid,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
+        let sealed = self.secrets.encrypt(&key_context(&k.kid), &k.pkcs8).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE alg = $2 AND retired_at IS NULL")
+            .bind(ms(k.created_at))
+            .bind(&k.alg)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key_enc, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, NULL)")
+            .bind(&k.kid)
+            .bind(&k.alg)
+            .bind(sealed)
+            .bind(to_json(&k.public_jwk))
+            .bind(ms(k.created_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_signing_keys_retired_before(&self, cutoff: Timestamp) -> StoreResult<()> {
+        sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1").bind(ms(cutoff)).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn organization_by_domain(&self, domain: &str) -> StoreResult<Option<Organization>> {
+        let mut conn = self.conn().await?;
+        let id: Option<String> = sqlx::query_scalar("SELECT organization_id FROM organization_domains WHERE domain = $1")
+            .bind(domain.to_ascii_lowercase())
+            .fetch_optional(&mut *conn)
+            .await?;
+        match id {
+            Some(id) => load_org(&mut conn, &id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn application_by_client_id(&self, client_id: &str) -> StoreResult<Option<(Application, String)>> {
+        let row = sqlx::query("SELECT * FROM applications WHERE client_id = $1").bind(client_id).fetch_optional(&self.pool).await?;
+        row.map(|r| Ok((application_row(&r)?, r.try_get("client_secret_hash")?))).transpose()
+    }
+
+    async fn put_login_state(&self, s: &LoginState) -> StoreResult<()> {
+        let verifier = s
+            .pkce_verifier
+            .as_deref()
+            .map(|v| self.secrets.encrypt_str(&pkce_context(&s.state_hash), v))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("INSERT INTO login_states (state_hash, browser_hash, organization_id, connection_id, nonce, pkce_verifier_enc, request, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&s.state_hash)
+            .bind(&s.browser_hash)
+            .bind(&s.organization_id)
+            .bind(&s.connection_id)
+            .bind(&s.nonce)
+            .bind(verifier)
+            .bind(to_json(&s.request))
+            .bind(ms(s.created_at))
+            .bind(ms(s.expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_login_state(&self, state_hash: &str) -> StoreResult<Option<LoginState>> {
+        // DELETE … RETURNING: of two callbacks racing with one state, one gets it.
+        let Some(r) = sqlx::query("DELETE FROM login_states WHERE state_hash = $1 RETURNING *").bind(state_hash).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let verifier: Option<String> = r.try_get("pkce_verifier_enc")?;
+        Ok(Some(LoginState {
+            state_hash: r.try_get("state_hash")?,
+            browser_hash: r.try_get("browser_hash")?,
+            organization_id: r.try_get("organization_id")?,
+            connection_id: r.try_get("connection_id")?,
+            nonce: r.try_get("nonce")?,
+            pkce_verifier: verifier
+                .map(|v| self.secrets.decrypt_str(&pkce_context(state_hash), &v))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            request: from_json(&r.try_get::<String, _>("request")?)?,
+            created_at: from_ms(r.try_get("created_at")?)?,
+            expires_at: from_ms(r.try_get("expires_at")?)?,
+        }))
+    }
+
+    async fn provision_user(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
+        let mut tx = self.write_tx().await?;
+        let existing = find_user(&mut tx, c, p).await?;
+        let actor = Actor(format!("login:{}", c.id));
+        let id = match existing.clone() {
+            Some(id) => id,
+            None if c.provisioning == Provisioning::ExistingUsers => return Ok(Provisioned::NotAllowed),
+            None => {
+                let id = new_id(IdKind::User);
+                sqlx::query("INSERT INTO users (id, organization_id, connection_id, email, email_verified, idp_sub, idp_groups, attributes, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, '[]', '{}', $6, $6)")
+                    .bind(&id)
+                    .bind(&c.organization_id)
+                    .bind(&c.id)
+                    .bind(&p.email)
+                    .bind(&p.idp_sub)
+                    .bind(ms(login_at))
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        let before = load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
+        // The IdP is the source of truth for the profile; a claim it stopped sending
+        // keeps its last value rather than erasing what an admin may have set.
+        let u = &before.user;
+        sqlx::query("UPDATE users SET connection_id = $2, idp_sub = $3, email = $4, email_verified = $5, first_name = $6, last_name = $7, username = $8, picture = $9, attributes = $10, last_login_at = $11, updated_at = $11 WHERE id = $1")
+            .bind(&id)
+            .bind(&c.id)
+            .bind(&p.idp_sub)
+            .bind(p.email.as_ref().or(u.email.as_ref()))
+            .bind(i64::from(if p.email.is_some() { p.email_verified } else { u.email_verified }))
+            .bind(p.first_name.as_ref().or(u.first_name.as_ref()))
+            .bind(p.last_name.as_ref().or(u.last_name.as_ref()))
+            .bind(p.username.as_ref().or(u.username.as_ref()))
+            .bind(p.picture.as_ref().or(u.picture.as_ref()))
+            .bind(to_json(&p.attributes))
+            .bind(ms(login_at))
+            .execute(&mut *tx)
+            .await?;
+        let after = load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
+        if existing.is_none() {
+            record(&mut tx, Some(&c.organization_id), &actor, "user.provisioned", ("user", &id), json_value(&after)).await?;
+        }
+        tx.commit().await?;
+        Ok(Provisioned::User(after))
+    }
+
+    async fn create_session(&self, s: &Session) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sessions (id_hash, user_id, organization_id, connection_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&s.id_hash)
+            .bind(&s.user_id)
+            .bind(&s.organization_id)
+            .bind(&s.connection_id)
+            .bind(ms(s.auth_time))
+            .bind(ms(s.created_at))
+            .bind(ms(s.expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?;
+        row.as_ref().map(session_row).transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_auth_code(&self, c: &AuthCode) -> StoreResult<()> {
+        sqlx::query("INSERT INTO auth_codes (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)")
+            .bind(&c.code_hash)
+            .bind(&c.application_id)
+            .bind(&c.redirect_uri)
+            .bind(&c.user_id)
+            .bind(&c.session_hash)
+            .bind(&c.scope)
+            .bind(&c.nonce)
+            .bind(&c.code_challenge)
+            .bind(ms(c.auth_time))
+            .bind(ms(c.expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn redeem_auth_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Redemption> {
+        let mut tx = self.write_tx().await?;
+        let fresh = sqlx::query("UPDATE auth_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL RETURNING *")
+            .bind(code_hash)
+            .bind(ms(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match fresh {
+            Some(row) => Redemption::Fresh(code_row(&row)?),
+            None => {
+                let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&mut *tx).await?;
+                if known == 0 {
+                    Redemption::Unknown
+                } else {
+                    let revoked: Vec<String> = sqlx::query_scalar("UPDATE access_tokens SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
+                        .bind(code_hash)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    Redemption::Replayed { revoked_token_hashes: revoked }
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn create_access_token(&self, t: &AccessToken) -> StoreResult<()> {
+        sqlx::query("INSERT INTO access_tokens (token_hash, code_hash, application_id, user_id, session_hash, scope, claims, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&t.token_hash)
+            .bind(&t.code_hash)
+            .bind(&t.application_id)
+            .bind(&t.user_id)
+            .bind(&t.session_hash)
+            .bind(&t.scope)
+            .bind(to_json(&t.claims))
+            .bind(ms(t.expires_at))
+            .bind(i64::from(t.revoked))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
+        let Some(r) = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = $1").bind(token_hash).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        Ok(Some(AccessToken {
+            token_hash: r.try_get("token_hash")?,
+            code_hash: r.try_get("code_hash")?,
+            application_id: r.try_get("application_id")?,
+            user_id: r.try_get("user_id")?,
+            session_hash: r.try_get("session_hash")?,
+            scope: r.try_get("scope")?,
+            claims: from_json(&r.try_get::<String, _>("claims")?)?,
+            expires_at: from_ms(r.try_get("expires_at")?)?,
+            revoked: super::flag(&r, "revoked")?,
+        }))
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
+        let mut n = 0;
+        // Codes are kept a while past expiry so a late replay is still recognised.
+        let code_grace_ms = 10 * 60 * 1000;
+        for (sql, bound) in [
+            ("DELETE FROM login_states WHERE expires_at < $1", ms(now)),
+            ("DELETE FROM auth_codes WHERE expires_at < $1", ms(now) - code_grace_ms),
+            ("DELETE FROM access_tokens WHERE expires_at < $1", ms(now)),
+            ("DELETE FROM sessions WHERE expires_at < $1", ms(now)),
+        ] {
+            n += sqlx::query(sql).bind(bound).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(n)
+    }
+}

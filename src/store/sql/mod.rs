@@ -1,0 +1,173 @@
+//! The SQL store, one implementation for SQLite and PostgreSQL through sqlx's `Any`
+//! driver: the queries are written in the dialect both share (`$n` parameters,
+//! `ON CONFLICT`, `RETURNING`), and [`Dialect`] covers the few places they differ.
+
+mod directory;
+mod logins;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
+
+use super::{Page, StoreError, StoreResult};
+use crate::core::audit::Actor;
+use crate::core::ids::{new_id, IdKind};
+use crate::core::{now, Timestamp};
+use crate::crypto::SecretBox;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// SQLite must take the write lock up front: a deferred transaction that reads
+    /// first and writes later fails with SQLITE_BUSY instead of waiting its turn.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    secrets: Arc<SecretBox>,
+}
+
+pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+pub(super) fn ms(t: Timestamp) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(super) fn from_ms(v: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_unix_timestamp_nanos(v as i128 * 1_000_000).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Flags are stored as 0/1 in both databases.
+pub(super) fn flag(r: &AnyRow, column: &str) -> StoreResult<bool> {
+    Ok(r.try_get::<i64, _>(column)? != 0)
+}
+
+pub(super) fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+pub(super) fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(super) fn json_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("plain data serialises")
+}
+
+pub(super) fn conflict(field: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Conflict { field: field.into(), message: message.into() }
+}
+
+pub(super) fn secret_context(connection_id: &str) -> String {
+    format!("connection:{connection_id}:client_secret")
+}
+
+/// The cursor bound: rows after it going forward, before it going backward.
+pub(super) fn cursor(page: &Page, newest_first: bool) -> String {
+    page.cursor.clone().unwrap_or_else(|| if newest_first { "~".into() } else { String::new() })
+}
+
+impl SqlStore {
+    /// Opens the database (creating a SQLite file when missing) without migrating it.
+    pub async fn connect(url: &str, secrets: Arc<SecretBox>) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url)
+            .ok_or_else(|| StoreError::Corrupt("the database URL must start with sqlite: or postgres://".into()))?;
+        let (url, max_connections) = match dialect {
+            Dialect::Sqlite if !url.contains("mode=") => {
+                (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 8)
+            }
+            Dialect::Sqlite => (url.to_owned(), 8),
+            Dialect::Postgres => (url.to_owned(), 16),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(SqlStore { pool, dialect, secrets })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) async fn write_tx(&self) -> StoreResult<Tx> {
+        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
+    }
+
+    pub(super) async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+}
+
+
+/// One audit-log row, written in the same transaction as the change it records.
+pub(super) async fn record(
+    conn: &mut AnyConnection,
+    organization_id: Option<&str>,
+    actor: &Actor,
+    action: &str,
+    target: (&str, &str),
+    changes: Value,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit_events (id, organization_id, actor, action, target_type, target_id, changes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(new_id(IdKind::Event))
+        .bind(organization_id)
+        .bind(&actor.0)
+        .bind(action)
+        .bind(target.0)
+        .bind(target.1)
+        .bind(to_json(&changes))
+        .bind(ms(now()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+

@@ -1,0 +1,169 @@
+//! Cached provider metadata and signing keys, per identity provider.
+//!
+//! Logins must not wait on an IdP's discovery document or JWKS each time, yet must
+//! follow its changes: entries live as long as the IdP's `Cache-Control` says
+//! (bounded), are refreshed in the background before they expire, are served stale
+//! for a grace period if the IdP is briefly down, and an unknown `kid` forces one
+//! (rate-limited) JWKS refetch so key rotation just works.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::Jwk;
+use serde_json::Value;
+
+use super::metadata::{expected_issuer, usable_signing_keys, ProviderMetadata};
+use super::{IdpClient, UpstreamError};
+
+const MIN_TTL: Duration = Duration::from_secs(60);
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// How long a stale entry may still be served while its IdP fails to answer.
+const STALE_GRACE: Duration = Duration::from_secs(3600);
+/// At most one forced JWKS refetch per IdP in this interval.
+const FORCED_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+
+struct Entry<T> {
+    value: Arc<T>,
+    fetched: Instant,
+    ttl: Duration,
+}
+
+impl<T> Entry<T> {
+    fn age(&self) -> Duration {
+        self.fetched.elapsed()
+    }
+}
+
+fn ttl(max_age: Option<Duration>) -> Duration {
+    max_age.unwrap_or(DEFAULT_TTL).clamp(MIN_TTL, MAX_TTL)
+}
+
+#[derive(Clone)]
+pub struct Providers {
+    client: IdpClient,
+    metadata: Arc<RwLock<HashMap<String, Entry<ProviderMetadata>>>>,
+    jwks: Arc<RwLock<HashMap<String, Entry<Vec<Jwk>>>>>,
+    forced: Arc<RwLock<HashMap<String, Instant>>>,
+}
+
+impl Providers {
+    pub fn new(client: IdpClient) -> Self {
+        Providers { client, metadata: Default::default(), jwks: Default::default(), forced: Default::default() }
+    }
+
+    pub fn client(&self) -> &IdpClient {
+        &self.client
+    }
+
+    /// The provider's metadata, checked to be usable for logins.
+    pub async fn metadata(&self, discovery_url: &str) -> Result<Arc<ProviderMetadata>, UpstreamError> {
+        let cached = self.lookup(&self.metadata, discovery_url, |this, url| async move {
+            if let Err(e) = this.fetch_metadata(&url).await {
+                tracing::warn!(discovery_url = %url, error = %e, "background refresh of provider metadata failed");
+            }
+        });
+        if let Some((value, fresh)) = &cached {
+            if *fresh {
+                return Ok(value.clone());
+            }
+        }
+        match self.fetch_metadata(discovery_url).await {
+            Ok(v) => Ok(v),
+            Err(e) => cached.filter(|_| self.within_grace(&self.metadata, discovery_url)).map(|(v, _)| v).ok_or(e),
+        }
+    }
+
+    async fn fetch_metadata(&self, discovery_url: &str) -> Result<Arc<ProviderMetadata>, UpstreamError> {
+        let (m, max_age): (ProviderMetadata, _) = self.client.get_json_with_max_age(discovery_url).await?;
+        if m.issuer != expected_issuer(discovery_url) {
+            return Err(UpstreamError::Malformed(format!("the discovery document's issuer `{}` does not match its URL", m.issuer)));
+        }
+        if m.authorization_endpoint.is_none() || m.token_endpoint.is_none() || m.jwks_uri.is_none() {
+            return Err(UpstreamError::Malformed("the discovery document lacks authorization_endpoint, token_endpoint or jwks_uri".into()));
+        }
+        let value = Arc::new(m);
+        self.store(&self.metadata, discovery_url, value.clone(), ttl(max_age));
+        Ok(value)
+    }
+
+    /// The provider's usable signing keys. `force` refetches (at most once per
+    /// interval), for a token signed with a key not seen before.
+    pub async fn signing_keys(&self, jwks_uri: &str, force: bool) -> Result<Arc<Vec<Jwk>>, UpstreamError> {
+        let cached = self.lookup(&self.jwks, jwks_uri, |this, uri| async move {
+            if let Err(e) = this.fetch_jwks(&uri).await {
+                tracing::warn!(jwks_uri = %uri, error = %e, "background refresh of provider keys failed");
+            }
+        });
+        let may_force = force && {
+            let mut forced = self.forced.write().unwrap();
+            let allowed = forced.get(jwks_uri).is_none_or(|t| t.elapsed() >= FORCED_REFETCH_INTERVAL);
+            if allowed {
+                forced.insert(jwks_uri.to_owned(), Instant::now());
+            }
+            allowed
+        };
+        if let Some((value, fresh)) = &cached {
+            if *fresh && !may_force {
+                return Ok(value.clone());
+            }
+        }
+        match self.fetch_jwks(jwks_uri).await {
+            Ok(v) => Ok(v),
+            Err(e) => cached.filter(|_| self.within_grace(&self.jwks, jwks_uri)).map(|(v, _)| v).ok_or(e),
+        }
+    }
+
+    async fn fetch_jwks(&self, jwks_uri: &str) -> Result<Arc<Vec<Jwk>>, UpstreamError> {
+        let (doc, max_age): (Value, _) = self.client.get_json_with_max_age(jwks_uri).await?;
+        let value = Arc::new(usable_signing_keys(&doc)?);
+        self.store(&self.jwks, jwks_uri, value.clone(), ttl(max_age));
+        Ok(value)
+    }
+
+    /// Forgets what is cached for a discovery URL (its connection changed).
+    pub fn forget(&self, discovery_url: &str) {
+        self.metadata.write().unwrap().remove(discovery_url);
+    }
+
+    /// A cached value and whether it is still fresh; past three quarters of its
+    /// life `refresh` is started in the background, so logins rarely meet an
+    /// expired entry.
+    fn lookup<T, F, Fut>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str, refresh: F) -> Option<(Arc<T>, bool)>
+    where
+        F: FnOnce(Providers, String) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (value, age, ttl) = {
+            let guard = map.read().unwrap();
+            let e = guard.get(key)?;
+            (e.value.clone(), e.age(), e.ttl)
+        };
+        if age >= ttl * 3 / 4 && age < ttl {
+            tokio::spawn(refresh(self.clone(), key.to_owned()));
+        }
+        Some((value, age < ttl))
+    }
+
+    fn within_grace<T>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str) -> bool {
+        map.read().unwrap().get(key).is_some_and(|e| e.age() < e.ttl + STALE_GRACE)
+    }
+
+    fn store<T>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str, value: Arc<T>, ttl: Duration) {
+        map.write().unwrap().insert(key.to_owned(), Entry { value, fetched: Instant::now(), ttl });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_bounded() {
+        assert_eq!(ttl(None), DEFAULT_TTL);
+        assert_eq!(ttl(Some(Duration::ZERO)), MIN_TTL);
+        assert_eq!(ttl(Some(Duration::from_secs(7 * 24 * 3600))), MAX_TTL);
+        assert_eq!(ttl(Some(Duration::from_secs(600))), Duration::from_secs(600));
+    }
+}

@@ -1,0 +1,180 @@
+//! The relying-party side of a brokered login: the authorization request to the
+//! customer's IdP, the code exchange, ID token validation and userinfo.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+use url::Url;
+
+use super::id_token::{self, Claims, Expected, IdTokenError};
+use super::metadata::ProviderMetadata;
+use super::provider::Providers;
+use super::UpstreamError;
+use crate::core::connection::Connection;
+
+/// What the authorization request carries.
+pub struct AuthRequest<'a> {
+    pub state: &'a str,
+    pub nonce: &'a str,
+    pub pkce_challenge: Option<&'a str>,
+    pub redirect_uri: &'a str,
+    pub login_hint: Option<&'a str>,
+    pub prompt_login: bool,
+}
+
+pub fn supports_pkce(m: &ProviderMetadata) -> bool {
+    m.code_challenge_methods_supported.as_ref().is_some_and(|ms| ms.iter().any(|x| x == "S256"))
+}
+
+/// The URL to send the browser to at the IdP.
+pub fn authorization_url(m: &ProviderMetadata, c: &Connection, r: &AuthRequest) -> Result<String, UpstreamError> {
+    let endpoint = m.authorization_endpoint.as_deref().unwrap_or_default();
+    let mut url = Url::parse(endpoint).map_err(|e| UpstreamError::Malformed(format!("authorization_endpoint: {e}")))?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &c.client_id)
+            .append_pair("redirect_uri", r.redirect_uri)
+            .append_pair("scope", &c.scopes.join(" "))
+            .append_pair("state", r.state)
+            .append_pair("nonce", r.nonce);
+        if let Some(ch) = r.pkce_challenge {
+            q.append_pair("code_challenge", ch).append_pair("code_challenge_method", "S256");
+        }
+        if let Some(h) = r.login_hint {
+            q.append_pair("login_hint", h);
+        }
+        if r.prompt_login {
+            q.append_pair("prompt", "login");
+        }
+    }
+    Ok(url.into())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: Option<String>,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<i64>,
+    pub token_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OAuthError {
+    error: String,
+    error_description: Option<String>,
+}
+
+/// Why a login failed at the IdP's end, in words an admin can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("the identity provider refused the code exchange: {0}")]
+    TokenRejected(String),
+    #[error("the identity provider returned no ID token")]
+    NoIdToken,
+    #[error(transparent)]
+    IdToken(#[from] IdTokenError),
+    #[error("the userinfo `sub` does not match the ID token's")]
+    UserinfoSubjectMismatch,
+}
+
+/// `application/x-www-form-urlencoded` encoding of a client credential, as
+/// client_secret_basic requires before base64 (RFC 6749 §2.3.1).
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Exchanges the authorization code at the token endpoint, with client_secret_basic
+/// unless the IdP supports only client_secret_post.
+pub async fn exchange_code(
+    providers: &Providers,
+    m: &ProviderMetadata,
+    c: &Connection,
+    client_secret: &str,
+    code: &str,
+    redirect_uri: &str,
+    pkce_verifier: Option<&str>,
+) -> Result<TokenResponse, LoginError> {
+    let client = providers.client();
+    let url = client.checked(m.token_endpoint.as_deref().unwrap_or_default())?;
+    let use_post = m
+        .token_endpoint_auth_methods_supported
+        .as_ref()
+        .is_some_and(|ms| !ms.iter().any(|x| x == "client_secret_basic") && ms.iter().any(|x| x == "client_secret_post"));
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
+    if let Some(v) = pkce_verifier {
+        form.push(("code_verifier", v));
+    }
+    let mut req = client.request(reqwest::Method::POST, url).header(reqwest::header::ACCEPT, "application/json");
+    if use_post {
+        form.push(("client_id", &c.client_id));
+        form.push(("client_secret", client_secret));
+    } else {
+        let basic = STANDARD.encode(format!("{}:{}", form_encode(&c.client_id), form_encode(client_secret)));
+        req = req.header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"));
+    }
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let req = req.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body);
+    let (status, _, body) = client.send(req).await?;
+    if !status.is_success() {
+        let reason = serde_json::from_slice::<OAuthError>(&body)
+            .map(|e| format!("{} {}", e.error, e.error_description.unwrap_or_default()).trim().to_owned())
+            .unwrap_or_else(|_| format!("HTTP status {}", status.as_u16()));
+        return Err(LoginError::TokenRejected(reason));
+    }
+    Ok(super::http::parse(&body)?)
+}
+
+/// Validates the ID token, re-fetching the JWKS once if it names an unknown key.
+pub async fn validate_id_token(providers: &Providers, m: &ProviderMetadata, token: &str, expected: &Expected<'_>) -> Result<Claims, LoginError> {
+    let jwks_uri = m.jwks_uri.as_deref().unwrap_or_default();
+    let keys = providers.signing_keys(jwks_uri, false).await?;
+    match id_token::verify(token, &keys, expected) {
+        Err(IdTokenError::UnknownKey(_)) => {
+            let keys = providers.signing_keys(jwks_uri, true).await?;
+            Ok(id_token::verify(token, &keys, expected)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Fetches userinfo; its `sub` must be the ID token's (OIDC Core §5.3.2).
+pub async fn userinfo(providers: &Providers, m: &ProviderMetadata, access_token: &str, sub: &str) -> Result<Claims, LoginError> {
+    let client = providers.client();
+    let url = client.checked(m.userinfo_endpoint.as_deref().unwrap_or_default())?;
+    let req = client.request(reqwest::Method::GET, url).bearer_auth(access_token).header(reqwest::header::ACCEPT, "application/json");
+    let (status, _, body) = client.send(req).await?;
+    if !status.is_success() {
+        return Err(UpstreamError::BadStatus(status.as_u16()).into());
+    }
+    let claims: Claims = super::http::parse(&body)?;
+    if claims.get("sub").and_then(Value::as_str) != Some(sub) {
+        return Err(LoginError::UserinfoSubjectMismatch);
+    }
+    Ok(claims)
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce_pair(verifier: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    URL_SAFE_NO_PAD.encode(d.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_matches_rfc7636_appendix_b() {
+        assert_eq!(pkce_pair("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    }
+
+    #[test]
+    fn basic_credentials_are_form_encoded() {
+        assert_eq!(form_encode("a b:c/d"), "a+b%3Ac%2Fd");
+    }
+}

@@ -1,0 +1,72 @@
+//! A browser, as far as sign-in needs one: it keeps cookies and follows redirects
+//! one hop at a time, stopping when it reaches the application.
+
+use reqwest::StatusCode;
+
+pub struct Browser {
+    http: reqwest::Client,
+}
+
+/// Where a sign-in journey ended.
+#[derive(Debug)]
+pub enum Landing {
+    /// Redirected to the application: the full URL with its query.
+    App(url::Url),
+    /// A page was shown (status, body).
+    Page(StatusCode, String),
+}
+
+impl Landing {
+    pub fn app(self) -> url::Url {
+        match self {
+            Landing::App(u) => u,
+            Landing::Page(s, b) => panic!("expected a redirect to the app, got a {s} page: {b}"),
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<String> {
+        match self {
+            Landing::App(u) => u.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()),
+            Landing::Page(..) => None,
+        }
+    }
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { http }
+    }
+
+    /// Follows redirects from `start` until one leads to `app_prefix` or a page is
+    /// shown; returns the landing and every URL visited on the way.
+    pub async fn follow(&self, start: &str, app_prefix: &str) -> (Landing, Vec<String>) {
+        let mut url = url::Url::parse(start).unwrap();
+        let mut visited = vec![];
+        for _ in 0..20 {
+            if url.as_str().starts_with(app_prefix) {
+                return (Landing::App(url), visited);
+            }
+            visited.push(url.to_string());
+            let resp = self.http.get(url.clone()).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let status = resp.status();
+            if status.is_redirection() {
+                let location = resp.headers()["location"].to_str().unwrap().to_owned();
+                url = url.join(&location).unwrap();
+            } else {
+                return (Landing::Page(status, resp.text().await.unwrap_or_default()), visited);
+            }
+        }
+        panic!("too many redirects: {visited:?}");
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
