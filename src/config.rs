@@ -84,7 +84,7 @@ pub struct ServeArgs {
     pub allow_idp_networks: Vec<IpNet>,
 
     /// Timeout of each request to an identity provider, in seconds.
-    #[arg(long, env = "SSOGATE_IDP_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long = "idp-timeout", env = "SSOGATE_IDP_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub idp_timeout_secs: u64,
 }
 

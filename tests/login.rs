@@ -56,6 +56,7 @@ async fn env(provisioning: &str) -> Env {
         client_id: app["client_id"].as_str().unwrap().into(),
         client_secret: Some(app["client_secret"].as_str().unwrap().into()),
         redirect_uri: APP_REDIRECT.into(),
+        client_metadata: json!({}),
     };
     Env { idp, connection_id: conn["id"].as_str().unwrap().into(), sso, rp, _dir: dir }
 }
@@ -243,4 +244,139 @@ async fn discovery_and_keys_are_published() {
     let algs: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["alg"].as_str().unwrap()).collect();
     assert!(algs.contains(&"RS256") && algs.contains(&"ES256"), "{jwks}");
     assert!(jwks.to_string().find("\"d\"").is_none(), "private key material published");
+}
+
+/// The kid in a JWT's header.
+fn kid(jwt: &str) -> String {
+    use base64::Engine;
+    let head = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap();
+    serde_json::from_slice::<Value>(&head).unwrap()["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn public_clients_use_pkce_and_es256_tokens_verify() {
+    let env = env("jit").await;
+    let (s, app) = env
+        .sso
+        .post("/applications", json!({"name": "SPA", "redirect_uris": [APP_REDIRECT], "client_type": "public", "id_token_signed_response_alg": "ES256"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{app}");
+    assert!(app["client_secret"].is_null());
+    let rp = RelyingParty {
+        issuer: env.sso.base.clone(),
+        client_id: app["client_id"].as_str().unwrap().into(),
+        client_secret: None,
+        redirect_uri: APP_REDIRECT.into(),
+        client_metadata: json!({"id_token_signed_response_alg": "ES256", "token_endpoint_auth_method": "none"}),
+    };
+    let started = rp.start(json!({"organization": "acme", "login_hint": "bob"}));
+    let (landing, _) = Browser::new().follow(&started.url, APP_REDIRECT).await;
+    let result = rp.finish(&started, landing.app().as_str()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(result["id_token_claims"]["email"], "bob@acme.test");
+
+    // Without PKCE a public client is refused.
+    let url = format!(
+        "{}/oauth2/authorize?client_id={}&redirect_uri={APP_REDIRECT}&response_type=code&scope=openid&state=s&organization=acme",
+        env.sso.base, rp.client_id
+    );
+    let (landing, _) = Browser::new().follow(&url, APP_REDIRECT).await;
+    assert_eq!(landing.param("error").as_deref(), Some("invalid_request"));
+    assert!(landing.param("error_description").unwrap().contains("PKCE"));
+}
+
+#[tokio::test]
+async fn rotated_signing_keys_stay_published_for_tokens_they_signed() {
+    let env = env("jit").await;
+    let (r, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await;
+    let first = r.unwrap()["id_token"].as_str().unwrap().to_owned();
+    let (s, keys) = env.sso.post("/signing-keys/rotate", json!({"alg": "RS256"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{keys}");
+    let rs: Vec<&Value> = keys.as_array().unwrap().iter().filter(|k| k["alg"] == "RS256").collect();
+    assert_eq!(rs.len(), 2);
+    assert_eq!(rs.iter().filter(|k| k["active"] == true).count(), 1);
+    let (r, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await;
+    let second = r.unwrap()["id_token"].as_str().unwrap().to_owned();
+    assert_ne!(kid(&first), kid(&second));
+    let jwks: Value = reqwest::get(env.sso.url("/oauth2/jwks")).await.unwrap().json().await.unwrap();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(kids.contains(&kid(&first).as_str()) && kids.contains(&kid(&second).as_str()), "{kids:?}");
+    let (_, events) = env.sso.get("/events?action=signing_key.created").await;
+    assert_eq!(events["data"][0]["actor"], "admin_token");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_returns_only_to_registered_addresses() {
+    let env = env("jit").await;
+    let (_, app) = env
+        .sso
+        .post("/applications", json!({"name": "L", "redirect_uris": [APP_REDIRECT], "post_logout_redirect_uris": ["https://app.example.test/bye"]}))
+        .await;
+    let client_id = app["client_id"].as_str().unwrap();
+    let browser = Browser::new();
+    let (r, _) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;
+    assert!(r.is_ok());
+    let bad = env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://evil.example.test/"));
+    let (page, _) = browser.follow(&bad, "https://evil.example.test").await;
+    assert!(matches!(page, Landing::Page(StatusCode::BAD_REQUEST, _)), "{page:?}");
+    let good = env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://app.example.test/bye&state=xyz"));
+    let (landing, _) = browser.follow(&good, "https://app.example.test/bye").await;
+    assert_eq!(landing.param("state").as_deref(), Some("xyz"));
+    // The session is gone: the next sign-in goes back to the IdP.
+    let (_, visited) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;
+    assert!(env.went_to_idp(&visited));
+}
+
+#[tokio::test]
+async fn organizations_stay_isolated_from_each_other() {
+    // Two organizations, each with its own real IdP, both knowing a user "alice".
+    let env = env("jit").await;
+    let port = env.sso.base.rsplit(':').next().unwrap().to_owned();
+    let idp_b = TestIdp::start(json!({
+        "clients": [{"client_id": "ssogate-b", "client_secret": IDP_SECRET, "redirect_uris": [format!("http://127.0.0.1:{port}/sso/callback")]}],
+        "accounts": {"alice": {"email": "alice@beta.test", "email_verified": true}},
+    }));
+    env.sso.post("/organizations", json!({"name": "Beta", "slug": "beta", "domains": ["beta.test"]})).await;
+    let (s, _) = env
+        .sso
+        .post("/organizations/beta/connections", json!({"name": "Beta IdP", "client_id": "ssogate-b", "client_secret": IDP_SECRET, "discovery_url": idp_b.issuer}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let browser = Browser::new();
+    let (a, _) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;
+    let a = a.unwrap()["id_token_claims"].clone();
+    // A session at Acme does not sign anyone in to Beta: Beta's IdP is asked.
+    let (b, visited) = env.login(&browser, json!({"organization": "beta", "login_hint": "alice"})).await;
+    let b = b.unwrap()["id_token_claims"].clone();
+    assert!(visited.iter().any(|u| u.starts_with(&idp_b.issuer)), "{visited:?}");
+    assert_ne!(a["sub"], b["sub"]);
+    assert_eq!((a["org_slug"].as_str(), b["org_slug"].as_str()), (Some("acme"), Some("beta")));
+    assert_eq!(b["email"], "alice@beta.test");
+
+    // A code from Beta's IdP answered to a login started for Acme is refused: the
+    // state binds the login to Acme's connection, whose IdP does not know the code.
+    let browser = Browser::new();
+    let callback_prefix = format!("{}/sso/callback", env.sso.base);
+    let start_a = env.rp.start(json!({"organization": "acme", "login_hint": "alice"}));
+    let (to_a, _) = browser.follow(&start_a.url, &callback_prefix).await;
+    let start_b = env.rp.start(json!({"organization": "beta", "login_hint": "alice"}));
+    let (to_b, _) = browser.follow(&start_b.url, &callback_prefix).await;
+    let (a_answer, b_answer) = (to_a.app(), to_b.app());
+    let b_code = b_answer.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let mut forged = a_answer.clone();
+    let pairs: Vec<(String, String)> = a_answer.query_pairs().map(|(k, v)| { let v = if k == "code" { b_code.clone() } else { v.into_owned() }; (k.into_owned(), v) }).collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let (landing, _) = browser.follow(forged.as_str(), APP_REDIRECT).await;
+    assert_eq!(landing.param("error").as_deref(), Some("access_denied"), "{landing:?}");
+    let (_, acme_users) = env.sso.get("/organizations/acme/users").await;
+    assert!(acme_users["data"].as_array().unwrap().iter().all(|u| u["email"] != "alice@beta.test"));
+}
+
+#[tokio::test]
+async fn prompt_none_without_a_session_is_login_required() {
+    let env = env("jit").await;
+    let started = env.rp.start(json!({"organization": "acme", "prompt": "none"}));
+    let (landing, visited) = Browser::new().follow(&started.url, APP_REDIRECT).await;
+    assert_eq!(landing.param("error").as_deref(), Some("login_required"));
+    assert!(!env.went_to_idp(&visited));
 }

@@ -13,7 +13,10 @@ use ssogate::core::now;
 use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
-use ssogate::store::{EventFilter, Page, SqlStore, Store, StoreError};
+use ssogate::core::authorize::AuthorizeRequest;
+use ssogate::core::claims::IdpProfile;
+use ssogate::core::connection::Provisioning as P;
+use ssogate::store::{Directory, AccessToken, AuthCode, EventFilter, LoginState, Page, Provisioned, Redemption, SqlStore, Store, StoreError, StoredSigningKey};
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
 struct TestDb {
@@ -94,6 +97,7 @@ fn connection(org_id: &str) -> Connection {
         provisioning: Provisioning::Jit,
         user_match: UserMatch::Email,
         group_sync: GroupSync::default(),
+        allow_hmac_id_tokens: false,
         created_at: t,
         updated_at: t,
     }
@@ -108,7 +112,7 @@ fn profile(email: &str) -> UserProfile {
 }
 
 async fn organizations_have_defaults_unique_slugs_and_domains(db: &TestDb) {
-    let s = db.store.as_ref();
+    let s: &dyn Store = db.store.as_ref();
     let a = s.create_organization(org("Acme", "acme", &["acme.com"]), true, &actor()).await.unwrap();
     assert_eq!(s.find_organization("acme").await.unwrap().unwrap(), a);
     assert_eq!(s.find_organization(&a.id).await.unwrap().unwrap().domains, ["acme.com"]);
@@ -141,7 +145,7 @@ async fn organizations_have_defaults_unique_slugs_and_domains(db: &TestDb) {
 }
 
 async fn connection_secrets_are_encrypted_and_bound_to_their_row(db: &TestDb) {
-    let s = db.store.as_ref();
+    let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("Acme", "acme", &[]), true, &actor()).await.unwrap();
     let c = s.create_connection(connection(&o.id), "plain-secret-123", &actor()).await.unwrap();
     let c2 = s.create_connection(connection(&o.id), "other-secret-456", &actor()).await.unwrap();
@@ -169,7 +173,7 @@ async fn connection_secrets_are_encrypted_and_bound_to_their_row(db: &TestDb) {
 }
 
 async fn users_are_unique_per_organization_and_never_half_written(db: &TestDb) {
-    let s = db.store.as_ref();
+    let s: &dyn Store = db.store.as_ref();
     let a = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
     let b = s.create_organization(org("B", "org-b", &[]), true, &actor()).await.unwrap();
     let g = s.create_group(&a.id, NewGroup { name: "All Apps".into(), description: None, permissions: vec!["manage_apps".into()] }, &actor()).await.unwrap();
@@ -197,7 +201,7 @@ async fn users_are_unique_per_organization_and_never_half_written(db: &TestDb) {
 }
 
 async fn events_paginate_newest_first_with_filters(db: &TestDb) {
-    let s = db.store.as_ref();
+    let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
     for i in 0..5 {
         s.create_group(&o.id, NewGroup { name: format!("g{i}"), description: None, permissions: vec![] }, &actor()).await.unwrap();
@@ -218,7 +222,7 @@ async fn events_paginate_newest_first_with_filters(db: &TestDb) {
 }
 
 async fn settings_first_writer_wins(db: &TestDb) {
-    let s = db.store.as_ref();
+    let s: &dyn Store = db.store.as_ref();
     assert_eq!(s.setting("k").await.unwrap(), None);
     assert_eq!(s.put_setting_if_absent("k", "one").await.unwrap(), "one");
     assert_eq!(s.put_setting_if_absent("k", "two").await.unwrap(), "one");
@@ -240,6 +244,97 @@ async fn concurrent_writers_all_succeed(db: &TestDb) {
     slugs.sort();
     slugs.dedup();
     assert_eq!(slugs.len(), 24, "slugs must stay unique under concurrency");
+}
+
+fn idp_profile(sub: &str, email: &str) -> IdpProfile {
+    IdpProfile { idp_sub: sub.into(), email: Some(email.into()), email_verified: true, first_name: Some("Ann".into()), ..Default::default() }
+}
+
+async fn login_state_is_single_use_and_sealed(db: &TestDb) {
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = s.create_connection(connection(&o.id), "secret", &actor()).await.unwrap();
+    let t = now();
+    let request = AuthorizeRequest {
+        client_id: "client_1".into(), redirect_uri: "https://app/cb".into(), scopes: vec!["openid".into()], state: Some("s".into()),
+        nonce: None, code_challenge: None, prompt_login: false, prompt_none: false, login_hint: None, organization: None, connection: None, domain_hint: None,
+    };
+    let state = LoginState {
+        state_hash: "h1".into(), browser_hash: "b1".into(), organization_id: o.id.clone(), connection_id: c.id.clone(), nonce: "n".into(),
+        pkce_verifier: Some("verifier-value-123".into()), request: request.clone(), created_at: t, expires_at: t + std::time::Duration::from_secs(60),
+    };
+    s.put_login_state(&state).await.unwrap();
+    let raw = db.raw("SELECT pkce_verifier_enc FROM login_states").await;
+    assert!(!raw[0].try_get::<String, _>("pkce_verifier_enc").unwrap().contains("verifier-value"));
+    let taken = s.take_login_state("h1").await.unwrap().unwrap();
+    assert_eq!(taken.pkce_verifier.as_deref(), Some("verifier-value-123"));
+    assert_eq!(taken.request, request);
+    assert!(s.take_login_state("h1").await.unwrap().is_none(), "a state must be usable once");
+}
+
+async fn provisioning_matches_within_the_organization_only(db: &TestDb) {
+    let s: &dyn Store = db.store.as_ref();
+    let a = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let b = s.create_organization(org("B", "org-b", &[]), true, &actor()).await.unwrap();
+    let ca = s.create_connection(connection(&a.id), "x", &actor()).await.unwrap();
+    let mut cb = connection(&b.id);
+    cb.provisioning = P::ExistingUsers;
+    let cb = s.create_connection(cb, "x", &actor()).await.unwrap();
+    let Provisioned::User(first) = s.provision_user(&ca, &idp_profile("u1", "ann@x.test"), now()).await.unwrap() else { panic!() };
+    let Provisioned::User(again) = s.provision_user(&ca, &idp_profile("u1", "ann.new@x.test"), now()).await.unwrap() else { panic!() };
+    assert_eq!(first.user.id, again.user.id, "a returning IdP subject is the same user");
+    assert_eq!(again.user.email.as_deref(), Some("ann.new@x.test"));
+    // Organization B admits existing users only, and Ann of A is not one of them.
+    assert!(matches!(s.provision_user(&cb, &idp_profile("u1", "ann.new@x.test"), now()).await.unwrap(), Provisioned::NotAllowed));
+    s.create_user(&b.id, profile("ann.new@x.test"), vec![], &actor()).await.unwrap();
+    let Provisioned::User(in_b) = s.provision_user(&cb, &idp_profile("u1", "ann.new@x.test"), now()).await.unwrap() else { panic!() };
+    assert_ne!(in_b.user.id, first.user.id);
+    assert_eq!(in_b.user.organization_id, b.id);
+    assert_eq!(in_b.user.idp_sub.as_deref(), Some("u1"));
+}
+
+async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = s.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
+    let t = now();
+    let app = ssogate::core::application::Application {
+        id: new_id(IdKind::Application), name: "A".into(), client_id: "client_x".into(), client_type: Default::default(),
+        id_token_signed_response_alg: "RS256".into(), redirect_uris: vec!["https://a/cb".into()], post_logout_redirect_uris: vec![],
+        expose_idp_tokens: false, created_at: t, updated_at: t,
+    };
+    s.create_application(app.clone(), "hash", &actor()).await.unwrap();
+    let later = t + std::time::Duration::from_secs(60);
+    s.create_auth_code(&AuthCode {
+        code_hash: "c1".into(), application_id: app.id.clone(), redirect_uri: "https://a/cb".into(), user_id: u.user.id.clone(), session_hash: "s1".into(),
+        scope: "openid".into(), nonce: None, code_challenge: None, auth_time: t, expires_at: later,
+    }).await.unwrap();
+    assert!(matches!(s.redeem_auth_code("c1", t).await.unwrap(), Redemption::Fresh(_)));
+    s.create_access_token(&AccessToken {
+        token_hash: "t1".into(), code_hash: "c1".into(), application_id: app.id.clone(), user_id: u.user.id.clone(), session_hash: "s1".into(),
+        scope: "openid".into(), claims: json!({"sub": u.user.id}), expires_at: later, revoked: false,
+    }).await.unwrap();
+    match s.redeem_auth_code("c1", t).await.unwrap() {
+        Redemption::Replayed { revoked_token_hashes } => assert_eq!(revoked_token_hashes, ["t1"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.access_token("t1").await.unwrap().unwrap().revoked);
+    assert!(matches!(s.redeem_auth_code("nope", t).await.unwrap(), Redemption::Unknown));
+}
+
+async fn signing_keys_are_sealed_and_rotation_retires(db: &TestDb) {
+    let s: &dyn Store = db.store.as_ref();
+    let key = |kid: &str| StoredSigningKey { kid: kid.into(), alg: "ES256".into(), pkcs8: b"private-bytes".to_vec(), public_jwk: json!({"kid": kid}), created_at: now(), retired_at: None };
+    s.add_signing_key(&key("k1"), &actor()).await.unwrap();
+    s.add_signing_key(&key("k2"), &actor()).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().find(|k| k.kid == "k1").unwrap().retired_at.is_some());
+    assert!(keys.iter().find(|k| k.kid == "k2").unwrap().retired_at.is_none());
+    assert_eq!(keys[0].pkcs8, b"private-bytes");
+    let raw = db.raw("SELECT private_key_enc FROM signing_keys").await;
+    assert!(!raw[0].try_get::<String, _>("private_key_enc").unwrap().contains("private"));
 }
 
 macro_rules! on_both_databases {
@@ -274,4 +369,8 @@ on_both_databases!(
     events_paginate_newest_first_with_filters,
     settings_first_writer_wins,
     concurrent_writers_all_succeed,
+    login_state_is_single_use_and_sealed,
+    provisioning_matches_within_the_organization_only,
+    codes_redeem_once_and_replays_revoke_tokens,
+    signing_keys_are_sealed_and_rotation_retires,
 );

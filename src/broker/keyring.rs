@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::core::audit::Actor;
 use crate::core::ids::{new_id, IdKind};
 use crate::core::{now, Timestamp};
 use crate::oidc::keys::{KeyError, SigningAlg, SigningKey};
@@ -34,18 +35,18 @@ impl KeyRing {
         let stored = store.signing_keys().await?;
         for alg in SigningAlg::ALL {
             if !stored.iter().any(|k| k.alg == alg.as_str() && k.retired_at.is_none()) {
-                ring.add(store, alg).await?;
+                ring.add(store, alg, &Actor("system".into())).await?;
             }
         }
         ring.reload(store).await?;
         Ok(ring)
     }
 
-    async fn add(&self, store: &dyn Store, alg: SigningAlg) -> Result<(), KeyRingError> {
+    async fn add(&self, store: &dyn Store, alg: SigningAlg, actor: &Actor) -> Result<(), KeyRingError> {
         let kid = new_id(IdKind::Event).replacen("evt_", "key_", 1);
         let (key, pkcs8) = SigningKey::generate(alg, kid.clone())?;
         store
-            .add_signing_key(&StoredSigningKey { kid, alg: alg.as_str().into(), pkcs8, public_jwk: key.public_jwk(), created_at: now(), retired_at: None })
+            .add_signing_key(&StoredSigningKey { kid, alg: alg.as_str().into(), pkcs8, public_jwk: key.public_jwk(), created_at: now(), retired_at: None }, actor)
             .await?;
         Ok(())
     }
@@ -68,8 +69,8 @@ impl KeyRing {
     }
 
     /// Replaces the active key of `alg`; the old one stays published for `retention`.
-    pub async fn rotate(&self, store: &dyn Store, alg: SigningAlg) -> Result<(), KeyRingError> {
-        self.add(store, alg).await?;
+    pub async fn rotate(&self, store: &dyn Store, alg: SigningAlg, actor: &Actor) -> Result<(), KeyRingError> {
+        self.add(store, alg, actor).await?;
         self.reload(store).await
     }
 

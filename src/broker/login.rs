@@ -137,7 +137,7 @@ impl Broker {
             })
             .await
             .map_err(store_failure)?;
-        let cookie = SetCookie { name: LOGIN_COOKIE, value: Some(browser), path: "/sso", max_age: self.lifetimes.login_state };
+        let cookie = SetCookie { name: LOGIN_COOKIE, value: Some(browser), path: "/", max_age: self.lifetimes.login_state };
         Ok(Reply::Redirect { location, cookies: vec![cookie] })
     }
 
@@ -285,7 +285,7 @@ impl Broker {
         let profile = claims::normalize(&claims::merge(&id_claims, userinfo.as_ref()));
         let login_at: Timestamp = now();
         let user = match self.store.provision_user(&connection, &profile, login_at).await {
-            Ok(Provisioned::User(u)) => u,
+            Ok(Provisioned::User(u)) => *u,
             Ok(Provisioned::NotAllowed) => {
                 return Err(oauth("access_denied", "you have no account in this organization yet; ask its administrator to add you"))
             }
@@ -310,10 +310,8 @@ impl Broker {
             expires_at: login_at + self.lifetimes.session,
         };
         self.store.create_session(&session).await.map_err(store_failure)?;
-        let cookies = vec![
-            SetCookie { name: SESSION_COOKIE, value: Some(session_id), path: "/", max_age: self.lifetimes.session },
-            SetCookie { name: LOGIN_COOKIE, value: None, path: "/sso", max_age: std::time::Duration::ZERO },
-        ];
+        // The login cookie stays: other tabs may have sign-ins in flight with it.
+        let cookies = vec![SetCookie { name: SESSION_COOKIE, value: Some(session_id), path: "/", max_age: self.lifetimes.session }];
         self.issue_code(&app, req, &user, &session, cookies).await
     }
 }

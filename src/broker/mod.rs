@@ -4,6 +4,7 @@
 
 mod keyring;
 mod login;
+mod logout;
 mod token;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub enum Reply {
     /// Redirecting would be unsafe (unknown client or redirect URI, a login from
     /// another browser): show a page.
     ErrorPage { status: u16, title: String, message: String },
+    /// Signed out, with nowhere to return to.
+    SignedOut { cookies: Vec<SetCookie> },
 }
 
 impl Reply {

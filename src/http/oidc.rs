@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sso/callback", get(callback))
         .route("/oauth2/token", axum::routing::post(token))
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
+        .route("/oauth2/logout", get(logout).post(logout))
 }
 
 async fn configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -63,17 +64,21 @@ fn set_cookie(c: &SetCookie, secure: bool) -> HeaderValue {
 }
 
 fn reply(state: &AppState, r: Reply) -> Response {
-    match r {
-        Reply::Redirect { location, cookies } => {
-            let mut resp = Redirect::to(&location).into_response();
-            for c in &cookies {
-                resp.headers_mut().append(header::SET_COOKIE, set_cookie(c, state.config.secure_cookies()));
-            }
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
-        Reply::ErrorPage { status, title, message } => message_page(status, &title, &message),
+    let (mut resp, cookies) = match r {
+        Reply::Redirect { location, cookies } => (Redirect::to(&location).into_response(), cookies),
+        Reply::ErrorPage { status, title, message } => (message_page(status, &title, &message), vec![]),
+        Reply::SignedOut { cookies } => (message_page(200, "Signed out", "You are signed out of ssogate. You can close this window."), cookies),
+    };
+    for c in &cookies {
+        resp.headers_mut().append(header::SET_COOKIE, set_cookie(c, state.config.secure_cookies()));
     }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn logout(State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+    let r = state.broker.end_session(params(&method, query, &body), &cookies(&headers)).await;
+    reply(&state, r)
 }
 
 async fn authorize(State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::StoreResult;
 use crate::core::application::Application;
+use crate::core::audit::Actor;
 use crate::core::authorize::AuthorizeRequest;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::Connection;
@@ -93,7 +94,7 @@ pub struct AccessToken {
 /// The outcome of matching an IdP profile to the organization's users.
 #[derive(Debug)]
 pub enum Provisioned {
-    User(UserView),
+    User(Box<UserView>),
     /// Provisioning `existing_users` found nobody to match.
     NotAllowed,
 }
@@ -102,7 +103,7 @@ pub enum Provisioned {
 pub trait Logins: Send + Sync + 'static {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
     /// Adds a key and retires the other live keys of its algorithm.
-    async fn add_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    async fn add_signing_key(&self, key: &StoredSigningKey, actor: &Actor) -> StoreResult<()>;
     async fn delete_signing_keys_retired_before(&self, cutoff: Timestamp) -> StoreResult<()>;
 
     async fn organization_by_domain(&self, domain: &str) -> StoreResult<Option<Organization>>;

@@ -105,12 +105,12 @@ pub fn verify(token: &str, keys: &[Jwk], expected: &Expected) -> Result<Claims, 
 fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: &str) -> Result<&'k Jwk, IdTokenError> {
     let compatible = |k: &&Jwk| {
         k.common.key_algorithm.is_none_or(|ka| ka.to_string() == alg)
-            && match (&k.algorithm, &alg[..2]) {
-                (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), "RS" | "PS") => true,
-                (jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_), "ES") => true,
-                (jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_), "Ed") => true,
-                _ => false,
-            }
+            && matches!(
+                (&k.algorithm, &alg[..2]),
+                (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), "RS" | "PS")
+                    | (jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_), "ES")
+                    | (jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_), "Ed")
+            )
     };
     match kid {
         Some(kid) => keys.iter().find(|k| k.common.key_id.as_deref() == Some(kid)).ok_or_else(|| IdTokenError::UnknownKey(kid.to_owned())),
@@ -151,7 +151,7 @@ fn check_claims(c: &Claims, e: &Expected) -> Result<(), IdTokenError> {
         return Err(IdTokenError::IssuedAtOutOfRange);
     }
     let nonce = c.get("nonce").and_then(Value::as_str).unwrap_or_default();
-    if !aws_lc_rs::constant_time::verify_slices_are_equal(nonce.as_bytes(), e.nonce.as_bytes()).is_ok() {
+    if aws_lc_rs::constant_time::verify_slices_are_equal(nonce.as_bytes(), e.nonce.as_bytes()).is_err() {
         return Err(IdTokenError::NonceMismatch);
     }
     if c.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
@@ -229,10 +229,10 @@ mod tests {
         // Tampered payload.
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&with(claims(), |c| { c.insert("sub".into(), json!("admin")); })).unwrap());
-        assert_eq!(verify(&parts.join("."), &[jwk.clone()], &expected()).unwrap_err(), IdTokenError::BadSignature);
+        assert_eq!(verify(&parts.join("."), std::slice::from_ref(&jwk), &expected()).unwrap_err(), IdTokenError::BadSignature);
         // Signed by a key whose kid is not in the JWKS.
         let foreign = other.sign_jwt(&claims()).unwrap();
-        assert_eq!(verify(&foreign, &[jwk.clone()], &expected()).unwrap_err(), IdTokenError::UnknownKey("k2".into()));
+        assert_eq!(verify(&foreign, std::slice::from_ref(&jwk), &expected()).unwrap_err(), IdTokenError::UnknownKey("k2".into()));
         // A kid that is in the JWKS but the signature is by another key.
         let mut forged: Vec<String> = foreign.split('.').map(String::from).collect();
         forged[0] = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","kid":"k1"}"#);
@@ -240,9 +240,9 @@ mod tests {
         // alg none, and HMAC without opt-in.
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
         let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
-        assert_eq!(verify(&none, &[jwk.clone()], &expected()).unwrap_err(), IdTokenError::AlgorithmNotAllowed("none".into()));
+        assert_eq!(verify(&none, std::slice::from_ref(&jwk), &expected()).unwrap_err(), IdTokenError::AlgorithmNotAllowed("none".into()));
         let hs = jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims(), &jsonwebtoken::EncodingKey::from_secret(b"client-secret")).unwrap();
-        assert_eq!(verify(&hs, &[jwk.clone()], &expected()).unwrap_err(), IdTokenError::AlgorithmNotAllowed("HS256".into()));
+        assert_eq!(verify(&hs, std::slice::from_ref(&jwk), &expected()).unwrap_err(), IdTokenError::AlgorithmNotAllowed("HS256".into()));
         // HMAC with opt-in verifies with the client secret, and only with it.
         let opted = Expected { hmac_secret: Some("client-secret"), ..expected() };
         assert!(verify(&hs, &[], &opted).is_ok());
@@ -252,7 +252,7 @@ mod tests {
         let mut no_kid: Vec<String> = token.split('.').map(String::from).collect();
         no_kid[0] = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256"}"#);
         let no_kid = no_kid.join(".");
-        assert!(verify(&no_kid, &[jwk.clone()], &expected()).is_ok());
+        assert!(verify(&no_kid, std::slice::from_ref(&jwk), &expected()).is_ok());
         assert_eq!(verify(&no_kid, &[jwk, other_jwk], &expected()).unwrap_err(), IdTokenError::AmbiguousKey);
         assert_eq!(verify("a.b", &[], &expected()).unwrap_err(), IdTokenError::Malformed);
     }

@@ -120,6 +120,9 @@ pub async fn exchange_code(
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
     let req = req.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body);
     let (status, _, body) = client.send(req).await?;
+    if status.is_server_error() {
+        return Err(UpstreamError::BadStatus(status.as_u16()).into());
+    }
     if !status.is_success() {
         let reason = serde_json::from_slice::<OAuthError>(&body)
             .map(|e| format!("{} {}", e.error, e.error_description.unwrap_or_default()).trim().to_owned())

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod rp;
 pub mod fake_idp;
+pub mod fake_op;
 pub mod idp;
 
 use std::io::{BufRead, BufReader, Read};

@@ -10,6 +10,8 @@ pub struct RelyingParty {
     pub client_id: String,
     pub client_secret: Option<String>,
     pub redirect_uri: String,
+    /// Registered client metadata the library must enforce (e.g. the ID token alg).
+    pub client_metadata: Value,
 }
 
 /// An authorization request the library built, with what it must check on return.
@@ -24,6 +26,7 @@ impl RelyingParty {
     fn run(&self, step: &str, extra: Value) -> Result<Value, Value> {
         let mut input = json!({
             "issuer": self.issuer, "client_id": self.client_id, "client_secret": self.client_secret, "redirect_uri": self.redirect_uri,
+            "client_metadata": self.client_metadata,
         });
         input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");

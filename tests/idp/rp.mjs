@@ -4,7 +4,7 @@
 //   node rp.mjs finish '<json>'  -> {"id_token_claims", "userinfo", "token_type", "expires_in"}
 //
 // The JSON carries issuer, client_id, client_secret (null for public clients),
-// redirect_uri, and: for start, extra authorization parameters (`params`); for
+// redirect_uri, optional client_metadata, and: for start, extra authorization parameters (`params`); for
 // finish, `callback_url` and the values start returned. Errors print {"error": "..."}
 // and exit 1, so a test can assert on what the library refused.
 import * as client from 'openid-client';
@@ -14,7 +14,7 @@ const input = JSON.parse(raw);
 
 async function configuration() {
   const auth = input.client_secret ? client.ClientSecretBasic(input.client_secret) : client.None();
-  return client.discovery(new URL(input.issuer), input.client_id, undefined, auth, { execute: [client.allowInsecureRequests] });
+  return client.discovery(new URL(input.issuer), input.client_id, input.client_metadata, auth, { execute: [client.allowInsecureRequests] });
 }
 
 try {
@@ -42,7 +42,7 @@ try {
     });
     const claims = tokens.claims();
     const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
-    console.log(JSON.stringify({ id_token_claims: claims, userinfo, token_type: tokens.token_type, expires_in: tokens.expires_in, access_token: tokens.access_token }));
+    console.log(JSON.stringify({ id_token_claims: claims, userinfo, token_type: tokens.token_type, expires_in: tokens.expires_in, access_token: tokens.access_token, id_token: tokens.id_token }));
   } else {
     throw new Error(`unknown step ${step}`);
   }

@@ -5,6 +5,7 @@ mod connections;
 mod events;
 mod groups;
 mod organizations;
+mod signing_keys;
 mod users;
 
 use axum::extract::{Request, State};
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(users::routes())
         .merge(groups::routes())
         .merge(events::routes())
+        .merge(signing_keys::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 

@@ -94,7 +94,7 @@ impl Logins for SqlStore {
             .collect()
     }
 
-    async fn add_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
+    async fn add_signing_key(&self, k: &StoredSigningKey, actor: &Actor) -> StoreResult<()> {
         let sealed = self.secrets.encrypt(&key_context(&k.kid), &k.pkcs8).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE alg = $2 AND retired_at IS NULL")
@@ -110,6 +110,7 @@ impl Logins for SqlStore {
             .bind(ms(k.created_at))
             .execute(&mut *tx)
             .await?;
+        record(&mut tx, None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg})).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -224,7 +225,7 @@ impl Logins for SqlStore {
             record(&mut tx, Some(&c.organization_id), &actor, "user.provisioned", ("user", &id), json_value(&after)).await?;
         }
         tx.commit().await?;
-        Ok(Provisioned::User(after))
+        Ok(Provisioned::User(Box::new(after)))
     }
 
     async fn create_session(&self, s: &Session) -> StoreResult<()> {

@@ -1,0 +1,187 @@
+//! A small fake OpenID Provider, for the faults a certified OP never produces: bad
+//! signatures, `alg: none`, wrong audiences, stale tokens, rotated keys, slow or
+//! failing endpoints. It signs with ssogate's own key code (test-only use).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use ssogate::oidc::keys::{SigningAlg, SigningKey};
+
+/// What the fake does wrong on the next logins.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    None,
+    BadSignature,
+    AlgNone,
+    Hmac,
+    WrongAudience,
+    WrongIssuer,
+    Expired,
+    NonceMismatch,
+    UnknownKid,
+    UserinfoSubMismatch,
+    SlowToken(Duration),
+    TokenEndpointFails,
+    IssParamMismatch,
+}
+
+struct Inner {
+    fault: Fault,
+    keys: Vec<SigningKey>,
+    /// Nonces by code, from the authorization requests.
+    nonces: HashMap<String, String>,
+    token_requests: usize,
+}
+
+#[derive(Clone)]
+pub struct FakeOp {
+    pub issuer: String,
+    pub client_id: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeOp {
+    pub async fn start(client_id: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let (key, _) = SigningKey::generate(SigningAlg::RS256, "key-1".into()).unwrap();
+        let op = FakeOp {
+            issuer,
+            client_id: client_id.into(),
+            inner: Arc::new(Mutex::new(Inner { fault: Fault::None, keys: vec![key], nonces: HashMap::new(), token_requests: 0 })),
+        };
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
+            .with_state(op.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        op
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.inner.lock().unwrap().fault = fault;
+    }
+
+    /// Replaces the signing key with a new one (new kid); the JWKS publishes only it.
+    pub fn rotate_key(&self, kid: &str) {
+        let (key, _) = SigningKey::generate(SigningAlg::RS256, kid.into()).unwrap();
+        self.inner.lock().unwrap().keys = vec![key];
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.inner.lock().unwrap().token_requests
+    }
+}
+
+async fn discovery(State(op): State<FakeOp>) -> Json<Value> {
+    let i = &op.issuer;
+    Json(json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/token"),
+        "userinfo_endpoint": format!("{i}/userinfo"),
+        "jwks_uri": format!("{i}/jwks"),
+        "response_types_supported": ["code"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+    }))
+}
+
+async fn jwks(State(op): State<FakeOp>) -> Json<Value> {
+    let keys: Vec<Value> = op.inner.lock().unwrap().keys.iter().map(|k| k.public_jwk()).collect();
+    Json(json!({ "keys": keys }))
+}
+
+/// Signs the user in at once: straight back to the redirect URI with a code.
+async fn authorize(State(op): State<FakeOp>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let code = format!("code-{}", ssogate::core::ids::new_id(ssogate::core::ids::IdKind::Event));
+    let fault = {
+        let mut inner = op.inner.lock().unwrap();
+        inner.nonces.insert(code.clone(), q.get("nonce").cloned().unwrap_or_default());
+        inner.fault.clone()
+    };
+    let iss = if fault == Fault::IssParamMismatch { "https://someone-else.example.com".to_owned() } else { op.issuer.clone() };
+    let mut url = url::Url::parse(&q["redirect_uri"]).unwrap();
+    url.query_pairs_mut().append_pair("code", &code).append_pair("state", &q["state"]).append_pair("iss", &iss);
+    Redirect::to(url.as_str()).into_response()
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+async fn token(State(op): State<FakeOp>, body: String) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let (fault, nonce) = {
+        let mut inner = op.inner.lock().unwrap();
+        inner.token_requests += 1;
+        (inner.fault.clone(), inner.nonces.get(&form["code"]).cloned().unwrap_or_default())
+    };
+    match fault {
+        Fault::SlowToken(d) => tokio::time::sleep(d).await,
+        Fault::TokenEndpointFails => {
+            return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "upstream database exploded").into_response();
+        }
+        _ => {}
+    }
+    let now = ssogate::core::now().unix_timestamp();
+    let mut claims = json!({
+        "iss": op.issuer, "aud": op.client_id, "sub": "fake-user", "exp": now + 300, "iat": now,
+        "nonce": nonce, "email": "fake.user@fake.test", "email_verified": true,
+    });
+    match fault {
+        Fault::WrongAudience => claims["aud"] = json!("another-client"),
+        Fault::WrongIssuer => claims["iss"] = json!("https://evil.example.com"),
+        Fault::Expired => {
+            claims["exp"] = json!(now - 3600);
+            claims["iat"] = json!(now - 4000);
+        }
+        Fault::NonceMismatch => claims["nonce"] = json!("not-the-nonce"),
+        _ => {}
+    }
+    let id_token = {
+        let inner = op.inner.lock().unwrap();
+        let key = &inner.keys[0];
+        match fault {
+            Fault::AlgNone => format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims)),
+            Fault::Hmac => jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(b"whatever"),
+            )
+            .unwrap(),
+            Fault::UnknownKid => {
+                let (other, _) = SigningKey::generate(SigningAlg::RS256, "never-published".into()).unwrap();
+                other.sign_jwt(&claims).unwrap()
+            }
+            Fault::BadSignature => {
+                let token = key.sign_jwt(&claims).unwrap();
+                let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+                let mut tampered = claims.clone();
+                tampered["sub"] = json!("admin");
+                parts[1] = b64(&tampered);
+                parts.join(".")
+            }
+            _ => key.sign_jwt(&claims).unwrap(),
+        }
+    };
+    Json(json!({"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
+}
+
+async fn userinfo(State(op): State<FakeOp>) -> Json<Value> {
+    let fault = op.inner.lock().unwrap().fault.clone();
+    let sub = if fault == Fault::UserinfoSubMismatch { "someone-else" } else { "fake-user" };
+    Json(json!({"sub": sub, "preferred_username": "fake"}))
+}

@@ -1,0 +1,106 @@
+//! Identity providers that misbehave, from a fake OP: every fault is refused with a
+//! clear OAuth error at the application, and valid logins still pass.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use common::fake_op::{Fault, FakeOp};
+use common::{Options, Ssogate};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const APP: &str = "https://app.example.test/cb";
+
+struct Env {
+    op: FakeOp,
+    sso: Ssogate,
+    client_id: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let op = FakeOp::start("ssogate-client").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sso = Ssogate::start_with(dir.path(), Options { extra_args: vec!["--idp-timeout".into(), "2".into()], ..Default::default() }).await;
+    sso.post("/organizations", json!({"name": "Fake", "slug": "fake"})).await;
+    let (s, c) = sso
+        .post("/organizations/fake/connections", json!({"name": "Fake", "client_id": "ssogate-client", "client_secret": "fake-secret", "discovery_url": op.issuer}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let (_, app) = sso.post("/applications", json!({"name": "App", "redirect_uris": [APP]})).await;
+    Env { op, sso, client_id: app["client_id"].as_str().unwrap().into(), _dir: dir }
+}
+
+impl Env {
+    /// Runs a login; returns (error, error_description) or None when a code came back.
+    async fn login(&self) -> Option<(String, String)> {
+        let url = format!(
+            "{}/oauth2/authorize?client_id={}&redirect_uri={APP}&response_type=code&scope=openid&state=st-1&nonce=n-1&organization=fake",
+            self.sso.base, self.client_id
+        );
+        let (landing, _) = Browser::new().follow(&url, APP).await;
+        assert_eq!(landing.param("state").as_deref(), Some("st-1"), "{landing:?}");
+        match landing.param("error") {
+            Some(e) => Some((e, landing.param("error_description").unwrap_or_default())),
+            None => {
+                assert!(landing.param("code").is_some());
+                None
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_fault_is_refused_with_a_clear_error() {
+    let env = env().await;
+    assert_eq!(env.login().await, None, "a well-behaved IdP must work");
+    let cases = [
+        (Fault::BadSignature, "access_denied", "signature"),
+        (Fault::AlgNone, "access_denied", "`none` is not allowed"),
+        (Fault::Hmac, "access_denied", "`HS256` is not allowed"),
+        (Fault::WrongAudience, "access_denied", "aud"),
+        (Fault::WrongIssuer, "access_denied", "issuer"),
+        (Fault::Expired, "access_denied", "expired"),
+        (Fault::NonceMismatch, "access_denied", "nonce"),
+        (Fault::UnknownKid, "access_denied", "never-published"),
+        (Fault::UserinfoSubMismatch, "access_denied", "userinfo `sub`"),
+        (Fault::TokenEndpointFails, "temporarily_unavailable", "HTTP status 500"),
+        (Fault::IssParamMismatch, "access_denied", "RFC 9207"),
+    ];
+    for (fault, error, words) in cases {
+        env.op.set_fault(fault.clone());
+        let (e, description) = env.login().await.unwrap_or_else(|| panic!("{fault:?} was accepted"));
+        assert_eq!(e, error, "{fault:?}: {description}");
+        assert!(description.contains(words), "{fault:?}: {description}");
+    }
+    // Nobody was created by a refused login; the one good login made one user.
+    let (_, users) = env.sso.get("/organizations/fake/users").await;
+    assert_eq!(users["data"].as_array().unwrap().len(), 1);
+    env.op.set_fault(Fault::None);
+    assert_eq!(env.login().await, None);
+}
+
+#[tokio::test]
+async fn a_slow_token_endpoint_fails_cleanly_within_the_timeout() {
+    let env = env().await;
+    env.op.set_fault(Fault::SlowToken(Duration::from_secs(20)));
+    let started = Instant::now();
+    let (e, description) = env.login().await.expect("a hung IdP must fail the login");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(e, "temporarily_unavailable", "{description}");
+    assert!(description.contains("timed out"), "{description}");
+}
+
+#[tokio::test]
+async fn key_rotation_at_the_idp_just_works() {
+    let env = env().await;
+    assert_eq!(env.login().await, None);
+    env.op.rotate_key("key-2");
+    assert_eq!(env.login().await, None, "ssogate must refetch the JWKS for a new kid");
+    // A token naming a kid the IdP never published is still refused after the refetch.
+    env.op.set_fault(Fault::UnknownKid);
+    assert!(env.login().await.is_some());
+    assert_eq!(env.op.token_requests(), 3);
+}
