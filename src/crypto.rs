@@ -58,10 +58,7 @@ impl SecretBox {
 
     pub fn encrypt(&self, context: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
         let mut buf = plaintext.to_vec();
-        let nonce = self
-            .key
-            .seal_in_place_append_tag(Aad::from(context.as_bytes()), &mut buf)
-            .map_err(|_| CryptoError::Random)?;
+        let nonce = self.key.seal_in_place_append_tag(Aad::from(context.as_bytes()), &mut buf).map_err(|_| CryptoError::Random)?;
         let mut out = nonce.as_ref().to_vec();
         out.extend_from_slice(&buf);
         Ok(format!("{ENVELOPE_VERSION}:{}", URL_SAFE_NO_PAD.encode(out)))
@@ -76,10 +73,7 @@ impl SecretBox {
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
         let mut buf = sealed.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
-            .map_err(|_| CryptoError::Decrypt)?;
+        let plain = self.key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf).map_err(|_| CryptoError::Decrypt)?;
         Ok(plain.to_vec())
     }
 

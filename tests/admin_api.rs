@@ -127,42 +127,147 @@ async fn bad_input_on_every_endpoint_gets_a_clear_error() {
         (Method::POST, "/organizations".into(), json!({"name": "X", "colour": "red"}), 422, "unknown_field", Some("colour")),
         (Method::POST, "/organizations".into(), json!({"name": "X", "slug": "Bad Slug"}), 422, "invalid_field", Some("slug")),
         (Method::POST, "/organizations".into(), json!({"name": "X", "slug": "acme"}), 409, "conflict", Some("slug")),
-        (Method::POST, "/organizations".into(), json!({"name": "X", "domains": ["ok.com", "not a domain"]}), 422, "invalid_field", Some("domains[1]")),
-        (Method::POST, "/organizations".into(), json!({"name": "X", "domains": ["x.com", "ACME.com"]}), 409, "conflict", Some("domains[1]")),
+        (
+            Method::POST,
+            "/organizations".into(),
+            json!({"name": "X", "domains": ["ok.com", "not a domain"]}),
+            422,
+            "invalid_field",
+            Some("domains[1]"),
+        ),
+        (
+            Method::POST,
+            "/organizations".into(),
+            json!({"name": "X", "domains": ["x.com", "ACME.com"]}),
+            409,
+            "conflict",
+            Some("domains[1]"),
+        ),
         (Method::POST, "/organizations".into(), json!({"name": 5}), 422, "invalid_field", Some("name")),
         (Method::PATCH, "/organizations/acme".into(), json!({"slug": ""}), 422, "invalid_field", Some("slug")),
         (Method::PATCH, "/organizations/nope".into(), json!({"name": "Y"}), 404, "not_found", None),
         // connections
-        (Method::POST, "/organizations/acme/connections".into(), conn_body("http://acme.okta.com"), 422, "invalid_field", Some("discovery_url")),
-        (Method::POST, "/organizations/acme/connections".into(), conn_body("https://127.0.0.1:9000"), 422, "invalid_field", Some("discovery_url")),
-        (Method::POST, "/organizations/acme/connections".into(), conn_body("https://169.254.169.254/latest"), 422, "invalid_field", Some("discovery_url")),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            conn_body("http://acme.okta.com"),
+            422,
+            "invalid_field",
+            Some("discovery_url"),
+        ),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            conn_body("https://127.0.0.1:9000"),
+            422,
+            "invalid_field",
+            Some("discovery_url"),
+        ),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            conn_body("https://169.254.169.254/latest"),
+            422,
+            "invalid_field",
+            Some("discovery_url"),
+        ),
         (Method::POST, "/organizations/acme/connections".into(), conn_body("not a url"), 422, "invalid_field", Some("discovery_url")),
-        (Method::POST, "/organizations/acme/connections".into(), json!({"name": "Okta", "client_id": "a", "discovery_url": "https://x.example.com"}), 422, "missing_field", Some("client_secret")),
-        (Method::POST, "/organizations/acme/connections".into(), json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "scopes": ["email"]}), 422, "invalid_field", Some("scopes")),
-        (Method::POST, "/organizations/acme/connections".into(), json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "provisioning": "sometimes"}), 422, "invalid_field", Some("provisioning")),
-        (Method::POST, "/organizations/acme/connections".into(), json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "group_sync": {"enabled": true, "mapping": "Sales Team -> sales, Marketing"}}), 422, "invalid_field", Some("group_sync.mapping")),
-        (Method::POST, "/organizations/acme/connections".into(), json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "group_sync": {"enabled": true, "bogus": 1}}), 422, "unknown_field", Some("group_sync.bogus")),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            json!({"name": "Okta", "client_id": "a", "discovery_url": "https://x.example.com"}),
+            422,
+            "missing_field",
+            Some("client_secret"),
+        ),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "scopes": ["email"]}),
+            422,
+            "invalid_field",
+            Some("scopes"),
+        ),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "provisioning": "sometimes"}),
+            422,
+            "invalid_field",
+            Some("provisioning"),
+        ),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "group_sync": {"enabled": true, "mapping": "Sales Team -> sales, Marketing"}}),
+            422,
+            "invalid_field",
+            Some("group_sync.mapping"),
+        ),
+        (
+            Method::POST,
+            "/organizations/acme/connections".into(),
+            json!({"name": "Okta", "client_id": "a", "client_secret": "b", "discovery_url": "https://x.example.com", "group_sync": {"enabled": true, "bogus": 1}}),
+            422,
+            "unknown_field",
+            Some("group_sync.bogus"),
+        ),
         (Method::POST, "/organizations/nope/connections".into(), conn_body("https://acme.okta.com"), 404, "not_found", None),
         (Method::PATCH, conn_path.clone(), json!({"logout_url": "javascript:alert(1)"}), 422, "invalid_field", Some("logout_url")),
         (Method::PATCH, conn_path.clone(), json!({"client_secret": ""}), 422, "invalid_field", Some("client_secret")),
         (Method::PATCH, "/connections/conn_nope".into(), json!({"name": "x"}), 404, "not_found", None),
         // applications
         (Method::POST, "/applications".into(), json!({"name": "A", "redirect_uris": []}), 422, "invalid_field", Some("redirect_uris")),
-        (Method::POST, "/applications".into(), json!({"name": "A", "redirect_uris": ["http://evil.example.com/cb"]}), 422, "invalid_field", Some("redirect_uris[0]")),
-        (Method::POST, "/applications".into(), json!({"name": "A", "redirect_uris": ["https://a.example.com/cb#frag"]}), 422, "invalid_field", Some("redirect_uris[0]")),
-        (Method::POST, "/applications".into(), json!({"name": "A", "redirect_uris": ["https://a.example.com/cb"], "post_logout_redirect_uris": ["javascript:x"]}), 422, "invalid_field", Some("post_logout_redirect_uris[0]")),
+        (
+            Method::POST,
+            "/applications".into(),
+            json!({"name": "A", "redirect_uris": ["http://evil.example.com/cb"]}),
+            422,
+            "invalid_field",
+            Some("redirect_uris[0]"),
+        ),
+        (
+            Method::POST,
+            "/applications".into(),
+            json!({"name": "A", "redirect_uris": ["https://a.example.com/cb#frag"]}),
+            422,
+            "invalid_field",
+            Some("redirect_uris[0]"),
+        ),
+        (
+            Method::POST,
+            "/applications".into(),
+            json!({"name": "A", "redirect_uris": ["https://a.example.com/cb"], "post_logout_redirect_uris": ["javascript:x"]}),
+            422,
+            "invalid_field",
+            Some("post_logout_redirect_uris[0]"),
+        ),
         (Method::PATCH, app_path.clone(), json!({"client_secret": "mine"}), 422, "unknown_field", Some("client_secret")),
         (Method::POST, "/applications/app_nope/rotate-secret".into(), json!({}), 404, "not_found", None),
         // users
         (Method::POST, "/organizations/acme/users".into(), json!({"email": "not-an-email"}), 422, "invalid_field", Some("email")),
         (Method::POST, "/organizations/acme/users".into(), json!({"first_name": "Jane"}), 422, "invalid_field", Some("email")),
         (Method::POST, "/organizations/acme/users".into(), json!({"email": "JANE@acme.com"}), 409, "conflict", Some("email")),
-        (Method::POST, "/organizations/acme/users".into(), json!({"email": "bob@acme.com", "groups": ["admin", "ghosts"]}), 422, "invalid_field", Some("groups[1]")),
+        (
+            Method::POST,
+            "/organizations/acme/users".into(),
+            json!({"email": "bob@acme.com", "groups": ["admin", "ghosts"]}),
+            422,
+            "invalid_field",
+            Some("groups[1]"),
+        ),
         (Method::PATCH, user_path.clone(), json!({"email": null}), 422, "invalid_field", Some("email")),
         // groups
         (Method::POST, "/organizations/acme/groups".into(), json!({"name": "engineers"}), 409, "conflict", Some("name")),
         (Method::POST, "/organizations/acme/groups".into(), json!({"name": "a, b"}), 422, "invalid_field", Some("name")),
-        (Method::POST, "/organizations/acme/groups".into(), json!({"name": "ops", "permissions": ["Manage Apps"]}), 422, "invalid_field", Some("permissions[0]")),
+        (
+            Method::POST,
+            "/organizations/acme/groups".into(),
+            json!({"name": "ops", "permissions": ["Manage Apps"]}),
+            422,
+            "invalid_field",
+            Some("permissions[0]"),
+        ),
         (Method::PATCH, group_path.clone(), json!({"name": "admin"}), 409, "conflict", Some("name")),
         // lists and events
         (Method::GET, "/organizations?limit=0".into(), Value::Null, 422, "invalid_field", Some("limit")),
@@ -195,9 +300,8 @@ async fn malformed_bodies_are_refused_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let sso = Ssogate::start(dir.path()).await;
     let url = sso.url("/api/v1/organizations");
-    let send = |body: Vec<u8>, ctype: &'static str| {
-        sso.raw().post(&url).bearer_auth(ADMIN_TOKEN).header("content-type", ctype).body(body).send()
-    };
+    let send =
+        |body: Vec<u8>, ctype: &'static str| sso.raw().post(&url).bearer_auth(ADMIN_TOKEN).header("content-type", ctype).body(body).send();
     let r = send(b"{\"name\": ".to_vec(), "application/json").await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "malformed_json");
@@ -306,7 +410,10 @@ async fn applications_rotate_secrets_and_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let sso = Ssogate::start(dir.path()).await;
     let (_, app) = sso
-        .post("/applications", json!({"name": "CLI", "redirect_uris": ["http://127.0.0.1:8400/cb", "com.example.cli:/oauth"], "expose_idp_tokens": true}))
+        .post(
+            "/applications",
+            json!({"name": "CLI", "redirect_uris": ["http://127.0.0.1:8400/cb", "com.example.cli:/oauth"], "expose_idp_tokens": true}),
+        )
         .await;
     let path = format!("/applications/{}", app["id"].as_str().unwrap());
     let (s, rotated) = sso.post(&format!("{path}/rotate-secret"), json!({})).await;
@@ -316,7 +423,7 @@ async fn applications_rotate_secrets_and_are_audited() {
     let (s, a) = sso.patch(&path, json!({"name": "CLI v2", "expose_idp_tokens": false})).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(a["expose_idp_tokens"], false);
-    let (_, events) = sso.get("/events").await;
+    let (_, events) = sso.get(&format!("/events?target_id={}", app["id"].as_str().unwrap())).await;
     let actions: Vec<&str> = events["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["application.updated", "application.secret_rotated", "application.created"]);
     assert!(!events.to_string().contains(rotated["client_secret"].as_str().unwrap()));
@@ -336,9 +443,12 @@ async fn users_and_groups_with_roles() {
     assert_eq!(names, ["admin", "builder", "end-user"]);
     let admin_group = groups["data"][0]["id"].as_str().unwrap().to_owned();
 
-    let (s, g) = sso.post("/organizations/acme/groups", json!({"name": "All Apps", "permissions": ["manage_apps"], "description": "app builders"})).await;
+    let (s, g) = sso
+        .post("/organizations/acme/groups", json!({"name": "All Apps", "permissions": ["manage_apps"], "description": "app builders"}))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
-    let (_, u) = sso.post("/organizations/acme/users", json!({"email": "Jane@Acme.com", "first_name": "Jane", "groups": ["All Apps"]})).await;
+    let (_, u) =
+        sso.post("/organizations/acme/users", json!({"email": "Jane@Acme.com", "first_name": "Jane", "groups": ["All Apps"]})).await;
     assert_eq!(u["email"], "jane@acme.com");
     assert_eq!(u["groups"], json!(["All Apps"]));
     assert_eq!(u["role"], "builder");

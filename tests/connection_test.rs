@@ -14,7 +14,10 @@ async fn connection(sso: &Ssogate, discovery_url: &str) -> String {
         sso.post("/organizations", json!({"name": "Acme"})).await;
     }
     let (s, c) = sso
-        .post("/organizations/acme/connections", json!({"name": "IdP", "client_id": "ssogate", "client_secret": "secret-secret", "discovery_url": discovery_url}))
+        .post(
+            "/organizations/acme/connections",
+            json!({"name": "IdP", "client_id": "ssogate", "client_secret": "secret-secret", "discovery_url": discovery_url}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     c["id"].as_str().unwrap().to_owned()
@@ -97,7 +100,11 @@ async fn broken_providers_are_reported_precisely() {
 #[tokio::test]
 async fn outside_dev_mode_http_and_private_idps_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let sso = Ssogate::start_with(dir.path(), Options { dev: false, extra_args: vec!["--allow-idp-network".into(), "10.20.0.0/16".into()], ..Default::default() }).await;
+    let sso = Ssogate::start_with(
+        dir.path(),
+        Options { dev: false, extra_args: vec!["--allow-idp-network".into(), "10.20.0.0/16".into()], ..Default::default() },
+    )
+    .await;
     sso.post("/organizations", json!({"name": "Acme"})).await;
     let create = |url: &str| {
         let body = json!({"name": "IdP", "client_id": "a", "client_secret": "b", "discovery_url": url});

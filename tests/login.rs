@@ -207,7 +207,8 @@ async fn a_wrong_redirect_uri_gets_a_page_not_a_redirect() {
     }
     assert_eq!(visited.len(), 1);
     // An unknown client too.
-    let url = env.sso.url("/oauth2/authorize?client_id=nope&redirect_uri=https://app.example.test/callback&response_type=code&scope=openid");
+    let url =
+        env.sso.url("/oauth2/authorize?client_id=nope&redirect_uri=https://app.example.test/callback&response_type=code&scope=openid");
     let (landing, _) = Browser::new().follow(&url, APP_REDIRECT).await;
     assert!(matches!(landing, Landing::Page(StatusCode::BAD_REQUEST, _)));
 }
@@ -258,7 +259,10 @@ async fn public_clients_use_pkce_and_es256_tokens_verify() {
     let env = env("jit").await;
     let (s, app) = env
         .sso
-        .post("/applications", json!({"name": "SPA", "redirect_uris": [APP_REDIRECT], "client_type": "public", "id_token_signed_response_alg": "ES256"}))
+        .post(
+            "/applications",
+            json!({"name": "SPA", "redirect_uris": [APP_REDIRECT], "client_type": "public", "id_token_signed_response_alg": "ES256"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{app}");
     assert!(app["client_secret"].is_null());
@@ -309,7 +313,10 @@ async fn logout_ends_the_session_and_returns_only_to_registered_addresses() {
     let env = env("jit").await;
     let (_, app) = env
         .sso
-        .post("/applications", json!({"name": "L", "redirect_uris": [APP_REDIRECT], "post_logout_redirect_uris": ["https://app.example.test/bye"]}))
+        .post(
+            "/applications",
+            json!({"name": "L", "redirect_uris": [APP_REDIRECT], "post_logout_redirect_uris": ["https://app.example.test/bye"]}),
+        )
         .await;
     let client_id = app["client_id"].as_str().unwrap();
     let browser = Browser::new();
@@ -318,7 +325,8 @@ async fn logout_ends_the_session_and_returns_only_to_registered_addresses() {
     let bad = env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://evil.example.test/"));
     let (page, _) = browser.follow(&bad, "https://evil.example.test").await;
     assert!(matches!(page, Landing::Page(StatusCode::BAD_REQUEST, _)), "{page:?}");
-    let good = env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://app.example.test/bye&state=xyz"));
+    let good =
+        env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://app.example.test/bye&state=xyz"));
     let (landing, _) = browser.follow(&good, "https://app.example.test/bye").await;
     assert_eq!(landing.param("state").as_deref(), Some("xyz"));
     // The session is gone: the next sign-in goes back to the IdP.
@@ -338,7 +346,10 @@ async fn organizations_stay_isolated_from_each_other() {
     env.sso.post("/organizations", json!({"name": "Beta", "slug": "beta", "domains": ["beta.test"]})).await;
     let (s, _) = env
         .sso
-        .post("/organizations/beta/connections", json!({"name": "Beta IdP", "client_id": "ssogate-b", "client_secret": IDP_SECRET, "discovery_url": idp_b.issuer}))
+        .post(
+            "/organizations/beta/connections",
+            json!({"name": "Beta IdP", "client_id": "ssogate-b", "client_secret": IDP_SECRET, "discovery_url": idp_b.issuer}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
 
@@ -364,7 +375,13 @@ async fn organizations_stay_isolated_from_each_other() {
     let (a_answer, b_answer) = (to_a.app(), to_b.app());
     let b_code = b_answer.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     let mut forged = a_answer.clone();
-    let pairs: Vec<(String, String)> = a_answer.query_pairs().map(|(k, v)| { let v = if k == "code" { b_code.clone() } else { v.into_owned() }; (k.into_owned(), v) }).collect();
+    let pairs: Vec<(String, String)> = a_answer
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" { b_code.clone() } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
     forged.query_pairs_mut().clear().extend_pairs(pairs);
     let (landing, _) = browser.follow(forged.as_str(), APP_REDIRECT).await;
     assert_eq!(landing.param("error").as_deref(), Some("access_denied"), "{landing:?}");

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::fake_op::{Fault, FakeOp};
+use common::fake_op::{FakeOp, Fault};
 use common::{Options, Ssogate};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -26,7 +26,10 @@ async fn env() -> Env {
     let sso = Ssogate::start_with(dir.path(), Options { extra_args: vec!["--idp-timeout".into(), "2".into()], ..Default::default() }).await;
     sso.post("/organizations", json!({"name": "Fake", "slug": "fake"})).await;
     let (s, c) = sso
-        .post("/organizations/fake/connections", json!({"name": "Fake", "client_id": "ssogate-client", "client_secret": "fake-secret", "discovery_url": op.issuer}))
+        .post(
+            "/organizations/fake/connections",
+            json!({"name": "Fake", "client_id": "ssogate-client", "client_secret": "fake-secret", "discovery_url": op.issuer}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let (_, app) = sso.post("/applications", json!({"name": "App", "redirect_uris": [APP]})).await;

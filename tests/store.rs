@@ -6,6 +6,9 @@ use std::sync::Arc;
 use serde_json::json;
 use sqlx::Row;
 use ssogate::core::audit::Actor;
+use ssogate::core::authorize::AuthorizeRequest;
+use ssogate::core::claims::IdpProfile;
+use ssogate::core::connection::Provisioning as P;
 use ssogate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
 use ssogate::core::group::NewGroup;
 use ssogate::core::ids::{new_id, IdKind};
@@ -13,10 +16,9 @@ use ssogate::core::now;
 use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
-use ssogate::core::authorize::AuthorizeRequest;
-use ssogate::core::claims::IdpProfile;
-use ssogate::core::connection::Provisioning as P;
-use ssogate::store::{Directory, AccessToken, AuthCode, EventFilter, LoginState, Page, Provisioned, Redemption, SqlStore, Store, StoreError, StoredSigningKey};
+use ssogate::store::{
+    AccessToken, AuthCode, Directory, EventFilter, LoginState, Page, Provisioned, Redemption, SqlStore, Store, StoreError, StoredSigningKey,
+};
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
 struct TestDb {
@@ -81,7 +83,14 @@ fn actor() -> Actor {
 
 fn org(name: &str, slug: &str, domains: &[&str]) -> Organization {
     let t = now();
-    Organization { id: new_id(IdKind::Organization), name: name.into(), slug: slug.into(), domains: domains.iter().map(|d| d.to_string()).collect(), created_at: t, updated_at: t }
+    Organization {
+        id: new_id(IdKind::Organization),
+        name: name.into(),
+        slug: slug.into(),
+        domains: domains.iter().map(|d| d.to_string()).collect(),
+        created_at: t,
+        updated_at: t,
+    }
 }
 
 fn connection(org_id: &str) -> Connection {
@@ -129,9 +138,29 @@ async fn organizations_have_defaults_unique_slugs_and_domains(db: &TestDb) {
     // The failed creation left nothing behind, not even its first domain.
     assert!(s.find_organization("third").await.unwrap().is_none());
     // The domain the failed creation wanted is still free.
-    let b = s.update_organization(&b.id, Box::new(|o| { o.domains = vec!["new.com".into()]; Ok(()) }), &actor()).await.unwrap();
+    let b = s
+        .update_organization(
+            &b.id,
+            Box::new(|o| {
+                o.domains = vec!["new.com".into()];
+                Ok(())
+            }),
+            &actor(),
+        )
+        .await
+        .unwrap();
     assert_eq!(b.domains, ["new.com"]);
-    let renamed = s.update_organization(&a.id, Box::new(|o| { o.name = "Acme Corp".into(); Ok(()) }), &actor()).await.unwrap();
+    let renamed = s
+        .update_organization(
+            &a.id,
+            Box::new(|o| {
+                o.name = "Acme Corp".into();
+                Ok(())
+            }),
+            &actor(),
+        )
+        .await
+        .unwrap();
     assert_eq!(renamed.name, "Acme Corp");
     let events = s.list_events(&EventFilter { organization_id: Some(a.id.clone()), ..Default::default() }, &page(10)).await.unwrap();
     assert_eq!(events[0].action, "organization.updated");
@@ -156,7 +185,12 @@ async fn connection_secrets_are_encrypted_and_bound_to_their_row(db: &TestDb) {
 
     // A sealed secret moved to another row does not decrypt there.
     let mut c_conn = sqlx::AnyConnection::connect_any(&db.url).await;
-    sqlx::query("UPDATE connections SET client_secret_enc = $1 WHERE id = $2").bind(&sealed[0]).bind(&c2.id).execute(&mut c_conn).await.unwrap();
+    sqlx::query("UPDATE connections SET client_secret_enc = $1 WHERE id = $2")
+        .bind(&sealed[0])
+        .bind(&c2.id)
+        .execute(&mut c_conn)
+        .await
+        .unwrap();
     assert!(matches!(s.connection_client_secret(&c2.id).await, Err(StoreError::Corrupt(_))));
 
     // A store opened with another key cannot read the secrets.
@@ -164,10 +198,26 @@ async fn connection_secrets_are_encrypted_and_bound_to_their_row(db: &TestDb) {
     assert!(matches!(other.connection_client_secret(&c.id).await, Err(StoreError::Corrupt(_))));
     other.close().await;
 
-    let updated = s.update_connection(&c.id, Box::new(|c| { c.name = "Okta EU".into(); Ok(Some("new-secret-789".into())) }), &actor()).await.unwrap();
+    let updated = s
+        .update_connection(
+            &c.id,
+            Box::new(|c| {
+                c.name = "Okta EU".into();
+                Ok(Some("new-secret-789".into()))
+            }),
+            &actor(),
+        )
+        .await
+        .unwrap();
     assert_eq!(updated.name, "Okta EU");
     assert_eq!(s.connection_client_secret(&c.id).await.unwrap(), "new-secret-789");
-    let events = s.list_events(&EventFilter { organization_id: Some(o.id.clone()), action: Some("connection.updated".into()), ..Default::default() }, &page(10)).await.unwrap();
+    let events = s
+        .list_events(
+            &EventFilter { organization_id: Some(o.id.clone()), action: Some("connection.updated".into()), ..Default::default() },
+            &page(10),
+        )
+        .await
+        .unwrap();
     assert_eq!(events[0].changes["client_secret"], "changed");
     assert!(!events[0].changes.to_string().contains("new-secret-789"));
 }
@@ -176,7 +226,10 @@ async fn users_are_unique_per_organization_and_never_half_written(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let a = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
     let b = s.create_organization(org("B", "org-b", &[]), true, &actor()).await.unwrap();
-    let g = s.create_group(&a.id, NewGroup { name: "All Apps".into(), description: None, permissions: vec!["manage_apps".into()] }, &actor()).await.unwrap();
+    let g = s
+        .create_group(&a.id, NewGroup { name: "All Apps".into(), description: None, permissions: vec!["manage_apps".into()] }, &actor())
+        .await
+        .unwrap();
     let u = s.create_user(&a.id, profile("jane@acme.com"), vec!["All Apps".into()], &actor()).await.unwrap();
     assert_eq!(u.groups, ["All Apps"]);
     assert_eq!(u.role.as_str(), "builder");
@@ -247,7 +300,13 @@ async fn concurrent_writers_all_succeed(db: &TestDb) {
 }
 
 fn idp_profile(sub: &str, email: &str) -> IdpProfile {
-    IdpProfile { idp_sub: sub.into(), email: Some(email.into()), email_verified: true, first_name: Some("Ann".into()), ..Default::default() }
+    IdpProfile {
+        idp_sub: sub.into(),
+        email: Some(email.into()),
+        email_verified: true,
+        first_name: Some("Ann".into()),
+        ..Default::default()
+    }
 }
 
 async fn login_state_is_single_use_and_sealed(db: &TestDb) {
@@ -256,12 +315,29 @@ async fn login_state_is_single_use_and_sealed(db: &TestDb) {
     let c = s.create_connection(connection(&o.id), "secret", &actor()).await.unwrap();
     let t = now();
     let request = AuthorizeRequest {
-        client_id: "client_1".into(), redirect_uri: "https://app/cb".into(), scopes: vec!["openid".into()], state: Some("s".into()),
-        nonce: None, code_challenge: None, prompt_login: false, prompt_none: false, login_hint: None, organization: None, connection: None, domain_hint: None,
+        client_id: "client_1".into(),
+        redirect_uri: "https://app/cb".into(),
+        scopes: vec!["openid".into()],
+        state: Some("s".into()),
+        nonce: None,
+        code_challenge: None,
+        prompt_login: false,
+        prompt_none: false,
+        login_hint: None,
+        organization: None,
+        connection: None,
+        domain_hint: None,
     };
     let state = LoginState {
-        state_hash: "h1".into(), browser_hash: "b1".into(), organization_id: o.id.clone(), connection_id: c.id.clone(), nonce: "n".into(),
-        pkce_verifier: Some("verifier-value-123".into()), request: request.clone(), created_at: t, expires_at: t + std::time::Duration::from_secs(60),
+        state_hash: "h1".into(),
+        browser_hash: "b1".into(),
+        organization_id: o.id.clone(),
+        connection_id: c.id.clone(),
+        nonce: "n".into(),
+        pkce_verifier: Some("verifier-value-123".into()),
+        request: request.clone(),
+        created_at: t,
+        expires_at: t + std::time::Duration::from_secs(60),
     };
     s.put_login_state(&state).await.unwrap();
     let raw = db.raw("SELECT pkce_verifier_enc FROM login_states").await;
@@ -300,21 +376,47 @@ async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
     let t = now();
     let app = ssogate::core::application::Application {
-        id: new_id(IdKind::Application), name: "A".into(), client_id: "client_x".into(), client_type: Default::default(),
-        id_token_signed_response_alg: "RS256".into(), redirect_uris: vec!["https://a/cb".into()], post_logout_redirect_uris: vec![],
-        expose_idp_tokens: false, created_at: t, updated_at: t,
+        id: new_id(IdKind::Application),
+        name: "A".into(),
+        client_id: "client_x".into(),
+        client_type: Default::default(),
+        id_token_signed_response_alg: "RS256".into(),
+        redirect_uris: vec!["https://a/cb".into()],
+        post_logout_redirect_uris: vec![],
+        expose_idp_tokens: false,
+        created_at: t,
+        updated_at: t,
     };
     s.create_application(app.clone(), "hash", &actor()).await.unwrap();
     let later = t + std::time::Duration::from_secs(60);
     s.create_auth_code(&AuthCode {
-        code_hash: "c1".into(), application_id: app.id.clone(), redirect_uri: "https://a/cb".into(), user_id: u.user.id.clone(), session_hash: "s1".into(),
-        scope: "openid".into(), nonce: None, code_challenge: None, auth_time: t, expires_at: later,
-    }).await.unwrap();
+        code_hash: "c1".into(),
+        application_id: app.id.clone(),
+        redirect_uri: "https://a/cb".into(),
+        user_id: u.user.id.clone(),
+        session_hash: "s1".into(),
+        scope: "openid".into(),
+        nonce: None,
+        code_challenge: None,
+        auth_time: t,
+        expires_at: later,
+    })
+    .await
+    .unwrap();
     assert!(matches!(s.redeem_auth_code("c1", t).await.unwrap(), Redemption::Fresh(_)));
     s.create_access_token(&AccessToken {
-        token_hash: "t1".into(), code_hash: "c1".into(), application_id: app.id.clone(), user_id: u.user.id.clone(), session_hash: "s1".into(),
-        scope: "openid".into(), claims: json!({"sub": u.user.id}), expires_at: later, revoked: false,
-    }).await.unwrap();
+        token_hash: "t1".into(),
+        code_hash: "c1".into(),
+        application_id: app.id.clone(),
+        user_id: u.user.id.clone(),
+        session_hash: "s1".into(),
+        scope: "openid".into(),
+        claims: json!({"sub": u.user.id}),
+        expires_at: later,
+        revoked: false,
+    })
+    .await
+    .unwrap();
     match s.redeem_auth_code("c1", t).await.unwrap() {
         Redemption::Replayed { revoked_token_hashes } => assert_eq!(revoked_token_hashes, ["t1"]),
         other => panic!("{other:?}"),
@@ -325,7 +427,14 @@ async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
 
 async fn signing_keys_are_sealed_and_rotation_retires(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
-    let key = |kid: &str| StoredSigningKey { kid: kid.into(), alg: "ES256".into(), pkcs8: b"private-bytes".to_vec(), public_jwk: json!({"kid": kid}), created_at: now(), retired_at: None };
+    let key = |kid: &str| StoredSigningKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        pkcs8: b"private-bytes".to_vec(),
+        public_jwk: json!({"kid": kid}),
+        created_at: now(),
+        retired_at: None,
+    };
     s.add_signing_key(&key("k1"), &actor()).await.unwrap();
     s.add_signing_key(&key("k2"), &actor()).await.unwrap();
     let keys = s.signing_keys().await.unwrap();

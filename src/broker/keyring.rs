@@ -46,7 +46,17 @@ impl KeyRing {
         let kid = new_id(IdKind::Event).replacen("evt_", "key_", 1);
         let (key, pkcs8) = SigningKey::generate(alg, kid.clone())?;
         store
-            .add_signing_key(&StoredSigningKey { kid, alg: alg.as_str().into(), pkcs8, public_jwk: key.public_jwk(), created_at: now(), retired_at: None }, actor)
+            .add_signing_key(
+                &StoredSigningKey {
+                    kid,
+                    alg: alg.as_str().into(),
+                    pkcs8,
+                    public_jwk: key.public_jwk(),
+                    created_at: now(),
+                    retired_at: None,
+                },
+                actor,
+            )
             .await?;
         Ok(())
     }

@@ -53,7 +53,9 @@ impl Broker {
         };
         let app = match self.store.application_by_client_id(client_id).await {
             Ok(Some((app, _))) => app,
-            Ok(None) => return Reply::page(400, "Unknown application", "The application that sent you here is not registered with ssogate."),
+            Ok(None) => {
+                return Reply::page(400, "Unknown application", "The application that sent you here is not registered with ssogate.")
+            }
             Err(e) => {
                 tracing::error!(error = %e, "store failure during authorize");
                 return Reply::page(503, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
@@ -159,13 +161,15 @@ impl Broker {
             let o = self.store.find_organization(org).await.map_err(store_failure)?;
             o.ok_or_else(|| oauth("invalid_request", format!("there is no organization `{org}`")))?
         } else {
-            let domain = req
-                .domain_hint
-                .clone()
-                .or_else(|| req.login_hint.as_deref().and_then(email_domain).map(str::to_owned))
-                .ok_or_else(|| {
-                    oauth("invalid_request", "no organization to sign in to: pass organization, connection, login_hint (an email) or domain_hint")
-                })?;
+            let domain =
+                req.domain_hint.clone().or_else(|| req.login_hint.as_deref().and_then(email_domain).map(str::to_owned)).ok_or_else(
+                    || {
+                        oauth(
+                            "invalid_request",
+                            "no organization to sign in to: pass organization, connection, login_hint (an email) or domain_hint",
+                        )
+                    },
+                )?;
             let o = self.store.organization_by_domain(&domain).await.map_err(store_failure)?;
             o.ok_or_else(|| oauth("invalid_request", format!("no organization owns the domain `{domain}`")))?
         };
@@ -180,11 +184,20 @@ impl Broker {
     async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
         let s = self.store.session(&handle(id)).await.map_err(store_failure)?;
-        Ok(s.filter(|s| s.expires_at > now() && s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())))
+        Ok(s.filter(|s| {
+            s.expires_at > now() && s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())
+        }))
     }
 
     /// Mints an authorization code and sends the browser back to the application.
-    async fn issue_code(&self, app: &Application, req: &AuthorizeRequest, user: &UserView, session: &Session, cookies: Vec<SetCookie>) -> Result<Reply, OAuthError> {
+    async fn issue_code(
+        &self,
+        app: &Application,
+        req: &AuthorizeRequest,
+        user: &UserView,
+        session: &Session,
+        cookies: Vec<SetCookie>,
+    ) -> Result<Reply, OAuthError> {
         let code = random();
         let t = now();
         self.store
@@ -214,16 +227,26 @@ impl Broker {
         let login = match self.store.take_login_state(&handle(state)).await {
             Ok(Some(l)) => l,
             Ok(None) => {
-                return Reply::page(400, "Sign-in failed", "This sign-in is unknown, was already completed, or has expired. Start again from the application.")
+                return Reply::page(
+                    400,
+                    "Sign-in failed",
+                    "This sign-in is unknown, was already completed, or has expired. Start again from the application.",
+                )
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failure during callback");
                 return Reply::page(503, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
             }
         };
-        let same_browser = cookies.get(LOGIN_COOKIE).is_some_and(|b| aws_lc_rs::constant_time::verify_slices_are_equal(handle(b).as_bytes(), login.browser_hash.as_bytes()).is_ok());
+        let same_browser = cookies.get(LOGIN_COOKIE).is_some_and(|b| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(handle(b).as_bytes(), login.browser_hash.as_bytes()).is_ok()
+        });
         if !same_browser {
-            return Reply::page(400, "Sign-in failed", "This sign-in was started in another browser (or its cookie was lost). Start again from the application.");
+            return Reply::page(
+                400,
+                "Sign-in failed",
+                "This sign-in was started in another browser (or its cookie was lost). Start again from the application.",
+            );
         }
         if login.expires_at < now() {
             return self.error_redirect(&login.request, oauth("access_denied", "the sign-in took too long; try again"));
@@ -234,7 +257,12 @@ impl Broker {
         }
     }
 
-    async fn finish(&self, login: &LoginState, params: &HashMap<String, String>, cookies: &HashMap<String, String>) -> Result<Reply, OAuthError> {
+    async fn finish(
+        &self,
+        login: &LoginState,
+        params: &HashMap<String, String>,
+        cookies: &HashMap<String, String>,
+    ) -> Result<Reply, OAuthError> {
         let req = &login.request;
         let app = match self.store.application_by_client_id(&req.client_id).await.map_err(store_failure)? {
             Some((app, _)) => app,
@@ -249,7 +277,10 @@ impl Broker {
         let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
         match params.get("iss") {
             Some(iss) if *iss != metadata.issuer => {
-                return Err(oauth("access_denied", "the answer came from another identity provider than the one asked (RFC 9207 iss mismatch)"))
+                return Err(oauth(
+                    "access_denied",
+                    "the answer came from another identity provider than the one asked (RFC 9207 iss mismatch)",
+                ))
             }
             None if metadata.authorization_response_iss_parameter_supported => {
                 return Err(oauth("access_denied", "the identity provider's answer lacks the iss parameter it promises (RFC 9207)"))
@@ -257,7 +288,15 @@ impl Broker {
             _ => {}
         }
         if let Some(error) = params.get("error") {
-            const PASSED_ON: [&str; 7] = ["access_denied", "login_required", "consent_required", "interaction_required", "account_selection_required", "temporarily_unavailable", "server_error"];
+            const PASSED_ON: [&str; 7] = [
+                "access_denied",
+                "login_required",
+                "consent_required",
+                "interaction_required",
+                "account_selection_required",
+                "temporarily_unavailable",
+                "server_error",
+            ];
             let code = PASSED_ON.iter().find(|c| *c == error).copied().unwrap_or("access_denied");
             let detail = params.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
             return Err(oauth(code, format!("the identity provider refused the sign-in ({error}{detail})")));
@@ -290,7 +329,10 @@ impl Broker {
                 return Err(oauth("access_denied", "you have no account in this organization yet; ask its administrator to add you"))
             }
             Err(StoreError::Conflict { field, .. }) => {
-                return Err(oauth("access_denied", format!("another user of this organization already has this {field}; ask its administrator")))
+                return Err(oauth(
+                    "access_denied",
+                    format!("another user of this organization already has this {field}; ask its administrator"),
+                ))
             }
             Err(e) => return Err(store_failure(e)),
         };

@@ -45,7 +45,11 @@ impl Broker {
                     location = Some(url.to_string());
                 }
                 _ => {
-                    return Reply::page(400, "Invalid sign-out request", "The address to return to after signing out is not registered for this application.");
+                    return Reply::page(
+                        400,
+                        "Invalid sign-out request",
+                        "The address to return to after signing out is not registered for this application.",
+                    );
                 }
             }
         }

@@ -55,12 +55,21 @@ pub struct SetCookie {
 /// What the browser is told.
 #[derive(Debug)]
 pub enum Reply {
-    Redirect { location: String, cookies: Vec<SetCookie> },
+    Redirect {
+        location: String,
+        cookies: Vec<SetCookie>,
+    },
     /// Redirecting would be unsafe (unknown client or redirect URI, a login from
     /// another browser): show a page.
-    ErrorPage { status: u16, title: String, message: String },
+    ErrorPage {
+        status: u16,
+        title: String,
+        message: String,
+    },
     /// Signed out, with nowhere to return to.
-    SignedOut { cookies: Vec<SetCookie> },
+    SignedOut {
+        cookies: Vec<SetCookie>,
+    },
 }
 
 impl Reply {

@@ -106,8 +106,12 @@ fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str
         (Some(_), Some(_)) => Err(token_error(400, "invalid_request", "use one client authentication method, not two")),
         (Some(b), None) => {
             let decoded = STANDARD.decode(b.trim()).ok().and_then(|d| String::from_utf8(d).ok());
-            let (id, secret) = decoded.as_deref().and_then(|d| d.split_once(':')).ok_or_else(|| token_error(401, "invalid_client", "malformed Basic credentials"))?;
-            let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+            let (id, secret) = decoded
+                .as_deref()
+                .and_then(|d| d.split_once(':'))
+                .ok_or_else(|| token_error(401, "invalid_client", "malformed Basic credentials"))?;
+            let dec =
+                |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
             Ok((dec(id), Some(dec(secret))))
         }
         (None, secret) => {
@@ -118,9 +122,11 @@ fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str
 }
 
 fn pkce_ok(challenge: &str, verifier: &str) -> bool {
-    let valid_verifier = (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    let valid_verifier =
+        (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    valid_verifier && aws_lc_rs::constant_time::verify_slices_are_equal(URL_SAFE_NO_PAD.encode(d.as_ref()).as_bytes(), challenge.as_bytes()).is_ok()
+    valid_verifier
+        && aws_lc_rs::constant_time::verify_slices_are_equal(URL_SAFE_NO_PAD.encode(d.as_ref()).as_bytes(), challenge.as_bytes()).is_ok()
 }
 
 impl Broker {
@@ -168,7 +174,11 @@ impl Broker {
         let session = self.store.session(&code.session_hash).await?.filter(|s| s.expires_at > t);
         let session = session.ok_or_else(|| invalid_grant("the sign-in session has ended"))?;
         let user = self.store.get_user(&code.user_id).await?.ok_or_else(|| invalid_grant("the user no longer exists"))?;
-        let org = self.store.find_organization(&user.user.organization_id).await?.ok_or_else(|| invalid_grant("the organization no longer exists"))?;
+        let org = self
+            .store
+            .find_organization(&user.user.organization_id)
+            .await?
+            .ok_or_else(|| invalid_grant("the organization no longer exists"))?;
         let scopes: Vec<String> = code.scope.split_whitespace().map(str::to_owned).collect();
         let claims = user_claims(&user, &org, &scopes);
 
@@ -205,7 +215,13 @@ impl Broker {
         let alg = SigningAlg::parse(&app.id_token_signed_response_alg).unwrap_or(SigningAlg::RS256);
         let signer = self.keys.signer(alg).ok_or_else(|| token_error(500, "server_error", "no signing key"))?;
         let id_token = signer.sign_jwt(&id_claims).map_err(|_| token_error(500, "server_error", "signing failed"))?;
-        Ok(TokenReply { access_token, token_type: "Bearer", expires_in: self.lifetimes.access_token.as_secs(), id_token, scope: code.scope })
+        Ok(TokenReply {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.lifetimes.access_token.as_secs(),
+            id_token,
+            scope: code.scope,
+        })
     }
 
     /// The claims for a bearer access token, from memory when this process has seen it.
@@ -215,7 +231,8 @@ impl Broker {
         if let Some(hit) = self.tokens.get(&hash) {
             return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
         }
-        let token = self.store.access_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t).ok_or(UserinfoError::InvalidToken)?;
+        let token =
+            self.store.access_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t).ok_or(UserinfoError::InvalidToken)?;
         let body: Arc<[u8]> = token.claims.to_string().into_bytes().into();
         self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at });
         Ok(body)

@@ -68,7 +68,9 @@ pub fn validate(params: &HashMap<String, String>, app: &Application, redirect_ur
     }
     match get("response_type").as_deref() {
         Some("code") => {}
-        Some(other) => return Err(OAuthError::new("unsupported_response_type", format!("response_type `{other}` is not supported; use `code`"))),
+        Some(other) => {
+            return Err(OAuthError::new("unsupported_response_type", format!("response_type `{other}` is not supported; use `code`")))
+        }
         None => return Err(OAuthError::new("invalid_request", "response_type is missing")),
     }
     if get("response_mode").is_some_and(|m| m != "query") {
@@ -82,7 +84,9 @@ pub fn validate(params: &HashMap<String, String>, app: &Application, redirect_ur
     let code_challenge = get("code_challenge");
     match (code_challenge.as_deref(), get("code_challenge_method").as_deref()) {
         (Some(_), Some("S256")) => {}
-        (Some(_), Some(m)) => return Err(OAuthError::new("invalid_request", format!("code_challenge_method `{m}` is not supported; use S256"))),
+        (Some(_), Some(m)) => {
+            return Err(OAuthError::new("invalid_request", format!("code_challenge_method `{m}` is not supported; use S256")))
+        }
         (Some(_), None) => return Err(OAuthError::new("invalid_request", "code_challenge_method must be S256 (plain is not supported)")),
         (None, _) if app.client_type == ClientType::Public => {
             return Err(OAuthError::new("invalid_request", "public clients must use PKCE (code_challenge with S256)"))
@@ -145,7 +149,13 @@ mod tests {
     }
 
     fn base() -> Vec<(&'static str, &'static str)> {
-        vec![("client_id", "client_1"), ("redirect_uri", "https://app.example.com/cb"), ("response_type", "code"), ("scope", "openid email"), ("state", "s1")]
+        vec![
+            ("client_id", "client_1"),
+            ("redirect_uri", "https://app.example.com/cb"),
+            ("response_type", "code"),
+            ("scope", "openid email"),
+            ("state", "s1"),
+        ]
     }
 
     #[test]
@@ -159,7 +169,9 @@ mod tests {
 
     #[test]
     fn redirect_uris_match_exactly() {
-        for bad in ["https://app.example.com/cb/", "https://app.example.com/cb?x=1", "https://APP.example.com/cb", "https://evil.example.com/cb"] {
+        for bad in
+            ["https://app.example.com/cb/", "https://app.example.com/cb?x=1", "https://APP.example.com/cb", "https://evil.example.com/cb"]
+        {
             let mut b = base();
             b[1] = ("redirect_uri", bad);
             assert!(trusted_redirect_uri(&params(&b), &app(ClientType::Confidential)).is_err(), "{bad}");
@@ -179,7 +191,11 @@ mod tests {
         };
         check(&[("response_type", "token")], ClientType::Confidential, "unsupported_response_type");
         check(&[("scope", "email")], ClientType::Confidential, "invalid_scope");
-        check(&[("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), ("code_challenge_method", "plain")], ClientType::Confidential, "invalid_request");
+        check(
+            &[("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), ("code_challenge_method", "plain")],
+            ClientType::Confidential,
+            "invalid_request",
+        );
         check(&[], ClientType::Public, "invalid_request");
         check(&[("request", "eyJ...")], ClientType::Confidential, "request_not_supported");
         check(&[("prompt", "none login")], ClientType::Confidential, "invalid_request");

@@ -13,7 +13,8 @@ pub type Claims = Map<String, Value>;
 const PROTOCOL_CLAIMS: [&str; 16] =
     ["iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "s_hash", "auth_time", "azp", "sid", "jti", "acr", "amr", "typ"];
 /// Claims normalized into profile fields.
-const PROFILE_CLAIMS: [&str; 9] = ["sub", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "hd"];
+const PROFILE_CLAIMS: [&str; 9] =
+    ["sub", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "hd"];
 
 /// The person as their IdP describes them, normalized.
 #[derive(Clone, Debug, Default, PartialEq)]

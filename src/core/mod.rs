@@ -2,9 +2,9 @@
 //! Nothing here does I/O, so all of it is unit-tested in place.
 
 pub mod application;
+pub mod audit;
 pub mod authorize;
 pub mod claims;
-pub mod audit;
 pub mod connection;
 pub mod error;
 pub mod group;

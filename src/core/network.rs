@@ -40,10 +40,7 @@ impl IdpNetworkPolicy {
             "https" => {}
             "http" if self.dev && loopback_host => {}
             "http" if self.dev => {
-                return Err(ValidationError::new(
-                    field,
-                    "must use https (http is allowed in --dev mode only for loopback hosts)",
-                ))
+                return Err(ValidationError::new(field, "must use https (http is allowed in --dev mode only for loopback hosts)"))
             }
             "http" => return Err(ValidationError::new(field, "must use https")),
             other => return Err(ValidationError::new(field, format!("scheme `{other}` is not allowed; use https"))),
@@ -141,7 +138,20 @@ mod tests {
     #[test]
     fn non_public_addresses_are_refused() {
         let p = policy(false, &[]);
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(!p.allows_ip(ip.parse().unwrap()), "{ip} should be refused");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {

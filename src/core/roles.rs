@@ -49,11 +49,7 @@ pub fn role_of_group(name: &str, is_default: bool, permissions: &[String]) -> Ro
 
 /// A user's role: the highest any of their groups grants; `end-user` with no groups.
 pub fn derive_role<'a>(groups: impl IntoIterator<Item = (&'a str, bool, &'a [String])>) -> Role {
-    groups
-        .into_iter()
-        .map(|(name, is_default, perms)| role_of_group(name, is_default, perms))
-        .max()
-        .unwrap_or(Role::EndUser)
+    groups.into_iter().map(|(name, is_default, perms)| role_of_group(name, is_default, perms)).max().unwrap_or(Role::EndUser)
 }
 
 #[cfg(test)]

@@ -94,7 +94,10 @@ impl CreateUser {
             idp_sub: optional("idp_sub", self.idp_sub.as_deref(), username)?,
         };
         if profile.email.is_none() && profile.username.is_none() && profile.idp_sub.is_none() {
-            return Err(ValidationError::new("email", "give at least one of email, username or idp_sub so the user can be matched at login"));
+            return Err(ValidationError::new(
+                "email",
+                "give at least one of email, username or idp_sub so the user can be matched at login",
+            ));
         }
         Ok((profile, group_names(&self.groups)?))
     }

@@ -44,10 +44,7 @@ pub fn slug(field: &str, value: &str) -> Validated<String> {
     let v = value.trim();
     let ok_chars = v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !(2..=63).contains(&v.len()) || !ok_chars || v.starts_with('-') || v.ends_with('-') {
-        return Err(ValidationError::new(
-            field,
-            "must be 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
-        ));
+        return Err(ValidationError::new(field, "must be 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"));
     }
     if v.starts_with("org_") || v.starts_with("org-") && v.len() == 30 {
         return Err(ValidationError::new(field, "must not look like an organization id"));
@@ -213,10 +210,12 @@ pub fn group_name(field: &str, value: &str) -> Validated<String> {
 pub fn permissions(field: &str, values: &[String]) -> Validated<Vec<String>> {
     let mut seen = HashSet::new();
     for (i, p) in values.iter().enumerate() {
-        let ok = (1..=100).contains(&p.len())
-            && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
+        let ok = (1..=100).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
         if !ok {
-            return Err(ValidationError::new(format!("{field}[{i}]"), format!("`{p}` must be 1-100 characters of a-z, 0-9, `_`, `.`, `:` or `-`")));
+            return Err(ValidationError::new(
+                format!("{field}[{i}]"),
+                format!("`{p}` must be 1-100 characters of a-z, 0-9, `_`, `.`, `:` or `-`"),
+            ));
         }
         if !seen.insert(p.as_str()) {
             return Err(ValidationError::new(format!("{field}[{i}]"), format!("`{p}` is listed twice")));
@@ -295,10 +294,20 @@ mod tests {
 
     #[test]
     fn redirect_uris_are_exact_and_safe() {
-        for ok in ["https://app.example.com/cb", "http://127.0.0.1:3000/cb", "http://localhost/cb", "http://[::1]/cb", "com.example.app:/oauth"] {
+        for ok in
+            ["https://app.example.com/cb", "http://127.0.0.1:3000/cb", "http://localhost/cb", "http://[::1]/cb", "com.example.app:/oauth"]
+        {
             assert!(redirect_uri("r", ok).is_ok(), "{ok}");
         }
-        for bad in ["http://app.example.com/cb", "https://app.example.com/cb#x", "javascript:alert(1)", "/relative", " https://a.com/cb", "https://u:p@a.com/cb", "data:text/html,x"] {
+        for bad in [
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#x",
+            "javascript:alert(1)",
+            "/relative",
+            " https://a.com/cb",
+            "https://u:p@a.com/cb",
+            "data:text/html,x",
+        ] {
             assert!(redirect_uri("r", bad).is_err(), "{bad}");
         }
         assert!(redirect_uris("redirect_uris", &[], true).is_err());

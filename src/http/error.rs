@@ -40,7 +40,11 @@ impl ApiError {
     /// A failure that is ours, not the caller's: logged in full, answered vaguely.
     fn internal(detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side; the error is in the server log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side; the error is in the server log",
+        )
     }
 }
 

@@ -23,10 +23,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(e.status(), if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_request" }, e.body_text())
+            ApiError::new(
+                e.status(),
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_request" },
+                e.body_text(),
+            )
         })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de).map(ApiJson).map_err(|e| {
@@ -72,7 +80,11 @@ fn data_error(path: &str, message: &str) -> ApiError {
     };
     let message = if field.is_empty() { message.to_owned() } else { format!("{field}: {message}") };
     let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
-    if field.is_empty() { err } else { err.with_field(field) }
+    if field.is_empty() {
+        err
+    } else {
+        err.with_field(field)
+    }
 }
 
 #[cfg(test)]

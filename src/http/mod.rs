@@ -41,9 +41,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let api = admin::router(state.clone())
-        .fallback(|| async { ApiError::not_found("API endpoint") })
-        .method_not_allowed_fallback(|| async {
+    let api =
+        admin::router(state.clone()).fallback(|| async { ApiError::not_found("API endpoint") }).method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that HTTP method")
         });
     Router::new()

@@ -48,7 +48,12 @@ fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| Cookie::split_parse(v.to_owned()).filter_map(Result::ok).map(|c| (c.name().to_owned(), c.value().to_owned())).collect::<Vec<_>>())
+        .flat_map(|v| {
+            Cookie::split_parse(v.to_owned())
+                .filter_map(Result::ok)
+                .map(|c| (c.name().to_owned(), c.value().to_owned()))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -67,7 +72,9 @@ fn reply(state: &AppState, r: Reply) -> Response {
     let (mut resp, cookies) = match r {
         Reply::Redirect { location, cookies } => (Redirect::to(&location).into_response(), cookies),
         Reply::ErrorPage { status, title, message } => (message_page(status, &title, &message), vec![]),
-        Reply::SignedOut { cookies } => (message_page(200, "Signed out", "You are signed out of ssogate. You can close this window."), cookies),
+        Reply::SignedOut { cookies } => {
+            (message_page(200, "Signed out", "You are signed out of ssogate. You can close this window."), cookies)
+        }
     };
     for c in &cookies {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(c, state.config.secure_cookies()));
@@ -99,7 +106,12 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     match state.broker.token(form, authorization).await {
         Ok(t) => (NO_STORE, Json(t)).into_response(),
         Err(TokenError { status, error, description }) => {
-            let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), NO_STORE, Json(json!({"error": error, "error_description": description}))).into_response();
+            let mut resp = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                NO_STORE,
+                Json(json!({"error": error, "error_description": description})),
+            )
+                .into_response();
             if status == 401 {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ssogate\""));
             }
@@ -118,7 +130,9 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
         None => Err(UserinfoError::InvalidToken),
     };
     match result {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], Bytes::from_owner(body)).into_response(),
+        Ok(body) => {
+            ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], Bytes::from_owner(body)).into_response()
+        }
         Err(UserinfoError::InvalidToken) => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],

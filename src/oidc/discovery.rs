@@ -26,4 +26,3 @@ pub fn discovery(issuer: &str) -> Value {
         "claims_parameter_supported": false,
     })
 }
-

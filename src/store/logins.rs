@@ -73,7 +73,9 @@ pub enum Redemption {
     Fresh(AuthCode),
     /// Second use: every token the first exchange issued is now revoked; returned
     /// so caches can drop them.
-    Replayed { revoked_token_hashes: Vec<String> },
+    Replayed {
+        revoked_token_hashes: Vec<String>,
+    },
     Unknown,
 }
 

@@ -96,11 +96,7 @@ impl IdpClient {
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), UpstreamError> {
         let mut resp = req.send().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
         let status = resp.status();
-        let max_age = resp
-            .headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(cache_max_age);
+        let max_age = resp.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(cache_max_age);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))? {
             body.extend_from_slice(&chunk);

@@ -199,25 +199,89 @@ mod tests {
         let (k, jwk) = key("k1");
         let keys = [jwk];
         let cases: Vec<(Value, IdTokenError)> = vec![
-            (with(claims(), |c| { c.insert("iss".into(), json!("https://evil.example.com")); }), IdTokenError::WrongIssuer("\"https://evil.example.com\"".into())),
-            (with(claims(), |c| { c.insert("aud".into(), json!("someone-else")); }), IdTokenError::WrongAudience),
-            (with(claims(), |c| { c.insert("aud".into(), json!(["ssogate", "other"])); }), IdTokenError::WrongAuthorizedParty),
-            (with(claims(), |c| { c.insert("aud".into(), json!("ssogate")); c.insert("azp".into(), json!("other")); }), IdTokenError::WrongAuthorizedParty),
-            (with(claims(), |c| { c.insert("exp".into(), json!(NOW - 120)); }), IdTokenError::Expired),
-            (with(claims(), |c| { c.remove("exp"); }), IdTokenError::Expired),
-            (with(claims(), |c| { c.remove("iat"); }), IdTokenError::MissingIssuedAt),
-            (with(claims(), |c| { c.insert("iat".into(), json!(NOW + 3600)); }), IdTokenError::IssuedAtOutOfRange),
-            (with(claims(), |c| { c.insert("iat".into(), json!(NOW - 7200)); }), IdTokenError::IssuedAtOutOfRange),
-            (with(claims(), |c| { c.insert("nonce".into(), json!("other")); }), IdTokenError::NonceMismatch),
-            (with(claims(), |c| { c.remove("nonce"); }), IdTokenError::NonceMismatch),
-            (with(claims(), |c| { c.remove("sub"); }), IdTokenError::MissingSubject),
+            (
+                with(claims(), |c| {
+                    c.insert("iss".into(), json!("https://evil.example.com"));
+                }),
+                IdTokenError::WrongIssuer("\"https://evil.example.com\"".into()),
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("aud".into(), json!("someone-else"));
+                }),
+                IdTokenError::WrongAudience,
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("aud".into(), json!(["ssogate", "other"]));
+                }),
+                IdTokenError::WrongAuthorizedParty,
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("aud".into(), json!("ssogate"));
+                    c.insert("azp".into(), json!("other"));
+                }),
+                IdTokenError::WrongAuthorizedParty,
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("exp".into(), json!(NOW - 120));
+                }),
+                IdTokenError::Expired,
+            ),
+            (
+                with(claims(), |c| {
+                    c.remove("exp");
+                }),
+                IdTokenError::Expired,
+            ),
+            (
+                with(claims(), |c| {
+                    c.remove("iat");
+                }),
+                IdTokenError::MissingIssuedAt,
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("iat".into(), json!(NOW + 3600));
+                }),
+                IdTokenError::IssuedAtOutOfRange,
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("iat".into(), json!(NOW - 7200));
+                }),
+                IdTokenError::IssuedAtOutOfRange,
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("nonce".into(), json!("other"));
+                }),
+                IdTokenError::NonceMismatch,
+            ),
+            (
+                with(claims(), |c| {
+                    c.remove("nonce");
+                }),
+                IdTokenError::NonceMismatch,
+            ),
+            (
+                with(claims(), |c| {
+                    c.remove("sub");
+                }),
+                IdTokenError::MissingSubject,
+            ),
         ];
         for (c, want) in cases {
             let token = k.sign_jwt(&c).unwrap();
             assert_eq!(verify(&token, &keys, &expected()).unwrap_err(), want, "{c}");
         }
         // Several audiences are fine when azp names us.
-        let ok = with(claims(), |c| { c.insert("aud".into(), json!(["ssogate", "other"])); c.insert("azp".into(), json!("ssogate")); });
+        let ok = with(claims(), |c| {
+            c.insert("aud".into(), json!(["ssogate", "other"]));
+            c.insert("azp".into(), json!("ssogate"));
+        });
         assert!(verify(&k.sign_jwt(&ok).unwrap(), &keys, &expected()).is_ok());
     }
 
@@ -228,7 +292,12 @@ mod tests {
         let token = k.sign_jwt(&claims()).unwrap();
         // Tampered payload.
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
-        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&with(claims(), |c| { c.insert("sub".into(), json!("admin")); })).unwrap());
+        parts[1] = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&with(claims(), |c| {
+                c.insert("sub".into(), json!("admin"));
+            }))
+            .unwrap(),
+        );
         assert_eq!(verify(&parts.join("."), std::slice::from_ref(&jwk), &expected()).unwrap_err(), IdTokenError::BadSignature);
         // Signed by a key whose kid is not in the JWKS.
         let foreign = other.sign_jwt(&claims()).unwrap();
@@ -241,7 +310,12 @@ mod tests {
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
         let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
         assert_eq!(verify(&none, std::slice::from_ref(&jwk), &expected()).unwrap_err(), IdTokenError::AlgorithmNotAllowed("none".into()));
-        let hs = jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims(), &jsonwebtoken::EncodingKey::from_secret(b"client-secret")).unwrap();
+        let hs = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_secret(b"client-secret"),
+        )
+        .unwrap();
         assert_eq!(verify(&hs, std::slice::from_ref(&jwk), &expected()).unwrap_err(), IdTokenError::AlgorithmNotAllowed("HS256".into()));
         // HMAC with opt-in verifies with the client secret, and only with it.
         let opted = Expected { hmac_secret: Some("client-secret"), ..expected() };
@@ -249,9 +323,11 @@ mod tests {
         let wrong = Expected { hmac_secret: Some("another-secret"), ..expected() };
         assert_eq!(verify(&hs, &[], &wrong).unwrap_err(), IdTokenError::BadSignature);
         // No kid: accepted only when exactly one key fits.
-        let mut no_kid: Vec<String> = token.split('.').map(String::from).collect();
-        no_kid[0] = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256"}"#);
-        let no_kid = no_kid.join(".");
+        let (kid_less, pkcs8) = SigningKey::generate(SigningAlg::ES256, "unused".into()).unwrap();
+        let no_kid =
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::ES256), &claims(), &jsonwebtoken::EncodingKey::from_ec_der(&pkcs8))
+                .unwrap();
+        let jwk: Jwk = serde_json::from_value(kid_less.public_jwk()).unwrap();
         assert!(verify(&no_kid, std::slice::from_ref(&jwk), &expected()).is_ok());
         assert_eq!(verify(&no_kid, &[jwk, other_jwk], &expected()).unwrap_err(), IdTokenError::AmbiguousKey);
         assert_eq!(verify("a.b", &[], &expected()).unwrap_err(), IdTokenError::Malformed);

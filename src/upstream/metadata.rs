@@ -54,8 +54,15 @@ pub fn check_metadata(discovery_url: &str, m: &ProviderMetadata, policy: &IdpNet
     let mut warnings = Vec::new();
     let expected = expected_issuer(discovery_url);
     if m.issuer != expected {
-        let hint = if m.issuer.trim_end_matches('/') == expected.trim_end_matches('/') { " (they differ only by a trailing slash, which OpenID Connect does not allow)" } else { "" };
-        problems.push(finding("issuer_mismatch", format!("the document's issuer `{}` is not `{expected}`, the issuer its URL belongs to{hint}", m.issuer)));
+        let hint = if m.issuer.trim_end_matches('/') == expected.trim_end_matches('/') {
+            " (they differ only by a trailing slash, which OpenID Connect does not allow)"
+        } else {
+            ""
+        };
+        problems.push(finding(
+            "issuer_mismatch",
+            format!("the document's issuer `{}` is not `{expected}`, the issuer its URL belongs to{hint}", m.issuer),
+        ));
     }
     let endpoints = [
         ("authorization_endpoint", &m.authorization_endpoint, true),
@@ -69,9 +76,8 @@ pub fn check_metadata(discovery_url: &str, m: &ProviderMetadata, policy: &IdpNet
             None if required => problems.push(finding("missing_endpoint", format!("the document has no `{name}`"))),
             None => {}
             Some(url) => {
-                let checked = url::Url::parse(url)
-                    .map_err(|e| e.to_string())
-                    .and_then(|u| policy.check_url(name, &u).map_err(|e| e.message));
+                let checked =
+                    url::Url::parse(url).map_err(|e| e.to_string()).and_then(|u| policy.check_url(name, &u).map_err(|e| e.message));
                 if let Err(why) = checked {
                     problems.push(finding("insecure_endpoint", format!("`{name}` ({url}) {why}")));
                 }
@@ -86,7 +92,10 @@ pub fn check_metadata(discovery_url: &str, m: &ProviderMetadata, policy: &IdpNet
     }
     let algs = &m.id_token_signing_alg_values_supported;
     if !algs.is_empty() && !algs.iter().any(|a| ALLOWED_SIGNING_ALGS.contains(&a.as_str())) {
-        problems.push(finding("no_usable_alg", format!("ID tokens are signed with {algs:?}, none of which ssogate accepts ({ALLOWED_SIGNING_ALGS:?})")));
+        problems.push(finding(
+            "no_usable_alg",
+            format!("ID tokens are signed with {algs:?}, none of which ssogate accepts ({ALLOWED_SIGNING_ALGS:?})"),
+        ));
     }
     if !m.code_challenge_methods_supported.as_ref().is_some_and(|ms| ms.iter().any(|x| x == "S256")) {
         warnings.push(finding("no_pkce", "the provider does not advertise PKCE S256; logins will rely on state and nonce alone"));
@@ -97,10 +106,7 @@ pub fn check_metadata(discovery_url: &str, m: &ProviderMetadata, policy: &IdpNet
 /// The keys of a JWKS that can verify ID tokens. Keys ssogate cannot parse (unknown
 /// types, encryption keys) are skipped rather than failing the whole set.
 pub fn usable_signing_keys(jwks: &Value) -> Result<Vec<Jwk>, UpstreamError> {
-    let keys = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| UpstreamError::Malformed("the JWKS has no `keys` array".into()))?;
+    let keys = jwks.get("keys").and_then(Value::as_array).ok_or_else(|| UpstreamError::Malformed("the JWKS has no `keys` array".into()))?;
     Ok(keys
         .iter()
         .filter(|k| matches!(k.get("kty").and_then(Value::as_str), Some("RSA" | "EC" | "OKP")))
@@ -116,7 +122,15 @@ fn is_signing_key(k: &Jwk) -> bool {
         None => true,
         Some(alg) => matches!(
             alg,
-            KeyAlgorithm::RS256 | KeyAlgorithm::RS384 | KeyAlgorithm::RS512 | KeyAlgorithm::PS256 | KeyAlgorithm::PS384 | KeyAlgorithm::PS512 | KeyAlgorithm::ES256 | KeyAlgorithm::ES384 | KeyAlgorithm::EdDSA
+            KeyAlgorithm::RS256
+                | KeyAlgorithm::RS384
+                | KeyAlgorithm::RS512
+                | KeyAlgorithm::PS256
+                | KeyAlgorithm::PS384
+                | KeyAlgorithm::PS512
+                | KeyAlgorithm::ES256
+                | KeyAlgorithm::ES384
+                | KeyAlgorithm::EdDSA
         ),
     };
     for_signing && asymmetric && alg_ok
@@ -159,7 +173,9 @@ pub async fn test_connection(client: &IdpClient, discovery_url: &str) -> Connect
     report.warnings = warnings;
     if let Some(jwks_uri) = &metadata.jwks_uri {
         match client.get_json::<Value>(jwks_uri).await.and_then(|v| usable_signing_keys(&v)) {
-            Ok(keys) if keys.is_empty() => report.problems.push(finding("no_signing_keys", "the JWKS holds no key ssogate can verify ID tokens with")),
+            Ok(keys) if keys.is_empty() => {
+                report.problems.push(finding("no_signing_keys", "the JWKS holds no key ssogate can verify ID tokens with"))
+            }
             Ok(keys) => report.signing_keys = keys.len(),
             Err(e) => report.problems.push(finding(fetch_code("jwks", &e), format!("JWKS: {e}"))),
         }

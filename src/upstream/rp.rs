@@ -133,7 +133,12 @@ pub async fn exchange_code(
 }
 
 /// Validates the ID token, re-fetching the JWKS once if it names an unknown key.
-pub async fn validate_id_token(providers: &Providers, m: &ProviderMetadata, token: &str, expected: &Expected<'_>) -> Result<Claims, LoginError> {
+pub async fn validate_id_token(
+    providers: &Providers,
+    m: &ProviderMetadata,
+    token: &str,
+    expected: &Expected<'_>,
+) -> Result<Claims, LoginError> {
     let jwks_uri = m.jwks_uri.as_deref().unwrap_or_default();
     let keys = providers.signing_keys(jwks_uri, false).await?;
     match id_token::verify(token, &keys, expected) {

@@ -38,7 +38,9 @@ impl FakeIdp {
 
 async fn serve(State(fake): State<FakeIdp>, Path(path): Path<String>) -> Response {
     match fake.routes.lock().unwrap().get(&path) {
-        Some((status, body)) => (StatusCode::from_u16(*status).unwrap(), [("content-type", "application/json")], body.clone()).into_response(),
+        Some((status, body)) => {
+            (StatusCode::from_u16(*status).unwrap(), [("content-type", "application/json")], body.clone()).into_response()
+        }
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

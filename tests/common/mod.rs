@@ -3,10 +3,10 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod browser;
-pub mod rp;
 pub mod fake_idp;
 pub mod fake_op;
 pub mod idp;
+pub mod rp;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -73,7 +73,9 @@ impl Ssogate {
     async fn launch(dir: &Path, port: u16, args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssogate"));
         cmd.args(&args).current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for var in ["SSOGATE_ADMIN_TOKEN", "SSOGATE_ENCRYPTION_KEY", "SSOGATE_DEV", "SSOGATE_PUBLIC_URL", "SSOGATE_LISTEN", "SSOGATE_DATABASE_URL"] {
+        for var in
+            ["SSOGATE_ADMIN_TOKEN", "SSOGATE_ENCRYPTION_KEY", "SSOGATE_DEV", "SSOGATE_PUBLIC_URL", "SSOGATE_LISTEN", "SSOGATE_DATABASE_URL"]
+        {
             cmd.env_remove(var);
         }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
@@ -172,7 +174,11 @@ impl Ssogate {
         let resp = req.send().await.expect("request to ssogate");
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+        };
         (status, value)
     }
 

@@ -32,8 +32,13 @@ impl RelyingParty {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         let out = Command::new("node").arg("rp.mjs").arg(step).arg(input.to_string()).current_dir(dir).output().expect("running node");
         let text = String::from_utf8_lossy(&out.stdout);
-        let value: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("rp.mjs printed {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)));
-        if out.status.success() { Ok(value) } else { Err(value) }
+        let value: Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|_| panic!("rp.mjs printed {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)));
+        if out.status.success() {
+            Ok(value)
+        } else {
+            Err(value)
+        }
     }
 
     pub fn start(&self, params: Value) -> Started {

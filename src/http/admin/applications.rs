@@ -91,7 +91,11 @@ async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor
 }
 
 /// Issues a new client secret; the old one stops working at once.
-async fn rotate_secret(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<Json<WithSecret>> {
+async fn rotate_secret(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WithSecret>> {
     let app = state.store.get_application(&id).await?.ok_or_else(|| ApiError::not_found("application"))?;
     if app.client_type == ClientType::Public {
         return Err(ApiError::new(StatusCode::CONFLICT, "public_client", "public clients have no secret to rotate"));

@@ -62,7 +62,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, connection))))
 }
 
-async fn list(State(state): State<AppState>, Path(org): Path<String>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Paginated<ConnectionView>>> {
+async fn list(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paginated<ConnectionView>>> {
     let org = organization(&state, &org).await?;
     let (page, limit) = q.page()?;
     let rows = state.store.list_connections(&org.id, &page).await?;

@@ -12,9 +12,7 @@ use crate::http::AppState;
 use crate::store::EventFilter;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/organizations/{org}/events", get(for_organization))
-        .route("/events", get(global))
+    Router::new().route("/organizations/{org}/events", get(for_organization)).route("/events", get(global))
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,7 +34,11 @@ async fn list(state: &AppState, organization_id: Option<String>, q: EventQuery) 
 
 /// An organization's audit log, newest first. A deleted organization's log stays
 /// readable by its id.
-async fn for_organization(State(state): State<AppState>, Path(org): Path<String>, ApiQuery(q): ApiQuery<EventQuery>) -> ApiResult<Json<Paginated<AuditEvent>>> {
+async fn for_organization(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<Paginated<AuditEvent>>> {
     let id = match organization(&state, &org).await {
         Ok(o) => o.id,
         Err(_) if looks_like(IdKind::Organization, &org) => org,

@@ -11,9 +11,7 @@ use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/organizations/{org}/groups", post(create).get(list))
-        .route("/groups/{id}", get(show).patch(update).delete(remove))
+    Router::new().route("/organizations/{org}/groups", post(create).get(list)).route("/groups/{id}", get(show).patch(update).delete(remove))
 }
 
 async fn create(
@@ -27,7 +25,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(group)))
 }
 
-async fn list(State(state): State<AppState>, Path(org): Path<String>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Paginated<Group>>> {
+async fn list(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paginated<Group>>> {
     let org = organization(&state, &org).await?;
     let (page, limit) = q.page()?;
     let rows = state.store.list_groups(&org.id, &page).await?;

@@ -13,9 +13,7 @@ use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/organizations", post(create).get(list))
-        .route("/organizations/{org}", get(show).patch(update).delete(remove))
+    Router::new().route("/organizations", post(create).get(list)).route("/organizations/{org}", get(show).patch(update).delete(remove))
 }
 
 async fn create(
@@ -25,7 +23,14 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Organization>)> {
     let new = body.validate()?;
     let t = now();
-    let org = Organization { id: new_id(IdKind::Organization), name: new.name, slug: new.slug, domains: new.domains, created_at: t, updated_at: t };
+    let org = Organization {
+        id: new_id(IdKind::Organization),
+        name: new.name,
+        slug: new.slug,
+        domains: new.domains,
+        created_at: t,
+        updated_at: t,
+    };
     let org = state.store.create_organization(org, new.slug_given, &actor).await?;
     Ok((StatusCode::CREATED, Json(org)))
 }

@@ -11,9 +11,7 @@ use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/organizations/{org}/users", post(create).get(list))
-        .route("/users/{id}", get(show).patch(update).delete(remove))
+    Router::new().route("/organizations/{org}/users", post(create).get(list)).route("/users/{id}", get(show).patch(update).delete(remove))
 }
 
 /// Pre-creates a user, e.g. for connections that admit existing users only.
@@ -29,7 +27,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-async fn list(State(state): State<AppState>, Path(org): Path<String>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Paginated<UserView>>> {
+async fn list(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paginated<UserView>>> {
     let org = organization(&state, &org).await?;
     let (page, limit) = q.page()?;
     let rows = state.store.list_users(&org.id, &page).await?;

@@ -33,10 +33,8 @@ fn org_row(r: &AnyRow, domains: Vec<String>) -> StoreResult<Organization> {
 }
 
 pub(super) async fn load_org(conn: &mut AnyConnection, id_or_slug: &str) -> StoreResult<Option<Organization>> {
-    let Some(row) = sqlx::query("SELECT * FROM organizations WHERE id = $1 OR slug = $1")
-        .bind(id_or_slug)
-        .fetch_optional(&mut *conn)
-        .await?
+    let Some(row) =
+        sqlx::query("SELECT * FROM organizations WHERE id = $1 OR slug = $1").bind(id_or_slug).fetch_optional(&mut *conn).await?
     else {
         return Ok(None);
     };
@@ -266,10 +264,11 @@ fn user_row(r: &AnyRow) -> StoreResult<User> {
 async fn user_views(conn: &mut AnyConnection, users: Vec<User>) -> StoreResult<Vec<UserView>> {
     let mut by_user: HashMap<String, Vec<Group>> = HashMap::new();
     for u in &users {
-        let rows = sqlx::query("SELECT g.* FROM groups g JOIN group_memberships m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name")
-            .bind(&u.id)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows =
+            sqlx::query("SELECT g.* FROM groups g JOIN group_memberships m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name")
+                .bind(&u.id)
+                .fetch_all(&mut *conn)
+                .await?;
         by_user.insert(u.id.clone(), rows.iter().map(group_row).collect::<StoreResult<_>>()?);
     }
     Ok(users
@@ -431,9 +430,7 @@ impl Directory for SqlStore {
         for r in domain_rows {
             domains.entry(r.try_get("organization_id")?).or_default().push(r.try_get("domain")?);
         }
-        rows.iter()
-            .map(|r| org_row(r, domains.remove(&r.try_get::<String, _>("id")?).unwrap_or_default()))
-            .collect()
+        rows.iter().map(|r| org_row(r, domains.remove(&r.try_get::<String, _>("id")?).unwrap_or_default())).collect()
     }
 
     async fn update_organization(&self, id: &str, edit: Edit<'_, Organization, ()>, actor: &Actor) -> StoreResult<Organization> {
@@ -468,10 +465,7 @@ impl Directory for SqlStore {
     }
 
     async fn create_connection(&self, c: Connection, client_secret: &str, actor: &Actor) -> StoreResult<Connection> {
-        let sealed = self
-            .secrets
-            .encrypt_str(&secret_context(&c.id), client_secret)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self.secrets.encrypt_str(&secret_context(&c.id), client_secret).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
         load_org(&mut tx, &c.organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
         sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at, allow_hmac_id_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
@@ -623,7 +617,8 @@ impl Directory for SqlStore {
             .bind(ms(app.updated_at))
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, None, actor, "application.secret_rotated", ("application", id), serde_json::json!({"client_secret": "changed"})).await?;
+        record(&mut tx, None, actor, "application.secret_rotated", ("application", id), serde_json::json!({"client_secret": "changed"}))
+            .await?;
         tx.commit().await?;
         Ok(app)
     }

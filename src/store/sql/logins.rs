@@ -13,7 +13,9 @@ use crate::core::connection::{Connection, Provisioning, UserMatch};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
 use crate::core::Timestamp;
-use crate::store::{AccessToken, AuthCode, LoginState, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey};
+use crate::store::{
+    AccessToken, AuthCode, LoginState, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey,
+};
 
 fn key_context(kid: &str) -> String {
     format!("signing_key:{kid}")
@@ -53,12 +55,14 @@ fn code_row(r: &AnyRow) -> StoreResult<AuthCode> {
 /// The user a profile belongs to: first one this IdP subject already signed in as,
 /// then one matched by the connection's rule. Only ever within the organization.
 async fn find_user(conn: &mut AnyConnection, c: &Connection, p: &IdpProfile) -> StoreResult<Option<String>> {
-    let by_sub: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE organization_id = $1 AND idp_sub = $2 AND (connection_id = $3 OR connection_id IS NULL)")
-        .bind(&c.organization_id)
-        .bind(&p.idp_sub)
-        .bind(&c.id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let by_sub: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM users WHERE organization_id = $1 AND idp_sub = $2 AND (connection_id = $3 OR connection_id IS NULL)",
+    )
+    .bind(&c.organization_id)
+    .bind(&p.idp_sub)
+    .bind(&c.id)
+    .fetch_optional(&mut *conn)
+    .await?;
     if by_sub.is_some() {
         return Ok(by_sub);
     }
@@ -102,21 +106,26 @@ impl Logins for SqlStore {
             .bind(&k.alg)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key_enc, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, NULL)")
-            .bind(&k.kid)
-            .bind(&k.alg)
-            .bind(sealed)
-            .bind(to_json(&k.public_jwk))
-            .bind(ms(k.created_at))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key_enc, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(sealed)
+        .bind(to_json(&k.public_jwk))
+        .bind(ms(k.created_at))
+        .execute(&mut *tx)
+        .await?;
         record(&mut tx, None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg})).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn delete_signing_keys_retired_before(&self, cutoff: Timestamp) -> StoreResult<()> {
-        sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1").bind(ms(cutoff)).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
+            .bind(ms(cutoff))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -161,7 +170,9 @@ impl Logins for SqlStore {
 
     async fn take_login_state(&self, state_hash: &str) -> StoreResult<Option<LoginState>> {
         // DELETE … RETURNING: of two callbacks racing with one state, one gets it.
-        let Some(r) = sqlx::query("DELETE FROM login_states WHERE state_hash = $1 RETURNING *").bind(state_hash).fetch_optional(&self.pool).await? else {
+        let Some(r) =
+            sqlx::query("DELETE FROM login_states WHERE state_hash = $1 RETURNING *").bind(state_hash).fetch_optional(&self.pool).await?
+        else {
             return Ok(None);
         };
         let verifier: Option<String> = r.try_get("pkce_verifier_enc")?;
@@ -279,14 +290,16 @@ impl Logins for SqlStore {
         let outcome = match fresh {
             Some(row) => Redemption::Fresh(code_row(&row)?),
             None => {
-                let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&mut *tx).await?;
+                let known: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&mut *tx).await?;
                 if known == 0 {
                     Redemption::Unknown
                 } else {
-                    let revoked: Vec<String> = sqlx::query_scalar("UPDATE access_tokens SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
-                        .bind(code_hash)
-                        .fetch_all(&mut *tx)
-                        .await?;
+                    let revoked: Vec<String> =
+                        sqlx::query_scalar("UPDATE access_tokens SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
+                            .bind(code_hash)
+                            .fetch_all(&mut *tx)
+                            .await?;
                     Redemption::Replayed { revoked_token_hashes: revoked }
                 }
             }
@@ -312,7 +325,8 @@ impl Logins for SqlStore {
     }
 
     async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
-        let Some(r) = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = $1").bind(token_hash).fetch_optional(&self.pool).await? else {
+        let Some(r) = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = $1").bind(token_hash).fetch_optional(&self.pool).await?
+        else {
             return Ok(None);
         };
         Ok(Some(AccessToken {

@@ -99,12 +99,10 @@ impl SqlStore {
     /// Opens the database (creating a SQLite file when missing) without migrating it.
     pub async fn connect(url: &str, secrets: Arc<SecretBox>) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
-        let dialect = Dialect::from_url(url)
-            .ok_or_else(|| StoreError::Corrupt("the database URL must start with sqlite: or postgres://".into()))?;
+        let dialect =
+            Dialect::from_url(url).ok_or_else(|| StoreError::Corrupt("the database URL must start with sqlite: or postgres://".into()))?;
         let (url, max_connections) = match dialect {
-            Dialect::Sqlite if !url.contains("mode=") => {
-                (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 8)
-            }
+            Dialect::Sqlite if !url.contains("mode=") => (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 8),
             Dialect::Sqlite => (url.to_owned(), 8),
             Dialect::Postgres => (url.to_owned(), 16),
         };
@@ -114,7 +112,10 @@ impl SqlStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;").await?;
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -144,9 +145,7 @@ impl SqlStore {
     pub(super) async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.pool.acquire().await?)
     }
-
 }
-
 
 /// One audit-log row, written in the same transaction as the change it records.
 pub(super) async fn record(
@@ -170,4 +169,3 @@ pub(super) async fn record(
         .await?;
     Ok(())
 }
-
