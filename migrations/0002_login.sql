@@ -52,6 +52,8 @@ CREATE TABLE auth_codes (
     nonce           TEXT,
     code_challenge  TEXT,
     auth_time       BIGINT NOT NULL,
+    -- The claims the tokens will carry, fixed when the user signed in.
+    claims          TEXT NOT NULL,
     expires_at      BIGINT NOT NULL,
     -- Set at the first exchange; a second exchange of the same code revokes the
     -- tokens the first one issued (RFC 6749 §4.1.2).

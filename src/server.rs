@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 
 use crate::admin_token;
-use crate::broker::{Broker, KeyRing, Lifetimes, TokenCache};
+use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
 use crate::core::network::IdpNetworkPolicy;
 use crate::crypto::SecretBox;
@@ -123,6 +123,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         providers: Providers::new(idp.clone()),
         keys,
         tokens: TokenCache::default(),
+        config: ConfigCache::default(),
         issuer: config.public_url.clone(),
         lifetimes,
     });

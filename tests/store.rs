@@ -399,6 +399,7 @@ async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         nonce: None,
         code_challenge: None,
         auth_time: t,
+        claims: json!({}),
         expires_at: later,
     })
     .await

@@ -11,7 +11,7 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
-use crate::store::{AuthCode, LoginState, Page, Provisioned, Session, StoreError};
+use crate::store::{AuthCode, LoginState, Provisioned, Session, StoreError};
 use crate::upstream::id_token::Expected;
 use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
@@ -51,7 +51,7 @@ impl Broker {
         let Some(client_id) = params.get("client_id") else {
             return Reply::page(400, "Invalid sign-in request", "The request names no application (client_id).");
         };
-        let app = match self.store.application_by_client_id(client_id).await {
+        let app = match self.config.application(self.store.as_ref(), client_id).await {
             Ok(Some((app, _))) => app,
             Ok(None) => {
                 return Reply::page(400, "Unknown application", "The application that sent you here is not registered with ssogate.")
@@ -147,10 +147,10 @@ impl Broker {
     /// of the organization named, or of the organization owning the email's domain.
     async fn route(&self, req: &AuthorizeRequest) -> Result<Connection, OAuthError> {
         if let Some(id) = &req.connection {
-            let c = self.store.get_connection(id).await.map_err(store_failure)?;
+            let c = self.config.connection(self.store.as_ref(), id).await.map_err(store_failure)?;
             let c = c.ok_or_else(|| oauth("invalid_request", format!("there is no connection `{id}`")))?;
             if let Some(org) = &req.organization {
-                let o = self.store.find_organization(org).await.map_err(store_failure)?;
+                let o = self.config.organization(self.store.as_ref(), org).await.map_err(store_failure)?;
                 if o.is_none_or(|o| o.id != c.organization_id) {
                     return Err(oauth("invalid_request", "the connection does not belong to the organization named"));
                 }
@@ -158,7 +158,7 @@ impl Broker {
             return Ok(c);
         }
         let org = if let Some(org) = &req.organization {
-            let o = self.store.find_organization(org).await.map_err(store_failure)?;
+            let o = self.config.organization(self.store.as_ref(), org).await.map_err(store_failure)?;
             o.ok_or_else(|| oauth("invalid_request", format!("there is no organization `{org}`")))?
         } else {
             let domain =
@@ -170,10 +170,10 @@ impl Broker {
                         )
                     },
                 )?;
-            let o = self.store.organization_by_domain(&domain).await.map_err(store_failure)?;
+            let o = self.config.organization_by_domain(self.store.as_ref(), &domain).await.map_err(store_failure)?;
             o.ok_or_else(|| oauth("invalid_request", format!("no organization owns the domain `{domain}`")))?
         };
-        let mut conns = self.store.list_connections(&org.id, &Page { limit: 2, cursor: None }).await.map_err(store_failure)?;
+        let mut conns = self.config.organization_connections(self.store.as_ref(), &org.id).await.map_err(store_failure)?;
         match conns.len() {
             0 => Err(oauth("invalid_request", format!("the organization `{}` has no identity provider connection", org.slug))),
             1 => Ok(conns.remove(0)),
@@ -198,6 +198,9 @@ impl Broker {
         session: &Session,
         cookies: Vec<SetCookie>,
     ) -> Result<Reply, OAuthError> {
+        let org = self.config.organization(self.store.as_ref(), &user.user.organization_id).await.map_err(store_failure)?;
+        let org = org.ok_or_else(|| oauth("access_denied", "the organization was removed during sign-in"))?;
+        let claims = claims::user_claims(user, &org, &req.scopes);
         let code = random();
         let t = now();
         self.store
@@ -211,6 +214,7 @@ impl Broker {
                 nonce: req.nonce.clone(),
                 code_challenge: req.code_challenge.clone(),
                 auth_time: session.auth_time,
+                claims: serde_json::Value::Object(claims),
                 expires_at: t + self.lifetimes.code,
             })
             .await
@@ -264,11 +268,11 @@ impl Broker {
         cookies: &HashMap<String, String>,
     ) -> Result<Reply, OAuthError> {
         let req = &login.request;
-        let app = match self.store.application_by_client_id(&req.client_id).await.map_err(store_failure)? {
+        let app = match self.config.application(self.store.as_ref(), &req.client_id).await.map_err(store_failure)? {
             Some((app, _)) => app,
             None => return Err(oauth("invalid_request", "the application was removed during sign-in")),
         };
-        let connection = self.store.get_connection(&login.connection_id).await.map_err(store_failure)?;
+        let connection = self.config.connection(self.store.as_ref(), &login.connection_id).await.map_err(store_failure)?;
         // Tenant isolation: the login finishes only with the connection it started
         // with, and only inside that connection's organization.
         let connection = connection
@@ -302,7 +306,7 @@ impl Broker {
             return Err(oauth(code, format!("the identity provider refused the sign-in ({error}{detail})")));
         }
         let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
-        let secret = self.store.connection_client_secret(&connection.id).await.map_err(store_failure)?;
+        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await.map_err(store_failure)?;
         let callback = self.callback_url();
         let tokens = rp::exchange_code(&self.providers, &metadata, &connection, &secret, code, &callback, login.pkce_verifier.as_deref())
             .await

@@ -33,7 +33,7 @@ impl Broker {
         if let Some(uri) = params.get("post_logout_redirect_uri") {
             let client_id = params.get("client_id").cloned().or_else(|| params.get("id_token_hint").and_then(|h| hinted_client(h)));
             let app = match client_id {
-                Some(id) => self.store.application_by_client_id(&id).await.ok().flatten().map(|(a, _)| a),
+                Some(id) => self.config.application(self.store.as_ref(), &id).await.ok().flatten().map(|(a, _)| a),
                 None => None,
             };
             match app {

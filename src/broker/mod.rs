@@ -2,6 +2,7 @@
 //! the organization's identity provider, and the codes and tokens the application
 //! gets back. HTTP-agnostic: handlers turn [`Reply`]s into responses.
 
+mod config_cache;
 mod keyring;
 mod login;
 mod logout;
@@ -10,6 +11,7 @@ mod token;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use config_cache::{ConfigCache, CONFIG_TTL};
 pub use keyring::{KeyRing, KeyRingError};
 pub use token::{TokenCache, TokenError, TokenReply, UserinfoError};
 
@@ -83,6 +85,8 @@ pub struct Broker {
     pub providers: Providers,
     pub keys: Arc<KeyRing>,
     pub tokens: TokenCache,
+    /// Applications, organizations and connections, for the hot path.
+    pub config: ConfigCache,
     /// ssogate's issuer (the public URL).
     pub issuer: String,
     pub lifetimes: Lifetimes,

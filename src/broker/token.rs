@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use super::{handle, Broker};
 use crate::core::application::ClientType;
-use crate::core::claims::user_claims;
 use crate::core::{now, Timestamp};
 use crate::crypto::{random_token, verify_secret};
 use crate::oidc::keys::{at_hash, SigningAlg};
@@ -134,7 +133,7 @@ impl Broker {
     pub async fn token(&self, form: HashMap<String, String>, authorization: Option<&str>) -> Result<TokenReply, TokenError> {
         let (client_id, secret) = client_credentials(&form, authorization)?;
         let bad_client = || token_error(401, "invalid_client", "client authentication failed");
-        let (app, secret_hash) = self.store.application_by_client_id(&client_id).await?.ok_or_else(bad_client)?;
+        let (app, secret_hash) = self.config.application(self.store.as_ref(), &client_id).await?.ok_or_else(bad_client)?;
         match (app.client_type, secret.as_deref()) {
             (ClientType::Confidential, Some(s)) if verify_secret(s, &secret_hash) => {}
             (ClientType::Public, None) => {}
@@ -173,14 +172,9 @@ impl Broker {
         }
         let session = self.store.session(&code.session_hash).await?.filter(|s| s.expires_at > t);
         let session = session.ok_or_else(|| invalid_grant("the sign-in session has ended"))?;
-        let user = self.store.get_user(&code.user_id).await?.ok_or_else(|| invalid_grant("the user no longer exists"))?;
-        let org = self
-            .store
-            .find_organization(&user.user.organization_id)
-            .await?
-            .ok_or_else(|| invalid_grant("the organization no longer exists"))?;
-        let scopes: Vec<String> = code.scope.split_whitespace().map(str::to_owned).collect();
-        let claims = user_claims(&user, &org, &scopes);
+        let Value::Object(claims) = code.claims.clone() else {
+            return Err(token_error(500, "server_error", "stored claims are unreadable"));
+        };
 
         let access_token = random_token("").map_err(|_| token_error(500, "server_error", "no randomness"))?;
         let token_hash = handle(&access_token);
@@ -191,7 +185,7 @@ impl Broker {
                 token_hash: token_hash.clone(),
                 code_hash: code.code_hash.clone(),
                 application_id: app.id.clone(),
-                user_id: user.user.id.clone(),
+                user_id: code.user_id.clone(),
                 session_hash: session.id_hash.clone(),
                 scope: code.scope.clone(),
                 claims: claims_value.clone(),

@@ -63,6 +63,8 @@ pub struct AuthCode {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub auth_time: Timestamp,
+    /// The user's claims as of the sign-in (what the tokens will carry).
+    pub claims: Value,
     pub expires_at: Timestamp,
 }
 
@@ -70,7 +72,7 @@ pub struct AuthCode {
 #[derive(Debug)]
 pub enum Redemption {
     /// First use: the code, now marked redeemed.
-    Fresh(AuthCode),
+    Fresh(Box<AuthCode>),
     /// Second use: every token the first exchange issued is now revoked; returned
     /// so caches can drop them.
     Replayed {

@@ -31,7 +31,19 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(groups::routes())
         .merge(events::routes())
         .merge(signing_keys::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), forget_cached_config))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+/// After any change made through the admin API, logins on this replica see it at
+/// once (other replicas within the cache TTL).
+async fn forget_cached_config(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let changes = req.method() != axum::http::Method::GET;
+    let resp = next.run(req).await;
+    if changes && resp.status().is_success() {
+        state.broker.config.clear();
+    }
+    resp
 }
 
 /// Lets the request through only with `Authorization: Bearer <admin token>`, and

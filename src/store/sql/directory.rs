@@ -240,7 +240,7 @@ async fn insert_group(conn: &mut AnyConnection, g: &Group) -> StoreResult<()> {
 
 // ---------------------------------------------------------------- users
 
-fn user_row(r: &AnyRow) -> StoreResult<User> {
+pub(super) fn user_row(r: &AnyRow) -> StoreResult<User> {
     Ok(User {
         id: r.try_get("id")?,
         organization_id: r.try_get("organization_id")?,
@@ -261,7 +261,7 @@ fn user_row(r: &AnyRow) -> StoreResult<User> {
 }
 
 /// Joins users with their groups and derives each one's role.
-async fn user_views(conn: &mut AnyConnection, users: Vec<User>) -> StoreResult<Vec<UserView>> {
+pub(super) async fn user_views(conn: &mut AnyConnection, users: Vec<User>) -> StoreResult<Vec<UserView>> {
     let mut by_user: HashMap<String, Vec<Group>> = HashMap::new();
     for u in &users {
         let rows =
@@ -281,7 +281,7 @@ async fn user_views(conn: &mut AnyConnection, users: Vec<User>) -> StoreResult<V
         .collect())
 }
 
-pub(super) async fn load_user(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
+async fn load_user(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
     let Some(row) = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&mut *conn).await? else {
         return Ok(None);
     };

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::directory::{application_row, load_org, load_user};
+use super::directory::{application_row, load_org, user_row, user_views};
 use super::{from_json, from_ms, json_value, ms, record, to_json, SqlStore};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
@@ -48,6 +48,7 @@ fn code_row(r: &AnyRow) -> StoreResult<AuthCode> {
         nonce: r.try_get("nonce")?,
         code_challenge: r.try_get("code_challenge")?,
         auth_time: from_ms(r.try_get("auth_time")?)?,
+        claims: from_json(&r.try_get::<String, _>("claims")?)?,
         expires_at: from_ms(r.try_get("expires_at")?)?,
     })
 }
@@ -195,7 +196,6 @@ impl Logins for SqlStore {
     async fn provision_user(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
         let mut tx = self.write_tx().await?;
         let existing = find_user(&mut tx, c, p).await?;
-        let actor = Actor(format!("login:{}", c.id));
         let id = match existing.clone() {
             Some(id) => id,
             None if c.provisioning == Provisioning::ExistingUsers => return Ok(Provisioned::NotAllowed),
@@ -213,30 +213,34 @@ impl Logins for SqlStore {
                 id
             }
         };
-        let before = load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
         // The IdP is the source of truth for the profile; a claim it stopped sending
         // keeps its last value rather than erasing what an admin may have set.
-        let u = &before.user;
-        sqlx::query("UPDATE users SET connection_id = $2, idp_sub = $3, email = $4, email_verified = $5, first_name = $6, last_name = $7, username = $8, picture = $9, attributes = $10, last_login_at = $11, updated_at = $11 WHERE id = $1")
-            .bind(&id)
-            .bind(&c.id)
-            .bind(&p.idp_sub)
-            .bind(p.email.as_ref().or(u.email.as_ref()))
-            .bind(i64::from(if p.email.is_some() { p.email_verified } else { u.email_verified }))
-            .bind(p.first_name.as_ref().or(u.first_name.as_ref()))
-            .bind(p.last_name.as_ref().or(u.last_name.as_ref()))
-            .bind(p.username.as_ref().or(u.username.as_ref()))
-            .bind(p.picture.as_ref().or(u.picture.as_ref()))
-            .bind(to_json(&p.attributes))
-            .bind(ms(login_at))
-            .execute(&mut *tx)
-            .await?;
-        let after = load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
+        let row = sqlx::query(
+            "UPDATE users SET connection_id = $2, idp_sub = $3, email = COALESCE($4, email), \
+             email_verified = CASE WHEN $4 IS NULL THEN email_verified ELSE $5 END, first_name = COALESCE($6, first_name), \
+             last_name = COALESCE($7, last_name), username = COALESCE($8, username), picture = COALESCE($9, picture), \
+             attributes = $10, last_login_at = $11, updated_at = $11 WHERE id = $1 RETURNING *",
+        )
+        .bind(&id)
+        .bind(&c.id)
+        .bind(&p.idp_sub)
+        .bind(&p.email)
+        .bind(i64::from(p.email_verified))
+        .bind(&p.first_name)
+        .bind(&p.last_name)
+        .bind(&p.username)
+        .bind(&p.picture)
+        .bind(to_json(&p.attributes))
+        .bind(ms(login_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        let user = user_views(&mut tx, vec![user_row(&row)?]).await?.pop().ok_or(StoreError::NotFound("user"))?;
         if existing.is_none() {
-            record(&mut tx, Some(&c.organization_id), &actor, "user.provisioned", ("user", &id), json_value(&after)).await?;
+            let actor = Actor(format!("login:{}", c.id));
+            record(&mut tx, Some(&c.organization_id), &actor, "user.provisioned", ("user", &id), json_value(&user)).await?;
         }
         tx.commit().await?;
-        Ok(Provisioned::User(Box::new(after)))
+        Ok(Provisioned::User(Box::new(user)))
     }
 
     async fn create_session(&self, s: &Session) -> StoreResult<()> {
@@ -264,7 +268,7 @@ impl Logins for SqlStore {
     }
 
     async fn create_auth_code(&self, c: &AuthCode) -> StoreResult<()> {
-        sqlx::query("INSERT INTO auth_codes (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)")
+        sqlx::query("INSERT INTO auth_codes (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at, claims) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)")
             .bind(&c.code_hash)
             .bind(&c.application_id)
             .bind(&c.redirect_uri)
@@ -275,6 +279,7 @@ impl Logins for SqlStore {
             .bind(&c.code_challenge)
             .bind(ms(c.auth_time))
             .bind(ms(c.expires_at))
+            .bind(to_json(&c.claims))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -288,7 +293,7 @@ impl Logins for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match fresh {
-            Some(row) => Redemption::Fresh(code_row(&row)?),
+            Some(row) => Redemption::Fresh(Box::new(code_row(&row)?)),
             None => {
                 let known: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&mut *tx).await?;

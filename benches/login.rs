@@ -1,0 +1,201 @@
+//! Brokered-login benchmark: runs full logins through the real `ssogate` binary
+//! (release build) against an in-process fake IdP, and measures ssogate's own CPU per
+//! login (from /proc, so the IdP's and this client's work are excluded), then the
+//! throughput of `userinfo` with a valid token.
+//!
+//! `cargo bench --bench login` — knobs: BENCH_LOGINS (default 2000), BENCH_CONCURRENCY
+//! (default 8), BENCH_USERINFO_SECS (default 5).
+
+#[path = "../tests/common/fake_op.rs"]
+#[allow(dead_code)] // the fault knobs serve the tests, not the benchmark
+mod fake_op;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ADMIN: &str = "bench-admin-token-0123456789abcdef";
+const APP: &str = "https://app.example.test/cb";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+async fn start_ssogate(http: &reqwest::Client) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ssogate"))
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .env("SSOGATE_ADMIN_TOKEN", ADMIN)
+        .env("SSOGATE_DATABASE_URL", format!("sqlite://{}/bench.db", dir.path().display()))
+        .env("SSOGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
+    for _ in 0..200 {
+        if http.get(format!("{}/readyz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("ssogate did not start");
+}
+
+async fn admin(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
+    http.post(format!("{base}/api/v1{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
+/// One full login; returns the access token.
+async fn login(base: &str, client_id: &str, secret: &str) -> String {
+    let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut url = format!(
+        "{base}/oauth2/authorize?client_id={client_id}&redirect_uri={APP}&response_type=code&scope=openid%20email%20profile&state=s&nonce=n&organization=bench"
+    );
+    let code = loop {
+        let resp = browser.get(&url).send().await.unwrap();
+        let location = resp
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("no redirect from {url}: {}", resp.status()))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        if location.starts_with(APP) {
+            let u = url::Url::parse(&location).unwrap();
+            break u.query_pairs().find(|(k, _)| k == "code").unwrap_or_else(|| panic!("login failed: {location}")).1.into_owned();
+        }
+        url = location;
+    };
+    let resp: Value = browser
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    resp["access_token"].as_str().unwrap_or_else(|| panic!("token failed: {resp}")).to_owned()
+}
+
+async fn run_logins(base: &str, client_id: &str, secret: &str, total: u64, concurrency: u64) -> Duration {
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (base, client_id, secret, done) = (base.to_owned(), client_id.to_owned(), secret.to_owned(), done.clone());
+            tokio::spawn(async move {
+                while done.fetch_add(1, Ordering::Relaxed) < total {
+                    login(&base, &client_id, &secret).await;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let logins = env_or("BENCH_LOGINS", 2000);
+    let concurrency = env_or("BENCH_CONCURRENCY", 8);
+    let userinfo_secs = env_or("BENCH_USERINFO_SECS", 5);
+    let http = reqwest::Client::new();
+    let op = fake_op::FakeOp::start("bench-client").await;
+    let server = start_ssogate(&http).await;
+    let pid = server.child.id();
+    let base = server.base.clone();
+    admin(&http, &base, "/organizations", json!({"name": "Bench", "slug": "bench"})).await;
+    admin(
+        &http,
+        &base,
+        "/organizations/bench/connections",
+        json!({"name": "Fake", "client_id": "bench-client", "client_secret": "s", "discovery_url": op.issuer}),
+    )
+    .await;
+
+    println!("ssogate brokered-login benchmark ({logins} logins, {concurrency} concurrent, release build, SQLite)");
+    for alg in ["RS256", "ES256"] {
+        let app =
+            admin(&http, &base, "/applications", json!({"name": alg, "redirect_uris": [APP], "id_token_signed_response_alg": alg})).await;
+        let (client_id, secret) = (app["client_id"].as_str().unwrap().to_owned(), app["client_secret"].as_str().unwrap().to_owned());
+        run_logins(&base, &client_id, &secret, 50, concurrency).await; // warm-up
+        let cpu_before = cpu_seconds(pid);
+        let wall = run_logins(&base, &client_id, &secret, logins, concurrency).await;
+        let cpu = cpu_seconds(pid) - cpu_before;
+        println!(
+            "  login, ID token {alg}: {:.3} ms ssogate CPU per login (target <= 1 ms), {:.0} logins/s wall-clock",
+            cpu * 1000.0 / logins as f64,
+            logins as f64 / wall.as_secs_f64()
+        );
+    }
+
+    let app = admin(&http, &base, "/applications", json!({"name": "userinfo", "redirect_uris": [APP]})).await;
+    let token = login(&base, app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap()).await;
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(userinfo_secs);
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, url, token, ok, failed) =
+                (http.clone(), format!("{base}/oauth2/userinfo"), token.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    match http.get(&url).bearer_auth(&token).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            r.bytes().await.ok();
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let n = ok.load(Ordering::Relaxed);
+    println!(
+        "  userinfo: {:.0} requests/s (target >= 20,000) with the load generator on the same 2 cores; {:.1} µs ssogate CPU per request ({:.0} requests/s per ssogate core); {} failed",
+        n as f64 / wall,
+        cpu * 1e6 / n as f64,
+        n as f64 / cpu,
+        failed.load(Ordering::Relaxed)
+    );
+}
