@@ -71,28 +71,30 @@ async fn admin(http: &reqwest::Client, base: &str, path: &str, body: Value) -> V
     http.post(format!("{base}/api/v1{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap().json().await.unwrap()
 }
 
-/// One full login; returns the access token.
-async fn login(base: &str, client_id: &str, secret: &str) -> String {
-    let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+/// One full login as a fresh browser would make it (carrying ssogate's cookies by
+/// hand, so one HTTP client serves every simulated browser); returns the access token.
+async fn login(http: &reqwest::Client, base: &str, client_id: &str, secret: &str) -> String {
     let mut url = format!(
         "{base}/oauth2/authorize?client_id={client_id}&redirect_uri={APP}&response_type=code&scope=openid%20email%20profile&state=s&nonce=n&organization=bench"
     );
+    let mut cookies: Vec<String> = vec![];
     let code = loop {
-        let resp = browser.get(&url).send().await.unwrap();
-        let location = resp
-            .headers()
-            .get("location")
-            .unwrap_or_else(|| panic!("no redirect from {url}: {}", resp.status()))
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let mut req = http.get(&url);
+        if url.starts_with(base) && !cookies.is_empty() {
+            req = req.header("cookie", cookies.join("; "));
+        }
+        let resp = req.send().await.unwrap();
+        for c in resp.headers().get_all("set-cookie") {
+            cookies.push(c.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        let location = resp.headers().get("location").unwrap_or_else(|| panic!("no redirect from {url}: {}", resp.status())).to_str().unwrap().to_owned();
         if location.starts_with(APP) {
             let u = url::Url::parse(&location).unwrap();
             break u.query_pairs().find(|(k, _)| k == "code").unwrap_or_else(|| panic!("login failed: {location}")).1.into_owned();
         }
         url = location;
     };
-    let resp: Value = browser
+    let resp: Value = http
         .post(format!("{base}/oauth2/token"))
         .basic_auth(client_id, Some(secret))
         .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP)])
@@ -105,15 +107,15 @@ async fn login(base: &str, client_id: &str, secret: &str) -> String {
     resp["access_token"].as_str().unwrap_or_else(|| panic!("token failed: {resp}")).to_owned()
 }
 
-async fn run_logins(base: &str, client_id: &str, secret: &str, total: u64, concurrency: u64) -> Duration {
+async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret: &str, total: u64, concurrency: u64) -> Duration {
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (base, client_id, secret, done) = (base.to_owned(), client_id.to_owned(), secret.to_owned(), done.clone());
+            let (http, base, client_id, secret, done) = (http.clone(), base.to_owned(), client_id.to_owned(), secret.to_owned(), done.clone());
             tokio::spawn(async move {
                 while done.fetch_add(1, Ordering::Relaxed) < total {
-                    login(&base, &client_id, &secret).await;
+                    login(&http, &base, &client_id, &secret).await;
                 }
             })
         })
@@ -130,6 +132,7 @@ async fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 8);
     let userinfo_secs = env_or("BENCH_USERINFO_SECS", 5);
     let http = reqwest::Client::new();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let op = fake_op::FakeOp::start("bench-client").await;
     let server = start_ssogate(&http).await;
     let pid = server.child.id();
@@ -148,9 +151,9 @@ async fn main() {
         let app =
             admin(&http, &base, "/applications", json!({"name": alg, "redirect_uris": [APP], "id_token_signed_response_alg": alg})).await;
         let (client_id, secret) = (app["client_id"].as_str().unwrap().to_owned(), app["client_secret"].as_str().unwrap().to_owned());
-        run_logins(&base, &client_id, &secret, 50, concurrency).await; // warm-up
+        run_logins(&browser, &base, &client_id, &secret, 50, concurrency).await; // warm-up
         let cpu_before = cpu_seconds(pid);
-        let wall = run_logins(&base, &client_id, &secret, logins, concurrency).await;
+        let wall = run_logins(&browser, &base, &client_id, &secret, logins, concurrency).await;
         let cpu = cpu_seconds(pid) - cpu_before;
         println!(
             "  login, ID token {alg}: {:.3} ms ssogate CPU per login (target <= 1 ms), {:.0} logins/s wall-clock",
@@ -160,7 +163,7 @@ async fn main() {
     }
 
     let app = admin(&http, &base, "/applications", json!({"name": "userinfo", "redirect_uris": [APP]})).await;
-    let token = login(&base, app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap()).await;
+    let token = login(&browser, &base, app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap()).await;
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(userinfo_secs);

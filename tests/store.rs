@@ -404,7 +404,7 @@ async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     })
     .await
     .unwrap();
-    assert!(matches!(s.redeem_auth_code("c1", t).await.unwrap(), Redemption::Fresh(_)));
+    assert!(matches!(s.redeem_auth_code("c1", t).await.unwrap(), Redemption::Fresh(..)));
     s.create_access_token(&AccessToken {
         token_hash: "t1".into(),
         code_hash: "c1".into(),

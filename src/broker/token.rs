@@ -147,7 +147,12 @@ impl Broker {
         let code = form.get("code").ok_or_else(|| token_error(400, "invalid_request", "code is missing"))?;
         let t = now();
         let code = match self.store.redeem_auth_code(&handle(code), t).await? {
-            Redemption::Fresh(c) => c,
+            Redemption::Fresh(c, session_expires_at) => {
+                if session_expires_at.is_none_or(|e| e <= t) {
+                    return Err(invalid_grant("the sign-in session has ended"));
+                }
+                c
+            }
             Redemption::Unknown => return Err(invalid_grant("the code is unknown or expired")),
             Redemption::Replayed { revoked_token_hashes } => {
                 self.tokens.remove(&revoked_token_hashes);
@@ -170,8 +175,6 @@ impl Broker {
             (None, Some(_)) => return Err(invalid_grant("a code_verifier was sent for a request without code_challenge")),
             (None, None) => {}
         }
-        let session = self.store.session(&code.session_hash).await?.filter(|s| s.expires_at > t);
-        let session = session.ok_or_else(|| invalid_grant("the sign-in session has ended"))?;
         let Value::Object(claims) = code.claims.clone() else {
             return Err(token_error(500, "server_error", "stored claims are unreadable"));
         };
@@ -186,7 +189,7 @@ impl Broker {
                 code_hash: code.code_hash.clone(),
                 application_id: app.id.clone(),
                 user_id: code.user_id.clone(),
-                session_hash: session.id_hash.clone(),
+                session_hash: code.session_hash.clone(),
                 scope: code.scope.clone(),
                 claims: claims_value.clone(),
                 expires_at,

@@ -71,8 +71,9 @@ pub struct AuthCode {
 /// What redeeming a code found.
 #[derive(Debug)]
 pub enum Redemption {
-    /// First use: the code, now marked redeemed.
-    Fresh(Box<AuthCode>),
+    /// First use: the code, now marked redeemed, and when its session expires
+    /// (`None` when the session has ended).
+    Fresh(Box<AuthCode>, Option<Timestamp>),
     /// Second use: every token the first exchange issued is now revoked; returned
     /// so caches can drop them.
     Replayed {

@@ -78,6 +78,51 @@ async fn find_user(conn: &mut AnyConnection, c: &Connection, p: &IdpProfile) -> 
     Ok(sqlx::query_scalar(&sql).bind(&c.organization_id).bind(value).bind(&p.idp_sub).fetch_optional(&mut *conn).await?)
 }
 
+/// The statement that refreshes a user's profile from the IdP and returns the row,
+/// for the user `$selector` picks (`$11` is its key). The IdP is the source of truth,
+/// but a claim it stopped sending keeps its last value rather than erasing what an
+/// admin may have set.
+macro_rules! refresh_profile_sql {
+    ($selector:literal) => {
+        concat!(
+            "UPDATE users SET connection_id = $1, idp_sub = $2, email = COALESCE($3, email), ",
+            "email_verified = CASE WHEN $3 IS NULL THEN email_verified ELSE $4 END, first_name = COALESCE($5, first_name), ",
+            "last_name = COALESCE($6, last_name), username = COALESCE($7, username), picture = COALESCE($8, picture), ",
+            "attributes = $9, last_login_at = $10, updated_at = $10 WHERE ",
+            $selector,
+            " RETURNING *"
+        )
+    };
+}
+
+/// By id.
+const REFRESH_BY_ID: &str = refresh_profile_sql!("id = $11");
+/// By IdP subject, within the connection's organization ($11).
+const REFRESH_BY_SUBJECT: &str = refresh_profile_sql!(
+    "id = (SELECT id FROM users WHERE organization_id = $11 AND idp_sub = $2 AND (connection_id = $1 OR connection_id IS NULL))"
+);
+
+fn refresh_profile<'q>(
+    sql: &'static str,
+    c: &'q Connection,
+    p: &'q IdpProfile,
+    login_at: Timestamp,
+    key: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(&c.id)
+        .bind(&p.idp_sub)
+        .bind(&p.email)
+        .bind(i64::from(p.email_verified))
+        .bind(&p.first_name)
+        .bind(&p.last_name)
+        .bind(&p.username)
+        .bind(&p.picture)
+        .bind(to_json(&p.attributes))
+        .bind(ms(login_at))
+        .bind(key)
+}
+
 #[async_trait]
 impl Logins for SqlStore {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
@@ -194,6 +239,14 @@ impl Logins for SqlStore {
     }
 
     async fn provision_user(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
+        // Fast path, one statement: the IdP subject has signed in here before.
+        let mut conn = self.conn().await?;
+        if let Some(row) = refresh_profile(REFRESH_BY_SUBJECT, c, p, login_at, &c.organization_id).fetch_optional(&mut *conn).await? {
+            let user = user_views(&mut conn, vec![user_row(&row)?]).await?.pop().ok_or(StoreError::NotFound("user"))?;
+            return Ok(Provisioned::User(Box::new(user)));
+        }
+        drop(conn);
+        // First sign-in of this subject: match by the connection's rule, or create.
         let mut tx = self.write_tx().await?;
         let existing = find_user(&mut tx, c, p).await?;
         let id = match existing.clone() {
@@ -213,32 +266,11 @@ impl Logins for SqlStore {
                 id
             }
         };
-        // The IdP is the source of truth for the profile; a claim it stopped sending
-        // keeps its last value rather than erasing what an admin may have set.
-        let row = sqlx::query(
-            "UPDATE users SET connection_id = $2, idp_sub = $3, email = COALESCE($4, email), \
-             email_verified = CASE WHEN $4 IS NULL THEN email_verified ELSE $5 END, first_name = COALESCE($6, first_name), \
-             last_name = COALESCE($7, last_name), username = COALESCE($8, username), picture = COALESCE($9, picture), \
-             attributes = $10, last_login_at = $11, updated_at = $11 WHERE id = $1 RETURNING *",
-        )
-        .bind(&id)
-        .bind(&c.id)
-        .bind(&p.idp_sub)
-        .bind(&p.email)
-        .bind(i64::from(p.email_verified))
-        .bind(&p.first_name)
-        .bind(&p.last_name)
-        .bind(&p.username)
-        .bind(&p.picture)
-        .bind(to_json(&p.attributes))
-        .bind(ms(login_at))
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = refresh_profile(REFRESH_BY_ID, c, p, login_at, &id).fetch_one(&mut *tx).await?;
         let user = user_views(&mut tx, vec![user_row(&row)?]).await?.pop().ok_or(StoreError::NotFound("user"))?;
-        if existing.is_none() {
-            let actor = Actor(format!("login:{}", c.id));
-            record(&mut tx, Some(&c.organization_id), &actor, "user.provisioned", ("user", &id), json_value(&user)).await?;
-        }
+        let action = if existing.is_some() { "user.linked" } else { "user.provisioned" };
+        let actor = Actor(format!("login:{}", c.id));
+        record(&mut tx, Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;
         tx.commit().await?;
         Ok(Provisioned::User(Box::new(user)))
     }
@@ -286,31 +318,28 @@ impl Logins for SqlStore {
     }
 
     async fn redeem_auth_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Redemption> {
-        let mut tx = self.write_tx().await?;
-        let fresh = sqlx::query("UPDATE auth_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL RETURNING *")
+        // One atomic statement marks the code used and reads its session's expiry.
+        let fresh = sqlx::query(
+            "UPDATE auth_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL \
+             RETURNING *, (SELECT expires_at FROM sessions WHERE id_hash = auth_codes.session_hash) AS session_expires_at",
+        )
+        .bind(code_hash)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = fresh {
+            let session_expires_at = row.try_get::<Option<i64>, _>("session_expires_at")?.map(from_ms).transpose()?;
+            return Ok(Redemption::Fresh(Box::new(code_row(&row)?), session_expires_at));
+        }
+        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&self.pool).await?;
+        if known == 0 {
+            return Ok(Redemption::Unknown);
+        }
+        let revoked: Vec<String> = sqlx::query_scalar("UPDATE access_tokens SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
             .bind(code_hash)
-            .bind(ms(now))
-            .fetch_optional(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
-        let outcome = match fresh {
-            Some(row) => Redemption::Fresh(Box::new(code_row(&row)?)),
-            None => {
-                let known: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&mut *tx).await?;
-                if known == 0 {
-                    Redemption::Unknown
-                } else {
-                    let revoked: Vec<String> =
-                        sqlx::query_scalar("UPDATE access_tokens SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
-                            .bind(code_hash)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    Redemption::Replayed { revoked_token_hashes: revoked }
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        Ok(Redemption::Replayed { revoked_token_hashes: revoked })
     }
 
     async fn create_access_token(&self, t: &AccessToken) -> StoreResult<()> {

@@ -102,18 +102,22 @@ impl SqlStore {
         let dialect =
             Dialect::from_url(url).ok_or_else(|| StoreError::Corrupt("the database URL must start with sqlite: or postgres://".into()))?;
         let (url, max_connections) = match dialect {
-            Dialect::Sqlite if !url.contains("mode=") => (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 8),
-            Dialect::Sqlite => (url.to_owned(), 8),
+            Dialect::Sqlite if !url.contains("mode=") => (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 4),
+            Dialect::Sqlite => (url.to_owned(), 4),
             Dialect::Postgres => (url.to_owned(), 16),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every checkout doubles the cost of each statement; broken
+            // connections surface as errors and are replaced anyway.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                             PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                     }
