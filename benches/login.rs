@@ -87,7 +87,13 @@ async fn login(http: &reqwest::Client, base: &str, client_id: &str, secret: &str
         for c in resp.headers().get_all("set-cookie") {
             cookies.push(c.to_str().unwrap().split(';').next().unwrap().to_owned());
         }
-        let location = resp.headers().get("location").unwrap_or_else(|| panic!("no redirect from {url}: {}", resp.status())).to_str().unwrap().to_owned();
+        let location = resp
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("no redirect from {url}: {}", resp.status()))
+            .to_str()
+            .unwrap()
+            .to_owned();
         if location.starts_with(APP) {
             let u = url::Url::parse(&location).unwrap();
             break u.query_pairs().find(|(k, _)| k == "code").unwrap_or_else(|| panic!("login failed: {location}")).1.into_owned();
@@ -112,7 +118,8 @@ async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret:
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (http, base, client_id, secret, done) = (http.clone(), base.to_owned(), client_id.to_owned(), secret.to_owned(), done.clone());
+            let (http, base, client_id, secret, done) =
+                (http.clone(), base.to_owned(), client_id.to_owned(), secret.to_owned(), done.clone());
             tokio::spawn(async move {
                 while done.fetch_add(1, Ordering::Relaxed) < total {
                     login(&http, &base, &client_id, &secret).await;

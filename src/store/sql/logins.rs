@@ -331,7 +331,8 @@ impl Logins for SqlStore {
             let session_expires_at = row.try_get::<Option<i64>, _>("session_expires_at")?.map(from_ms).transpose()?;
             return Ok(Redemption::Fresh(Box::new(code_row(&row)?), session_expires_at));
         }
-        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&self.pool).await?;
+        let known: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&self.pool).await?;
         if known == 0 {
             return Ok(Redemption::Unknown);
         }
