@@ -1,5 +1,5 @@
 -- Brokered login: ssogate's own signing keys, in-flight upstream logins, browser
--- sessions, and the codes and tokens issued to applications. Credentials (state
+-- sessions, and the grants (codes and tokens) issued to applications. Credentials (state
 -- handles, session ids, codes, tokens) are stored as SHA-256 hashes; private keys
 -- and PKCE verifiers sealed with the encryption key.
 
@@ -42,34 +42,26 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_user ON sessions(user_id);
 
-CREATE TABLE auth_codes (
-    code_hash       TEXT PRIMARY KEY,
-    application_id  TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
-    redirect_uri    TEXT NOT NULL,
-    user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    session_hash    TEXT NOT NULL,
-    scope           TEXT NOT NULL,
-    nonce           TEXT,
-    code_challenge  TEXT,
-    auth_time       BIGINT NOT NULL,
-    -- The claims the tokens will carry, fixed when the user signed in.
-    claims          TEXT NOT NULL,
-    expires_at      BIGINT NOT NULL,
+-- One row per authorization: the code an application receives and, once the code is
+-- exchanged, the access token issued for it (so an exchange is one atomic update).
+CREATE TABLE grants (
+    code_hash        TEXT PRIMARY KEY,
+    application_id   TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+    redirect_uri     TEXT NOT NULL,
+    user_id          TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    session_hash     TEXT NOT NULL,
+    scope            TEXT NOT NULL,
+    nonce            TEXT,
+    code_challenge   TEXT,
+    auth_time        BIGINT NOT NULL,
+    -- The claims the tokens carry, fixed when the user signed in.
+    claims           TEXT NOT NULL,
+    code_expires_at  BIGINT NOT NULL,
     -- Set at the first exchange; a second exchange of the same code revokes the
-    -- tokens the first one issued (RFC 6749 §4.1.2).
-    redeemed_at     BIGINT
+    -- token the first one issued (RFC 6749 §4.1.2).
+    redeemed_at      BIGINT,
+    token_hash       TEXT UNIQUE,
+    token_expires_at BIGINT,
+    revoked          BIGINT NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
 );
-
-CREATE TABLE access_tokens (
-    token_hash      TEXT PRIMARY KEY,
-    code_hash       TEXT NOT NULL,
-    application_id  TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
-    user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    session_hash    TEXT NOT NULL,
-    scope           TEXT NOT NULL,
-    claims          TEXT NOT NULL,
-    expires_at      BIGINT NOT NULL,
-    revoked         BIGINT NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
-);
-CREATE INDEX access_tokens_code ON access_tokens(code_hash);
-CREATE INDEX access_tokens_session ON access_tokens(session_hash);
+CREATE INDEX grants_session ON grants(session_hash);

@@ -17,7 +17,7 @@ use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    AccessToken, AuthCode, Directory, EventFilter, LoginState, Page, Provisioned, Redemption, SqlStore, Store, StoreError, StoredSigningKey,
+    Directory, EventFilter, Grant, LoginState, Page, Provisioned, Redemption, SqlStore, Store, StoreError, StoredSigningKey,
 };
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
@@ -369,7 +369,7 @@ async fn provisioning_matches_within_the_organization_only(db: &TestDb) {
     assert_eq!(in_b.user.idp_sub.as_deref(), Some("u1"));
 }
 
-async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
+async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
     let c = s.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
@@ -389,7 +389,7 @@ async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     };
     s.create_application(app.clone(), "hash", &actor()).await.unwrap();
     let later = t + std::time::Duration::from_secs(60);
-    s.create_auth_code(&AuthCode {
+    s.create_grant(&Grant {
         code_hash: "c1".into(),
         application_id: app.id.clone(),
         redirect_uri: "https://a/cb".into(),
@@ -399,31 +399,27 @@ async fn codes_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         nonce: None,
         code_challenge: None,
         auth_time: t,
-        claims: json!({}),
-        expires_at: later,
-    })
-    .await
-    .unwrap();
-    assert!(matches!(s.redeem_auth_code("c1", t).await.unwrap(), Redemption::Fresh(..)));
-    s.create_access_token(&AccessToken {
-        token_hash: "t1".into(),
-        code_hash: "c1".into(),
-        application_id: app.id.clone(),
-        user_id: u.user.id.clone(),
-        session_hash: "s1".into(),
-        scope: "openid".into(),
         claims: json!({"sub": u.user.id}),
-        expires_at: later,
-        revoked: false,
+        code_expires_at: later,
     })
     .await
     .unwrap();
-    match s.redeem_auth_code("c1", t).await.unwrap() {
+    assert!(s.issued_token("t1").await.unwrap().is_none());
+    match s.redeem_grant("c1", "t1", later, t).await.unwrap() {
+        // No session s1 exists: the exchange must see that.
+        Redemption::Fresh(g, session_expires_at) => assert_eq!((g.code_hash.as_str(), session_expires_at), ("c1", None)),
+        other => panic!("{other:?}"),
+    }
+    let token = s.issued_token("t1").await.unwrap().unwrap();
+    assert_eq!(token.claims["sub"], json!(u.user.id));
+    assert!(!token.revoked);
+    match s.redeem_grant("c1", "t2", later, t).await.unwrap() {
         Redemption::Replayed { revoked_token_hashes } => assert_eq!(revoked_token_hashes, ["t1"]),
         other => panic!("{other:?}"),
     }
-    assert!(s.access_token("t1").await.unwrap().unwrap().revoked);
-    assert!(matches!(s.redeem_auth_code("nope", t).await.unwrap(), Redemption::Unknown));
+    assert!(s.issued_token("t1").await.unwrap().unwrap().revoked);
+    assert!(s.issued_token("t2").await.unwrap().is_none(), "a replay must not mint a token");
+    assert!(matches!(s.redeem_grant("nope", "t3", later, t).await.unwrap(), Redemption::Unknown));
 }
 
 async fn signing_keys_are_sealed_and_rotation_retires(db: &TestDb) {
@@ -481,6 +477,6 @@ on_both_databases!(
     concurrent_writers_all_succeed,
     login_state_is_single_use_and_sealed,
     provisioning_matches_within_the_organization_only,
-    codes_redeem_once_and_replays_revoke_tokens,
+    grants_redeem_once_and_replays_revoke_tokens,
     signing_keys_are_sealed_and_rotation_retires,
 );

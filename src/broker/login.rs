@@ -11,7 +11,7 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
-use crate::store::{AuthCode, LoginState, Provisioned, Session, StoreError};
+use crate::store::{Grant, LoginState, Provisioned, Session, StoreError};
 use crate::upstream::id_token::Expected;
 use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
@@ -204,7 +204,7 @@ impl Broker {
         let code = random();
         let t = now();
         self.store
-            .create_auth_code(&AuthCode {
+            .create_grant(&Grant {
                 code_hash: handle(&code),
                 application_id: app.id.clone(),
                 redirect_uri: req.redirect_uri.clone(),
@@ -215,7 +215,7 @@ impl Broker {
                 code_challenge: req.code_challenge.clone(),
                 auth_time: session.auth_time,
                 claims: serde_json::Value::Object(claims),
-                expires_at: t + self.lifetimes.code,
+                code_expires_at: t + self.lifetimes.code,
             })
             .await
             .map_err(store_failure)?;

@@ -13,7 +13,7 @@ use crate::core::application::ClientType;
 use crate::core::{now, Timestamp};
 use crate::crypto::{random_token, verify_secret};
 use crate::oidc::keys::{at_hash, SigningAlg};
-use crate::store::{AccessToken, Redemption, StoreError};
+use crate::store::{Redemption, StoreError};
 
 /// A token-endpoint error (RFC 6749 §5.2).
 #[derive(Debug, thiserror::Error)]
@@ -146,12 +146,15 @@ impl Broker {
         }
         let code = form.get("code").ok_or_else(|| token_error(400, "invalid_request", "code is missing"))?;
         let t = now();
-        let code = match self.store.redeem_auth_code(&handle(code), t).await? {
-            Redemption::Fresh(c, session_expires_at) => {
+        let access_token = random_token("").map_err(|_| token_error(500, "server_error", "no randomness"))?;
+        let token_hash = handle(&access_token);
+        let expires_at = t + self.lifetimes.access_token;
+        let grant = match self.store.redeem_grant(&handle(code), &token_hash, expires_at, t).await? {
+            Redemption::Fresh(g, session_expires_at) => {
                 if session_expires_at.is_none_or(|e| e <= t) {
                     return Err(invalid_grant("the sign-in session has ended"));
                 }
-                c
+                g
             }
             Redemption::Unknown => return Err(invalid_grant("the code is unknown or expired")),
             Redemption::Replayed { revoked_token_hashes } => {
@@ -160,43 +163,27 @@ impl Broker {
                 return Err(invalid_grant("the code was already used; the tokens issued with it are now revoked"));
             }
         };
-        if code.application_id != app.id {
+        // The checks below run after the code is spent: a code sent with the wrong
+        // client, redirect URI or verifier must not stay usable for a second try.
+        if grant.application_id != app.id {
             return Err(invalid_grant("the code was issued to another client"));
         }
-        if code.expires_at < t {
+        if grant.code_expires_at < t {
             return Err(invalid_grant("the code has expired"));
         }
-        if form.get("redirect_uri") != Some(&code.redirect_uri) {
+        if form.get("redirect_uri") != Some(&grant.redirect_uri) {
             return Err(invalid_grant("redirect_uri does not match the authorization request"));
         }
-        match (&code.code_challenge, form.get("code_verifier")) {
+        match (&grant.code_challenge, form.get("code_verifier")) {
             (Some(ch), Some(v)) if pkce_ok(ch, v) => {}
             (Some(_), _) => return Err(invalid_grant("the PKCE code_verifier does not match")),
             (None, Some(_)) => return Err(invalid_grant("a code_verifier was sent for a request without code_challenge")),
             (None, None) => {}
         }
-        let Value::Object(claims) = code.claims.clone() else {
+        let Value::Object(claims) = grant.claims.clone() else {
             return Err(token_error(500, "server_error", "stored claims are unreadable"));
         };
-
-        let access_token = random_token("").map_err(|_| token_error(500, "server_error", "no randomness"))?;
-        let token_hash = handle(&access_token);
-        let expires_at = t + self.lifetimes.access_token;
-        let claims_value = Value::Object(claims.clone());
-        self.store
-            .create_access_token(&AccessToken {
-                token_hash: token_hash.clone(),
-                code_hash: code.code_hash.clone(),
-                application_id: app.id.clone(),
-                user_id: code.user_id.clone(),
-                session_hash: code.session_hash.clone(),
-                scope: code.scope.clone(),
-                claims: claims_value.clone(),
-                expires_at,
-                revoked: false,
-            })
-            .await?;
-        self.tokens.put(token_hash, CachedToken { body: claims_value.to_string().into_bytes().into(), expires_at });
+        self.tokens.put(token_hash, CachedToken { body: grant.claims.to_string().into_bytes().into(), expires_at });
 
         let mut id_claims = claims;
         id_claims.insert("iss".into(), self.issuer.clone().into());
@@ -204,9 +191,9 @@ impl Broker {
         id_claims.insert("azp".into(), app.client_id.clone().into());
         id_claims.insert("iat".into(), t.unix_timestamp().into());
         id_claims.insert("exp".into(), (t + self.lifetimes.id_token).unix_timestamp().into());
-        id_claims.insert("auth_time".into(), code.auth_time.unix_timestamp().into());
+        id_claims.insert("auth_time".into(), grant.auth_time.unix_timestamp().into());
         id_claims.insert("at_hash".into(), at_hash(&access_token).into());
-        if let Some(n) = &code.nonce {
+        if let Some(n) = &grant.nonce {
             id_claims.insert("nonce".into(), n.clone().into());
         }
         let alg = SigningAlg::parse(&app.id_token_signed_response_alg).unwrap_or(SigningAlg::RS256);
@@ -217,7 +204,7 @@ impl Broker {
             token_type: "Bearer",
             expires_in: self.lifetimes.access_token.as_secs(),
             id_token,
-            scope: code.scope,
+            scope: grant.scope.clone(),
         })
     }
 
@@ -229,7 +216,7 @@ impl Broker {
             return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
         }
         let token =
-            self.store.access_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t).ok_or(UserinfoError::InvalidToken)?;
+            self.store.issued_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t).ok_or(UserinfoError::InvalidToken)?;
         let body: Arc<[u8]> = token.claims.to_string().into_bytes().into();
         self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at });
         Ok(body)

@@ -52,8 +52,9 @@ pub struct Session {
     pub expires_at: Timestamp,
 }
 
+/// An authorization given to an application: its code, and later its access token.
 #[derive(Clone, Debug)]
-pub struct AuthCode {
+pub struct Grant {
     pub code_hash: String,
     pub application_id: String,
     pub redirect_uri: String,
@@ -63,34 +64,29 @@ pub struct AuthCode {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub auth_time: Timestamp,
-    /// The user's claims as of the sign-in (what the tokens will carry).
+    /// The user's claims as of the sign-in (what the tokens carry).
     pub claims: Value,
-    pub expires_at: Timestamp,
+    pub code_expires_at: Timestamp,
 }
 
-/// What redeeming a code found.
+/// What exchanging a code found.
 #[derive(Debug)]
 pub enum Redemption {
-    /// First use: the code, now marked redeemed, and when its session expires
-    /// (`None` when the session has ended).
-    Fresh(Box<AuthCode>, Option<Timestamp>),
-    /// Second use: every token the first exchange issued is now revoked; returned
-    /// so caches can drop them.
+    /// First use: the grant, now holding the new access token, and when its
+    /// session expires (`None` when the session has ended).
+    Fresh(Box<Grant>, Option<Timestamp>),
+    /// Second use: the token the first exchange issued is now revoked; its hash is
+    /// returned so caches can drop it.
     Replayed {
         revoked_token_hashes: Vec<String>,
     },
     Unknown,
 }
 
+/// An access token as userinfo needs it.
 #[derive(Clone, Debug)]
-pub struct AccessToken {
-    pub token_hash: String,
-    pub code_hash: String,
-    pub application_id: String,
-    pub user_id: String,
-    pub session_hash: String,
-    pub scope: String,
-    /// The userinfo answer, fixed at issue time (the profile as of the last sync).
+pub struct IssuedToken {
+    /// The userinfo answer (the profile as of the sign-in).
     pub claims: Value,
     pub expires_at: Timestamp,
     pub revoked: bool,
@@ -127,11 +123,12 @@ pub trait Logins: Send + Sync + 'static {
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
 
-    async fn create_auth_code(&self, code: &AuthCode) -> StoreResult<()>;
-    async fn redeem_auth_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Redemption>;
-    async fn create_access_token(&self, token: &AccessToken) -> StoreResult<()>;
-    async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
+    async fn create_grant(&self, grant: &Grant) -> StoreResult<()>;
+    /// Exchanges a code for the access token `token_hash`, in one atomic step.
+    async fn redeem_grant(&self, code_hash: &str, token_hash: &str, token_expires_at: Timestamp, now: Timestamp)
+        -> StoreResult<Redemption>;
+    async fn issued_token(&self, token_hash: &str) -> StoreResult<Option<IssuedToken>>;
 
-    /// Deletes expired login states, codes, tokens and sessions; returns how many.
+    /// Deletes expired login states, grants and sessions; returns how many.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
 }

@@ -13,9 +13,7 @@ use crate::core::connection::{Connection, Provisioning, UserMatch};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
 use crate::core::Timestamp;
-use crate::store::{
-    AccessToken, AuthCode, LoginState, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey,
-};
+use crate::store::{Grant, IssuedToken, LoginState, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey};
 
 fn key_context(kid: &str) -> String {
     format!("signing_key:{kid}")
@@ -37,8 +35,8 @@ fn session_row(r: &AnyRow) -> StoreResult<Session> {
     })
 }
 
-fn code_row(r: &AnyRow) -> StoreResult<AuthCode> {
-    Ok(AuthCode {
+fn grant_row(r: &AnyRow) -> StoreResult<Grant> {
+    Ok(Grant {
         code_hash: r.try_get("code_hash")?,
         application_id: r.try_get("application_id")?,
         redirect_uri: r.try_get("redirect_uri")?,
@@ -49,7 +47,7 @@ fn code_row(r: &AnyRow) -> StoreResult<AuthCode> {
         code_challenge: r.try_get("code_challenge")?,
         auth_time: from_ms(r.try_get("auth_time")?)?,
         claims: from_json(&r.try_get::<String, _>("claims")?)?,
-        expires_at: from_ms(r.try_get("expires_at")?)?,
+        code_expires_at: from_ms(r.try_get("code_expires_at")?)?,
     })
 }
 
@@ -299,92 +297,83 @@ impl Logins for SqlStore {
         Ok(())
     }
 
-    async fn create_auth_code(&self, c: &AuthCode) -> StoreResult<()> {
-        sqlx::query("INSERT INTO auth_codes (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, code_challenge, auth_time, expires_at, redeemed_at, claims) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)")
-            .bind(&c.code_hash)
-            .bind(&c.application_id)
-            .bind(&c.redirect_uri)
-            .bind(&c.user_id)
-            .bind(&c.session_hash)
-            .bind(&c.scope)
-            .bind(&c.nonce)
-            .bind(&c.code_challenge)
-            .bind(ms(c.auth_time))
-            .bind(ms(c.expires_at))
-            .bind(to_json(&c.claims))
+    async fn create_grant(&self, g: &Grant) -> StoreResult<()> {
+        sqlx::query("INSERT INTO grants (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, code_challenge, auth_time, claims, code_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+            .bind(&g.code_hash)
+            .bind(&g.application_id)
+            .bind(&g.redirect_uri)
+            .bind(&g.user_id)
+            .bind(&g.session_hash)
+            .bind(&g.scope)
+            .bind(&g.nonce)
+            .bind(&g.code_challenge)
+            .bind(ms(g.auth_time))
+            .bind(to_json(&g.claims))
+            .bind(ms(g.code_expires_at))
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    async fn redeem_auth_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Redemption> {
-        // One atomic statement marks the code used and reads its session's expiry.
+    async fn redeem_grant(
+        &self,
+        code_hash: &str,
+        token_hash: &str,
+        token_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Redemption> {
+        // One atomic statement marks the code used, records the token, and reads the
+        // session's expiry.
         let fresh = sqlx::query(
-            "UPDATE auth_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL \
-             RETURNING *, (SELECT expires_at FROM sessions WHERE id_hash = auth_codes.session_hash) AS session_expires_at",
+            "UPDATE grants SET redeemed_at = $2, token_hash = $3, token_expires_at = $4 WHERE code_hash = $1 AND redeemed_at IS NULL \
+             RETURNING *, (SELECT expires_at FROM sessions WHERE id_hash = grants.session_hash) AS session_expires_at",
         )
         .bind(code_hash)
         .bind(ms(now))
+        .bind(token_hash)
+        .bind(ms(token_expires_at))
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = fresh {
             let session_expires_at = row.try_get::<Option<i64>, _>("session_expires_at")?.map(from_ms).transpose()?;
-            return Ok(Redemption::Fresh(Box::new(code_row(&row)?), session_expires_at));
+            return Ok(Redemption::Fresh(Box::new(grant_row(&row)?), session_expires_at));
         }
-        let known: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM auth_codes WHERE code_hash = $1").bind(code_hash).fetch_one(&self.pool).await?;
-        if known == 0 {
-            return Ok(Redemption::Unknown);
-        }
-        let revoked: Vec<String> = sqlx::query_scalar("UPDATE access_tokens SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
+        let revoked: Vec<Option<String>> = sqlx::query_scalar("UPDATE grants SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
             .bind(code_hash)
             .fetch_all(&self.pool)
             .await?;
-        Ok(Redemption::Replayed { revoked_token_hashes: revoked })
+        if revoked.is_empty() {
+            return Ok(Redemption::Unknown);
+        }
+        Ok(Redemption::Replayed { revoked_token_hashes: revoked.into_iter().flatten().collect() })
     }
 
-    async fn create_access_token(&self, t: &AccessToken) -> StoreResult<()> {
-        sqlx::query("INSERT INTO access_tokens (token_hash, code_hash, application_id, user_id, session_hash, scope, claims, expires_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(&t.token_hash)
-            .bind(&t.code_hash)
-            .bind(&t.application_id)
-            .bind(&t.user_id)
-            .bind(&t.session_hash)
-            .bind(&t.scope)
-            .bind(to_json(&t.claims))
-            .bind(ms(t.expires_at))
-            .bind(i64::from(t.revoked))
-            .execute(&self.pool)
+    async fn issued_token(&self, token_hash: &str) -> StoreResult<Option<IssuedToken>> {
+        let row = sqlx::query("SELECT claims, token_expires_at, revoked FROM grants WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(())
-    }
-
-    async fn access_token(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
-        let Some(r) = sqlx::query("SELECT * FROM access_tokens WHERE token_hash = $1").bind(token_hash).fetch_optional(&self.pool).await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(AccessToken {
-            token_hash: r.try_get("token_hash")?,
-            code_hash: r.try_get("code_hash")?,
-            application_id: r.try_get("application_id")?,
-            user_id: r.try_get("user_id")?,
-            session_hash: r.try_get("session_hash")?,
-            scope: r.try_get("scope")?,
-            claims: from_json(&r.try_get::<String, _>("claims")?)?,
-            expires_at: from_ms(r.try_get("expires_at")?)?,
-            revoked: super::flag(&r, "revoked")?,
-        }))
+        row.map(|r| {
+            Ok(IssuedToken {
+                claims: from_json(&r.try_get::<String, _>("claims")?)?,
+                expires_at: from_ms(r.try_get("token_expires_at")?)?,
+                revoked: super::flag(&r, "revoked")?,
+            })
+        })
+        .transpose()
     }
 
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
         let mut n = 0;
-        // Codes are kept a while past expiry so a late replay is still recognised.
+        // Grants are kept a while past expiry so a late replay is still recognised
+        // (an expired token is refused by its expiry meanwhile).
         let code_grace_ms = 10 * 60 * 1000;
         for (sql, bound) in [
             ("DELETE FROM login_states WHERE expires_at < $1", ms(now)),
-            ("DELETE FROM auth_codes WHERE expires_at < $1", ms(now) - code_grace_ms),
-            ("DELETE FROM access_tokens WHERE expires_at < $1", ms(now)),
+            (
+                "DELETE FROM grants WHERE code_expires_at < $1 AND (token_expires_at IS NULL OR token_expires_at < $1)",
+                ms(now) - code_grace_ms,
+            ),
             ("DELETE FROM sessions WHERE expires_at < $1", ms(now)),
         ] {
             n += sqlx::query(sql).bind(bound).execute(&self.pool).await?.rows_affected();
