@@ -240,7 +240,7 @@ async fn insert_group(conn: &mut AnyConnection, g: &Group) -> StoreResult<()> {
 
 // ---------------------------------------------------------------- users
 
-pub(super) fn user_row(r: &AnyRow) -> StoreResult<User> {
+fn user_row(r: &AnyRow) -> StoreResult<User> {
     Ok(User {
         id: r.try_get("id")?,
         organization_id: r.try_get("organization_id")?,
@@ -261,31 +261,24 @@ pub(super) fn user_row(r: &AnyRow) -> StoreResult<User> {
 }
 
 /// Joins users with their groups and derives each one's role.
-pub(super) async fn user_views(conn: &mut AnyConnection, users: Vec<User>) -> StoreResult<Vec<UserView>> {
-    let mut by_user: HashMap<String, Vec<Group>> = HashMap::new();
-    for u in &users {
-        let rows =
-            sqlx::query("SELECT g.* FROM groups g JOIN group_memberships m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name")
-                .bind(&u.id)
-                .fetch_all(&mut *conn)
-                .await?;
-        by_user.insert(u.id.clone(), rows.iter().map(group_row).collect::<StoreResult<_>>()?);
-    }
-    Ok(users
-        .into_iter()
-        .map(|user| {
-            let groups = by_user.remove(&user.id).unwrap_or_default();
-            let role = derive_role(groups.iter().map(|g| (g.name.as_str(), g.is_default, g.permissions.as_slice())));
-            UserView { user, groups: groups.into_iter().map(|g| g.name).collect(), role }
-        })
-        .collect())
+/// A user row selected with its `memberships` (see `Dialect::memberships`), and the
+/// role those groups give.
+pub(super) fn user_view_row(r: &AnyRow) -> StoreResult<UserView> {
+    let user = user_row(r)?;
+    let raw: Option<String> = r.try_get("memberships")?;
+    let mut groups: Vec<(String, i64, String)> = from_json(raw.as_deref().unwrap_or("[]"))?;
+    groups.sort();
+    let permissions = groups.iter().map(|(_, _, p)| from_json::<Vec<String>>(p)).collect::<StoreResult<Vec<_>>>()?;
+    let role =
+        derive_role(groups.iter().zip(&permissions).map(|((name, default, _), perms)| (name.as_str(), *default != 0, perms.as_slice())));
+    Ok(UserView { user, groups: groups.into_iter().map(|(name, _, _)| name).collect(), role })
 }
 
-async fn load_user(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
-    let Some(row) = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&mut *conn).await? else {
-        return Ok(None);
-    };
-    Ok(user_views(conn, vec![user_row(&row)?]).await?.pop())
+impl SqlStore {
+    async fn load_user(&self, conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
+        let row = sqlx::query(&self.queries.user_by_id).bind(id).fetch_optional(conn).await?;
+        row.as_ref().map(user_view_row).transpose()
+    }
 }
 
 /// Refuses a profile whose email, username or IdP subject another user of the
@@ -642,31 +635,29 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         set_manual_groups(&mut tx, organization_id, &id, &groups).await?;
-        let view = load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
+        let view = self.load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
         record(&mut tx, Some(organization_id), actor, "user.created", ("user", &id), json_value(&view)).await?;
         tx.commit().await?;
         Ok(view)
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserView>> {
-        load_user(&mut *self.conn().await?, id).await
+        self.load_user(&mut *self.conn().await?, id).await
     }
 
     async fn list_users(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<UserView>> {
-        let mut conn = self.conn().await?;
-        let rows = sqlx::query("SELECT * FROM users WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+        let rows = sqlx::query(&self.queries.users_of_org)
             .bind(organization_id)
             .bind(cursor(page, false))
             .bind(page.limit as i64)
-            .fetch_all(&mut *conn)
+            .fetch_all(&self.pool)
             .await?;
-        let users = rows.iter().map(user_row).collect::<StoreResult<Vec<_>>>()?;
-        user_views(&mut conn, users).await
+        rows.iter().map(user_view_row).collect()
     }
 
     async fn update_user(&self, id: &str, edit: Edit<'_, User, Option<Vec<String>>>, actor: &Actor) -> StoreResult<UserView> {
         let mut tx = self.write_tx().await?;
-        let before = load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
+        let before = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let mut u = before.user.clone();
         let groups = edit(&mut u)?;
         u.updated_at = now();
@@ -683,7 +674,7 @@ impl Directory for SqlStore {
         if let Some(groups) = groups {
             set_manual_groups(&mut tx, &u.organization_id, &u.id, &groups).await?;
         }
-        let after = load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
+        let after = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let changes = audit::diff(&json_value(&before), &json_value(&after));
         record(&mut tx, Some(&u.organization_id), actor, "user.updated", ("user", id), changes).await?;
         tx.commit().await?;
@@ -692,7 +683,7 @@ impl Directory for SqlStore {
 
     async fn delete_user(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        let u = load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
+        let u = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         delete_row(&mut tx, "users", id, Some(&u.user.organization_id), actor, "user").await?;
         tx.commit().await?;
         Ok(())

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::directory::{application_row, load_org, user_row, user_views};
+use super::directory::{application_row, load_org, user_view_row};
 use super::{from_json, from_ms, json_value, ms, record, to_json, SqlStore};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
@@ -76,32 +76,9 @@ async fn find_user(conn: &mut AnyConnection, c: &Connection, p: &IdpProfile) -> 
     Ok(sqlx::query_scalar(&sql).bind(&c.organization_id).bind(value).bind(&p.idp_sub).fetch_optional(&mut *conn).await?)
 }
 
-/// The statement that refreshes a user's profile from the IdP and returns the row,
-/// for the user `$selector` picks (`$11` is its key). The IdP is the source of truth,
-/// but a claim it stopped sending keeps its last value rather than erasing what an
-/// admin may have set.
-macro_rules! refresh_profile_sql {
-    ($selector:literal) => {
-        concat!(
-            "UPDATE users SET connection_id = $1, idp_sub = $2, email = COALESCE($3, email), ",
-            "email_verified = CASE WHEN $3 IS NULL THEN email_verified ELSE $4 END, first_name = COALESCE($5, first_name), ",
-            "last_name = COALESCE($6, last_name), username = COALESCE($7, username), picture = COALESCE($8, picture), ",
-            "attributes = $9, last_login_at = $10, updated_at = $10 WHERE ",
-            $selector,
-            " RETURNING *"
-        )
-    };
-}
-
-/// By id.
-const REFRESH_BY_ID: &str = refresh_profile_sql!("id = $11");
-/// By IdP subject, within the connection's organization ($11).
-const REFRESH_BY_SUBJECT: &str = refresh_profile_sql!(
-    "id = (SELECT id FROM users WHERE organization_id = $11 AND idp_sub = $2 AND (connection_id = $1 OR connection_id IS NULL))"
-);
-
+/// Binds the profile refresh (`Queries::refresh_by_*`).
 fn refresh_profile<'q>(
-    sql: &'static str,
+    sql: &'q str,
     c: &'q Connection,
     p: &'q IdpProfile,
     login_at: Timestamp,
@@ -239,9 +216,10 @@ impl Logins for SqlStore {
     async fn provision_user(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
         // Fast path, one statement: the IdP subject has signed in here before.
         let mut conn = self.conn().await?;
-        if let Some(row) = refresh_profile(REFRESH_BY_SUBJECT, c, p, login_at, &c.organization_id).fetch_optional(&mut *conn).await? {
-            let user = user_views(&mut conn, vec![user_row(&row)?]).await?.pop().ok_or(StoreError::NotFound("user"))?;
-            return Ok(Provisioned::User(Box::new(user)));
+        if let Some(row) =
+            refresh_profile(&self.queries.refresh_by_subject, c, p, login_at, &c.organization_id).fetch_optional(&mut *conn).await?
+        {
+            return Ok(Provisioned::User(Box::new(user_view_row(&row)?)));
         }
         drop(conn);
         // First sign-in of this subject: match by the connection's rule, or create.
@@ -264,8 +242,8 @@ impl Logins for SqlStore {
                 id
             }
         };
-        let row = refresh_profile(REFRESH_BY_ID, c, p, login_at, &id).fetch_one(&mut *tx).await?;
-        let user = user_views(&mut tx, vec![user_row(&row)?]).await?.pop().ok_or(StoreError::NotFound("user"))?;
+        let row = refresh_profile(&self.queries.refresh_by_id, c, p, login_at, &id).fetch_one(&mut *tx).await?;
+        let user = user_view_row(&row)?;
         let action = if existing.is_some() { "user.linked" } else { "user.provisioned" };
         let actor = Actor(format!("login:{}", c.id));
         record(&mut tx, Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;

@@ -39,6 +39,22 @@ impl Dialect {
         }
     }
 
+    /// A correlated subquery giving a user's groups as JSON
+    /// `[[name, is_default, permissions_json], …]`, so a user and their groups come
+    /// back in one statement (the aggregate is the one thing the dialects spell apart).
+    fn memberships(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "(SELECT json_group_array(json_array(g.name, g.is_default, g.permissions)) \
+                 FROM group_memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id)"
+            }
+            Dialect::Postgres => {
+                "(SELECT COALESCE(json_agg(json_build_array(g.name, g.is_default, g.permissions))::text, '[]') \
+                 FROM group_memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id)"
+            }
+        }
+    }
+
     /// SQLite must take the write lock up front: a deferred transaction that reads
     /// first and writes later fails with SQLITE_BUSY instead of waiting its turn.
     fn begin_write(self) -> &'static str {
@@ -53,6 +69,41 @@ pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
     secrets: Arc<SecretBox>,
+    queries: Queries,
+}
+
+/// Statements whose text depends on the dialect, built once.
+struct Queries {
+    user_by_id: String,
+    users_of_org: String,
+    refresh_by_id: String,
+    refresh_by_subject: String,
+}
+
+/// Refreshes a user's profile from the IdP and returns the row with its groups. The
+/// IdP is the source of truth, but a claim it stopped sending keeps its last value
+/// rather than erasing what an admin may have set. `$11` is the selector's key.
+const REFRESH_PROFILE: &str = "UPDATE users SET connection_id = $1, idp_sub = $2, email = COALESCE($3, email), \
+     email_verified = CASE WHEN $3 IS NULL THEN email_verified ELSE $4 END, first_name = COALESCE($5, first_name), \
+     last_name = COALESCE($6, last_name), username = COALESCE($7, username), picture = COALESCE($8, picture), \
+     attributes = $9, last_login_at = $10, updated_at = $10 WHERE ";
+
+impl Queries {
+    fn new(d: Dialect) -> Self {
+        let m = d.memberships();
+        Queries {
+            user_by_id: format!("SELECT users.*, {m} AS memberships FROM users WHERE id = $1"),
+            users_of_org: format!(
+                "SELECT users.*, {m} AS memberships FROM users WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ),
+            refresh_by_id: format!("{REFRESH_PROFILE}id = $11 RETURNING *, {m} AS memberships"),
+            // The user this IdP subject signed in as before, in the connection's organization ($11).
+            refresh_by_subject: format!(
+                "{REFRESH_PROFILE}id = (SELECT id FROM users WHERE organization_id = $11 AND idp_sub = $2 \
+                 AND (connection_id = $1 OR connection_id IS NULL)) RETURNING *, {m} AS memberships"
+            ),
+        }
+    }
 }
 
 pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -126,7 +177,7 @@ impl SqlStore {
             })
             .connect(&url)
             .await?;
-        Ok(SqlStore { pool, dialect, secrets })
+        Ok(SqlStore { pool, dialect, secrets, queries: Queries::new(dialect) })
     }
 
     /// Applies the embedded migrations that have not run yet.
