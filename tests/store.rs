@@ -17,7 +17,7 @@ use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Directory, EventFilter, Grant, LoginState, Page, Provisioned, Redemption, SqlStore, Store, StoreError, StoredSigningKey,
+    Directory, EventFilter, Grant, LoginState, Page, Provisioned, Redemption, Session, SqlStore, Store, StoreError, StoredSigningKey,
 };
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
@@ -389,7 +389,7 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     };
     s.create_application(app.clone(), "hash", &actor()).await.unwrap();
     let later = t + std::time::Duration::from_secs(60);
-    s.create_grant(&Grant {
+    let grant = Grant {
         code_hash: "c1".into(),
         application_id: app.id.clone(),
         redirect_uri: "https://a/cb".into(),
@@ -401,9 +401,8 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         auth_time: t,
         claims: json!({"sub": u.user.id}),
         code_expires_at: later,
-    })
-    .await
-    .unwrap();
+    };
+    s.create_grant(&grant, None).await.unwrap();
     assert!(s.issued_token("t1").await.unwrap().is_none());
     match s.redeem_grant("c1", "t1", later, t).await.unwrap() {
         // No session s1 exists: the exchange must see that.
@@ -420,6 +419,23 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     assert!(s.issued_token("t1").await.unwrap().unwrap().revoked);
     assert!(s.issued_token("t2").await.unwrap().is_none(), "a replay must not mint a token");
     assert!(matches!(s.redeem_grant("nope", "t3", later, t).await.unwrap(), Redemption::Unknown));
+
+    // A grant stored with the session its sign-in started: both are there.
+    let session = Session {
+        id_hash: "s2".into(),
+        user_id: u.user.id.clone(),
+        organization_id: o.id.clone(),
+        connection_id: Some(c.id.clone()),
+        auth_time: t,
+        created_at: t,
+        expires_at: later,
+    };
+    s.create_grant(&Grant { code_hash: "c2".into(), session_hash: "s2".into(), ..grant }, Some(&session)).await.unwrap();
+    assert_eq!(s.session("s2").await.unwrap().unwrap().user_id, u.user.id);
+    match s.redeem_grant("c2", "t4", later, t).await.unwrap() {
+        Redemption::Fresh(_, session_expires_at) => assert_eq!(session_expires_at, Some(later)),
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn signing_keys_are_sealed_and_rotation_retires(db: &TestDb) {

@@ -96,7 +96,7 @@ impl Broker {
             if let Some(session) = self.current_session(cookies, &connection).await? {
                 let user = self.store.get_user(&session.user_id).await.map_err(store_failure)?;
                 if let Some(user) = user {
-                    return self.issue_code(app, req, &user, &session, vec![]).await;
+                    return self.issue_code(app, req, &user, &session, None).await;
                 }
             }
         }
@@ -190,13 +190,15 @@ impl Broker {
     }
 
     /// Mints an authorization code and sends the browser back to the application.
+    /// `new_session` is the cookie of a session this sign-in just started: the
+    /// session is stored together with the grant.
     async fn issue_code(
         &self,
         app: &Application,
         req: &AuthorizeRequest,
         user: &UserView,
         session: &Session,
-        cookies: Vec<SetCookie>,
+        new_session: Option<SetCookie>,
     ) -> Result<Reply, OAuthError> {
         let org = self.config.organization(self.store.as_ref(), &user.user.organization_id).await.map_err(store_failure)?;
         let org = org.ok_or_else(|| oauth("access_denied", "the organization was removed during sign-in"))?;
@@ -204,22 +206,25 @@ impl Broker {
         let code = random();
         let t = now();
         self.store
-            .create_grant(&Grant {
-                code_hash: handle(&code),
-                application_id: app.id.clone(),
-                redirect_uri: req.redirect_uri.clone(),
-                user_id: user.user.id.clone(),
-                session_hash: session.id_hash.clone(),
-                scope: req.scopes.join(" "),
-                nonce: req.nonce.clone(),
-                code_challenge: req.code_challenge.clone(),
-                auth_time: session.auth_time,
-                claims: serde_json::Value::Object(claims),
-                code_expires_at: t + self.lifetimes.code,
-            })
+            .create_grant(
+                &Grant {
+                    code_hash: handle(&code),
+                    application_id: app.id.clone(),
+                    redirect_uri: req.redirect_uri.clone(),
+                    user_id: user.user.id.clone(),
+                    session_hash: session.id_hash.clone(),
+                    scope: req.scopes.join(" "),
+                    nonce: req.nonce.clone(),
+                    code_challenge: req.code_challenge.clone(),
+                    auth_time: session.auth_time,
+                    claims: serde_json::Value::Object(claims),
+                    code_expires_at: t + self.lifetimes.code,
+                },
+                new_session.as_ref().map(|_| session),
+            )
             .await
             .map_err(store_failure)?;
-        Ok(Reply::Redirect { location: self.redirect_to_app(req, &[("code", &code)]), cookies })
+        Ok(Reply::Redirect { location: self.redirect_to_app(req, &[("code", &code)]), cookies: new_session.into_iter().collect() })
     }
 
     /// The identity provider's answer at `/sso/callback`.
@@ -355,9 +360,8 @@ impl Broker {
             created_at: login_at,
             expires_at: login_at + self.lifetimes.session,
         };
-        self.store.create_session(&session).await.map_err(store_failure)?;
         // The login cookie stays: other tabs may have sign-ins in flight with it.
-        let cookies = vec![SetCookie { name: SESSION_COOKIE, value: Some(session_id), path: "/", max_age: self.lifetimes.session }];
-        self.issue_code(&app, req, &user, &session, cookies).await
+        let cookie = SetCookie { name: SESSION_COOKIE, value: Some(session_id), path: "/", max_age: self.lifetimes.session };
+        self.issue_code(&app, req, &user, &session, Some(cookie)).await
     }
 }

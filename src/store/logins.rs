@@ -119,11 +119,12 @@ pub trait Logins: Send + Sync + 'static {
     /// the connection's organization, and refreshes their profile from it.
     async fn provision_user(&self, connection: &Connection, profile: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned>;
 
-    async fn create_session(&self, session: &Session) -> StoreResult<()>;
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
 
-    async fn create_grant(&self, grant: &Grant) -> StoreResult<()>;
+    /// Stores a grant, and with it (in the same round trip) the session a sign-in
+    /// just started.
+    async fn create_grant(&self, grant: &Grant, new_session: Option<&Session>) -> StoreResult<()>;
     /// Exchanges a code for the access token `token_hash`, in one atomic step.
     async fn redeem_grant(&self, code_hash: &str, token_hash: &str, token_expires_at: Timestamp, now: Timestamp)
         -> StoreResult<Redemption>;

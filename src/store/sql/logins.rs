@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::directory::{application_row, load_org, user_view_row};
-use super::{from_json, from_ms, json_value, ms, record, to_json, SqlStore};
+use super::{from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
@@ -75,6 +75,11 @@ async fn find_user(conn: &mut AnyConnection, c: &Connection, p: &IdpProfile) -> 
     let sql = format!("SELECT id FROM users WHERE organization_id = $1 AND {column} = $2 AND (idp_sub IS NULL OR idp_sub = $3)");
     Ok(sqlx::query_scalar(&sql).bind(&c.organization_id).bind(value).bind(&p.idp_sub).fetch_optional(&mut *conn).await?)
 }
+
+const INSERT_GRANT: &str = "INSERT INTO grants (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, \
+     code_challenge, auth_time, claims, code_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, organization_id, connection_id, auth_time, created_at, expires_at) \
+     VALUES ($12, $13, $14, $15, $16, $17, $18)";
 
 /// Binds the profile refresh (`Queries::refresh_by_*`).
 fn refresh_profile<'q>(
@@ -251,20 +256,6 @@ impl Logins for SqlStore {
         Ok(Provisioned::User(Box::new(user)))
     }
 
-    async fn create_session(&self, s: &Session) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (id_hash, user_id, organization_id, connection_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&s.id_hash)
-            .bind(&s.user_id)
-            .bind(&s.organization_id)
-            .bind(&s.connection_id)
-            .bind(ms(s.auth_time))
-            .bind(ms(s.created_at))
-            .bind(ms(s.expires_at))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
         let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?;
         row.as_ref().map(session_row).transpose()
@@ -275,8 +266,15 @@ impl Logins for SqlStore {
         Ok(())
     }
 
-    async fn create_grant(&self, g: &Grant) -> StoreResult<()> {
-        sqlx::query("INSERT INTO grants (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, code_challenge, auth_time, claims, code_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+    async fn create_grant(&self, g: &Grant, new_session: Option<&Session>) -> StoreResult<()> {
+        let sql = match (new_session, self.dialect) {
+            (None, _) => INSERT_GRANT.to_owned(),
+            // SQLite runs the statements of one string in turn; PostgreSQL takes
+            // one statement, so the session insert rides in a CTE.
+            (Some(_), Dialect::Sqlite) => format!("{INSERT_SESSION}; {INSERT_GRANT}"),
+            (Some(_), Dialect::Postgres) => format!("WITH new_session AS ({INSERT_SESSION}) {INSERT_GRANT}"),
+        };
+        let mut q = sqlx::query(&sql)
             .bind(&g.code_hash)
             .bind(&g.application_id)
             .bind(&g.redirect_uri)
@@ -287,9 +285,18 @@ impl Logins for SqlStore {
             .bind(&g.code_challenge)
             .bind(ms(g.auth_time))
             .bind(to_json(&g.claims))
-            .bind(ms(g.code_expires_at))
-            .execute(&self.pool)
-            .await?;
+            .bind(ms(g.code_expires_at));
+        if let Some(s) = new_session {
+            q = q
+                .bind(&s.id_hash)
+                .bind(&s.user_id)
+                .bind(&s.organization_id)
+                .bind(&s.connection_id)
+                .bind(ms(s.auth_time))
+                .bind(ms(s.created_at))
+                .bind(ms(s.expires_at));
+        }
+        q.execute(&self.pool).await?;
         Ok(())
     }
 
