@@ -4,7 +4,7 @@
 //! throughput of `userinfo` with a valid token.
 //!
 //! `cargo bench --bench login` — knobs: BENCH_LOGINS (default 2000), BENCH_CONCURRENCY
-//! (default 8), BENCH_USERINFO_SECS (default 5).
+//! (default 8), BENCH_USERINFO_SECS (default 5), BENCH_PIN=1 (see `start_ssogate`).
 
 #[path = "../tests/common/fake_op.rs"]
 #[allow(dead_code)] // the fault knobs serve the tests, not the benchmark
@@ -48,7 +48,14 @@ impl Drop for Server {
 async fn start_ssogate(http: &reqwest::Client) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ssogate"))
+    // BENCH_PIN=1: ssogate gets core 0 to itself (run the bench under `taskset -c 1`),
+    // as it would have its cores to itself in production with IdP and clients elsewhere.
+    let pin = std::env::var("BENCH_PIN").is_ok_and(|v| v == "1");
+    let mut command = if pin { Command::new("taskset") } else { Command::new(env!("CARGO_BIN_EXE_ssogate")) };
+    if pin {
+        command.args(["-c", "0", env!("CARGO_BIN_EXE_ssogate")]);
+    }
+    let child = command
         .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
         .env("SSOGATE_ADMIN_TOKEN", ADMIN)
         .env("SSOGATE_DATABASE_URL", format!("sqlite://{}/bench.db", dir.path().display()))
