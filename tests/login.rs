@@ -397,3 +397,54 @@ async fn prompt_none_without_a_session_is_login_required() {
     assert_eq!(landing.param("error").as_deref(), Some("login_required"));
     assert!(!env.went_to_idp(&visited));
 }
+
+#[tokio::test]
+async fn the_session_id_is_rotated_at_login_and_cookies_are_locked_down() {
+    let env = env("jit").await;
+    let browser = Browser::new();
+    env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    let first = browser.cookie(&env.sso.base, "ssogate_session").expect("a session cookie");
+    let set = browser.set_cookies.lock().unwrap().iter().find(|c| c.starts_with("ssogate_session=")).cloned().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    let (_, visited) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice", "prompt": "login"})).await;
+    assert!(env.went_to_idp(&visited));
+    let second = browser.cookie(&env.sso.base, "ssogate_session").unwrap();
+    assert_ne!(first, second, "a new login must get a new session id");
+    // The old session id no longer signs anyone in.
+    let thief = Browser::new();
+    thief.set_cookie(&env.sso.base, &format!("ssogate_session={first}; Path=/"));
+    let (_, visited) = env.login(&thief, json!({"organization": "acme", "login_hint": "bob"})).await;
+    assert!(env.went_to_idp(&visited), "the old session must be gone");
+}
+
+#[tokio::test]
+async fn client_secret_post_works_at_the_token_endpoint() {
+    let env = env("jit").await;
+    let url = format!(
+        "{}/oauth2/authorize?client_id={}&redirect_uri={APP_REDIRECT}&response_type=code&scope=openid%20email&state=s1&organization=acme&login_hint=alice",
+        env.sso.base, env.rp.client_id
+    );
+    let (landing, _) = Browser::new().follow(&url, APP_REDIRECT).await;
+    let code = landing.param("code").expect("a code");
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", APP_REDIRECT),
+        ("client_id", env.rp.client_id.as_str()),
+        ("client_secret", env.rp.client_secret.as_deref().unwrap()),
+    ];
+    let resp = reqwest::Client::new().post(env.sso.url("/oauth2/token")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["id_token"].as_str().unwrap().split('.').count() == 3);
+    // A wrong secret is invalid_client with a 401.
+    let mut bad = form;
+    bad[4] = ("client_secret", "wrong");
+    let resp = reqwest::Client::new().post(env.sso.url("/oauth2/token")).form(&bad).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_client");
+}

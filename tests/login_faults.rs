@@ -86,6 +86,22 @@ async fn each_fault_is_refused_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn client_secret_post_is_used_when_it_is_all_the_idp_supports() {
+    let env = env().await;
+    assert_eq!(env.login().await, None, "client_secret_basic by default");
+    env.op.set_fault(Fault::PostAuthOnly);
+    // The discovery document is cached; a connection change makes ssogate read it again.
+    let (_, conns) = env.sso.get("/organizations/fake/connections").await;
+    let id = conns["data"][0]["id"].as_str().unwrap().to_owned();
+    let other = FakeOp::start("ssogate-client").await;
+    other.set_fault(Fault::PostAuthOnly);
+    let (s, _) = env.sso.patch(&format!("/connections/{id}"), json!({"discovery_url": other.issuer})).await;
+    assert_eq!(s, StatusCode::OK);
+    let env = Env { op: other, ..env };
+    assert_eq!(env.login().await, None, "client_secret_post when it is all the IdP takes");
+}
+
+#[tokio::test]
 async fn a_slow_token_endpoint_fails_cleanly_within_the_timeout() {
     let env = env().await;
     env.op.set_fault(Fault::SlowToken(Duration::from_secs(20)));

@@ -369,6 +369,44 @@ async fn provisioning_matches_within_the_organization_only(db: &TestDb) {
     assert_eq!(in_b.user.idp_sub.as_deref(), Some("u1"));
 }
 
+async fn existing_users_are_matched_by_the_connection_rule(db: &TestDb) {
+    use ssogate::core::connection::UserMatch;
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let by = |rule: UserMatch| {
+        let mut c = connection(&o.id);
+        c.provisioning = P::ExistingUsers;
+        c.user_match = rule;
+        c
+    };
+    let by_username = s.create_connection(by(UserMatch::PreferredUsername), "x", &actor()).await.unwrap();
+    let by_sub = s.create_connection(by(UserMatch::Sub), "x", &actor()).await.unwrap();
+    let pre = |email: &str, username: Option<&str>, sub: Option<&str>| UserProfile {
+        email: Some(email.into()),
+        username: username.map(Into::into),
+        first_name: None,
+        last_name: None,
+        idp_sub: sub.map(Into::into),
+    };
+    let ann = s.create_user(&o.id, pre("ann@x.test", Some("ann"), None), vec![], &actor()).await.unwrap();
+    let bob = s.create_user(&o.id, pre("bob@x.test", None, Some("idp-bob")), vec![], &actor()).await.unwrap();
+    let mut profile = idp_profile("idp-ann", "someone.else@x.test");
+    profile.username = Some("ann".into());
+    let Provisioned::User(u) = s.provision_user(&by_username, &profile, now()).await.unwrap() else { panic!("ann by username") };
+    assert_eq!(u.user.id, ann.user.id);
+    // Matching by email is not what this connection does.
+    assert!(matches!(s.provision_user(&by_username, &idp_profile("idp-x", "bob@x.test"), now()).await.unwrap(), Provisioned::NotAllowed));
+    let Provisioned::User(u) = s.provision_user(&by_sub, &idp_profile("idp-bob", "bob.new@x.test"), now()).await.unwrap() else {
+        panic!("bob by sub")
+    };
+    assert_eq!(u.user.id, bob.user.id);
+    let events = (s
+        .list_events(&EventFilter { organization_id: Some(o.id.clone()), action: Some("user.linked".into()), target_id: None }, &page(10))
+        .await)
+        .unwrap();
+    assert_eq!(events.len(), 2);
+}
+
 async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
@@ -494,5 +532,6 @@ on_both_databases!(
     login_state_is_single_use_and_sealed,
     provisioning_matches_within_the_organization_only,
     grants_redeem_once_and_replays_revoke_tokens,
+    existing_users_are_matched_by_the_connection_rule,
     signing_keys_are_sealed_and_rotation_retires,
 );

@@ -5,6 +5,9 @@ use reqwest::StatusCode;
 
 pub struct Browser {
     http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+    /// Every Set-Cookie header received, in order.
+    pub set_cookies: std::sync::Mutex<Vec<String>>,
 }
 
 /// Where a sign-in journey ended.
@@ -40,8 +43,21 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { http }
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { http, jar, set_cookies: Default::default() }
+    }
+
+    /// The value of cookie `name` the browser would send to `url`.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let header = self.jar.cookies(&url.parse().unwrap())?;
+        header.to_str().unwrap().split("; ").find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    }
+
+    /// Plants a cookie, as another browser holding it would send it.
+    pub fn set_cookie(&self, url: &str, cookie: &str) {
+        self.jar.add_cookie_str(cookie, &url.parse().unwrap());
     }
 
     /// Follows redirects from `start` until one leads to `app_prefix` or a page is
@@ -56,6 +72,7 @@ impl Browser {
             visited.push(url.to_string());
             let resp = self.http.get(url.clone()).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
             let status = resp.status();
+            self.set_cookies.lock().unwrap().extend(resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()));
             if status.is_redirection() {
                 let location = resp.headers()["location"].to_str().unwrap().to_owned();
                 url = url.join(&location).unwrap();

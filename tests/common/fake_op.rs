@@ -31,6 +31,8 @@ pub enum Fault {
     SlowToken(Duration),
     TokenEndpointFails,
     IssParamMismatch,
+    /// Advertises and accepts only client_secret_post at the token endpoint.
+    PostAuthOnly,
 }
 
 struct Inner {
@@ -86,7 +88,13 @@ impl FakeOp {
 
 async fn discovery(State(op): State<FakeOp>) -> Json<Value> {
     let i = &op.issuer;
+    let auth_methods = if op.inner.lock().unwrap().fault == Fault::PostAuthOnly {
+        json!(["client_secret_post"])
+    } else {
+        json!(["client_secret_basic", "client_secret_post"])
+    };
     Json(json!({
+        "token_endpoint_auth_methods_supported": auth_methods,
         "issuer": i,
         "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"),
@@ -122,8 +130,22 @@ fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
 }
 
-async fn token(State(op): State<FakeOp>, body: String) -> Response {
+async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: String) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    // Client authentication as the discovery document promises.
+    let basic = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
+    let expected_basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:fake-secret", op.client_id));
+    let post_only = op.inner.lock().unwrap().fault == Fault::PostAuthOnly;
+    let authenticated = if post_only {
+        basic.is_none()
+            && form.get("client_id") == Some(&op.client_id)
+            && form.get("client_secret").map(String::as_str) == Some("fake-secret")
+    } else {
+        basic == Some(expected_basic.as_str())
+    };
+    if !authenticated {
+        return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+    }
     let (fault, nonce) = {
         let mut inner = op.inner.lock().unwrap();
         inner.token_requests += 1;

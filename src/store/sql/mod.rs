@@ -97,10 +97,11 @@ impl Queries {
                 "SELECT users.*, {m} AS memberships FROM users WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
             ),
             refresh_by_id: format!("{REFRESH_PROFILE}id = $11 RETURNING *, {m} AS memberships"),
-            // The user this IdP subject signed in as before, in the connection's organization ($11).
+            // The user this IdP subject signed in as before through this connection, in
+            // its organization ($11). A first sign-in takes the slower, audited path.
             refresh_by_subject: format!(
                 "{REFRESH_PROFILE}id = (SELECT id FROM users WHERE organization_id = $11 AND idp_sub = $2 \
-                 AND (connection_id = $1 OR connection_id IS NULL)) RETURNING *, {m} AS memberships"
+                 AND connection_id = $1) RETURNING *, {m} AS memberships"
             ),
         }
     }
