@@ -319,14 +319,7 @@ async fn login_state_is_single_use_and_sealed(db: &TestDb) {
         redirect_uri: "https://app/cb".into(),
         scopes: vec!["openid".into()],
         state: Some("s".into()),
-        nonce: None,
-        code_challenge: None,
-        prompt_login: false,
-        prompt_none: false,
-        login_hint: None,
-        organization: None,
-        connection: None,
-        domain_hint: None,
+        ..Default::default()
     };
     let state = LoginState {
         state_hash: "h1".into(),

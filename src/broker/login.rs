@@ -65,19 +65,12 @@ impl Broker {
             Ok(u) => u,
             Err(why) => return Reply::page(400, "Invalid redirect URI", format!("{why}. The application's settings need fixing.")),
         };
+        // Enough of the request to send an error back to the application.
         let fallback = AuthorizeRequest {
             client_id: app.client_id.clone(),
             redirect_uri: redirect_uri.clone(),
-            scopes: vec![],
             state: params.get("state").cloned(),
-            nonce: None,
-            code_challenge: None,
-            prompt_login: false,
-            prompt_none: false,
-            login_hint: None,
-            organization: None,
-            connection: None,
-            domain_hint: None,
+            ..Default::default()
         };
         let req = match authorize::validate(&params, &app, redirect_uri) {
             Ok(r) => r,

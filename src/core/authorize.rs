@@ -9,7 +9,7 @@ use super::application::{Application, ClientType};
 use super::claims::SUPPORTED_SCOPES;
 
 /// A validated authorization request.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuthorizeRequest {
     pub client_id: String,
     pub redirect_uri: String,

@@ -275,6 +275,12 @@ pub(super) fn user_view_row(r: &AnyRow) -> StoreResult<UserView> {
 }
 
 impl SqlStore {
+    /// One page of an organization's rows of `table`, in creation order.
+    async fn page_of_organization(&self, table: &'static str, organization_id: &str, page: &Page) -> StoreResult<Vec<AnyRow>> {
+        let sql = format!("SELECT * FROM {table} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        Ok(sqlx::query(&sql).bind(organization_id).bind(cursor(page, false)).bind(page.limit as i64).fetch_all(&self.pool).await?)
+    }
+
     async fn load_user(&self, conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
         let row = sqlx::query(&self.queries.user_by_id).bind(id).fetch_optional(conn).await?;
         row.as_ref().map(user_view_row).transpose()
@@ -488,13 +494,7 @@ impl Directory for SqlStore {
     }
 
     async fn list_connections(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<Connection>> {
-        let rows = sqlx::query("SELECT * FROM connections WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(organization_id)
-            .bind(cursor(page, false))
-            .bind(page.limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(connection_row).collect()
+        self.page_of_organization("connections", organization_id, page).await?.iter().map(connection_row).collect()
     }
 
     async fn update_connection(&self, id: &str, edit: Edit<'_, Connection, Option<String>>, actor: &Actor) -> StoreResult<Connection> {
@@ -714,13 +714,7 @@ impl Directory for SqlStore {
     }
 
     async fn list_groups(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<Group>> {
-        let rows = sqlx::query("SELECT * FROM groups WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(organization_id)
-            .bind(cursor(page, false))
-            .bind(page.limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(group_row).collect()
+        self.page_of_organization("groups", organization_id, page).await?.iter().map(group_row).collect()
     }
 
     async fn update_group(&self, id: &str, edit: Edit<'_, Group, ()>, actor: &Actor) -> StoreResult<Group> {
