@@ -156,7 +156,7 @@ async fn main() {
         &http,
         &base,
         "/organizations/bench/connections",
-        json!({"name": "Fake", "client_id": "bench-client", "client_secret": "s", "discovery_url": op.issuer}),
+        json!({"name": "Fake", "client_id": "bench-client", "client_secret": "fake-secret", "discovery_url": op.issuer}),
     )
     .await;
 
