@@ -1,7 +1,7 @@
--- Brokered login: ssogate's own signing keys, in-flight upstream logins, browser
--- sessions, and the grants (codes and tokens) issued to applications. Credentials (state
--- handles, session ids, codes, tokens) are stored as SHA-256 hashes; private keys
--- and PKCE verifiers sealed with the encryption key.
+-- Brokered login: ssogate's own signing keys, used login states, browser sessions, and
+-- the grants (codes and tokens) issued to applications. Credentials (states, session
+-- ids, codes, tokens) are stored as SHA-256 hashes; private keys sealed with the
+-- encryption key.
 
 ALTER TABLE applications ADD COLUMN client_type TEXT NOT NULL DEFAULT 'confidential';
 ALTER TABLE applications ADD COLUMN id_token_signed_response_alg TEXT NOT NULL DEFAULT 'RS256';
@@ -18,18 +18,13 @@ CREATE TABLE signing_keys (
     retired_at      BIGINT
 );
 
-CREATE TABLE login_states (
-    state_hash      TEXT PRIMARY KEY,
-    browser_hash    TEXT NOT NULL,
-    organization_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
-    connection_id   TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
-    nonce           TEXT NOT NULL,
-    pkce_verifier_enc TEXT,
-    request         TEXT NOT NULL,
-    created_at      BIGINT NOT NULL,
-    expires_at      BIGINT NOT NULL
+-- An upstream login's state (nonce, PKCE verifier, the application's request) travels
+-- sealed in a cookie of the browser that started it; the database only remembers
+-- which states were used, so that each is usable once.
+CREATE TABLE used_login_states (
+    state_hash TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
 );
-CREATE INDEX login_states_expiry ON login_states(expires_at);
 
 CREATE TABLE sessions (
     id_hash         TEXT PRIMARY KEY,

@@ -23,13 +23,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(db) => {
-            let store = open_store(&db).await?;
+            let (store, _) = open_store(&db).await?;
             store.close().await;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::RotateAdminToken(db) => {
-            let store = open_store(&db).await?;
+            let (store, _) = open_store(&db).await?;
             let token = admin_token::rotate(store.as_ref()).await?;
             println!("{token}");
             store.close().await;
@@ -86,7 +86,7 @@ const KEY_CHECK_CONTEXT: &str = "settings:encryption_key_check";
 
 /// Opens and migrates the database, and makes sure the encryption key is the one its
 /// secrets were sealed with (failing now beats failing at the first login).
-async fn open_store(db: &DatabaseArgs) -> anyhow::Result<Arc<SqlStore>> {
+async fn open_store(db: &DatabaseArgs) -> anyhow::Result<(Arc<SqlStore>, Arc<SecretBox>)> {
     let dialect = Dialect::from_url(&db.database_url).context("--database-url must start with sqlite: or postgres://")?;
     let key = encryption_key(db)?;
     let secrets = Arc::new(SecretBox::new(&key));
@@ -98,11 +98,11 @@ async fn open_store(db: &DatabaseArgs) -> anyhow::Result<Arc<SqlStore>> {
         bail!("the encryption key is not the one this database's secrets were encrypted with");
     }
     tracing::info!(database = ?dialect, "database ready");
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), secrets))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.database).await?;
+    let (store, secrets) = open_store(&args.database).await?;
     let (admin_auth, generated) = admin_token::bootstrap(store.as_ref(), args.admin_token.as_deref()).await?;
     if let Some(token) = generated {
         // Printed, never logged: this is the only time the token exists in clear.
@@ -124,6 +124,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         keys,
         tokens: TokenCache::default(),
         config: ConfigCache::default(),
+        sealer: secrets,
         issuer: config.public_url.clone(),
         lifetimes,
     });

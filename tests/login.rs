@@ -214,22 +214,29 @@ async fn a_wrong_redirect_uri_gets_a_page_not_a_redirect() {
 }
 
 #[tokio::test]
-async fn a_tampered_or_reused_state_is_refused() {
+async fn a_tampered_foreign_or_reused_state_is_refused() {
     let env = env("jit").await;
     let browser = Browser::new();
     let started = env.rp.start(json!({"organization": "acme", "login_hint": "alice"}));
     // Walk to the IdP's answer but stop before ssogate's callback.
     let (landing, _) = browser.follow(&started.url, &format!("{}/sso/callback", env.sso.base)).await;
     let callback = landing.app();
+    let unknown = |page: &Landing| matches!(page, Landing::Page(StatusCode::BAD_REQUEST, b) if b.contains("unknown here"));
     let tampered = callback.as_str().replace("state=", "state=x");
     let (page, _) = browser.follow(&tampered, APP_REDIRECT).await;
-    assert!(matches!(&page, Landing::Page(StatusCode::BAD_REQUEST, b) if b.contains("unknown")), "{page:?}");
-    // The genuine answer from another browser (no binding cookie) is refused too...
+    assert!(unknown(&page), "{page:?}");
+    // The genuine answer in another browser (without the login's cookie) is refused.
     let (page, _) = Browser::new().follow(callback.as_str(), APP_REDIRECT).await;
-    assert!(matches!(&page, Landing::Page(StatusCode::BAD_REQUEST, _)), "{page:?}");
-    // ...and that attempt used the state up: single use.
-    let (page, _) = browser.follow(callback.as_str(), APP_REDIRECT).await;
-    assert!(matches!(&page, Landing::Page(StatusCode::BAD_REQUEST, b) if b.contains("already")), "{page:?}");
+    assert!(unknown(&page), "{page:?}");
+    // The login's cookie, taken before the login completes...
+    let sealed = browser.set_cookies.lock().unwrap().iter().find(|c| c.starts_with("ssogate_login_")).cloned().unwrap();
+    let (done, _) = browser.follow(callback.as_str(), APP_REDIRECT).await;
+    assert!(done.param("code").is_some(), "{done:?}");
+    // ...cannot complete it a second time: each state is usable once.
+    let replayer = Browser::new();
+    replayer.set_cookie(&env.sso.base, sealed.split(';').next().unwrap());
+    let (page, _) = replayer.follow(callback.as_str(), APP_REDIRECT).await;
+    assert!(matches!(&page, Landing::Page(StatusCode::BAD_REQUEST, b) if b.contains("already completed")), "{page:?}");
     let (missing, _) = browser.follow(&env.sso.url("/sso/callback?code=abc"), APP_REDIRECT).await;
     assert!(matches!(missing, Landing::Page(StatusCode::BAD_REQUEST, _)));
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use serde_json::json;
 use sqlx::Row;
 use ssogate::core::audit::Actor;
-use ssogate::core::authorize::AuthorizeRequest;
 use ssogate::core::claims::IdpProfile;
 use ssogate::core::connection::Provisioning as P;
 use ssogate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
@@ -17,7 +16,7 @@ use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Directory, EventFilter, Grant, LoginState, Page, Provisioned, Redemption, Session, SqlStore, Store, StoreError, StoredSigningKey,
+    Directory, EventFilter, Grant, Page, Provisioned, Redemption, Session, SqlStore, Store, StoreError, StoredSigningKey,
 };
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
@@ -309,36 +308,14 @@ fn idp_profile(sub: &str, email: &str) -> IdpProfile {
     }
 }
 
-async fn login_state_is_single_use_and_sealed(db: &TestDb) {
+async fn login_states_are_usable_once(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
-    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
-    let c = s.create_connection(connection(&o.id), "secret", &actor()).await.unwrap();
-    let t = now();
-    let request = AuthorizeRequest {
-        client_id: "client_1".into(),
-        redirect_uri: "https://app/cb".into(),
-        scopes: vec!["openid".into()],
-        state: Some("s".into()),
-        ..Default::default()
-    };
-    let state = LoginState {
-        state_hash: "h1".into(),
-        browser_hash: "b1".into(),
-        organization_id: o.id.clone(),
-        connection_id: c.id.clone(),
-        nonce: "n".into(),
-        pkce_verifier: Some("verifier-value-123".into()),
-        request: request.clone(),
-        created_at: t,
-        expires_at: t + std::time::Duration::from_secs(60),
-    };
-    s.put_login_state(&state).await.unwrap();
-    let raw = db.raw("SELECT pkce_verifier_enc FROM login_states").await;
-    assert!(!raw[0].try_get::<String, _>("pkce_verifier_enc").unwrap().contains("verifier-value"));
-    let taken = s.take_login_state("h1").await.unwrap().unwrap();
-    assert_eq!(taken.pkce_verifier.as_deref(), Some("verifier-value-123"));
-    assert_eq!(taken.request, request);
-    assert!(s.take_login_state("h1").await.unwrap().is_none(), "a state must be usable once");
+    let later = now() + std::time::Duration::from_secs(60);
+    assert!(s.use_login_state("h1", later).await.unwrap());
+    assert!(!s.use_login_state("h1", later).await.unwrap(), "a state must be usable once");
+    assert!(s.use_login_state("h2", later).await.unwrap());
+    // Expired marks are purged.
+    assert!(s.purge_expired(later + std::time::Duration::from_secs(1)).await.unwrap() >= 2);
 }
 
 async fn provisioning_matches_within_the_organization_only(db: &TestDb) {
@@ -522,7 +499,7 @@ on_both_databases!(
     events_paginate_newest_first_with_filters,
     settings_first_writer_wins,
     concurrent_writers_all_succeed,
-    login_state_is_single_use_and_sealed,
+    login_states_are_usable_once,
     provisioning_matches_within_the_organization_only,
     grants_redeem_once_and_replays_revoke_tokens,
     existing_users_are_matched_by_the_connection_rule,

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::{handle, Broker, Reply, SetCookie, LOGIN_COOKIE, SESSION_COOKIE};
+use super::login_state::{self, LoginState};
+use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::application::Application;
 use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
 use crate::core::claims;
@@ -11,7 +12,7 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
-use crate::store::{Grant, LoginState, Provisioned, Session, StoreError};
+use crate::store::{Grant, Provisioned, Session, StoreError};
 use crate::upstream::id_token::Expected;
 use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
@@ -115,24 +116,29 @@ impl Broker {
             },
         )
         .map_err(|e| login_failure(e.into()))?;
-        // The login is bound to this browser: the callback must present the same cookie.
-        let browser = cookies.get(LOGIN_COOKIE).filter(|v| v.len() >= 40).cloned().unwrap_or_else(random);
-        let t = now();
-        self.store
-            .put_login_state(&LoginState {
-                state_hash: handle(&state),
-                browser_hash: handle(&browser),
-                organization_id: connection.organization_id.clone(),
-                connection_id: connection.id.clone(),
-                nonce,
-                pkce_verifier: verifier,
-                request: req.clone(),
-                created_at: t,
-                expires_at: t + self.lifetimes.login_state,
-            })
-            .await
-            .map_err(store_failure)?;
-        let cookie = SetCookie { name: LOGIN_COOKIE, value: Some(browser), path: "/", max_age: self.lifetimes.login_state };
+        let state_hash = handle(&state);
+        let login = LoginState {
+            organization_id: connection.organization_id.clone(),
+            connection_id: connection.id.clone(),
+            nonce,
+            pkce_verifier: verifier,
+            request: req.clone(),
+            expires_at: (now() + self.lifetimes.login_state).unix_timestamp(),
+        };
+        let sealed = login_state::seal(&self.sealer, &state_hash, &login)
+            .ok_or_else(|| oauth("server_error", "ssogate could not start the sign-in; try again"))?;
+        if sealed.len() > login_state::MAX_SEALED_LEN {
+            return Err(oauth(
+                "invalid_request",
+                "the request is too large to carry through the sign-in; shorten state, nonce or login_hint",
+            ));
+        }
+        let cookie = SetCookie {
+            name: login_state::cookie_name(&state_hash),
+            value: Some(sealed),
+            path: "/sso",
+            max_age: self.lifetimes.login_state,
+        };
         Ok(Reply::Redirect { location, cookies: vec![cookie] })
     }
 
@@ -226,37 +232,38 @@ impl Broker {
         let Some(state) = params.get("state") else {
             return Reply::page(400, "Sign-in failed", "The identity provider's answer has no state. Start again from the application.");
         };
-        let login = match self.store.take_login_state(&handle(state)).await {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                return Reply::page(
-                    400,
-                    "Sign-in failed",
-                    "This sign-in is unknown, was already completed, or has expired. Start again from the application.",
-                )
+        let state_hash = handle(state);
+        let cookie_name = login_state::cookie_name(&state_hash);
+        // The cookie is spent whatever happens next.
+        let spent = SetCookie { name: cookie_name.clone(), value: None, path: "/sso", max_age: std::time::Duration::ZERO };
+        let Some(login) = cookies.get(&cookie_name).and_then(|sealed| login_state::open(&self.sealer, &state_hash, sealed)) else {
+            return Reply::page(
+                400,
+                "Sign-in failed",
+                "This sign-in is unknown here: it was started in another browser, its cookie was lost, or it has expired. Start again from the application.",
+            );
+        };
+        if login.expires_at < now().unix_timestamp() {
+            return self.error_redirect(&login.request, oauth("access_denied", "the sign-in took too long; try again"));
+        }
+        match self.store.use_login_state(&state_hash, now() + self.lifetimes.login_state).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Reply::page(400, "Sign-in failed", "This sign-in was already completed. Start again from the application.")
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failure during callback");
                 return Reply::page(503, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
             }
-        };
-        let same_browser = cookies.get(LOGIN_COOKIE).is_some_and(|b| {
-            aws_lc_rs::constant_time::verify_slices_are_equal(handle(b).as_bytes(), login.browser_hash.as_bytes()).is_ok()
-        });
-        if !same_browser {
-            return Reply::page(
-                400,
-                "Sign-in failed",
-                "This sign-in was started in another browser (or its cookie was lost). Start again from the application.",
-            );
         }
-        if login.expires_at < now() {
-            return self.error_redirect(&login.request, oauth("access_denied", "the sign-in took too long; try again"));
-        }
-        match self.finish(&login, &params, cookies).await {
+        let mut reply = match self.finish(&login, &params, cookies).await {
             Ok(reply) => reply,
             Err(e) => self.error_redirect(&login.request, e),
+        };
+        if let Reply::Redirect { cookies, .. } = &mut reply {
+            cookies.push(spent);
         }
+        reply
     }
 
     async fn finish(
@@ -353,8 +360,7 @@ impl Broker {
             created_at: login_at,
             expires_at: login_at + self.lifetimes.session,
         };
-        // The login cookie stays: other tabs may have sign-ins in flight with it.
-        let cookie = SetCookie { name: SESSION_COOKIE, value: Some(session_id), path: "/", max_age: self.lifetimes.session };
+        let cookie = SetCookie { name: SESSION_COOKIE.into(), value: Some(session_id), path: "/", max_age: self.lifetimes.session };
         self.issue_code(&app, req, &user, &session, Some(cookie)).await
     }
 }

@@ -59,7 +59,7 @@ impl Broker {
                 return Reply::page(503, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.");
             }
         }
-        let clear = SetCookie { name: SESSION_COOKIE, value: None, path: "/", max_age: std::time::Duration::ZERO };
+        let clear = SetCookie { name: SESSION_COOKIE.into(), value: None, path: "/", max_age: std::time::Duration::ZERO };
         match location {
             Some(location) => Reply::Redirect { location, cookies: vec![clear] },
             None => Reply::SignedOut { cookies: vec![clear] },

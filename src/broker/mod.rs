@@ -5,6 +5,7 @@
 mod config_cache;
 mod keyring;
 mod login;
+mod login_state;
 mod logout;
 mod token;
 
@@ -16,7 +17,7 @@ pub use keyring::{KeyRing, KeyRingError};
 pub use token::{TokenCache, TokenError, TokenReply, UserinfoError};
 
 use crate::core::authorize::{AuthorizeRequest, OAuthError};
-use crate::crypto::hash_secret;
+use crate::crypto::{hash_secret, SecretBox};
 use crate::store::Store;
 use crate::upstream::Providers;
 
@@ -43,12 +44,11 @@ impl Default for Lifetimes {
 }
 
 pub const SESSION_COOKIE: &str = "ssogate_session";
-pub const LOGIN_COOKIE: &str = "ssogate_login";
 
 /// A cookie to set (or, with no value, to clear).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SetCookie {
-    pub name: &'static str,
+    pub name: String,
     pub value: Option<String>,
     pub path: &'static str,
     pub max_age: Duration,
@@ -87,6 +87,8 @@ pub struct Broker {
     pub tokens: TokenCache,
     /// Applications, organizations and connections, for the hot path.
     pub config: ConfigCache,
+    /// Seals login states into cookies.
+    pub sealer: Arc<SecretBox>,
     /// ssogate's issuer (the public URL).
     pub issuer: String,
     pub lifetimes: Lifetimes,

@@ -58,7 +58,7 @@ fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
 }
 
 fn set_cookie(c: &SetCookie, secure: bool) -> HeaderValue {
-    let cookie = Cookie::build((c.name, c.value.clone().unwrap_or_default()))
+    let cookie = Cookie::build((c.name.clone(), c.value.clone().unwrap_or_default()))
         .path(c.path)
         .http_only(true)
         .secure(secure)

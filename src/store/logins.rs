@@ -1,4 +1,4 @@
-//! The state of logins: signing keys, in-flight upstream logins, browser sessions,
+//! The state of logins: signing keys, used login states, browser sessions,
 //! authorization codes and access tokens. Every credential is looked up by its
 //! SHA-256 hash, so a database leak does not hand out live sessions or tokens.
 
@@ -8,7 +8,6 @@ use serde_json::Value;
 use super::StoreResult;
 use crate::core::application::Application;
 use crate::core::audit::Actor;
-use crate::core::authorize::AuthorizeRequest;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::Connection;
 use crate::core::organization::Organization;
@@ -23,21 +22,6 @@ pub struct StoredSigningKey {
     pub public_jwk: Value,
     pub created_at: Timestamp,
     pub retired_at: Option<Timestamp>,
-}
-
-/// An upstream login in flight, from the redirect to the IdP until its callback.
-#[derive(Clone, Debug)]
-pub struct LoginState {
-    pub state_hash: String,
-    /// Hash of the browser-binding cookie set with the redirect.
-    pub browser_hash: String,
-    pub organization_id: String,
-    pub connection_id: String,
-    pub nonce: String,
-    pub pkce_verifier: Option<String>,
-    pub request: AuthorizeRequest,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
 }
 
 /// A browser's signed-in session at ssogate.
@@ -111,9 +95,8 @@ pub trait Logins: Send + Sync + 'static {
     /// An application and its client-secret hash (empty for public clients).
     async fn application_by_client_id(&self, client_id: &str) -> StoreResult<Option<(Application, String)>>;
 
-    async fn put_login_state(&self, state: &LoginState) -> StoreResult<()>;
-    /// Removes and returns the login state: each state is usable once.
-    async fn take_login_state(&self, state_hash: &str) -> StoreResult<Option<LoginState>>;
+    /// Marks a login state used; `false` when it already was (each is usable once).
+    async fn use_login_state(&self, state_hash: &str, expires_at: Timestamp) -> StoreResult<bool>;
 
     /// Finds or (with JIT provisioning) creates the user an IdP profile belongs to in
     /// the connection's organization, and refreshes their profile from it.

@@ -13,14 +13,10 @@ use crate::core::connection::{Connection, Provisioning, UserMatch};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
 use crate::core::Timestamp;
-use crate::store::{Grant, IssuedToken, LoginState, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey};
+use crate::store::{Grant, IssuedToken, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey};
 
 fn key_context(kid: &str) -> String {
     format!("signing_key:{kid}")
-}
-
-fn pkce_context(state_hash: &str) -> String {
-    format!("login_state:{state_hash}:pkce")
 }
 
 fn session_row(r: &AnyRow) -> StoreResult<Session> {
@@ -172,50 +168,14 @@ impl Logins for SqlStore {
         row.map(|r| Ok((application_row(&r)?, r.try_get("client_secret_hash")?))).transpose()
     }
 
-    async fn put_login_state(&self, s: &LoginState) -> StoreResult<()> {
-        let verifier = s
-            .pkce_verifier
-            .as_deref()
-            .map(|v| self.secrets.encrypt_str(&pkce_context(&s.state_hash), v))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("INSERT INTO login_states (state_hash, browser_hash, organization_id, connection_id, nonce, pkce_verifier_enc, request, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(&s.state_hash)
-            .bind(&s.browser_hash)
-            .bind(&s.organization_id)
-            .bind(&s.connection_id)
-            .bind(&s.nonce)
-            .bind(verifier)
-            .bind(to_json(&s.request))
-            .bind(ms(s.created_at))
-            .bind(ms(s.expires_at))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn take_login_state(&self, state_hash: &str) -> StoreResult<Option<LoginState>> {
-        // DELETE … RETURNING: of two callbacks racing with one state, one gets it.
-        let Some(r) =
-            sqlx::query("DELETE FROM login_states WHERE state_hash = $1 RETURNING *").bind(state_hash).fetch_optional(&self.pool).await?
-        else {
-            return Ok(None);
-        };
-        let verifier: Option<String> = r.try_get("pkce_verifier_enc")?;
-        Ok(Some(LoginState {
-            state_hash: r.try_get("state_hash")?,
-            browser_hash: r.try_get("browser_hash")?,
-            organization_id: r.try_get("organization_id")?,
-            connection_id: r.try_get("connection_id")?,
-            nonce: r.try_get("nonce")?,
-            pkce_verifier: verifier
-                .map(|v| self.secrets.decrypt_str(&pkce_context(state_hash), &v))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            request: from_json(&r.try_get::<String, _>("request")?)?,
-            created_at: from_ms(r.try_get("created_at")?)?,
-            expires_at: from_ms(r.try_get("expires_at")?)?,
-        }))
+    async fn use_login_state(&self, state_hash: &str, expires_at: Timestamp) -> StoreResult<bool> {
+        let inserted =
+            sqlx::query("INSERT INTO used_login_states (state_hash, expires_at) VALUES ($1, $2) ON CONFLICT (state_hash) DO NOTHING")
+                .bind(state_hash)
+                .bind(ms(expires_at))
+                .execute(&self.pool)
+                .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     async fn provision_user(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
@@ -354,7 +314,7 @@ impl Logins for SqlStore {
         // (an expired token is refused by its expiry meanwhile).
         let code_grace_ms = 10 * 60 * 1000;
         for (sql, bound) in [
-            ("DELETE FROM login_states WHERE expires_at < $1", ms(now)),
+            ("DELETE FROM used_login_states WHERE expires_at < $1", ms(now)),
             (
                 "DELETE FROM grants WHERE code_expires_at < $1 AND (token_expires_at IS NULL OR token_expires_at < $1)",
                 ms(now) - code_grace_ms,
