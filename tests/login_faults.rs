@@ -102,6 +102,29 @@ async fn client_secret_post_is_used_when_it_is_all_the_idp_supports() {
 }
 
 #[tokio::test]
+async fn a_login_state_completes_one_sign_in_only() {
+    // The fake IdP, unlike a real one, honours a code twice: ssogate's own single-use
+    // state must stop the replay.
+    let env = env().await;
+    let browser = Browser::new();
+    let url = format!(
+        "{}/oauth2/authorize?client_id={}&redirect_uri={APP}&response_type=code&scope=openid&state=st-1&organization=fake",
+        env.sso.base, env.client_id
+    );
+    let (at_callback, _) = browser.follow(&url, &format!("{}/sso/callback", env.sso.base)).await;
+    let callback = at_callback.app();
+    let sealed = browser.set_cookies.lock().unwrap().iter().find(|c| c.starts_with("ssogate_login_")).cloned().unwrap();
+    let (first, _) = browser.follow(callback.as_str(), APP).await;
+    assert!(first.param("code").is_some(), "{first:?}");
+    let replayer = Browser::new();
+    replayer.set_cookie(&env.sso.base, sealed.split(';').next().unwrap());
+    let (second, _) = replayer.follow(callback.as_str(), APP).await;
+    assert_eq!(second.param("error").as_deref(), Some("access_denied"), "{second:?}");
+    assert!(second.param("error_description").unwrap().contains("already completed"));
+    assert_eq!(env.op.token_requests(), 2, "the replay did reach the IdP, which accepted it");
+}
+
+#[tokio::test]
 async fn a_slow_token_endpoint_fails_cleanly_within_the_timeout() {
     let env = env().await;
     env.op.set_fault(Fault::SlowToken(Duration::from_secs(20)));

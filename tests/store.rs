@@ -16,7 +16,7 @@ use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Directory, EventFilter, Grant, Page, Provisioned, Redemption, Session, SqlStore, Store, StoreError, StoredSigningKey,
+    Directory, EventFilter, Grant, Page, Provisioned, Redemption, Session, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
 };
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
@@ -308,16 +308,6 @@ fn idp_profile(sub: &str, email: &str) -> IdpProfile {
     }
 }
 
-async fn login_states_are_usable_once(db: &TestDb) {
-    let s: &dyn Store = db.store.as_ref();
-    let later = now() + std::time::Duration::from_secs(60);
-    assert!(s.use_login_state("h1", later).await.unwrap());
-    assert!(!s.use_login_state("h1", later).await.unwrap(), "a state must be usable once");
-    assert!(s.use_login_state("h2", later).await.unwrap());
-    // Expired marks are purged.
-    assert!(s.purge_expired(later + std::time::Duration::from_secs(1)).await.unwrap() >= 2);
-}
-
 async fn provisioning_matches_within_the_organization_only(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let a = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
@@ -438,8 +428,18 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         created_at: t,
         expires_at: later,
     };
-    s.create_grant(&Grant { code_hash: "c2".into(), session_hash: "s2".into(), ..grant }, Some(&session)).await.unwrap();
+    let sign_in = SignIn { session: &session, state_hash: "state-1", state_expires_at: later };
+    s.create_grant(&Grant { code_hash: "c2".into(), session_hash: "s2".into(), ..grant.clone() }, Some(sign_in)).await.unwrap();
     assert_eq!(s.session("s2").await.unwrap().unwrap().user_id, u.user.id);
+    // The same login state cannot complete a second sign-in, and that attempt stores nothing.
+    let again = Session { id_hash: "s3".into(), ..session.clone() };
+    let err = s
+        .create_grant(&Grant { code_hash: "c3".into(), session_hash: "s3".into(), ..grant }, Some(SignIn { session: &again, ..sign_in }))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { field, .. } if field == "state_hash"), "{err:?}");
+    assert!(s.session("s3").await.unwrap().is_none());
+    assert!(matches!(s.redeem_grant("c3", "t9", later, t).await.unwrap(), Redemption::Unknown));
     match s.redeem_grant("c2", "t4", later, t).await.unwrap() {
         Redemption::Fresh(_, session_expires_at) => assert_eq!(session_expires_at, Some(later)),
         other => panic!("{other:?}"),
@@ -499,7 +499,6 @@ on_both_databases!(
     events_paginate_newest_first_with_filters,
     settings_first_writer_wins,
     concurrent_writers_all_succeed,
-    login_states_are_usable_once,
     provisioning_matches_within_the_organization_only,
     grants_redeem_once_and_replays_revoke_tokens,
     existing_users_are_matched_by_the_connection_rule,

@@ -12,7 +12,7 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
-use crate::store::{Grant, Provisioned, Session, StoreError};
+use crate::store::{Grant, Provisioned, Session, SignIn, StoreError};
 use crate::upstream::id_token::Expected;
 use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
@@ -189,21 +189,23 @@ impl Broker {
     }
 
     /// Mints an authorization code and sends the browser back to the application.
-    /// `new_session` is the cookie of a session this sign-in just started: the
-    /// session is stored together with the grant.
+    /// `completed` is set for a sign-in just completed at the IdP: the hash of its
+    /// state (used up now) and the cookie of its new session, stored with the grant.
     async fn issue_code(
         &self,
         app: &Application,
         req: &AuthorizeRequest,
         user: &UserView,
         session: &Session,
-        new_session: Option<SetCookie>,
+        completed: Option<(&str, SetCookie)>,
     ) -> Result<Reply, OAuthError> {
         let org = self.config.organization(self.store.as_ref(), &user.user.organization_id).await.map_err(store_failure)?;
         let org = org.ok_or_else(|| oauth("access_denied", "the organization was removed during sign-in"))?;
         let claims = claims::user_claims(user, &org, &req.scopes);
         let code = random();
         let t = now();
+        let sign_in =
+            completed.as_ref().map(|(state_hash, _)| SignIn { session, state_hash, state_expires_at: t + self.lifetimes.login_state });
         self.store
             .create_grant(
                 &Grant {
@@ -219,11 +221,17 @@ impl Broker {
                     claims: serde_json::Value::Object(claims),
                     code_expires_at: t + self.lifetimes.code,
                 },
-                new_session.as_ref().map(|_| session),
+                sign_in,
             )
             .await
-            .map_err(store_failure)?;
-        Ok(Reply::Redirect { location: self.redirect_to_app(req, &[("code", &code)]), cookies: new_session.into_iter().collect() })
+            .map_err(|e| match e {
+                StoreError::Conflict { field, .. } if field == "state_hash" => {
+                    oauth("access_denied", "this sign-in was already completed; start again")
+                }
+                e => store_failure(e),
+            })?;
+        let cookies = completed.map(|(_, cookie)| cookie).into_iter().collect();
+        Ok(Reply::Redirect { location: self.redirect_to_app(req, &[("code", &code)]), cookies })
     }
 
     /// The identity provider's answer at `/sso/callback`.
@@ -246,17 +254,7 @@ impl Broker {
         if login.expires_at < now().unix_timestamp() {
             return self.error_redirect(&login.request, oauth("access_denied", "the sign-in took too long; try again"));
         }
-        match self.store.use_login_state(&state_hash, now() + self.lifetimes.login_state).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Reply::page(400, "Sign-in failed", "This sign-in was already completed. Start again from the application.")
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store failure during callback");
-                return Reply::page(503, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
-            }
-        }
-        let mut reply = match self.finish(&login, &params, cookies).await {
+        let mut reply = match self.finish(&login, &state_hash, &params, cookies).await {
             Ok(reply) => reply,
             Err(e) => self.error_redirect(&login.request, e),
         };
@@ -269,6 +267,7 @@ impl Broker {
     async fn finish(
         &self,
         login: &LoginState,
+        state_hash: &str,
         params: &HashMap<String, String>,
         cookies: &HashMap<String, String>,
     ) -> Result<Reply, OAuthError> {
@@ -361,6 +360,6 @@ impl Broker {
             expires_at: login_at + self.lifetimes.session,
         };
         let cookie = SetCookie { name: SESSION_COOKIE.into(), value: Some(session_id), path: "/", max_age: self.lifetimes.session };
-        self.issue_code(&app, req, &user, &session, Some(cookie)).await
+        self.issue_code(&app, req, &user, &session, Some((state_hash, cookie))).await
     }
 }

@@ -36,6 +36,15 @@ pub struct Session {
     pub expires_at: Timestamp,
 }
 
+/// What a sign-in completed at the IdP stores with its first grant.
+#[derive(Clone, Copy, Debug)]
+pub struct SignIn<'a> {
+    pub session: &'a Session,
+    /// Each login state is usable once; the mark lives until the state would expire.
+    pub state_hash: &'a str,
+    pub state_expires_at: Timestamp,
+}
+
 /// An authorization given to an application: its code, and later its access token.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -95,9 +104,6 @@ pub trait Logins: Send + Sync + 'static {
     /// An application and its client-secret hash (empty for public clients).
     async fn application_by_client_id(&self, client_id: &str) -> StoreResult<Option<(Application, String)>>;
 
-    /// Marks a login state used; `false` when it already was (each is usable once).
-    async fn use_login_state(&self, state_hash: &str, expires_at: Timestamp) -> StoreResult<bool>;
-
     /// Finds or (with JIT provisioning) creates the user an IdP profile belongs to in
     /// the connection's organization, and refreshes their profile from it.
     async fn provision_user(&self, connection: &Connection, profile: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned>;
@@ -105,9 +111,10 @@ pub trait Logins: Send + Sync + 'static {
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
 
-    /// Stores a grant, and with it (in the same round trip) the session a sign-in
-    /// just started.
-    async fn create_grant(&self, grant: &Grant, new_session: Option<&Session>) -> StoreResult<()>;
+    /// Stores a grant; for a sign-in that just completed at the IdP, also (in the same
+    /// round trip) its new session and the mark that its login state is used — a
+    /// state already used is a `Conflict` on `state_hash` and stores nothing.
+    async fn create_grant(&self, grant: &Grant, sign_in: Option<SignIn<'_>>) -> StoreResult<()>;
     /// Exchanges a code for the access token `token_hash`, in one atomic step.
     async fn redeem_grant(&self, code_hash: &str, token_hash: &str, token_expires_at: Timestamp, now: Timestamp)
         -> StoreResult<Redemption>;

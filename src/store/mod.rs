@@ -47,12 +47,20 @@ impl From<sqlx::Error> for StoreError {
         let Some(db) = e.as_database_error().filter(|d| d.is_unique_violation()) else {
             return StoreError::Database(e);
         };
-        let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
-        let field = ["slug", "domain", "email", "username", "idp_sub", "client_id", "name"]
-            .into_iter()
-            .find(|f| what.contains(f))
-            .map(|f| if f == "domain" { "domains" } else { f })
-            .unwrap_or("id");
+        // SQLite names `table.column` in its message; PostgreSQL names the table and
+        // the constraint (`organizations_slug_key`, `used_login_states_pkey`).
+        let what = format!("{} {} {}", db.table().unwrap_or_default(), db.constraint().unwrap_or_default(), db.message());
+        const FIELDS: [(&str, &str); 8] = [
+            ("used_login_states", "state_hash"),
+            ("slug", "slug"),
+            ("domain", "domains"),
+            ("email", "email"),
+            ("username", "username"),
+            ("idp_sub", "idp_sub"),
+            ("client_id", "client_id"),
+            ("name", "name"),
+        ];
+        let field = FIELDS.iter().find(|(needle, _)| what.contains(needle)).map_or("id", |(_, field)| field);
         StoreError::Conflict { field: field.into(), message: format!("this {field} was just taken by another change") }
     }
 }

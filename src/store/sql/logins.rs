@@ -13,7 +13,7 @@ use crate::core::connection::{Connection, Provisioning, UserMatch};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
 use crate::core::Timestamp;
-use crate::store::{Grant, IssuedToken, Logins, Provisioned, Redemption, Session, StoreError, StoreResult, StoredSigningKey};
+use crate::store::{Grant, IssuedToken, Logins, Provisioned, Redemption, Session, SignIn, StoreError, StoreResult, StoredSigningKey};
 
 fn key_context(kid: &str) -> String {
     format!("signing_key:{kid}")
@@ -76,6 +76,7 @@ const INSERT_GRANT: &str = "INSERT INTO grants (code_hash, application_id, redir
      code_challenge, auth_time, claims, code_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, organization_id, connection_id, auth_time, created_at, expires_at) \
      VALUES ($12, $13, $14, $15, $16, $17, $18)";
+const INSERT_USED_STATE: &str = "INSERT INTO used_login_states (state_hash, expires_at) VALUES ($19, $20)";
 
 /// Binds the profile refresh (`Queries::refresh_by_*`).
 fn refresh_profile<'q>(
@@ -168,16 +169,6 @@ impl Logins for SqlStore {
         row.map(|r| Ok((application_row(&r)?, r.try_get("client_secret_hash")?))).transpose()
     }
 
-    async fn use_login_state(&self, state_hash: &str, expires_at: Timestamp) -> StoreResult<bool> {
-        let inserted =
-            sqlx::query("INSERT INTO used_login_states (state_hash, expires_at) VALUES ($1, $2) ON CONFLICT (state_hash) DO NOTHING")
-                .bind(state_hash)
-                .bind(ms(expires_at))
-                .execute(&self.pool)
-                .await?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
     async fn provision_user(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
         // Fast path, one statement: the IdP subject has signed in here before.
         let mut conn = self.conn().await?;
@@ -226,13 +217,13 @@ impl Logins for SqlStore {
         Ok(())
     }
 
-    async fn create_grant(&self, g: &Grant, new_session: Option<&Session>) -> StoreResult<()> {
-        let sql = match (new_session, self.dialect) {
+    async fn create_grant(&self, g: &Grant, sign_in: Option<SignIn<'_>>) -> StoreResult<()> {
+        let sql = match (sign_in, self.dialect) {
             (None, _) => INSERT_GRANT.to_owned(),
-            // SQLite runs the statements of one string in turn; PostgreSQL takes
-            // one statement, so the session insert rides in a CTE.
-            (Some(_), Dialect::Sqlite) => format!("{INSERT_SESSION}; {INSERT_GRANT}"),
-            (Some(_), Dialect::Postgres) => format!("WITH new_session AS ({INSERT_SESSION}) {INSERT_GRANT}"),
+            // SQLite runs the statements of one string in turn, stopping at the first
+            // error; PostgreSQL takes one statement, so the other inserts ride in CTEs.
+            (Some(_), Dialect::Sqlite) => format!("{INSERT_USED_STATE}; {INSERT_SESSION}; {INSERT_GRANT}"),
+            (Some(_), Dialect::Postgres) => format!("WITH used AS ({INSERT_USED_STATE}), new_session AS ({INSERT_SESSION}) {INSERT_GRANT}"),
         };
         let mut q = sqlx::query(&sql)
             .bind(&g.code_hash)
@@ -246,7 +237,7 @@ impl Logins for SqlStore {
             .bind(ms(g.auth_time))
             .bind(to_json(&g.claims))
             .bind(ms(g.code_expires_at));
-        if let Some(s) = new_session {
+        if let Some(SignIn { session: s, state_hash, state_expires_at }) = sign_in {
             q = q
                 .bind(&s.id_hash)
                 .bind(&s.user_id)
@@ -254,7 +245,9 @@ impl Logins for SqlStore {
                 .bind(&s.connection_id)
                 .bind(ms(s.auth_time))
                 .bind(ms(s.created_at))
-                .bind(ms(s.expires_at));
+                .bind(ms(s.expires_at))
+                .bind(state_hash)
+                .bind(ms(state_expires_at));
         }
         q.execute(&self.pool).await?;
         Ok(())
