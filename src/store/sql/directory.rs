@@ -215,15 +215,21 @@ async fn load_group(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Gr
     row.as_ref().map(group_row).transpose()
 }
 
-async fn insert_group(conn: &mut AnyConnection, g: &Group) -> StoreResult<()> {
+/// Refuses a group name the organization already uses.
+async fn check_group_name_free(conn: &mut AnyConnection, g: &Group) -> StoreResult<()> {
     let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE organization_id = $1 AND name = $2")
         .bind(&g.organization_id)
         .bind(&g.name)
-        .fetch_one(&mut *conn)
+        .fetch_one(conn)
         .await?;
     if taken > 0 {
         return Err(conflict("name", format!("the organization already has a group named `{}`", g.name)));
     }
+    Ok(())
+}
+
+async fn insert_group(conn: &mut AnyConnection, g: &Group) -> StoreResult<()> {
+    check_group_name_free(&mut *conn, g).await?;
     sqlx::query("INSERT INTO groups (id, organization_id, name, description, permissions, is_default, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&g.id)
         .bind(&g.organization_id)
@@ -724,14 +730,7 @@ impl Directory for SqlStore {
         edit(&mut g)?;
         g.updated_at = now();
         if g.name != before.name {
-            let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE organization_id = $1 AND name = $2")
-                .bind(&g.organization_id)
-                .bind(&g.name)
-                .fetch_one(&mut *tx)
-                .await?;
-            if taken > 0 {
-                return Err(conflict("name", format!("the organization already has a group named `{}`", g.name)));
-            }
+            check_group_name_free(&mut tx, &g).await?;
         }
         sqlx::query("UPDATE groups SET name = $2, description = $3, permissions = $4, updated_at = $5 WHERE id = $1")
             .bind(&g.id)
