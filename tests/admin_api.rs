@@ -5,6 +5,7 @@ mod common;
 use common::{assert_error, Options, Ssogate, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn conn_body(discovery_url: &str) -> Value {
     json!({"name": "Okta", "client_id": "client-abc", "client_secret": "very-secret-value-42", "discovery_url": discovery_url})
@@ -62,11 +63,11 @@ async fn everything_created_survives_a_restart_and_secrets_stay_hidden() {
 async fn a_generated_admin_token_is_printed_once_and_stored_hashed() {
     let dir = tempfile::tempdir().unwrap();
     let sso = Ssogate::start_with(dir.path(), Options { admin_token: None, ..Default::default() }).await;
-    let token = sso
-        .stdout
+    let printed = sso.stdout("ssogate_admin_", Duration::from_secs(10));
+    let token = printed
         .split_whitespace()
         .find(|w| w.starts_with("ssogate_admin_"))
-        .unwrap_or_else(|| panic!("no token printed: {:?}", sso.stdout))
+        .unwrap_or_else(|| panic!("no token printed: {printed:?}"))
         .to_owned();
     let (s, _) = sso.api_as(Some(&token), Method::GET, "/organizations", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -77,7 +78,9 @@ async fn a_generated_admin_token_is_printed_once_and_stored_hashed() {
     assert_eq!(mode & 0o777, 0o600);
 
     let sso = sso.restart().await;
-    assert!(!sso.stdout.contains("ssogate_admin_"), "printed again: {}", sso.stdout);
+    // It would have been printed before ssogate became ready; give the pipe a moment.
+    let printed = sso.stdout("ssogate_admin_", Duration::from_millis(500));
+    assert!(!printed.contains("ssogate_admin_"), "printed again: {printed}");
     let (s, _) = sso.api_as(Some(&token), Method::GET, "/organizations", None).await;
     assert_eq!(s, StatusCode::OK);
     let db = std::fs::read(dir.path().join("ssogate.db")).unwrap();

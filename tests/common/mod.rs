@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -28,7 +29,7 @@ pub struct Ssogate {
     child: Child,
     pub base: String,
     pub dir: PathBuf,
-    pub stdout: String,
+    printed: Arc<Mutex<String>>,
     env: Vec<(String, String)>,
     args: Vec<String>,
     http: reqwest::Client,
@@ -97,18 +98,17 @@ impl Ssogate {
             assert!(Instant::now() < deadline, "ssogate did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Whatever ssogate printed before it was ready (the generated admin token).
+        // What ssogate prints (the generated admin token), collected as it comes.
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let printed = Arc::new(Mutex::new(String::new()));
+        let sink = printed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
             }
         });
-        std::thread::sleep(Duration::from_millis(100));
-        let printed: Vec<String> = rx.try_iter().collect();
         // Keep stderr drained so a chatty server never blocks on a full pipe.
         let stderr = child.stderr.take().unwrap();
         let log_path = dir.join(format!("ssogate-{port}.log"));
@@ -116,7 +116,7 @@ impl Ssogate {
             let mut log = std::fs::File::create(log_path).unwrap();
             std::io::copy(&mut BufReader::new(stderr), &mut log).ok();
         });
-        Ssogate { child, base, dir: dir.to_owned(), stdout: printed.join("\n"), env, args, http }
+        Ssogate { child, base, dir: dir.to_owned(), printed, env, args, http }
     }
 
     /// Stops the process (SIGKILL) and starts it again over the same database.
@@ -127,6 +127,18 @@ impl Ssogate {
         let mut args = self.args.clone();
         args[2] = format!("127.0.0.1:{port}");
         Self::launch(&self.dir, port, args, self.env.clone()).await
+    }
+
+    /// What ssogate printed on stdout, waiting up to `patience` for `until` to appear.
+    pub fn stdout(&self, until: &str, patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
+        loop {
+            let out = self.printed.lock().unwrap().clone();
+            if out.contains(until) || Instant::now() >= deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
