@@ -67,7 +67,13 @@ pub struct CachedToken {
     /// The userinfo answer, already serialized.
     pub body: Arc<[u8]>,
     pub expires_at: Timestamp,
+    /// When the store last vouched for the token.
+    pub checked: std::time::Instant,
 }
+
+/// How long a cached token is trusted before the store is asked again, so that a
+/// revocation made by another replica takes effect here within this time.
+pub const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Beyond this many entries new tokens are not cached (they are still served, from the store).
 const MAX_CACHED_TOKENS: usize = 500_000;
@@ -183,7 +189,10 @@ impl Broker {
         let Value::Object(claims) = grant.claims.clone() else {
             return Err(token_error(500, "server_error", "stored claims are unreadable"));
         };
-        self.tokens.put(token_hash, CachedToken { body: grant.claims.to_string().into_bytes().into(), expires_at });
+        self.tokens.put(
+            token_hash,
+            CachedToken { body: grant.claims.to_string().into_bytes().into(), expires_at, checked: std::time::Instant::now() },
+        );
 
         let mut id_claims = claims;
         id_claims.insert("iss".into(), self.issuer.clone().into());
@@ -212,13 +221,15 @@ impl Broker {
     pub async fn userinfo(&self, access_token: &str) -> Result<Arc<[u8]>, UserinfoError> {
         let hash = handle(access_token);
         let t = now();
-        if let Some(hit) = self.tokens.get(&hash) {
+        if let Some(hit) = self.tokens.get(&hash).filter(|hit| hit.checked.elapsed() < TOKEN_RECHECK) {
             return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
         }
-        let token =
-            self.store.issued_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t).ok_or(UserinfoError::InvalidToken)?;
+        let Some(token) = self.store.issued_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t) else {
+            self.tokens.remove(std::slice::from_ref(&hash));
+            return Err(UserinfoError::InvalidToken);
+        };
         let body: Arc<[u8]> = token.claims.to_string().into_bytes().into();
-        self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at });
+        self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at, checked: std::time::Instant::now() });
         Ok(body)
     }
 }
