@@ -457,3 +457,48 @@ async fn client_secret_post_works_at_the_token_endpoint() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_client");
 }
+
+#[tokio::test]
+async fn the_organizations_licence_governs_who_may_sign_in() {
+    let env = env("jit").await;
+    let put = |body: Value| env.sso.api(reqwest::Method::PUT, "/organizations/acme/entitlements", Some(body));
+    common::assert_error(&put(json!({"sso": true})).await, 422, "missing_field", Some("group_sync"));
+    common::assert_error(&put(json!({"sso": true, "group_sync": true, "max_users": -1})).await, 422, "invalid_field", Some("max_users"));
+    let refused = |landing: &Landing, words: &str| {
+        assert_eq!(landing.param("error").as_deref(), Some("access_denied"), "{landing:?}");
+        assert!(landing.param("error_description").unwrap().contains(words), "{landing:?}");
+    };
+    let attempt = |hint: &'static str| {
+        let started = env.rp.start(json!({"organization": "acme", "login_hint": hint}));
+        async move { Browser::new().follow(&started.url, APP_REDIRECT).await.0 }
+    };
+
+    // One seat: the first new user takes it, the next is refused, the first keeps signing in.
+    let (s, e) = put(json!({"sso": true, "group_sync": true, "max_users": 1, "expires_at": null})).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert!(attempt("alice").await.param("code").is_some());
+    refused(&attempt("bob").await, "seats");
+    assert!(attempt("alice").await.param("code").is_some());
+    let (_, e) = env.sso.get("/organizations/acme/entitlements").await;
+    assert_eq!((e["max_users"].as_u64(), e["user_count"].as_u64()), (Some(1), Some(1)));
+    common::assert_error(
+        &env.sso.post("/organizations/acme/users", json!({"email": "carol@acme.test"})).await,
+        409,
+        "seat_limit_reached",
+        None,
+    );
+
+    // No SSO in the licence, or an expired licence: nobody signs in, not even from a session.
+    let browser = Browser::new();
+    env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    put(json!({"sso": false, "group_sync": true, "max_users": null})).await;
+    refused(&attempt("alice").await, "licence");
+    let started = env.rp.start(json!({"organization": "acme"}));
+    refused(&browser.follow(&started.url, APP_REDIRECT).await.0, "licence");
+    put(json!({"sso": true, "group_sync": true, "expires_at": "2020-01-01T00:00:00Z"})).await;
+    refused(&attempt("alice").await, "expired on 2020-01-01");
+    put(json!({"sso": true, "group_sync": true, "expires_at": "2099-01-01T00:00:00Z"})).await;
+    assert!(attempt("alice").await.param("code").is_some());
+    let (_, events) = env.sso.get("/organizations/acme/events?action=entitlements.updated").await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 4);
+}

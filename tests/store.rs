@@ -16,7 +16,7 @@ use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Directory, EventFilter, Grant, Page, Provisioned, Redemption, Session, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
+    Directory, EventFilter, Grant, Logins, Page, Provisioned, Redemption, Session, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
 };
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
@@ -367,6 +367,46 @@ async fn existing_users_are_matched_by_the_connection_rule(db: &TestDb) {
     assert_eq!(events.len(), 2);
 }
 
+async fn seats_hold_under_concurrent_first_logins(db: &TestDb) {
+    use ssogate::core::entitlements::Entitlements;
+    let o = db.store.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = db.store.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    let licence = Entitlements { max_users: Some(5), ..Default::default() };
+    db.store.put_entitlements(&o.id, &licence, &actor()).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, c) = (db.store.clone(), c.clone());
+            tokio::spawn(async move { store.provision_user(&c, &idp_profile(&format!("sub-{i}"), &format!("u{i}@x.test")), now()).await })
+        })
+        .collect();
+    let (mut admitted, mut refused) = (vec![], 0);
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap().unwrap() {
+            Provisioned::User(_) => admitted.push(i),
+            Provisioned::NoSeat(5) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (5, 15));
+    let (e, users) = db.store.entitlements(&o.id).await.unwrap();
+    assert_eq!((e, users), (licence, 5));
+    // Existing users keep signing in; admins cannot add a sixth either.
+    let i = admitted[0];
+    let again = db.store.provision_user(&c, &idp_profile(&format!("sub-{i}"), &format!("u{i}@x.test")), now()).await.unwrap();
+    assert!(matches!(again, Provisioned::User(_)), "{again:?}");
+    let err = db.store.create_user(&o.id, profile("extra@x.test"), vec![], &actor()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Refused { code: "seat_limit_reached", .. }), "{err:?}");
+    let events = db
+        .store
+        .list_events(
+            &EventFilter { organization_id: Some(o.id.clone()), action: Some("entitlements.updated".into()), target_id: None },
+            &page(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events[0].changes["max_users"]["to"], 5);
+}
+
 async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
@@ -502,5 +542,6 @@ on_both_databases!(
     provisioning_matches_within_the_organization_only,
     grants_redeem_once_and_replays_revoke_tokens,
     existing_users_are_matched_by_the_connection_rule,
+    seats_hold_under_concurrent_first_logins,
     signing_keys_are_sealed_and_rotation_retires,
 );

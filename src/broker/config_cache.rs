@@ -9,6 +9,7 @@ use moka::future::Cache;
 
 use crate::core::application::Application;
 use crate::core::connection::Connection;
+use crate::core::entitlements::Entitlements;
 use crate::core::organization::Organization;
 use crate::store::{Page, Store, StoreError, StoreResult};
 
@@ -23,6 +24,7 @@ pub struct ConfigCache {
     connections: Cache<String, Option<Connection>>,
     org_connections: Cache<String, Vec<Connection>>,
     secrets: Cache<String, String>,
+    entitlements: Cache<String, Entitlements>,
 }
 
 fn cache<V: Clone + Send + Sync + 'static>() -> Cache<String, V> {
@@ -43,6 +45,7 @@ impl Default for ConfigCache {
             connections: cache(),
             org_connections: cache(),
             secrets: cache(),
+            entitlements: cache(),
         }
     }
 }
@@ -56,6 +59,7 @@ impl ConfigCache {
         self.connections.invalidate_all();
         self.org_connections.invalidate_all();
         self.secrets.invalidate_all();
+        self.entitlements.invalidate_all();
     }
 
     pub async fn application(&self, store: &dyn Store, client_id: &str) -> StoreResult<Option<(Application, String)>> {
@@ -81,6 +85,11 @@ impl ConfigCache {
             .try_get_with(organization_id.to_owned(), async move { store.list_connections(organization_id, &page).await })
             .await
             .map_err(unshare)
+    }
+
+    pub async fn entitlements(&self, store: &dyn Store, organization_id: &str) -> StoreResult<Entitlements> {
+        let load = async move { store.entitlements(organization_id).await.map(|(e, _)| e) };
+        self.entitlements.try_get_with(organization_id.to_owned(), load).await.map_err(unshare)
     }
 
     pub async fn client_secret(&self, store: &dyn Store, connection_id: &str) -> StoreResult<String> {

@@ -86,6 +86,7 @@ impl Broker {
     /// Signs in from the browser's session when it can, else sends it to the IdP.
     async fn start(&self, app: &Application, req: &AuthorizeRequest, cookies: &HashMap<String, String>) -> Result<Reply, OAuthError> {
         let connection = self.route(req).await?;
+        self.check_licence(&connection.organization_id).await?;
         if !req.prompt_login {
             if let Some(session) = self.current_session(cookies, &connection).await? {
                 let user = self.store.get_user(&session.user_id).await.map_err(store_failure)?;
@@ -177,6 +178,15 @@ impl Broker {
             0 => Err(oauth("invalid_request", format!("the organization `{}` has no identity provider connection", org.slug))),
             1 => Ok(conns.remove(0)),
             _ => Err(oauth("invalid_request", format!("the organization `{}` has several connections; pass connection=<id>", org.slug))),
+        }
+    }
+
+    /// Refuses sign-ins the organization's licence does not allow.
+    async fn check_licence(&self, organization_id: &str) -> Result<(), OAuthError> {
+        let e = self.config.entitlements(self.store.as_ref(), organization_id).await.map_err(store_failure)?;
+        match e.sso_refusal(now()) {
+            Some(why) => Err(oauth("access_denied", why)),
+            None => Ok(()),
         }
     }
 
@@ -282,6 +292,7 @@ impl Broker {
         let connection = connection
             .filter(|c| c.organization_id == login.organization_id)
             .ok_or_else(|| oauth("access_denied", "the organization's connection was removed during sign-in"))?;
+        self.check_licence(&connection.organization_id).await?;
         let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
         match params.get("iss") {
             Some(iss) if *iss != metadata.issuer => {
@@ -333,6 +344,9 @@ impl Broker {
         let login_at: Timestamp = now();
         let user = match self.store.provision_user(&connection, &profile, login_at).await {
             Ok(Provisioned::User(u)) => *u,
+            Ok(Provisioned::NoSeat(max)) => {
+                return Err(oauth("access_denied", format!("your organization has used all of its {max} seats; ask its administrator")))
+            }
             Ok(Provisioned::NotAllowed) => {
                 return Err(oauth("access_denied", "you have no account in this organization yet; ask its administrator to add you"))
             }

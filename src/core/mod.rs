@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authorize;
 pub mod claims;
 pub mod connection;
+pub mod entitlements;
 pub mod error;
 pub mod group;
 pub mod group_mapping;

@@ -91,6 +91,8 @@ pub enum Provisioned {
     User(Box<UserView>),
     /// Provisioning `existing_users` found nobody to match.
     NotAllowed,
+    /// A new user would exceed the organization's seats (`max_users`).
+    NoSeat(u32),
 }
 
 #[async_trait]

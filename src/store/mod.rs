@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::core::application::Application;
 use crate::core::audit::{Actor, AuditEvent};
 use crate::core::connection::Connection;
+use crate::core::entitlements::Entitlements;
 use crate::core::group::{Group, NewGroup};
 use crate::core::organization::Organization;
 use crate::core::user::{User, UserProfile, UserView};
@@ -139,6 +140,10 @@ pub trait Directory: Send + Sync + 'static {
     async fn list_groups(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<Group>>;
     async fn update_group(&self, id: &str, edit: Edit<'_, Group, ()>, actor: &Actor) -> StoreResult<Group>;
     async fn delete_group(&self, id: &str, actor: &Actor) -> StoreResult<()>;
+
+    /// The organization's licence and how many users it has.
+    async fn entitlements(&self, organization_id: &str) -> StoreResult<(Entitlements, u64)>;
+    async fn put_entitlements(&self, organization_id: &str, e: &Entitlements, actor: &Actor) -> StoreResult<Entitlements>;
 
     /// Newest first.
     async fn list_events(&self, filter: &EventFilter, page: &Page) -> StoreResult<Vec<AuditEvent>>;

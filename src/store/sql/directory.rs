@@ -7,10 +7,11 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{conflict, cursor, flag, from_json, from_ms, json_value, ms, record, secret_context, to_json, SqlStore, Tx};
+use super::{conflict, cursor, flag, from_json, from_ms, json_value, ms, record, secret_context, to_json, Dialect, SqlStore, Tx};
 use crate::core::application::Application;
 use crate::core::audit::{self, Actor, AuditEvent};
 use crate::core::connection::Connection;
+use crate::core::entitlements::Entitlements;
 use crate::core::group::{Group, NewGroup};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
@@ -278,6 +279,28 @@ pub(super) fn user_view_row(r: &AnyRow) -> StoreResult<UserView> {
     let role =
         derive_role(groups.iter().zip(&permissions).map(|((name, default, _), perms)| (name.as_str(), *default != 0, perms.as_slice())));
     Ok(UserView { user, groups: groups.into_iter().map(|(name, _, _)| name).collect(), role })
+}
+
+fn entitlements_row(r: &AnyRow) -> StoreResult<Entitlements> {
+    Ok(Entitlements {
+        sso: flag(r, "sso")?,
+        group_sync: flag(r, "group_sync")?,
+        max_users: r.try_get::<Option<i64>, _>("max_users")?.map(|n| n as u32),
+        expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(from_ms).transpose()?,
+    })
+}
+
+/// Inside a write transaction: whether the organization has a seat for one more user,
+/// holding its licence row so concurrent sign-ins queue for the last seats. `Err` with
+/// the seat count when it has none.
+pub(super) async fn claim_seat(conn: &mut AnyConnection, dialect: Dialect, organization_id: &str) -> StoreResult<Result<(), u32>> {
+    let sql = format!("SELECT * FROM entitlements WHERE organization_id = $1{}", dialect.for_update());
+    let Some(row) = sqlx::query(&sql).bind(organization_id).fetch_optional(&mut *conn).await? else { return Ok(Ok(())) };
+    let e = entitlements_row(&row)?;
+    let Some(max) = e.max_users else { return Ok(Ok(())) };
+    let users: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE organization_id = $1").bind(organization_id).fetch_one(conn).await?;
+    Ok(if e.has_seat_for_one_more(users as u64) { Ok(()) } else { Err(max) })
 }
 
 impl SqlStore {
@@ -627,6 +650,12 @@ impl Directory for SqlStore {
         load_org(&mut tx, organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
         let id = new_id(IdKind::User);
         check_user_unique(&mut tx, organization_id, &id, &p).await?;
+        if let Err(max) = claim_seat(&mut tx, self.dialect, organization_id).await? {
+            return Err(StoreError::Refused {
+                code: "seat_limit_reached",
+                message: format!("the organization has used all of its {max} seats (entitlements.max_users)"),
+            });
+        }
         let t = now();
         sqlx::query("INSERT INTO users (id, organization_id, connection_id, email, email_verified, first_name, last_name, username, picture, idp_sub, idp_groups, attributes, last_login_at, created_at, updated_at) VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, NULL, $8, '[]', '{}', NULL, $9, $9)")
             .bind(&id)
@@ -758,6 +787,39 @@ impl Directory for SqlStore {
         delete_row(&mut tx, "groups", id, Some(&g.organization_id), actor, "group").await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn entitlements(&self, organization_id: &str) -> StoreResult<(Entitlements, u64)> {
+        let row =
+            sqlx::query("SELECT * FROM entitlements WHERE organization_id = $1").bind(organization_id).fetch_optional(&self.pool).await?;
+        let e = row.as_ref().map(entitlements_row).transpose()?.unwrap_or_default();
+        let users: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE organization_id = $1").bind(organization_id).fetch_one(&self.pool).await?;
+        Ok((e, users as u64))
+    }
+
+    async fn put_entitlements(&self, organization_id: &str, e: &Entitlements, actor: &Actor) -> StoreResult<Entitlements> {
+        let mut tx = self.write_tx().await?;
+        let sql = format!("SELECT * FROM entitlements WHERE organization_id = $1{}", self.dialect.for_update());
+        let before = sqlx::query(&sql).bind(organization_id).fetch_optional(&mut *tx).await?;
+        let before = before.as_ref().map(entitlements_row).transpose()?.unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO entitlements (organization_id, sso, group_sync, max_users, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (organization_id) DO UPDATE SET sso = excluded.sso, group_sync = excluded.group_sync, \
+             max_users = excluded.max_users, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        )
+        .bind(organization_id)
+        .bind(i64::from(e.sso))
+        .bind(i64::from(e.group_sync))
+        .bind(e.max_users.map(i64::from))
+        .bind(e.expires_at.map(ms))
+        .bind(ms(now()))
+        .execute(&mut *tx)
+        .await?;
+        let changes = audit::diff(&json_value(&before), &json_value(e));
+        record(&mut tx, Some(organization_id), actor, "entitlements.updated", ("organization", organization_id), changes).await?;
+        tx.commit().await?;
+        Ok(e.clone())
     }
 
     async fn list_events(&self, f: &EventFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::directory::{application_row, load_org, user_view_row};
+use super::directory::{application_row, claim_seat, load_org, user_view_row};
 use super::{from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
@@ -185,6 +185,9 @@ impl Logins for SqlStore {
             Some(id) => id,
             None if c.provisioning == Provisioning::ExistingUsers => return Ok(Provisioned::NotAllowed),
             None => {
+                if let Err(max) = claim_seat(&mut tx, self.dialect, &c.organization_id).await? {
+                    return Ok(Provisioned::NoSeat(max));
+                }
                 let id = new_id(IdKind::User);
                 sqlx::query("INSERT INTO users (id, organization_id, connection_id, email, email_verified, idp_sub, idp_groups, attributes, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, '[]', '{}', $6, $6)")
                     .bind(&id)

@@ -55,6 +55,15 @@ impl Dialect {
         }
     }
 
+    /// Row locking for a read inside a write transaction. SQLite's write transactions
+    /// are already serialized (BEGIN IMMEDIATE); PostgreSQL needs the row lock.
+    fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// SQLite must take the write lock up front: a deferred transaction that reads
     /// first and writes later fails with SQLITE_BUSY instead of waiting its turn.
     fn begin_write(self) -> &'static str {
