@@ -26,6 +26,11 @@ fn accounts() -> Value {
         "alice": {"email": "alice@acme.test", "email_verified": true, "given_name": "Alice", "family_name": "Liddell",
                   "preferred_username": "alice.l", "department": "R&D"},
         "bob": {"email": "bob@acme.test", "email_verified": true, "given_name": "Bob"},
+        // Groups in the three shapes IdPs send, one account each.
+        "dana": {"email": "dana@acme.test", "groups": ["Engineering", "admin"]},
+        "erin": {"email": "erin@acme.test", "groups": "Sales Team"},
+        "fay": {"email": "fay@acme.test", "entra_groups": [{"id": "g-123", "displayName": "Marketing (EU)"}]},
+        "gus": {"email": "gus@acme.test", "realm_access": {"roles": ["builder"]}},
     })
 }
 
@@ -501,4 +506,64 @@ async fn the_organizations_licence_governs_who_may_sign_in() {
     assert!(attempt("alice").await.param("code").is_some());
     let (_, events) = env.sso.get("/organizations/acme/events?action=entitlements.updated").await;
     assert_eq!(events["data"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn groups_are_synced_from_the_idp_at_every_login() {
+    let env = env("jit").await;
+    let (s, _) = env.sso.post("/organizations/acme/groups", json!({"name": "engineers", "permissions": ["manage_apps"]})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let sync = |claim: &str| {
+        json!({"scopes": ["openid", "email", "profile", "groups"], "group_sync": {
+            "enabled": true, "claim": claim, "create_missing_groups": true,
+            "mapping": "Engineering -> engineers, Sales Team -> sales, g-123 -> marketing",
+        }})
+    };
+    let conn = format!("/connections/{}", env.connection_id);
+    assert_eq!(env.sso.patch(&conn, sync("groups")).await.0, StatusCode::OK);
+    let claims_of = |hint: &'static str| {
+        let (env, browser) = (&env, Browser::new());
+        async move {
+            let (r, _) = env.login(&browser, json!({"organization": "acme", "login_hint": hint})).await;
+            r.unwrap_or_else(|e| panic!("{hint}: {e}\n{}", env.sso.log()))["id_token_claims"].clone()
+        }
+    };
+
+    // An array of names, read from userinfo (the OP leaves it out of the ID token).
+    let dana = claims_of("dana").await;
+    assert_eq!(dana["groups"], json!(["admin", "engineers"]));
+    assert_eq!(dana["role"], "admin");
+    let (_, user) = env.sso.get(&format!("/users/{}", dana["sub"].as_str().unwrap())).await;
+    assert_eq!(user["idp_groups"], json!([{"name": "Engineering"}, {"name": "admin"}]));
+    // A single string, mapped to a group that is created.
+    let erin = claims_of("erin").await;
+    assert_eq!((erin["groups"].clone(), erin["role"].clone()), (json!(["sales"]), json!("end-user")));
+    // Entra-style objects, mapped by the group's id.
+    assert_eq!(env.sso.patch(&conn, sync("entra_groups")).await.0, StatusCode::OK);
+    assert_eq!(claims_of("fay").await["groups"], json!(["marketing"]));
+    // A nested claim.
+    assert_eq!(env.sso.patch(&conn, sync("realm_access.roles")).await.0, StatusCode::OK);
+    let gus = claims_of("gus").await;
+    assert_eq!((gus["groups"].clone(), gus["role"].clone()), (json!(["builder"]), json!("builder")));
+    // No groups claim at all: end-user.
+    assert_eq!(claims_of("bob").await["groups"], json!(["end-user"]));
+
+    // Hand-set groups are replaced at the next login; without group sync in the
+    // licence, logins leave them alone.
+    assert_eq!(env.sso.patch(&conn, sync("groups")).await.0, StatusCode::OK);
+    let dana_path = format!("/users/{}", dana["sub"].as_str().unwrap());
+    env.sso.patch(&dana_path, json!({"groups": []})).await;
+    env.sso.api(reqwest::Method::PUT, "/organizations/acme/entitlements", Some(json!({"sso": true, "group_sync": false}))).await;
+    assert_eq!(claims_of("dana").await["groups"], json!([]));
+    env.sso.api(reqwest::Method::PUT, "/organizations/acme/entitlements", Some(json!({"sso": true, "group_sync": true}))).await;
+    assert_eq!(claims_of("dana").await["groups"], json!(["admin", "engineers"]));
+
+    let (_, events) =
+        env.sso.get(&format!("/organizations/acme/events?action=user.groups_synced&target_id={}", dana["sub"].as_str().unwrap())).await;
+    let latest = &events["data"][0]["changes"];
+    assert_eq!(latest["added"], json!(["admin", "engineers"]));
+    assert_eq!(latest["role"], json!({"from": "end-user", "to": "admin"}));
+    let (_, groups) = env.sso.get("/organizations/acme/groups").await;
+    let names: Vec<&str> = groups["data"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"sales") && names.contains(&"marketing"), "{names:?}");
 }

@@ -407,6 +407,47 @@ async fn seats_hold_under_concurrent_first_logins(db: &TestDb) {
     assert_eq!(events[0].changes["max_users"]["to"], 5);
 }
 
+async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
+    use ssogate::core::group_mapping::GroupMapping;
+    use ssogate::core::group_sync::{resolve, IdpGroup};
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = s.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    s.create_group(&o.id, NewGroup { name: "engineers".into(), description: None, permissions: vec!["manage_apps".into()] }, &actor())
+        .await
+        .unwrap();
+    let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
+    s.update_user(&u.user.id, Box::new(|_| Ok(Some(vec!["admin".into()]))), &actor()).await.unwrap();
+    let idp = vec![IdpGroup { name: "Engineering".into(), id: None }, IdpGroup { name: "Ops".into(), id: Some("g-9".into()) }];
+    let mapping = GroupMapping::parse("Engineering -> engineers").unwrap();
+    let synced = s.sync_groups(&u.user.id, &idp, Box::new(|existing| resolve(&idp, &mapping, existing, true)), &actor()).await.unwrap();
+    // The hand-set admin membership is replaced; Ops is created as a group.
+    assert_eq!(synced.groups, ["Ops", "engineers"]);
+    assert_eq!(synced.role.as_str(), "builder");
+    assert_eq!(synced.user.idp_groups, idp);
+    let created = s.list_groups(&o.id, &page(10)).await.unwrap().into_iter().find(|g| g.name == "Ops").unwrap();
+    assert!(created.permissions.is_empty() && !created.is_default);
+    let events = s
+        .list_events(
+            &EventFilter { organization_id: Some(o.id.clone()), action: Some("user.groups_synced".into()), target_id: None },
+            &page(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events[0].changes["removed"], json!(["admin"]));
+    assert_eq!(events[0].changes["role"], json!({"from": "admin", "to": "builder"}));
+    // Syncing the same groups again changes nothing and records nothing.
+    s.sync_groups(&u.user.id, &idp, Box::new(|existing| resolve(&idp, &mapping, existing, true)), &actor()).await.unwrap();
+    let again = s
+        .list_events(
+            &EventFilter { organization_id: Some(o.id.clone()), action: Some("user.groups_synced".into()), target_id: None },
+            &page(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+}
+
 async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
@@ -543,5 +584,6 @@ on_both_databases!(
     grants_redeem_once_and_replays_revoke_tokens,
     existing_users_are_matched_by_the_connection_rule,
     seats_hold_under_concurrent_first_logins,
+    group_sync_replaces_memberships_in_one_transaction,
     signing_keys_are_sealed_and_rotation_retires,
 );

@@ -1,13 +1,16 @@
 //! `authorize` and the upstream `callback`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::login_state::{self, LoginState};
 use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::application::Application;
+use crate::core::audit::Actor;
 use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
-use crate::core::claims;
+use crate::core::claims::{self, Claims};
 use crate::core::connection::Connection;
+use crate::core::group_mapping::GroupMapping;
+use crate::core::group_sync;
 use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
@@ -179,6 +182,34 @@ impl Broker {
             1 => Ok(conns.remove(0)),
             _ => Err(oauth("invalid_request", format!("the organization `{}` has several connections; pass connection=<id>", org.slug))),
         }
+    }
+
+    /// Group sync at sign-in, when the connection has it on and the licence allows it:
+    /// the groups claim is read from the ID token, or else from userinfo.
+    async fn sync_groups(
+        &self,
+        c: &Connection,
+        user: UserView,
+        id_claims: &Claims,
+        userinfo: Option<&Claims>,
+    ) -> Result<UserView, OAuthError> {
+        if !c.group_sync.enabled {
+            return Ok(user);
+        }
+        let licence = self.config.entitlements(self.store.as_ref(), &c.organization_id).await.map_err(store_failure)?;
+        if !licence.group_sync {
+            return Ok(user);
+        }
+        let claim = &c.group_sync.claim;
+        let groups = group_sync::idp_groups(id_claims, claim)
+            .or_else(|| userinfo.and_then(|u| group_sync::idp_groups(u, claim)))
+            .unwrap_or_default();
+        // The mapping was validated when saved; should it not parse now, sync by name only.
+        let mapping = GroupMapping::parse(&c.group_sync.mapping).unwrap_or_default();
+        let create = c.group_sync.create_missing_groups;
+        let resolve = Box::new(|existing: &HashSet<&str>| group_sync::resolve(&groups, &mapping, existing, create));
+        let actor = Actor(format!("login:{}", c.id));
+        self.store.sync_groups(&user.user.id, &groups, resolve, &actor).await.map_err(store_failure)
     }
 
     /// Refuses sign-ins the organization's licence does not allow.
@@ -358,6 +389,7 @@ impl Broker {
             }
             Err(e) => return Err(store_failure(e)),
         };
+        let user = self.sync_groups(&connection, user, &id_claims, userinfo.as_ref()).await?;
         tracing::info!(user_id = %user.user.id, organization_id = %connection.organization_id, connection_id = %connection.id, "signed in");
         // A fresh session id at every login (no fixation); the old one ends.
         if let Some(old) = cookies.get(SESSION_COOKIE) {

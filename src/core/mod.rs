@@ -10,6 +10,7 @@ pub mod entitlements;
 pub mod error;
 pub mod group;
 pub mod group_mapping;
+pub mod group_sync;
 pub mod ids;
 pub mod network;
 pub mod organization;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{Validated, ValidationError};
+use super::group_sync::IdpGroup;
 use super::roles::Role;
 use super::{patch, validate, Timestamp};
 
@@ -22,7 +23,7 @@ pub struct User {
     /// The user's `sub` at their identity provider.
     pub idp_sub: Option<String>,
     /// Groups as the IdP last reported them (before mapping).
-    pub idp_groups: Vec<String>,
+    pub idp_groups: Vec<IdpGroup>,
     /// Every other claim the IdP sent, kept verbatim.
     pub attributes: Value,
     #[serde(with = "time::serde::rfc3339::option")]

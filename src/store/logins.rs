@@ -10,6 +10,7 @@ use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::Connection;
+use crate::core::group_sync::{IdpGroup, Resolution};
 use crate::core::organization::Organization;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
@@ -35,6 +36,9 @@ pub struct Session {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
+
+/// Group sync's rules, applied to the organization's existing group names.
+pub type ResolveGroups<'a> = Box<dyn FnOnce(&std::collections::HashSet<&str>) -> Resolution + Send + 'a>;
 
 /// What a sign-in completed at the IdP stores with its first grant.
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +113,13 @@ pub trait Logins: Send + Sync + 'static {
     /// Finds or (with JIT provisioning) creates the user an IdP profile belongs to in
     /// the connection's organization, and refreshes their profile from it.
     async fn provision_user(&self, connection: &Connection, profile: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned>;
+
+    /// Replaces the user's group memberships with those group sync resolves from the
+    /// IdP's groups (given the organization's groups as they are inside the
+    /// transaction), creating the groups it asks for, keeping the raw IdP groups on the
+    /// user, and recording what changed.
+    async fn sync_groups(&self, user_id: &str, idp_groups: &[IdpGroup], resolve: ResolveGroups<'_>, actor: &Actor)
+        -> StoreResult<UserView>;
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;

@@ -25,7 +25,7 @@ const provider = new Provider(issuer, {
     openid: ['sub'],
     email: ['email', 'email_verified'],
     profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture', 'hd', 'department'],
-    groups: ['groups'],
+    groups: ['groups', 'entra_groups', 'realm_access'],
   },
   ttl: config.ttl || {},
   features: {

@@ -1,5 +1,7 @@
 //! Login state in SQL.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -10,10 +12,15 @@ use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::{Connection, Provisioning, UserMatch};
+use crate::core::group_sync::IdpGroup;
 use crate::core::ids::{new_id, IdKind};
+use crate::core::now;
 use crate::core::organization::Organization;
+use crate::core::user::UserView;
 use crate::core::Timestamp;
-use crate::store::{Grant, IssuedToken, Logins, Provisioned, Redemption, Session, SignIn, StoreError, StoreResult, StoredSigningKey};
+use crate::store::{
+    Grant, IssuedToken, Logins, Provisioned, Redemption, ResolveGroups, Session, SignIn, StoreError, StoreResult, StoredSigningKey,
+};
 
 fn key_context(kid: &str) -> String {
     format!("signing_key:{kid}")
@@ -208,6 +215,66 @@ impl Logins for SqlStore {
         record(&mut tx, Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;
         tx.commit().await?;
         Ok(Provisioned::User(Box::new(user)))
+    }
+
+    async fn sync_groups(
+        &self,
+        user_id: &str,
+        idp_groups: &[IdpGroup],
+        resolve: ResolveGroups<'_>,
+        actor: &Actor,
+    ) -> StoreResult<UserView> {
+        let mut tx = self.write_tx().await?;
+        let before = sqlx::query(&self.queries.user_by_id).bind(user_id).fetch_optional(&mut *tx).await?;
+        let before = user_view_row(&before.ok_or(StoreError::NotFound("user"))?)?;
+        let org = before.user.organization_id.clone();
+        let rows = sqlx::query("SELECT id, name FROM groups WHERE organization_id = $1").bind(&org).fetch_all(&mut *tx).await?;
+        let mut ids: HashMap<String, String> =
+            rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("id")?))).collect::<StoreResult<_>>()?;
+        let resolution = resolve(&ids.keys().map(String::as_str).collect());
+        let t = now();
+        for name in &resolution.to_create {
+            let id = new_id(IdKind::Group);
+            sqlx::query(
+                "INSERT INTO groups (id, organization_id, name, description, permissions, is_default, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'Created by group sync.', '[]', 0, $4, $4) ON CONFLICT (organization_id, name) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&org)
+            .bind(name)
+            .bind(ms(t))
+            .execute(&mut *tx)
+            .await?;
+            record(&mut tx, Some(&org), actor, "group.created", ("group", &id), serde_json::json!({"name": name, "by": "group sync"}))
+                .await?;
+            ids.insert(name.clone(), id);
+        }
+        sqlx::query("DELETE FROM group_memberships WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        // Many memberships per statement: a user may be in hundreds of groups.
+        let group_ids: Vec<&String> = resolution.groups.iter().filter_map(|name| ids.get(name)).collect();
+        for chunk in group_ids.chunks(200) {
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, $1, 'sync', $2)", i + 3)).collect();
+            let sql = format!("INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES {}", values.join(", "));
+            let mut q = sqlx::query(&sql).bind(user_id).bind(ms(t));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE users SET idp_groups = $2 WHERE id = $1").bind(user_id).bind(to_json(idp_groups)).execute(&mut *tx).await?;
+        let after = sqlx::query(&self.queries.user_by_id).bind(user_id).fetch_one(&mut *tx).await?;
+        let after = user_view_row(&after)?;
+        let added: Vec<&String> = after.groups.iter().filter(|g| !before.groups.contains(g)).collect();
+        let removed: Vec<&String> = before.groups.iter().filter(|g| !after.groups.contains(g)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            let mut changes = serde_json::json!({"added": added, "removed": removed});
+            if before.role != after.role {
+                changes["role"] = serde_json::json!({"from": before.role, "to": after.role});
+            }
+            record(&mut tx, Some(&org), actor, "user.groups_synced", ("user", user_id), changes).await?;
+        }
+        tx.commit().await?;
+        Ok(after)
     }
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {

@@ -1,0 +1,189 @@
+//! Group sync rules: which ssogate groups a user belongs to, given the groups their
+//! IdP reports and the connection's mapping.
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde_json::Value;
+
+use super::claims::Claims;
+use super::group_mapping::GroupMapping;
+
+/// A group as the IdP reports it: a name, and for Entra/Zitadel-style objects an id.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdpGroup {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The groups claim at `path` (dotted for nested claims, e.g. `realm_access.roles`):
+/// an array of strings, a single string, or an array of `{id, displayName}` objects.
+/// `None` when the claim is absent (so userinfo may be consulted); unusable entries
+/// are skipped.
+pub fn idp_groups(claims: &Claims, path: &str) -> Option<Vec<IdpGroup>> {
+    let mut segments = path.split('.');
+    let mut value = claims.get(segments.next()?)?;
+    for segment in segments {
+        value = value.get(segment)?;
+    }
+    let one = |v: &Value| -> Option<IdpGroup> {
+        match v {
+            Value::String(s) if !s.trim().is_empty() => Some(IdpGroup { name: s.trim().to_owned(), id: None }),
+            Value::Object(o) => {
+                let id = o.get("id").and_then(Value::as_str).map(str::to_owned);
+                let name = o.get("displayName").or_else(|| o.get("name")).and_then(Value::as_str).map(str::to_owned);
+                match (name, id) {
+                    (Some(name), id) => Some(IdpGroup { name, id }),
+                    (None, Some(id)) => Some(IdpGroup { name: id.clone(), id: Some(id) }),
+                    (None, None) => None,
+                }
+            }
+            _ => None,
+        }
+    };
+    Some(match value {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
+    })
+}
+
+/// The outcome of applying the rules.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// The ssogate groups the user belongs to, by name.
+    pub groups: BTreeSet<String>,
+    /// Groups to create first (`create_missing_groups`), as custom groups without permissions.
+    pub to_create: BTreeSet<String>,
+}
+
+pub const FALLBACK_GROUP: &str = "end-user";
+
+/// Applies the rules: an IdP group named in the mapping (by name or id) goes where the
+/// mapping says; otherwise it joins the ssogate group of exactly the same name, which
+/// is created when missing if `create_missing` allows, and is ignored if not. A user in
+/// no group lands in `end-user`. Mapping targets are created when missing too, if allowed.
+pub fn resolve(idp: &[IdpGroup], mapping: &GroupMapping, existing: &HashSet<&str>, create_missing: bool) -> Resolution {
+    let mut r = Resolution::default();
+    let place = |name: &str, r: &mut Resolution| {
+        if existing.contains(name) {
+            r.groups.insert(name.to_owned());
+        } else if create_missing {
+            r.groups.insert(name.to_owned());
+            r.to_create.insert(name.to_owned());
+        }
+    };
+    for g in idp {
+        match mapping.targets(&g.name, g.id.as_deref()) {
+            Some(targets) => targets.into_iter().for_each(|t| place(t, &mut r)),
+            None => place(&g.name, &mut r),
+        }
+    }
+    if r.groups.is_empty() {
+        r.groups.insert(FALLBACK_GROUP.to_owned());
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::roles::{derive_role, Role};
+    use serde_json::json;
+
+    fn names(groups: &[&str]) -> Vec<IdpGroup> {
+        groups.iter().map(|g| IdpGroup { name: g.to_string(), id: None }).collect()
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The organization's groups for the examples: defaults plus optional extras, with
+    /// their permissions.
+    fn role(groups: &BTreeSet<String>, perms: &[(&str, &[&str])]) -> Role {
+        let owned: Vec<(String, bool, Vec<String>)> = groups
+            .iter()
+            .map(|g| {
+                let is_default = ["admin", "builder", "end-user"].contains(&g.as_str());
+                let p = perms.iter().find(|(n, _)| n == g).map(|(_, p)| p.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
+                (g.clone(), is_default, p)
+            })
+            .collect();
+        derive_role(owned.iter().map(|(n, d, p)| (n.as_str(), *d, p.as_slice())))
+    }
+
+    const DEFAULTS: [&str; 3] = ["admin", "builder", "end-user"];
+
+    fn existing<'a>(extra: &[&'a str]) -> HashSet<&'a str> {
+        DEFAULTS.iter().copied().chain(extra.iter().copied()).collect()
+    }
+
+    #[test]
+    fn the_documented_examples_hold() {
+        let none = GroupMapping::default();
+        // IdP admin, builder, end-user with no mapping: the default groups.
+        let r = resolve(&names(&["admin", "builder", "end-user"]), &none, &existing(&[]), false);
+        assert_eq!(r.groups, set(&["admin", "builder", "end-user"]));
+        // engineers exists without permissions: engineers + end-user role.
+        let r = resolve(&names(&["engineers"]), &none, &existing(&["engineers"]), false);
+        assert_eq!(r.groups, set(&["engineers"]));
+        assert_eq!(role(&r.groups, &[]), Role::EndUser);
+        // engineers exists with manage_apps: builder.
+        assert_eq!(role(&r.groups, &[("engineers", &["manage_apps"])]), Role::Builder);
+        // engineers missing, mapped to an existing `all apps`: all apps (+ its permissions' role).
+        let m = GroupMapping::parse("engineers -> all apps").unwrap();
+        let r = resolve(&names(&["engineers"]), &m, &existing(&["all apps"]), false);
+        assert_eq!(r.groups, set(&["all apps"]));
+        assert_eq!(role(&r.groups, &[("all apps", &["manage_apps"])]), Role::Builder);
+        // Mapped to builder: builder.
+        let m = GroupMapping::parse("engineers -> builder").unwrap();
+        let r = resolve(&names(&["engineers"]), &m, &existing(&[]), false);
+        assert_eq!(r.groups, set(&["builder"]));
+        assert_eq!(role(&r.groups, &[]), Role::Builder);
+        // IdP admin and `all apps`: both, role admin.
+        let r = resolve(&names(&["admin", "all apps"]), &none, &existing(&["all apps"]), false);
+        assert_eq!(r.groups, set(&["admin", "all apps"]));
+        assert_eq!(role(&r.groups, &[]), Role::Admin);
+        // No groups at all: end-user.
+        let r = resolve(&[], &none, &existing(&[]), false);
+        assert_eq!(r.groups, set(&["end-user"]));
+    }
+
+    #[test]
+    fn missing_groups_are_created_only_when_allowed_and_names_are_case_sensitive() {
+        let none = GroupMapping::default();
+        let r = resolve(&names(&["Engineers", "ops"]), &none, &existing(&["engineers"]), false);
+        assert_eq!(r.groups, set(&["end-user"]), "no exact match, nothing created");
+        let r = resolve(&names(&["Engineers", "ops"]), &none, &existing(&["engineers"]), true);
+        assert_eq!(r.groups, set(&["Engineers", "ops"]));
+        assert_eq!(r.to_create, set(&["Engineers", "ops"]));
+    }
+
+    #[test]
+    fn one_idp_group_to_several_and_by_id() {
+        let m = GroupMapping::parse("6f1c-aa -> marketing, 6f1c-aa -> builder").unwrap();
+        let groups = vec![IdpGroup { name: "Marketing (EU)".into(), id: Some("6f1c-aa".into()) }];
+        let r = resolve(&groups, &m, &existing(&["marketing"]), false);
+        assert_eq!(r.groups, set(&["builder", "marketing"]));
+    }
+
+    #[test]
+    fn claims_in_all_three_shapes_and_nested() {
+        let claims = json!({
+            "groups": ["a", " b ", "", 7],
+            "group": "solo",
+            "entra": [{"id": "g-1", "displayName": "Sales"}, {"id": "g-2"}, {"foo": 1}],
+            "realm_access": {"roles": ["admin"]},
+        });
+        let c = claims.as_object().unwrap();
+        assert_eq!(idp_groups(c, "groups").unwrap(), names(&["a", "b"]));
+        assert_eq!(idp_groups(c, "group").unwrap(), names(&["solo"]));
+        assert_eq!(
+            idp_groups(c, "entra").unwrap(),
+            vec![IdpGroup { name: "Sales".into(), id: Some("g-1".into()) }, IdpGroup { name: "g-2".into(), id: Some("g-2".into()) }]
+        );
+        assert_eq!(idp_groups(c, "realm_access.roles").unwrap(), names(&["admin"]));
+        assert_eq!(idp_groups(c, "missing"), None);
+        assert_eq!(idp_groups(c, "realm_access.nothing"), None);
+    }
+}
