@@ -20,6 +20,18 @@ use crate::core::user::{User, UserProfile, UserView};
 use crate::core::{now, ValidationError};
 use crate::store::{Directory, Edit, EventFilter, Page, StoreError, StoreResult};
 
+/// One row of `table` by id, mapped by `row`.
+async fn load_by_id<T>(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    id: &str,
+    row: fn(&AnyRow) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let sql = format!("SELECT * FROM {table} WHERE id = $1");
+    let found = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    found.as_ref().map(row).transpose()
+}
+
 // ---------------------------------------------------------------- organizations
 
 fn org_row(r: &AnyRow, domains: Vec<String>) -> StoreResult<Organization> {
@@ -149,8 +161,7 @@ fn connection_row(r: &AnyRow) -> StoreResult<Connection> {
 }
 
 async fn load_connection(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Connection>> {
-    let row = sqlx::query("SELECT * FROM connections WHERE id = $1").bind(id).fetch_optional(conn).await?;
-    row.as_ref().map(connection_row).transpose()
+    load_by_id(conn, "connections", id, connection_row).await
 }
 
 // ---------------------------------------------------------------- applications
@@ -178,8 +189,7 @@ fn client_type_text(t: crate::core::application::ClientType) -> &'static str {
 }
 
 async fn load_application(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Application>> {
-    let row = sqlx::query("SELECT * FROM applications WHERE id = $1").bind(id).fetch_optional(conn).await?;
-    row.as_ref().map(application_row).transpose()
+    load_by_id(conn, "applications", id, application_row).await
 }
 
 async fn save_application(conn: &mut AnyConnection, app: &Application) -> StoreResult<()> {
@@ -212,8 +222,7 @@ fn group_row(r: &AnyRow) -> StoreResult<Group> {
 }
 
 async fn load_group(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Group>> {
-    let row = sqlx::query("SELECT * FROM groups WHERE id = $1").bind(id).fetch_optional(conn).await?;
-    row.as_ref().map(group_row).transpose()
+    load_by_id(conn, "groups", id, group_row).await
 }
 
 /// Refuses a group name the organization already uses.
