@@ -125,10 +125,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens: TokenCache::default(),
         config: ConfigCache::default(),
         sealer: secrets,
+        sync_wake: tokio::sync::Notify::new(),
         issuer: config.public_url.clone(),
         lifetimes,
     });
     tokio::spawn(housekeeping(broker.clone()));
+    let worker = broker.clone();
+    tokio::spawn(async move { worker.run_sync_jobs().await });
     let state = AppState { store: store_dyn, config: config.clone(), idp, admin_auth: Arc::new(admin_auth), broker };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

@@ -261,6 +261,19 @@ async fn discovery_and_keys_are_published() {
     assert!(jwks.to_string().find("\"d\"").is_none(), "private key material published");
 }
 
+/// Waits for the organization's newest background sync job to finish; returns it.
+async fn newest_sync_job(sso: &Ssogate) -> Value {
+    for _ in 0..100 {
+        let (_, jobs) = sso.get("/organizations/acme/sync-jobs").await;
+        let job = jobs["data"][0].clone();
+        if job["status"] == "done" || job["status"] == "failed" {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the sync job did not finish");
+}
+
 /// The kid in a JWT's header.
 fn kid(jwt: &str) -> String {
     use base64::Engine;
@@ -551,6 +564,7 @@ async fn groups_are_synced_from_the_idp_at_every_login() {
     // Hand-set groups are replaced at the next login; without group sync in the
     // licence, logins leave them alone.
     assert_eq!(env.sso.patch(&conn, sync("groups")).await.0, StatusCode::OK);
+    newest_sync_job(&env.sso).await; // the re-sync that rule change queued
     let dana_path = format!("/users/{}", dana["sub"].as_str().unwrap());
     env.sso.patch(&dana_path, json!({"groups": []})).await;
     env.sso.api(reqwest::Method::PUT, "/organizations/acme/entitlements", Some(json!({"sso": true, "group_sync": false}))).await;
@@ -566,4 +580,47 @@ async fn groups_are_synced_from_the_idp_at_every_login() {
     let (_, groups) = env.sso.get("/organizations/acme/groups").await;
     let names: Vec<&str> = groups["data"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"sales") && names.contains(&"marketing"), "{names:?}");
+}
+
+#[tokio::test]
+async fn changed_rules_are_reapplied_in_the_background_without_a_new_login() {
+    let env = env("jit").await;
+    env.sso.post("/organizations/acme/groups", json!({"name": "engineers"})).await;
+    let conn = format!("/connections/{}", env.connection_id);
+    let rules = |mapping: &str, create: bool| json!({"scopes": ["openid", "email", "groups"], "group_sync": {"enabled": true, "claim": "groups", "mapping": mapping, "create_missing_groups": create}});
+    assert_eq!(env.sso.patch(&conn, rules("Engineering -> engineers", false)).await.0, StatusCode::OK);
+    let mut subs = vec![];
+    for hint in ["dana", "erin"] {
+        let (r, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": hint})).await;
+        subs.push(r.unwrap()["id_token_claims"]["sub"].as_str().unwrap().to_owned());
+    }
+    let groups_of = |i: usize| {
+        let path = format!("/users/{}", subs[i]);
+        let sso = &env.sso;
+        async move { sso.get(&path).await.1["groups"].clone() }
+    };
+    assert_eq!(groups_of(0).await, json!(["admin", "engineers"]));
+    assert_eq!(groups_of(1).await, json!(["end-user"]), "`Sales Team` matches no group yet");
+    let finished = || newest_sync_job(&env.sso);
+
+    // A new mapping reaches both users with nobody signing in again.
+    assert_eq!(env.sso.patch(&conn, rules("Engineering -> builder, Sales Team -> sales", true)).await.0, StatusCode::OK);
+    let job = finished().await;
+    assert_eq!((job["status"].as_str(), job["total"].as_u64(), job["done"].as_u64()), (Some("done"), Some(2), Some(2)), "{job}");
+    assert_eq!(job["reason"], "connection.updated");
+    assert_eq!(groups_of(0).await, json!(["admin", "builder"]));
+    assert_eq!(groups_of(1).await, json!(["sales"]));
+    let (s, one) = env.sso.get(&format!("/sync-jobs/{}", job["id"].as_str().unwrap())).await;
+    assert_eq!((s, one["id"].clone()), (StatusCode::OK, job["id"].clone()));
+
+    // A group created with an IdP group's exact name is picked up too.
+    assert_eq!(env.sso.patch(&conn, rules("", false)).await.0, StatusCode::OK);
+    finished().await;
+    assert_eq!(groups_of(1).await, json!(["end-user"]));
+    env.sso.post("/organizations/acme/groups", json!({"name": "Sales Team"})).await;
+    let job = finished().await;
+    assert_eq!(job["reason"], "group.created");
+    assert_eq!(groups_of(1).await, json!(["Sales Team"]));
+    let (_, events) = env.sso.get(&format!("/organizations/acme/events?action=user.groups_synced&target_id={}", subs[1])).await;
+    assert_eq!(events["data"][0]["actor"], format!("sync_job:{}", job["id"].as_str().unwrap()));
 }

@@ -448,6 +448,29 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     assert_eq!(again.len(), 1);
 }
 
+async fn sync_jobs_queue_once_per_connection_and_are_taken_once(db: &TestDb) {
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let mut synced = connection(&o.id);
+    synced.group_sync.enabled = true;
+    let synced = s.create_connection(synced, "x", &actor()).await.unwrap();
+    s.create_connection(connection(&o.id), "x", &actor()).await.unwrap(); // group sync off
+    let jobs = s.enqueue_sync_jobs(&o.id, None, "group.created").await.unwrap();
+    assert_eq!(jobs.len(), 1, "only connections with group sync get a job");
+    assert_eq!((jobs[0].connection_id.as_str(), jobs[0].status.as_str()), (synced.id.as_str(), "queued"));
+    assert!(s.enqueue_sync_jobs(&o.id, Some(&synced.id), "again").await.unwrap().is_empty(), "one queued job per connection");
+    let claimed = s.claim_sync_job().await.unwrap().unwrap();
+    assert_eq!((claimed.id.as_str(), claimed.status.as_str()), (jobs[0].id.as_str(), "running"));
+    assert!(s.claim_sync_job().await.unwrap().is_none(), "a job is taken once");
+    // A process that stopped mid-job: the job goes back to the queue.
+    assert_eq!(s.requeue_running_sync_jobs().await.unwrap(), 1);
+    let again = s.claim_sync_job().await.unwrap().unwrap();
+    s.update_sync_job(&again.id, "done", 3, 3, None).await.unwrap();
+    let job = s.sync_job(&again.id).await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.total, job.done), ("done", 3, 3));
+    assert_eq!(s.list_sync_jobs(&o.id, &page(10)).await.unwrap().len(), 1);
+}
+
 async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
@@ -585,5 +608,6 @@ on_both_databases!(
     existing_users_are_matched_by_the_connection_rule,
     seats_hold_under_concurrent_first_logins,
     group_sync_replaces_memberships_in_one_transaction,
+    sync_jobs_queue_once_per_connection_and_are_taken_once,
     signing_keys_are_sealed_and_rotation_retires,
 );

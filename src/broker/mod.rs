@@ -7,6 +7,7 @@ mod keyring;
 mod login;
 mod login_state;
 mod logout;
+mod sync_jobs;
 mod token;
 
 use std::sync::Arc;
@@ -89,6 +90,8 @@ pub struct Broker {
     pub config: ConfigCache,
     /// Seals login states into cookies.
     pub sealer: Arc<SecretBox>,
+    /// Wakes the sync-job worker when a job is queued.
+    pub sync_wake: tokio::sync::Notify,
     /// ssogate's issuer (the public URL).
     pub issuer: String,
     pub lifetimes: Lifetimes,

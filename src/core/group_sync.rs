@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use super::claims::Claims;
 use super::group_mapping::GroupMapping;
+use super::Timestamp;
+use serde::Serialize;
 
 /// A group as the IdP reports it: a name, and for Entra/Zitadel-style objects an id.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,6 +84,26 @@ pub fn resolve(idp: &[IdpGroup], mapping: &GroupMapping, existing: &HashSet<&str
         r.groups.insert(FALLBACK_GROUP.to_owned());
     }
     r
+}
+
+/// A background re-application of group sync to a connection's users.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SyncJob {
+    pub id: String,
+    pub organization_id: String,
+    pub connection_id: String,
+    /// What changed (e.g. `connection.updated`, `group.created`).
+    pub reason: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    /// Users to re-sync, and how many are done.
+    pub total: u64,
+    pub done: u64,
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
 }
 
 #[cfg(test)]

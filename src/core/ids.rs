@@ -15,6 +15,7 @@ pub enum IdKind {
     User,
     Group,
     Event,
+    Job,
 }
 
 impl IdKind {
@@ -26,6 +27,7 @@ impl IdKind {
             IdKind::User => "user",
             IdKind::Group => "grp",
             IdKind::Event => "evt",
+            IdKind::Job => "job",
         }
     }
 }

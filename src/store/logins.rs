@@ -5,12 +5,12 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::StoreResult;
+use super::{Page, StoreResult};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::Connection;
-use crate::core::group_sync::{IdpGroup, Resolution};
+use crate::core::group_sync::{IdpGroup, Resolution, SyncJob};
 use crate::core::organization::Organization;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
@@ -120,6 +120,22 @@ pub trait Logins: Send + Sync + 'static {
     /// user, and recording what changed.
     async fn sync_groups(&self, user_id: &str, idp_groups: &[IdpGroup], resolve: ResolveGroups<'_>, actor: &Actor)
         -> StoreResult<UserView>;
+
+    /// Queues a re-sync of the users of `connection_id`, or of every connection of the
+    /// organization with group sync on; a connection with a job already queued is not
+    /// queued twice. Returns the jobs queued.
+    async fn enqueue_sync_jobs(&self, organization_id: &str, connection_id: Option<&str>, reason: &str) -> StoreResult<Vec<SyncJob>>;
+    /// Takes the oldest queued job and marks it running (one taker per job).
+    async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>>;
+    async fn update_sync_job(&self, id: &str, status: &str, total: u64, done: u64, error: Option<&str>) -> StoreResult<()>;
+    /// Jobs left running by a process that stopped go back to the queue.
+    async fn requeue_running_sync_jobs(&self) -> StoreResult<u64>;
+    async fn sync_job(&self, id: &str) -> StoreResult<Option<SyncJob>>;
+    /// Newest first.
+    async fn list_sync_jobs(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<SyncJob>>;
+    async fn connection_user_count(&self, connection_id: &str) -> StoreResult<u64>;
+    /// A page of the users last signed in through a connection, in id order.
+    async fn connection_users(&self, connection_id: &str, after: &str, limit: u32) -> StoreResult<Vec<UserView>>;
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;

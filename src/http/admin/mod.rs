@@ -6,6 +6,7 @@ mod events;
 mod groups;
 mod organizations;
 mod signing_keys;
+mod sync_jobs;
 mod users;
 
 use axum::extract::{Request, State};
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(groups::routes())
         .merge(events::routes())
         .merge(signing_keys::routes())
+        .merge(sync_jobs::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), forget_cached_config))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }

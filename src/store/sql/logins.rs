@@ -11,15 +11,15 @@ use super::{from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlSto
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
-use crate::core::connection::{Connection, Provisioning, UserMatch};
-use crate::core::group_sync::IdpGroup;
+use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
+use crate::core::group_sync::{IdpGroup, SyncJob};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::now;
 use crate::core::organization::Organization;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
-    Grant, IssuedToken, Logins, Provisioned, Redemption, ResolveGroups, Session, SignIn, StoreError, StoreResult, StoredSigningKey,
+    Grant, IssuedToken, Logins, Page, Provisioned, Redemption, ResolveGroups, Session, SignIn, StoreError, StoreResult, StoredSigningKey,
 };
 
 fn key_context(kid: &str) -> String {
@@ -84,6 +84,21 @@ const INSERT_GRANT: &str = "INSERT INTO grants (code_hash, application_id, redir
 const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, organization_id, connection_id, auth_time, created_at, expires_at) \
      VALUES ($12, $13, $14, $15, $16, $17, $18)";
 const INSERT_USED_STATE: &str = "INSERT INTO used_login_states (state_hash, expires_at) VALUES ($19, $20)";
+
+fn sync_job_row(r: &AnyRow) -> StoreResult<SyncJob> {
+    Ok(SyncJob {
+        id: r.try_get("id")?,
+        organization_id: r.try_get("organization_id")?,
+        connection_id: r.try_get("connection_id")?,
+        reason: r.try_get("reason")?,
+        status: r.try_get("status")?,
+        total: r.try_get::<i64, _>("total")? as u64,
+        done: r.try_get::<i64, _>("done")? as u64,
+        error: r.try_get("error")?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
+}
 
 /// Binds the profile refresh (`Queries::refresh_by_*`).
 fn refresh_profile<'q>(
@@ -275,6 +290,98 @@ impl Logins for SqlStore {
         }
         tx.commit().await?;
         Ok(after)
+    }
+
+    async fn enqueue_sync_jobs(&self, organization_id: &str, connection_id: Option<&str>, reason: &str) -> StoreResult<Vec<SyncJob>> {
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query("SELECT id, group_sync FROM connections WHERE organization_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY id")
+            .bind(organization_id)
+            .bind(connection_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let t = ms(now());
+        let mut queued = vec![];
+        for r in rows {
+            let conn_id: String = r.try_get("id")?;
+            let sync: GroupSync = from_json(&r.try_get::<String, _>("group_sync")?)?;
+            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs WHERE connection_id = $1 AND status = 'queued'")
+                .bind(&conn_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !sync.enabled || pending > 0 {
+                continue;
+            }
+            let row = sqlx::query(
+                "INSERT INTO sync_jobs (id, organization_id, connection_id, reason, status, total, done, error, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'queued', 0, 0, NULL, $5, $5) RETURNING *",
+            )
+            .bind(new_id(IdKind::Job))
+            .bind(organization_id)
+            .bind(&conn_id)
+            .bind(reason)
+            .bind(t)
+            .fetch_one(&mut *tx)
+            .await?;
+            queued.push(sync_job_row(&row)?);
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>> {
+        let row = sqlx::query(
+            "UPDATE sync_jobs SET status = 'running', updated_at = $1 \
+             WHERE id = (SELECT id FROM sync_jobs WHERE status = 'queued' ORDER BY id LIMIT 1) AND status = 'queued' RETURNING *",
+        )
+        .bind(ms(now()))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(sync_job_row).transpose()
+    }
+
+    async fn update_sync_job(&self, id: &str, status: &str, total: u64, done: u64, error: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE sync_jobs SET status = $2, total = $3, done = $4, error = $5, updated_at = $6 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .bind(total as i64)
+            .bind(done as i64)
+            .bind(error)
+            .bind(ms(now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn requeue_running_sync_jobs(&self) -> StoreResult<u64> {
+        let r = sqlx::query("UPDATE sync_jobs SET status = 'queued' WHERE status = 'running'").execute(&self.pool).await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn sync_job(&self, id: &str) -> StoreResult<Option<SyncJob>> {
+        let row = sqlx::query("SELECT * FROM sync_jobs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(sync_job_row).transpose()
+    }
+
+    async fn list_sync_jobs(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<SyncJob>> {
+        let rows = sqlx::query("SELECT * FROM sync_jobs WHERE organization_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
+            .bind(organization_id)
+            .bind(page.cursor.clone().unwrap_or_else(|| "~".into()))
+            .bind(page.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sync_job_row).collect()
+    }
+
+    async fn connection_user_count(&self, connection_id: &str) -> StoreResult<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE connection_id = $1").bind(connection_id).fetch_one(&self.pool).await?;
+        Ok(n as u64)
+    }
+
+    async fn connection_users(&self, connection_id: &str, after: &str, limit: u32) -> StoreResult<Vec<UserView>> {
+        let rows =
+            sqlx::query(&self.queries.users_of_connection).bind(connection_id).bind(after).bind(limit as i64).fetch_all(&self.pool).await?;
+        rows.iter().map(user_view_row).collect()
     }
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {

@@ -85,6 +85,7 @@ pub struct SqlStore {
 struct Queries {
     user_by_id: String,
     users_of_org: String,
+    users_of_connection: String,
     refresh_by_id: String,
     refresh_by_subject: String,
 }
@@ -104,6 +105,9 @@ impl Queries {
             user_by_id: format!("SELECT users.*, {m} AS memberships FROM users WHERE id = $1"),
             users_of_org: format!(
                 "SELECT users.*, {m} AS memberships FROM users WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ),
+            users_of_connection: format!(
+                "SELECT users.*, {m} AS memberships FROM users WHERE connection_id = $1 AND id > $2 ORDER BY id LIMIT $3"
             ),
             refresh_by_id: format!("{REFRESH_PROFILE}id = $11 RETURNING *, {m} AS memberships"),
             // The user this IdP subject signed in as before through this connection, in

@@ -1,0 +1,95 @@
+//! Re-applying group sync in the background after an admin changes a connection's
+//! mapping or the organization's groups, from the IdP groups stored on each user — no
+//! new sign-in needed. Jobs live in the store, so any replica may run them and a job
+//! cut short by a restart is taken up again.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::Broker;
+use crate::core::audit::Actor;
+use crate::core::group_mapping::GroupMapping;
+use crate::core::group_sync::{self, SyncJob};
+use crate::store::StoreResult;
+
+const PAGE: u32 = 200;
+
+impl Broker {
+    /// Queues re-syncs after an admin change (of one connection, or of the
+    /// organization's groups) and wakes the worker.
+    pub async fn queue_resync(&self, organization_id: &str, connection_id: Option<&str>, reason: &str) -> StoreResult<Vec<SyncJob>> {
+        let jobs = self.store.enqueue_sync_jobs(organization_id, connection_id, reason).await?;
+        if !jobs.is_empty() {
+            self.sync_wake.notify_one();
+        }
+        Ok(jobs)
+    }
+
+    /// The worker: runs queued jobs one at a time, forever.
+    pub async fn run_sync_jobs(&self) {
+        if let Err(e) = self.store.requeue_running_sync_jobs().await {
+            tracing::warn!(error = %e, "could not requeue interrupted sync jobs");
+        }
+        loop {
+            match self.store.claim_sync_job().await {
+                Ok(Some(job)) => self.run_sync_job(job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.sync_wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not take a sync job");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    }
+
+    async fn run_sync_job(&self, job: SyncJob) {
+        let (status, done, error) = match self.resync_connection(&job).await {
+            Ok(done) => ("done", done, None),
+            Err((done, e)) => {
+                tracing::warn!(job_id = %job.id, error = %e, "sync job failed");
+                ("failed", done, Some(e.to_string()))
+            }
+        };
+        let total = done.max(job.total);
+        if let Err(e) = self.store.update_sync_job(&job.id, status, total, done, error.as_deref()).await {
+            tracing::warn!(job_id = %job.id, error = %e, "could not record the end of a sync job");
+        }
+        tracing::info!(job_id = %job.id, status, done, "sync job finished");
+    }
+
+    /// Re-syncs every user of the job's connection; the users done so far on failure.
+    async fn resync_connection(&self, job: &SyncJob) -> Result<u64, (u64, crate::store::StoreError)> {
+        let fail = |done: u64| move |e| (done, e);
+        let store = self.store.as_ref();
+        let Some(c) = store.get_connection(&job.connection_id).await.map_err(fail(0))? else { return Ok(0) };
+        let (licence, _) = store.entitlements(&c.organization_id).await.map_err(fail(0))?;
+        if !c.group_sync.enabled || !licence.group_sync {
+            return Ok(0);
+        }
+        let total = store.connection_user_count(&c.id).await.map_err(fail(0))?;
+        store.update_sync_job(&job.id, "running", total, 0, None).await.map_err(fail(0))?;
+        let mapping = GroupMapping::parse(&c.group_sync.mapping).unwrap_or_default();
+        let actor = Actor(format!("sync_job:{}", job.id));
+        let (mut after, mut done) = (String::new(), 0);
+        loop {
+            let users = store.connection_users(&c.id, &after, PAGE).await.map_err(fail(done))?;
+            let Some(last) = users.last() else { break };
+            after = last.user.id.clone();
+            for u in &users {
+                let groups = &u.user.idp_groups;
+                let resolve = Box::new(|existing: &HashSet<&str>| {
+                    group_sync::resolve(groups, &mapping, existing, c.group_sync.create_missing_groups)
+                });
+                store.sync_groups(&u.user.id, groups, resolve, &actor).await.map_err(fail(done))?;
+                done += 1;
+            }
+            store.update_sync_job(&job.id, "running", total.max(done), done, None).await.map_err(fail(done))?;
+        }
+        Ok(done)
+    }
+}
