@@ -9,8 +9,7 @@ use crate::core::audit::Actor;
 use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
 use crate::core::claims::{self, Claims};
 use crate::core::connection::Connection;
-use crate::core::group_mapping::GroupMapping;
-use crate::core::group_sync;
+use crate::core::group_sync::{self, SyncRules};
 use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
@@ -204,10 +203,8 @@ impl Broker {
         let groups = group_sync::idp_groups(id_claims, claim)
             .or_else(|| userinfo.and_then(|u| group_sync::idp_groups(u, claim)))
             .unwrap_or_default();
-        // The mapping was validated when saved; should it not parse now, sync by name only.
-        let mapping = GroupMapping::parse(&c.group_sync.mapping).unwrap_or_default();
-        let create = c.group_sync.create_missing_groups;
-        let resolve = Box::new(|existing: &HashSet<&str>| group_sync::resolve(&groups, &mapping, existing, create));
+        let rules = SyncRules::of(&c.group_sync);
+        let resolve = Box::new(|existing: &HashSet<&str>| rules.resolve(&groups, existing));
         let actor = Actor(format!("login:{}", c.id));
         self.store.sync_groups(&user.user.id, &groups, resolve, &actor).await.map_err(store_failure)
     }

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use super::Broker;
 use crate::core::audit::Actor;
-use crate::core::group_mapping::GroupMapping;
-use crate::core::group_sync::{self, SyncJob};
+use crate::core::group_sync::{SyncJob, SyncRules};
 use crate::store::StoreResult;
 
 const PAGE: u32 = 200;
@@ -73,7 +72,7 @@ impl Broker {
         }
         let total = store.connection_user_count(&c.id).await.map_err(fail(0))?;
         store.update_sync_job(&job.id, "running", total, 0, None).await.map_err(fail(0))?;
-        let mapping = GroupMapping::parse(&c.group_sync.mapping).unwrap_or_default();
+        let rules = SyncRules::of(&c.group_sync);
         let actor = Actor(format!("sync_job:{}", job.id));
         let (mut after, mut done) = (String::new(), 0);
         loop {
@@ -82,9 +81,7 @@ impl Broker {
             after = last.user.id.clone();
             for u in &users {
                 let groups = &u.user.idp_groups;
-                let resolve = Box::new(|existing: &HashSet<&str>| {
-                    group_sync::resolve(groups, &mapping, existing, c.group_sync.create_missing_groups)
-                });
+                let resolve = Box::new(|existing: &HashSet<&str>| rules.resolve(groups, existing));
                 store.sync_groups(&u.user.id, groups, resolve, &actor).await.map_err(fail(done))?;
                 done += 1;
             }

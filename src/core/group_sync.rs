@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use serde_json::Value;
 
 use super::claims::Claims;
+use super::connection::GroupSync;
 use super::group_mapping::GroupMapping;
 use super::Timestamp;
 use serde::Serialize;
@@ -84,6 +85,24 @@ pub fn resolve(idp: &[IdpGroup], mapping: &GroupMapping, existing: &HashSet<&str
         r.groups.insert(FALLBACK_GROUP.to_owned());
     }
     r
+}
+
+/// A connection's group-sync settings, ready to apply to any number of users.
+pub struct SyncRules {
+    mapping: GroupMapping,
+    create_missing: bool,
+}
+
+impl SyncRules {
+    /// The mapping was validated when saved; should it not parse now, groups sync by
+    /// name only.
+    pub fn of(settings: &GroupSync) -> Self {
+        SyncRules { mapping: GroupMapping::parse(&settings.mapping).unwrap_or_default(), create_missing: settings.create_missing_groups }
+    }
+
+    pub fn resolve(&self, idp: &[IdpGroup], existing: &HashSet<&str>) -> Resolution {
+        resolve(idp, &self.mapping, existing, self.create_missing)
+    }
 }
 
 /// A background re-application of group sync to a connection's users.

@@ -319,7 +319,7 @@ impl SqlStore {
         Ok(sqlx::query(&sql).bind(organization_id).bind(cursor(page, false)).bind(page.limit as i64).fetch_all(&self.pool).await?)
     }
 
-    async fn load_user(&self, conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
+    pub(super) async fn load_user(&self, conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
         let row = sqlx::query(&self.queries.user_by_id).bind(id).fetch_optional(conn).await?;
         row.as_ref().map(user_view_row).transpose()
     }

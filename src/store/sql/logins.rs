@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::directory::{application_row, claim_seat, load_org, user_view_row};
-use super::{from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore};
+use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
@@ -240,8 +240,7 @@ impl Logins for SqlStore {
         actor: &Actor,
     ) -> StoreResult<UserView> {
         let mut tx = self.write_tx().await?;
-        let before = sqlx::query(&self.queries.user_by_id).bind(user_id).fetch_optional(&mut *tx).await?;
-        let before = user_view_row(&before.ok_or(StoreError::NotFound("user"))?)?;
+        let before = self.load_user(&mut tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
         let org = before.user.organization_id.clone();
         let rows = sqlx::query("SELECT id, name FROM groups WHERE organization_id = $1").bind(&org).fetch_all(&mut *tx).await?;
         let mut ids: HashMap<String, String> =
@@ -277,8 +276,7 @@ impl Logins for SqlStore {
             q.execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE users SET idp_groups = $2 WHERE id = $1").bind(user_id).bind(to_json(idp_groups)).execute(&mut *tx).await?;
-        let after = sqlx::query(&self.queries.user_by_id).bind(user_id).fetch_one(&mut *tx).await?;
-        let after = user_view_row(&after)?;
+        let after = self.load_user(&mut tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
         let added: Vec<&String> = after.groups.iter().filter(|g| !before.groups.contains(g)).collect();
         let removed: Vec<&String> = before.groups.iter().filter(|g| !after.groups.contains(g)).collect();
         if !added.is_empty() || !removed.is_empty() {
@@ -365,7 +363,7 @@ impl Logins for SqlStore {
     async fn list_sync_jobs(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<SyncJob>> {
         let rows = sqlx::query("SELECT * FROM sync_jobs WHERE organization_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
             .bind(organization_id)
-            .bind(page.cursor.clone().unwrap_or_else(|| "~".into()))
+            .bind(cursor(page, true))
             .bind(page.limit as i64)
             .fetch_all(&self.pool)
             .await?;
