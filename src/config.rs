@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
+
+use crate::core::session::{RefreshPolicy, SessionLifetimes};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,7 +37,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (applies pending database migrations first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Replace the admin API token with a new one, print it and exit.
@@ -86,6 +89,33 @@ pub struct ServeArgs {
     /// Timeout of each request to an identity provider, in seconds.
     #[arg(long = "idp-timeout", env = "SSOGATE_IDP_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub idp_timeout_secs: u64,
+
+    /// How long a sign-in lasts at most (e.g. `12h`, `7d`).
+    #[arg(long, env = "SSOGATE_SESSION_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_lifetime: Duration,
+
+    /// A session nobody uses for this long ends (e.g. `2h`, `30m`).
+    #[arg(long, env = "SSOGATE_SESSION_IDLE_TIMEOUT", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// Refresh an identity provider's access token this long before it expires.
+    #[arg(long, env = "SSOGATE_REFRESH_MARGIN", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub refresh_margin: Duration,
+
+    /// When refreshes fail because the identity provider is down, end the session
+    /// after this long (a refusal such as `invalid_grant` ends it at once).
+    #[arg(long, env = "SSOGATE_REFRESH_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub refresh_grace: Duration,
+}
+
+impl ServeArgs {
+    pub fn session_lifetimes(&self) -> SessionLifetimes {
+        SessionLifetimes { absolute: self.session_lifetime, idle: self.session_idle_timeout.min(self.session_lifetime) }
+    }
+
+    pub fn refresh_policy(&self) -> RefreshPolicy {
+        RefreshPolicy { margin: self.refresh_margin, grace: self.refresh_grace }
+    }
 }
 
 /// Settings handlers need at run time.
@@ -132,7 +162,7 @@ mod tests {
     fn serve(args: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from([&["ssogate", "serve"], args].concat()).unwrap();
         match cli.command {
-            Command::Serve(s) => s,
+            Command::Serve(s) => *s,
             _ => unreachable!(),
         }
     }
@@ -151,6 +181,16 @@ mod tests {
         assert_eq!(s.database.key_file().unwrap(), PathBuf::from("/var/lib/ssogate/db.sqlite.key"));
         let s = serve(&["--database-url", "postgres://localhost/ssogate"]);
         assert!(s.database.key_file().is_none());
+    }
+
+    #[test]
+    fn durations_parse_in_human_units() {
+        let s = serve(&["--session-lifetime", "8h", "--session-idle-timeout", "30m", "--refresh-margin", "90s"]);
+        assert_eq!(s.session_lifetimes(), SessionLifetimes { absolute: Duration::from_secs(8 * 3600), idle: Duration::from_secs(1800) });
+        assert_eq!(s.refresh_policy().margin, Duration::from_secs(90));
+        // The idle timeout never exceeds the lifetime.
+        assert_eq!(serve(&["--session-lifetime", "1h"]).session_lifetimes().idle, Duration::from_secs(3600));
+        assert!(Cli::try_parse_from(["ssogate", "serve", "--session-lifetime", "soon"]).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::upstream::{IdpClient, Providers};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(db) => {
             let (store, _) = open_store(&db).await?;
             store.close().await;
@@ -116,7 +116,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = IdpNetworkPolicy { dev: args.dev, allowed_networks: args.allow_idp_networks.clone() };
     let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs))?;
     let store_dyn: Arc<dyn Store> = store.clone();
-    let lifetimes = Lifetimes::default();
+    let lifetimes = Lifetimes { session: args.session_lifetimes(), ..Lifetimes::default() };
     let keys = Arc::new(KeyRing::load(store_dyn.as_ref(), lifetimes.id_token.max(lifetimes.access_token)).await?);
     let broker = Arc::new(Broker {
         store: store_dyn.clone(),
@@ -128,10 +128,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sync_wake: tokio::sync::Notify::new(),
         issuer: config.public_url.clone(),
         lifetimes,
+        refresh: args.refresh_policy(),
+        app_client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client for applications")?,
     });
     tokio::spawn(housekeeping(broker.clone()));
     let worker = broker.clone();
     tokio::spawn(async move { worker.run_sync_jobs().await });
+    tokio::spawn(broker.clone().run_refresher());
     let state = AppState { store: store_dyn, config: config.clone(), idp, admin_auth: Arc::new(admin_auth), broker };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

@@ -16,8 +16,12 @@ use ssogate::core::organization::Organization;
 use ssogate::core::user::UserProfile;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Directory, EventFilter, Grant, Logins, Page, Provisioned, Redemption, Session, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
+    Directory, EventFilter, Grant, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter, SignIn, SqlStore, Store,
+    StoreError, StoredSigningKey,
 };
+use ssogate::core::session::UpstreamTokens;
+use ssogate::core::Timestamp;
+use std::time::Duration;
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
 struct TestDb {
@@ -477,18 +481,7 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let c = s.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
     let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
     let t = now();
-    let app = ssogate::core::application::Application {
-        id: new_id(IdKind::Application),
-        name: "A".into(),
-        client_id: "client_x".into(),
-        client_type: Default::default(),
-        id_token_signed_response_alg: "RS256".into(),
-        redirect_uris: vec!["https://a/cb".into()],
-        post_logout_redirect_uris: vec![],
-        expose_idp_tokens: false,
-        created_at: t,
-        updated_at: t,
-    };
+    let app = test_app("client_x");
     s.create_application(app.clone(), "hash", &actor()).await.unwrap();
     let later = t + std::time::Duration::from_secs(60);
     let grant = Grant {
@@ -497,6 +490,7 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         redirect_uri: "https://a/cb".into(),
         user_id: u.user.id.clone(),
         session_hash: "s1".into(),
+        session_id: "ses_1".into(),
         scope: "openid".into(),
         nonce: None,
         code_challenge: None,
@@ -523,20 +517,12 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     assert!(matches!(s.redeem_grant("nope", "t3", later, t).await.unwrap(), Redemption::Unknown));
 
     // A grant stored with the session its sign-in started: both are there.
-    let session = Session {
-        id_hash: "s2".into(),
-        user_id: u.user.id.clone(),
-        organization_id: o.id.clone(),
-        connection_id: Some(c.id.clone()),
-        auth_time: t,
-        created_at: t,
-        expires_at: later,
-    };
+    let session = Session { id_hash: "s2".into(), ..session_of(&u.user.id, &c, t, later) };
     let sign_in = SignIn { session: &session, state_hash: "state-1", state_expires_at: later };
     s.create_grant(&Grant { code_hash: "c2".into(), session_hash: "s2".into(), ..grant.clone() }, Some(sign_in)).await.unwrap();
     assert_eq!(s.session("s2").await.unwrap().unwrap().user_id, u.user.id);
     // The same login state cannot complete a second sign-in, and that attempt stores nothing.
-    let again = Session { id_hash: "s3".into(), ..session.clone() };
+    let again = Session { id_hash: "s3".into(), id: new_id(IdKind::Session), ..session.clone() };
     let err = s
         .create_grant(&Grant { code_hash: "c3".into(), session_hash: "s3".into(), ..grant }, Some(SignIn { session: &again, ..sign_in }))
         .await
@@ -548,6 +534,156 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         Redemption::Fresh(_, session_expires_at) => assert_eq!(session_expires_at, Some(later)),
         other => panic!("{other:?}"),
     }
+}
+
+/// A session of `user_id` through `c`, live until `until`, with no upstream tokens.
+fn session_of(user_id: &str, c: &Connection, at: Timestamp, until: Timestamp) -> Session {
+    Session {
+        id: new_id(IdKind::Session),
+        id_hash: format!("hash-{}", new_id(IdKind::Session)),
+        user_id: user_id.into(),
+        organization_id: c.organization_id.clone(),
+        connection_id: Some(c.id.clone()),
+        auth_time: at,
+        created_at: at,
+        expires_at: until,
+        idle_expires_at: until,
+        last_active_at: at,
+        idp_sub: Some("u1".into()),
+        idp_sid: None,
+        upstream: None,
+        refresh: RefreshState::default(),
+    }
+}
+
+fn test_app(client_id: &str) -> ssogate::core::application::Application {
+    let t = now();
+    ssogate::core::application::Application {
+        id: new_id(IdKind::Application),
+        name: client_id.into(),
+        client_id: client_id.into(),
+        client_type: Default::default(),
+        id_token_signed_response_alg: "RS256".into(),
+        redirect_uris: vec!["https://a/cb".into()],
+        post_logout_redirect_uris: vec![],
+        expose_idp_tokens: false,
+        backchannel_logout_uri: None,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+/// Signs `session` in with one grant for `app_id`, redeemed for the token `token_hash`.
+async fn sign_in(s: &dyn Store, session: &Session, app_id: &str, token_hash: &str) {
+    let t = session.created_at;
+    let code = format!("code-{token_hash}");
+    let grant = Grant {
+        code_hash: code.clone(),
+        application_id: app_id.into(),
+        redirect_uri: "https://a/cb".into(),
+        user_id: session.user_id.clone(),
+        session_hash: session.id_hash.clone(),
+        session_id: session.id.clone(),
+        scope: "openid".into(),
+        nonce: None,
+        code_challenge: None,
+        auth_time: t,
+        claims: json!({"sub": session.user_id}),
+        code_expires_at: t + Duration::from_secs(60),
+    };
+    let state = format!("state-{token_hash}");
+    s.create_grant(&grant, Some(SignIn { session, state_hash: &state, state_expires_at: t + Duration::from_secs(600) })).await.unwrap();
+    assert!(matches!(s.redeem_grant(&code, token_hash, t + Duration::from_secs(3600), t).await.unwrap(), Redemption::Fresh(..)));
+}
+
+async fn sessions_end_with_their_tokens_and_refreshes_are_claimed_once(db: &TestDb) {
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = s.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
+    let app = s.create_application(test_app("client_s"), "hash", &actor()).await.unwrap();
+    let t = now();
+    let day = t + Duration::from_secs(86_400);
+
+    // Upstream tokens are sealed at rest and come back whole.
+    let upstream = UpstreamTokens {
+        access_token: Some("idp-access-token".into()),
+        refresh_token: Some("idp-refresh-token".into()),
+        expires_at: Some(t.unix_timestamp() + 30),
+        nonce: "n".into(),
+        ..Default::default()
+    };
+    let due = t - Duration::from_secs(1);
+    let mut sessions = vec![];
+    for i in 0..24 {
+        let mut session = session_of(&u.user.id, &c, t, day);
+        session.idp_sid = Some(format!("idp-sid-{i}"));
+        session.upstream = Some(upstream.clone());
+        session.refresh.due_at = Some(due);
+        sign_in(s, &session, &app.id, &format!("tok-{i}")).await;
+        sessions.push(session);
+    }
+    let raw = db.raw("SELECT upstream_enc FROM sessions").await;
+    assert!(raw.iter().all(|r| !r.try_get::<String, _>("upstream_enc").unwrap().contains("idp-")), "tokens are sealed");
+    assert_eq!(s.session(&sessions[0].id_hash).await.unwrap().unwrap().upstream, Some(upstream.clone()));
+
+    // Four claimers at once: every due session is claimed exactly once.
+    let lease = t + Duration::from_secs(120);
+    let claims = futures_util::future::join_all((0..4).map(|_| s.claim_due_refreshes(t, lease, 10))).await;
+    let mut claimed: Vec<String> = claims.into_iter().flat_map(|c| c.unwrap()).map(|x| x.id).collect();
+    claimed.sort();
+    let before = claimed.len();
+    claimed.dedup();
+    assert_eq!((before, claimed.len()), (24, 24), "no session claimed twice, none missed");
+    assert!(s.claim_due_refreshes(t, lease, 10).await.unwrap().is_empty(), "claimed sessions wait for their lease");
+    // A saved refresh releases the claim and sets the next due time; a failure sets a retry.
+    let next = t + Duration::from_secs(300);
+    assert!(s.save_refreshed(&sessions[0].id_hash, &upstream, Some(next), t).await.unwrap());
+    s.save_refresh_failure(&sessions[1].id_hash, t, t, "idp down").await.unwrap();
+    let retried = s.claim_due_refreshes(t + Duration::from_secs(1), lease, 10).await.unwrap();
+    assert_eq!(retried.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), [sessions[1].id.as_str()]);
+    assert_eq!(retried[0].refresh.last_error.as_deref(), Some("idp down"));
+    assert_eq!(s.session(&sessions[0].id_hash).await.unwrap().unwrap().refresh.due_at, Some(next));
+
+    // Ending a session revokes its tokens; the IdP can name it by sid or by subject.
+    let ended = s.end_sessions(SessionFilter::Idp { connection_id: &c.id, sub: None, sid: Some("idp-sid-2") }, "idp_logout", &actor()).await.unwrap();
+    assert_eq!(ended.len(), 1);
+    assert_eq!((ended[0].revoked_token_hashes.clone(), ended[0].application_ids.clone()), (vec!["tok-2".to_owned()], vec![app.id.clone()]));
+    assert!(s.issued_token("tok-2").await.unwrap().unwrap().revoked);
+    assert!(!s.issued_token("tok-3").await.unwrap().unwrap().revoked);
+    // A filter naming nothing ends nothing.
+    let none = SessionFilter::Idp { connection_id: &c.id, sub: None, sid: None };
+    assert!(s.end_sessions(none, "idp_logout", &actor()).await.unwrap().is_empty());
+    let by_id = SessionFilter::Id { user_id: &u.user.id, id: &sessions[3].id };
+    assert_eq!(s.end_sessions(by_id, "admin", &actor()).await.unwrap().len(), 1);
+    let by_sub = SessionFilter::Idp { connection_id: &c.id, sub: Some("u1"), sid: None };
+    assert_eq!(s.end_sessions(by_sub, "idp_logout", &actor()).await.unwrap().len(), 22);
+    assert!(s.user_sessions(&u.user.id).await.unwrap().is_empty());
+    assert!(s.issued_token("tok-23").await.unwrap().unwrap().revoked);
+
+    // A new sign-in adopts the same user's grants from the session it replaces.
+    let old = session_of(&u.user.id, &c, t, day);
+    sign_in(s, &old, &app.id, "tok-old").await;
+    let new = session_of(&u.user.id, &c, t, day);
+    sign_in(s, &new, &app.id, "tok-new").await;
+    s.adopt_grants(&old.id_hash, &new).await.unwrap();
+    assert!(s.end_sessions(SessionFilter::Handle(&old.id_hash), "replaced", &actor()).await.unwrap()[0].revoked_token_hashes.is_empty());
+    assert!(!s.issued_token("tok-old").await.unwrap().unwrap().revoked);
+    assert_eq!(s.issued_token("tok-old").await.unwrap().unwrap().session_hash, new.id_hash);
+
+    // Idle sessions lapse: touching one revives nothing, and purging revokes its tokens.
+    let idle = Session { idle_expires_at: t + Duration::from_millis(1), ..session_of(&u.user.id, &c, t, day) };
+    sign_in(s, &idle, &app.id, "tok-idle").await;
+    let later = t + Duration::from_secs(5);
+    assert!(s.touch_session(&idle.id_hash, later, later + Duration::from_secs(60)).await.unwrap().is_none());
+    assert!(s.touch_session(&new.id_hash, later, later + Duration::from_secs(60)).await.unwrap().is_some());
+    s.purge_expired(later).await.unwrap();
+    assert!(s.session(&idle.id_hash).await.unwrap().is_none());
+    assert!(s.issued_token("tok-idle").await.unwrap().unwrap().revoked);
+
+    // One-time values are used once.
+    assert!(s.use_once("jti-1", day).await.unwrap());
+    assert!(!s.use_once("jti-1", day).await.unwrap());
 }
 
 async fn signing_keys_are_sealed_and_rotation_retires(db: &TestDb) {
@@ -610,4 +746,5 @@ on_both_databases!(
     group_sync_replaces_memberships_in_one_transaction,
     sync_jobs_queue_once_per_connection_and_are_taken_once,
     signing_keys_are_sealed_and_rotation_retires,
+    sessions_end_with_their_tokens_and_refreshes_are_claimed_once,
 );

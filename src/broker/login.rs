@@ -14,8 +14,10 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
-use crate::store::{Grant, Provisioned, Session, SignIn, StoreError};
-use crate::upstream::id_token::Expected;
+use crate::core::ids::{new_id, IdKind};
+use crate::core::session::UpstreamTokens;
+use crate::store::{Grant, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
+use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
 
@@ -185,7 +187,7 @@ impl Broker {
 
     /// Group sync at sign-in, when the connection has it on and the licence allows it:
     /// the groups claim is read from the ID token, or else from userinfo.
-    async fn sync_groups(
+    pub(super) async fn sync_groups(
         &self,
         c: &Connection,
         user: UserView,
@@ -218,12 +220,14 @@ impl Broker {
         }
     }
 
+    /// The browser's session, if it is live and signed in through this connection;
+    /// using it counts as activity.
     async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
-        let s = self.store.session(&handle(id)).await.map_err(store_failure)?;
-        Ok(s.filter(|s| {
-            s.expires_at > now() && s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())
-        }))
+        let t = now();
+        // The idle end is pushed from now, capped by the absolute end when the row is read back.
+        let s = self.store.touch_session(&handle(id), t, t + self.lifetimes.session.idle).await.map_err(store_failure)?;
+        Ok(s.filter(|s| s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())))
     }
 
     /// Mints an authorization code and sends the browser back to the application.
@@ -252,6 +256,7 @@ impl Broker {
                     redirect_uri: req.redirect_uri.clone(),
                     user_id: user.user.id.clone(),
                     session_hash: session.id_hash.clone(),
+                    session_id: session.id.clone(),
                     scope: req.scopes.join(" "),
                     nonce: req.nonce.clone(),
                     code_challenge: req.code_challenge.clone(),
@@ -358,7 +363,7 @@ impl Broker {
         let expected = Expected {
             issuer: &metadata.issuer,
             client_id: &connection.client_id,
-            nonce: &login.nonce,
+            nonce: Nonce::Exactly(&login.nonce),
             hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
             now: now().unix_timestamp(),
         };
@@ -368,7 +373,8 @@ impl Broker {
             (Some(_), Some(at)) => Some(rp::userinfo(&self.providers, &metadata, at, &sub).await.map_err(login_failure)?),
             _ => None,
         };
-        let profile = claims::normalize(&claims::merge(&id_claims, userinfo.as_ref()));
+        let merged = claims::merge(&id_claims, userinfo.as_ref());
+        let profile = claims::normalize(&merged);
         let login_at: Timestamp = now();
         let user = match self.store.provision_user(&connection, &profile, login_at).await {
             Ok(Provisioned::User(u)) => *u,
@@ -388,21 +394,46 @@ impl Broker {
         };
         let user = self.sync_groups(&connection, user, &id_claims, userinfo.as_ref()).await?;
         tracing::info!(user_id = %user.user.id, organization_id = %connection.organization_id, connection_id = %connection.id, "signed in");
-        // A fresh session id at every login (no fixation); the old one ends.
-        if let Some(old) = cookies.get(SESSION_COOKIE) {
-            self.store.delete_session(&handle(old)).await.map_err(store_failure)?;
-        }
-        let session_id = random();
+        let idp_sid = id_claims.get("sid").and_then(|v| v.as_str()).map(str::to_owned);
+        let upstream = UpstreamTokens {
+            access_token: tokens.access_token.clone(),
+            refresh_token: tokens.refresh_token.clone(),
+            id_token: tokens.id_token.clone(),
+            expires_at: tokens.expires_in.map(|e| login_at.unix_timestamp() + e),
+            nonce: login.nonce.clone(),
+            profile: merged,
+            id_token_claims: id_claims,
+        };
+        // A fresh session id at every login (no fixation).
+        let session_secret = random();
+        let lifetimes = self.lifetimes.session;
+        let expires_at = login_at + lifetimes.absolute;
         let session = Session {
-            id_hash: handle(&session_id),
+            id: new_id(IdKind::Session),
+            id_hash: handle(&session_secret),
             user_id: user.user.id.clone(),
             organization_id: connection.organization_id.clone(),
             connection_id: Some(connection.id.clone()),
             auth_time: login_at,
             created_at: login_at,
-            expires_at: login_at + self.lifetimes.session,
+            expires_at,
+            idle_expires_at: lifetimes.idle_until(login_at, expires_at),
+            last_active_at: login_at,
+            idp_sub: Some(sub),
+            idp_sid,
+            refresh: RefreshState { due_at: self.refresh.due_at(&upstream, login_at), ..Default::default() },
+            upstream: Some(upstream),
         };
-        let cookie = SetCookie { name: SESSION_COOKIE.into(), value: Some(session_id), path: "/", max_age: self.lifetimes.session };
-        self.issue_code(&app, req, &user, &session, Some((state_hash, cookie))).await
+        let cookie = SetCookie { name: SESSION_COOKIE.into(), value: Some(session_secret), path: "/", max_age: lifetimes.absolute };
+        let reply = self.issue_code(&app, req, &user, &session, Some((state_hash, cookie))).await?;
+        // The session this browser had ends: the same user's applications move to the
+        // new one; anyone else's sign-in through it is ended.
+        if let Some(old) = cookies.get(SESSION_COOKIE) {
+            let old = handle(old);
+            self.store.adopt_grants(&old, &session).await.map_err(store_failure)?;
+            let actor = Actor(format!("login:{}", connection.id));
+            self.end_sessions(SessionFilter::Handle(&old), "replaced", &actor).await.map_err(store_failure)?;
+        }
+        Ok(reply)
     }
 }

@@ -1,15 +1,23 @@
-//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0), ssogate's part:
-//! end the browser's session, then return to the application if it asked to and
-//! the address is one it registered.
+//! Signing out. RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): end
+//! the browser's session and its tokens, sign out at the identity provider too (its
+//! `end_session_endpoint`, else the connection's `logout_url`), and return to the
+//! application if it asked to and the address is one it registered. And back-channel
+//! logout from identity providers: a logout token ends the sessions it names.
 
 use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
+use crate::core::audit::Actor;
 use crate::core::authorize::single_valued;
+use crate::core::now;
+use crate::store::{Session, SessionFilter};
+use crate::upstream::id_token::{Expected, Nonce, MAX_TOKEN_AGE_SECS};
+use crate::upstream::rp;
 
 /// The audience of an ID token hint, read without verifying it: it only chooses
 /// whose registered addresses the redirect must match, so forging it gains nothing.
@@ -23,13 +31,38 @@ fn hinted_client(id_token_hint: &str) -> Option<String> {
     }
 }
 
+/// Where to send the browser once the IdP has signed it out, sealed into the
+/// `state` of the IdP round trip (so it cannot be altered to an open redirect).
+#[derive(Serialize, Deserialize)]
+struct LogoutReturn {
+    to: Option<String>,
+    expires_at: i64,
+}
+
+const RETURN_CONTEXT: &str = "logout_return";
+/// How long a sign-out may take at the IdP.
+const RETURN_TTL_SECS: i64 = 600;
+
+/// Why a back-channel logout token was refused (OIDC Back-Channel Logout 1.0 §2.8).
+#[derive(Debug, thiserror::Error)]
+pub enum BackchannelError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("ssogate cannot reach its database")]
+    Unavailable,
+}
+
 impl Broker {
+    pub fn logged_out_url(&self) -> String {
+        format!("{}/sso/logged-out", self.issuer)
+    }
+
     pub async fn end_session(&self, pairs: Vec<(String, String)>, cookies: &HashMap<String, String>) -> Reply {
         let params = match single_valued(pairs) {
             Ok(p) => p,
             Err(name) => return Reply::page(400, "Invalid sign-out request", format!("The parameter `{name}` was given more than once.")),
         };
-        let mut location = None;
+        let mut back_to_app = None;
         if let Some(uri) = params.get("post_logout_redirect_uri") {
             let client_id = params.get("client_id").cloned().or_else(|| params.get("id_token_hint").and_then(|h| hinted_client(h)));
             let app = match client_id {
@@ -42,7 +75,7 @@ impl Broker {
                     if let Some(state) = params.get("state") {
                         url.query_pairs_mut().append_pair("state", state);
                     }
-                    location = Some(url.to_string());
+                    back_to_app = Some(url.to_string());
                 }
                 _ => {
                     return Reply::page(
@@ -53,16 +86,105 @@ impl Broker {
                 }
             }
         }
+        let mut at_idp = None;
         if let Some(id) = cookies.get(SESSION_COOKIE) {
-            if let Err(e) = self.store.delete_session(&handle(id)).await {
-                tracing::error!(error = %e, "ending a session failed");
-                return Reply::page(503, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.");
+            match self.end_sessions(SessionFilter::Handle(&handle(id)), "logout", &Actor("user".into())).await {
+                Ok(ended) => {
+                    if let Some(e) = ended.first() {
+                        at_idp = self.idp_logout_url(&e.session, back_to_app.as_deref()).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ending a session failed");
+                    return Reply::page(503, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.");
+                }
             }
         }
         let clear = SetCookie { name: SESSION_COOKIE.into(), value: None, path: "/", max_age: std::time::Duration::ZERO };
-        match location {
+        match at_idp.or(back_to_app) {
             Some(location) => Reply::Redirect { location, cookies: vec![clear] },
             None => Reply::SignedOut { cookies: vec![clear] },
         }
+    }
+
+    /// Where the browser signs out of the IdP: its `end_session_endpoint` with the ID
+    /// token as hint and a way back here, else the connection's `logout_url`.
+    async fn idp_logout_url(&self, session: &Session, back_to_app: Option<&str>) -> Option<String> {
+        let connection = self.config.connection(self.store.as_ref(), session.connection_id.as_deref()?).await.ok().flatten()?;
+        let endpoint = match self.providers.metadata(&connection.discovery_url).await {
+            Ok(m) => m.end_session_endpoint.clone(),
+            Err(e) => {
+                tracing::warn!(connection_id = %connection.id, error = %e, "the IdP's metadata is unavailable; skipping its sign-out");
+                None
+            }
+        };
+        let Some(endpoint) = endpoint else { return connection.logout_url };
+        let back = LogoutReturn { to: back_to_app.map(str::to_owned), expires_at: now().unix_timestamp() + RETURN_TTL_SECS };
+        let state = self.sealer.encrypt_str(RETURN_CONTEXT, &serde_json::to_string(&back).ok()?).ok()?;
+        let mut url = url::Url::parse(&endpoint).ok()?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(hint) = session.upstream.as_ref().and_then(|u| u.id_token.as_deref()) {
+                q.append_pair("id_token_hint", hint);
+            }
+            q.append_pair("client_id", &connection.client_id)
+                .append_pair("post_logout_redirect_uri", &self.logged_out_url())
+                .append_pair("state", &state);
+        }
+        Some(url.into())
+    }
+
+    /// The IdP's sign-out is done: back to the application, or a signed-out page.
+    pub fn logged_out(&self, pairs: Vec<(String, String)>) -> Reply {
+        let params: HashMap<String, String> = pairs.into_iter().collect();
+        let back = params
+            .get("state")
+            .and_then(|s| self.sealer.decrypt_str(RETURN_CONTEXT, s).ok())
+            .and_then(|json| serde_json::from_str::<LogoutReturn>(&json).ok())
+            .filter(|r| r.expires_at > now().unix_timestamp());
+        match back.and_then(|r| r.to) {
+            Some(location) => Reply::Redirect { location, cookies: vec![] },
+            None => Reply::SignedOut { cookies: vec![] },
+        }
+    }
+
+    /// A back-channel logout token from the IdP of `connection_id`: validated like an
+    /// ID token, used once, then the sessions it names end (and the applications
+    /// holding their tokens are told in turn). Returns how many sessions ended.
+    pub async fn backchannel_logout(&self, connection_id: &str, form: &HashMap<String, String>) -> Result<usize, BackchannelError> {
+        let invalid = |m: &str| BackchannelError::InvalidRequest(m.to_owned());
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "back-channel logout failed");
+            BackchannelError::Unavailable
+        };
+        let token = form.get("logout_token").ok_or_else(|| invalid("logout_token is missing"))?;
+        let store = self.store.as_ref();
+        let connection = self.config.connection(store, connection_id).await.map_err(|e| unavailable(&e))?;
+        let connection = connection.ok_or_else(|| invalid("there is no such connection"))?;
+        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| unavailable(&e))?;
+        let secret = self.config.client_secret(store, &connection.id).await.map_err(|e| unavailable(&e))?;
+        let expected = Expected {
+            issuer: &metadata.issuer,
+            client_id: &connection.client_id,
+            nonce: Nonce::Exactly(""),
+            hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
+            now: now().unix_timestamp(),
+        };
+        let claims = rp::validate_logout_token(&self.providers, &metadata, token, &expected).await.map_err(|e| {
+            tracing::warn!(connection_id, error = %e, "refused a back-channel logout token");
+            BackchannelError::InvalidRequest(e.to_string())
+        })?;
+        let text = |k: &str| claims.get(k).and_then(Value::as_str);
+        // A replayed token must not end sessions signed in since.
+        let jti = format!("logout:{}:{}", metadata.issuer, text("jti").unwrap_or_default());
+        let expires = now() + std::time::Duration::from_secs((MAX_TOKEN_AGE_SECS * 2) as u64);
+        if !store.use_once(&handle(&jti), expires).await.map_err(|e| unavailable(&e))? {
+            return Err(invalid("this logout token was already used"));
+        }
+        let filter = SessionFilter::Idp { connection_id: &connection.id, sub: text("sub"), sid: text("sid") };
+        let actor = Actor(format!("idp:{}", connection.id));
+        let ended = self.end_sessions(filter, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?;
+        tracing::info!(connection_id, sessions = ended.len(), "back-channel logout from the IdP");
+        Ok(ended.len())
     }
 }

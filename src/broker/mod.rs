@@ -7,6 +7,9 @@ mod keyring;
 mod login;
 mod login_state;
 mod logout;
+mod refresh;
+mod sessions;
+mod sso_profile;
 mod sync_jobs;
 mod token;
 
@@ -15,9 +18,12 @@ use std::time::Duration;
 
 pub use config_cache::{ConfigCache, CONFIG_TTL};
 pub use keyring::{KeyRing, KeyRingError};
+pub use logout::BackchannelError;
+pub use sso_profile::SsoProfileError;
 pub use token::{TokenCache, TokenError, TokenReply, UserinfoError};
 
 use crate::core::authorize::{AuthorizeRequest, OAuthError};
+use crate::core::session::{RefreshPolicy, SessionLifetimes};
 use crate::crypto::{hash_secret, SecretBox};
 use crate::store::Store;
 use crate::upstream::Providers;
@@ -29,7 +35,7 @@ pub struct Lifetimes {
     pub code: Duration,
     pub access_token: Duration,
     pub id_token: Duration,
-    pub session: Duration,
+    pub session: SessionLifetimes,
 }
 
 impl Default for Lifetimes {
@@ -39,7 +45,7 @@ impl Default for Lifetimes {
             code: Duration::from_secs(60),
             access_token: Duration::from_secs(3600),
             id_token: Duration::from_secs(3600),
-            session: Duration::from_secs(12 * 3600),
+            session: SessionLifetimes::default(),
         }
     }
 }
@@ -95,6 +101,9 @@ pub struct Broker {
     /// ssogate's issuer (the public URL).
     pub issuer: String,
     pub lifetimes: Lifetimes,
+    pub refresh: RefreshPolicy,
+    /// Delivers back-channel logout tokens to applications.
+    pub app_client: reqwest::Client,
 }
 
 impl Broker {

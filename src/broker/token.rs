@@ -105,7 +105,7 @@ impl TokenCache {
 
 /// Client credentials from `Authorization: Basic` (form-encoded parts, RFC 6749
 /// §2.3.1) or from the form; never both.
-fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str>) -> Result<(String, Option<String>), TokenError> {
+pub(super) fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str>) -> Result<(String, Option<String>), TokenError> {
     let basic = authorization.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")));
     match (basic, form.get("client_secret")) {
         (Some(_), Some(_)) => Err(token_error(400, "invalid_request", "use one client authentication method, not two")),
@@ -202,6 +202,10 @@ impl Broker {
         id_claims.insert("exp".into(), (t + self.lifetimes.id_token).unix_timestamp().into());
         id_claims.insert("auth_time".into(), grant.auth_time.unix_timestamp().into());
         id_claims.insert("at_hash".into(), at_hash(&access_token).into());
+        if !grant.session_id.is_empty() {
+            // Back-channel logout tokens name the session by this.
+            id_claims.insert("sid".into(), grant.session_id.clone().into());
+        }
         if let Some(n) = &grant.nonce {
             id_claims.insert("nonce".into(), n.clone().into());
         }

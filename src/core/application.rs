@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{Validated, ValidationError};
-use super::{validate, Timestamp};
+use super::{patch, validate, Timestamp};
 
 /// Confidential clients authenticate with their secret at the token endpoint;
 /// public ones (SPAs, native apps) cannot keep one and must use PKCE instead.
@@ -27,6 +27,8 @@ pub struct Application {
     pub post_logout_redirect_uris: Vec<String>,
     /// Whether the app may receive the user's live upstream tokens.
     pub expose_idp_tokens: bool,
+    /// Where ssogate POSTs a logout token when a session the app holds tokens of ends.
+    pub backchannel_logout_uri: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -45,6 +47,7 @@ pub struct CreateApplication {
     #[serde(default)]
     pub client_type: ClientType,
     pub id_token_signed_response_alg: Option<String>,
+    pub backchannel_logout_uri: Option<String>,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,7 @@ pub struct NewApplication {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub expose_idp_tokens: bool,
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl CreateApplication {
@@ -66,6 +70,7 @@ impl CreateApplication {
             redirect_uris: validate::redirect_uris("redirect_uris", &self.redirect_uris, true)?,
             post_logout_redirect_uris: validate::redirect_uris("post_logout_redirect_uris", &self.post_logout_redirect_uris, false)?,
             expose_idp_tokens: self.expose_idp_tokens,
+            backchannel_logout_uri: self.backchannel_logout_uri.as_deref().map(backchannel_logout_uri).transpose()?,
         })
     }
 }
@@ -78,6 +83,12 @@ pub struct UpdateApplication {
     pub post_logout_redirect_uris: Option<Vec<String>>,
     pub expose_idp_tokens: Option<bool>,
     pub id_token_signed_response_alg: Option<String>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    pub backchannel_logout_uri: Option<Option<String>>,
+}
+
+fn backchannel_logout_uri(v: &str) -> Validated<String> {
+    validate::backchannel_logout_uri("backchannel_logout_uri", v)
 }
 
 /// ID tokens are signed with RS256 unless the application asks for ES256.
@@ -104,6 +115,9 @@ impl UpdateApplication {
         }
         if let Some(v) = &self.id_token_signed_response_alg {
             app.id_token_signed_response_alg = signing_alg(v)?;
+        }
+        if let Some(v) = &self.backchannel_logout_uri {
+            app.backchannel_logout_uri = v.as_deref().map(backchannel_logout_uri).transpose()?;
         }
         Ok(())
     }

@@ -139,6 +139,7 @@ mod tests {
             redirect_uris: vec!["https://app.example.com/cb".into()],
             post_logout_redirect_uris: vec![],
             expose_idp_tokens: false,
+            backchannel_logout_uri: None,
             created_at: now(),
             updated_at: now(),
         }

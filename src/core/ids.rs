@@ -16,6 +16,7 @@ pub enum IdKind {
     Group,
     Event,
     Job,
+    Session,
 }
 
 impl IdKind {
@@ -28,6 +29,7 @@ impl IdKind {
             IdKind::Group => "grp",
             IdKind::Event => "evt",
             IdKind::Job => "job",
+            IdKind::Session => "ses",
         }
     }
 }

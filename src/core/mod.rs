@@ -16,6 +16,7 @@ pub mod network;
 pub mod organization;
 pub mod patch;
 pub mod roles;
+pub mod session;
 pub mod user;
 pub mod validate;
 

@@ -177,6 +177,16 @@ pub fn redirect_uri(field: &str, value: &str) -> Validated<String> {
     }
 }
 
+/// An application's back-channel logout endpoint: what a redirect URI may be, but
+/// reachable by ssogate itself, so `https` (or `http` on loopback) only.
+pub fn backchannel_logout_uri(field: &str, value: &str) -> Validated<String> {
+    let v = redirect_uri(field, value)?;
+    if !(v.starts_with("https://") || v.starts_with("http://")) {
+        return Err(ValidationError::new(field, "must be an https URL (http only on loopback addresses)"));
+    }
+    Ok(v)
+}
+
 /// A list of redirect URIs, without duplicates; `required` demands at least one.
 pub fn redirect_uris(field: &str, values: &[String], required: bool) -> Validated<Vec<String>> {
     if required && values.is_empty() {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::pages::message_page;
 use super::AppState;
-use crate::broker::{Reply, SetCookie, TokenError, UserinfoError};
+use crate::broker::{BackchannelError, Reply, SetCookie, SsoProfileError, TokenError, UserinfoError};
 use crate::oidc::discovery::discovery;
 
 pub fn routes() -> Router<AppState> {
@@ -26,6 +26,9 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/token", axum::routing::post(token))
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
         .route("/oauth2/logout", get(logout).post(logout))
+        .route("/oauth2/sso_userinfo", axum::routing::post(sso_userinfo))
+        .route("/sso/logged-out", get(logged_out))
+        .route("/sso/backchannel-logout/{connection_id}", axum::routing::post(backchannel_logout))
 }
 
 async fn configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -105,18 +108,66 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match state.broker.token(form, authorization).await {
         Ok(t) => (NO_STORE, Json(t)).into_response(),
-        Err(TokenError { status, error, description }) => {
-            let mut resp = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                NO_STORE,
-                Json(json!({"error": error, "error_description": description})),
-            )
-                .into_response();
-            if status == 401 {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ssogate\""));
-            }
-            resp
+        Err(e) => token_error(e),
+    }
+}
+
+/// An RFC 6749 §5.2 error answer.
+fn token_error(TokenError { status, error, description }: TokenError) -> Response {
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        NO_STORE,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    if status == 401 {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ssogate\""));
+    }
+    resp
+}
+
+fn invalid_token() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        NO_STORE,
+        [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
+        Json(json!({"error": "invalid_token", "error_description": "the access token is missing, unknown, expired or revoked"})),
+    )
+        .into_response()
+}
+
+fn unavailable(e: &dyn std::fmt::Display, at: &str) -> Response {
+    tracing::error!(error = %e, endpoint = at, "store failure");
+    (StatusCode::SERVICE_UNAVAILABLE, NO_STORE, Json(json!({"error": "temporarily_unavailable"}))).into_response()
+}
+
+/// The live SSO profile, for application backends (form: `token`, plus client authentication).
+async fn sso_userinfo(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match state.broker.sso_profile(form, authorization).await {
+        Ok(profile) => (NO_STORE, Json(profile)).into_response(),
+        Err(SsoProfileError::Request(e)) => token_error(e),
+        Err(SsoProfileError::InactiveToken) => invalid_token(),
+        Err(SsoProfileError::Store(e)) => unavailable(&e, "sso_userinfo"),
+    }
+}
+
+async fn logged_out(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let r = state.broker.logged_out(params(&Method::GET, query, &Bytes::new()));
+    reply(&state, r)
+}
+
+/// OpenID Connect Back-Channel Logout 1.0 §2.8: 200 when done, 400 with an OAuth
+/// error when the token is refused.
+async fn backchannel_logout(State(state): State<AppState>, Path(connection_id): Path<String>, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    match state.broker.backchannel_logout(&connection_id, &form).await {
+        Ok(_) => (StatusCode::OK, NO_STORE).into_response(),
+        Err(BackchannelError::InvalidRequest(why)) => {
+            (StatusCode::BAD_REQUEST, NO_STORE, Json(json!({"error": "invalid_request", "error_description": why}))).into_response()
         }
+        Err(e @ BackchannelError::Unavailable) => unavailable(&e, "backchannel_logout"),
     }
 }
 
@@ -133,15 +184,7 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
         Ok(body) => {
             ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], Bytes::from_owner(body)).into_response()
         }
-        Err(UserinfoError::InvalidToken) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
-            Json(json!({"error": "invalid_token", "error_description": "the access token is missing, unknown, expired or revoked"})),
-        )
-            .into_response(),
-        Err(UserinfoError::Store(e)) => {
-            tracing::error!(error = %e, "store failure at userinfo");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "temporarily_unavailable"}))).into_response()
-        }
+        Err(UserinfoError::InvalidToken) => invalid_token(),
+        Err(UserinfoError::Store(e)) => unavailable(&e, "userinfo"),
     }
 }

@@ -105,7 +105,13 @@ impl SigningKey {
 
     /// A compact JWS (a signed JWT) of `claims`.
     pub fn sign_jwt<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
-        let header = json!({"alg": self.alg.as_str(), "typ": "JWT", "kid": self.kid});
+        self.sign_jwt_typed(claims, "JWT")
+    }
+
+    /// A signed JWT whose header `typ` names what it is (e.g. `logout+jwt`), so it
+    /// cannot be mistaken for another kind of token.
+    pub fn sign_jwt_typed<T: Serialize>(&self, claims: &T, typ: &str) -> Result<String, KeyError> {
+        let header = json!({"alg": self.alg.as_str(), "typ": typ, "kid": self.kid});
         let mut input = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?);
         input.push('.');
         input.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?));

@@ -12,6 +12,7 @@ use crate::core::claims::IdpProfile;
 use crate::core::connection::Connection;
 use crate::core::group_sync::{IdpGroup, Resolution, SyncJob};
 use crate::core::organization::Organization;
+use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 
@@ -28,13 +29,66 @@ pub struct StoredSigningKey {
 /// A browser's signed-in session at ssogate.
 #[derive(Clone, Debug)]
 pub struct Session {
+    /// Public id (`ses_…`): the `sid` applications see, and what admins revoke by.
+    pub id: String,
+    /// Hash of the cookie's secret, which is what looks the session up.
     pub id_hash: String,
     pub user_id: String,
     pub organization_id: String,
     pub connection_id: Option<String>,
     pub auth_time: Timestamp,
     pub created_at: Timestamp,
+    /// The absolute end.
     pub expires_at: Timestamp,
+    /// The end if nothing happens meanwhile.
+    pub idle_expires_at: Timestamp,
+    pub last_active_at: Timestamp,
+    /// The IdP's subject and session id, which its back-channel logout tokens name.
+    pub idp_sub: Option<String>,
+    pub idp_sid: Option<String>,
+    /// The IdP's tokens (sealed at rest).
+    pub upstream: Option<UpstreamTokens>,
+    pub refresh: RefreshState,
+}
+
+impl Session {
+    pub fn is_live(&self, at: Timestamp) -> bool {
+        self.expires_at > at && self.idle_expires_at > at
+    }
+}
+
+/// Where the background refresh of a session's upstream tokens stands.
+#[derive(Clone, Debug, Default)]
+pub struct RefreshState {
+    /// When it is next due; `None`: never (no refresh token).
+    pub due_at: Option<Timestamp>,
+    pub last_refreshed_at: Option<Timestamp>,
+    /// Set while refreshes keep failing.
+    pub failing_since: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// Which sessions to end.
+#[derive(Clone, Copy, Debug)]
+pub enum SessionFilter<'a> {
+    /// The session of a browser's cookie, by its hash.
+    Handle(&'a str),
+    /// One session of a user, by public id.
+    Id { user_id: &'a str, id: &'a str },
+    /// Every session of a user.
+    User(&'a str),
+    /// The sessions an IdP's back-channel logout names: its subject, its session id, or both.
+    Idp { connection_id: &'a str, sub: Option<&'a str>, sid: Option<&'a str> },
+}
+
+/// A session that was ended, and what ending it revoked.
+#[derive(Clone, Debug)]
+pub struct EndedSession {
+    pub session: Session,
+    /// Hashes of the access tokens revoked with it.
+    pub revoked_token_hashes: Vec<String>,
+    /// The applications that held codes or tokens under it.
+    pub application_ids: Vec<String>,
 }
 
 /// Group sync's rules, applied to the organization's existing group names.
@@ -57,6 +111,8 @@ pub struct Grant {
     pub redirect_uri: String,
     pub user_id: String,
     pub session_hash: String,
+    /// The session's public id, the ID token's `sid`.
+    pub session_id: String,
     pub scope: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
@@ -83,8 +139,10 @@ pub enum Redemption {
 /// An access token as userinfo needs it.
 #[derive(Clone, Debug)]
 pub struct IssuedToken {
-    /// The userinfo answer (the profile as of the sign-in).
+    /// The userinfo answer (the profile as of the latest sign-in or refresh).
     pub claims: Value,
+    pub application_id: String,
+    pub session_hash: String,
     pub expires_at: Timestamp,
     pub revoked: bool,
 }
@@ -138,7 +196,36 @@ pub trait Logins: Send + Sync + 'static {
     async fn connection_users(&self, connection_id: &str, after: &str, limit: u32) -> StoreResult<Vec<UserView>>;
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
-    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Marks the session active at `at` (pushing its idle end to `idle_until`) and
+    /// returns it, if it is still live.
+    async fn touch_session(&self, id_hash: &str, at: Timestamp, idle_until: Timestamp) -> StoreResult<Option<Session>>;
+    /// A user's sessions, newest first.
+    async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<Session>>;
+    /// Ends the sessions the filter names and revokes every code and token issued
+    /// under them, in one transaction, recording why in the audit log.
+    async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>>;
+    /// Moves a user's grants from their previous session to the one that replaced it
+    /// at a new sign-in, so their applications stay signed in.
+    async fn adopt_grants(&self, old_hash: &str, new: &Session) -> StoreResult<()>;
+
+    /// Claims up to `limit` sessions whose upstream refresh is due, each for one
+    /// taker until `lease_until` (so a refresh runs once across replicas).
+    async fn claim_due_refreshes(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Session>>;
+    /// Stores refreshed upstream tokens and the next due time; false if the session is gone.
+    async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp)
+        -> StoreResult<bool>;
+    /// Records a failed refresh and when to retry.
+    async fn save_refresh_failure(&self, id_hash: &str, failing_since: Timestamp, retry_at: Timestamp, error: &str) -> StoreResult<()>;
+    /// Refreshes a signed-in user's profile from the IdP (not a sign-in: the last
+    /// login time stays); `None` if the user is gone.
+    async fn refresh_user_profile(&self, connection: &Connection, profile: &IdpProfile, at: Timestamp) -> StoreResult<Option<UserView>>;
+    /// Re-derives the claims of the session's live grants (given each grant's scope),
+    /// so userinfo follows the profile; returns the hashes of the tokens affected.
+    async fn reissue_grant_claims(&self, session_hash: &str, claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync)) -> StoreResult<Vec<String>>;
+
+    /// Records that a one-time value (a logout token's `jti`) was used; false if it
+    /// already was.
+    async fn use_once(&self, hash: &str, expires_at: Timestamp) -> StoreResult<bool>;
 
     /// Stores a grant; for a sign-in that just completed at the IdP, also (in the same
     /// round trip) its new session and the mark that its login state is used — a

@@ -44,13 +44,30 @@ pub enum IdTokenError {
     NonceMismatch,
     #[error("the ID token has no sub")]
     MissingSubject,
+    #[error("the logout token is not a back-channel logout event")]
+    NotALogoutEvent,
+    #[error("the logout token names neither a subject (sub) nor a session (sid)")]
+    LogoutTargetMissing,
+    #[error("the logout token carries a nonce, which logout tokens must not")]
+    LogoutNonce,
+    #[error("the logout token has no jti")]
+    MissingTokenId,
+}
+
+/// What an ID token's `nonce` must be.
+#[derive(Clone, Copy, Debug)]
+pub enum Nonce<'a> {
+    /// At sign-in: exactly the one sent.
+    Exactly(&'a str),
+    /// After a refresh: absent, or the sign-in's (OIDC Core §12.2).
+    AbsentOr(&'a str),
 }
 
 /// What the token must match.
 pub struct Expected<'a> {
     pub issuer: &'a str,
     pub client_id: &'a str,
-    pub nonce: &'a str,
+    pub nonce: Nonce<'a>,
     /// The client secret, when the connection opted in to HMAC-signed ID tokens.
     pub hmac_secret: Option<&'a str>,
     pub now: i64,
@@ -69,36 +86,66 @@ const HMAC_ALGS: [&str; 3] = ["HS256", "HS384", "HS512"];
 
 /// Verifies `token` against `keys` and `expected`; returns its claims.
 pub fn verify(token: &str, keys: &[Jwk], expected: &Expected) -> Result<Claims, IdTokenError> {
+    let claims = verify_signature(token, keys, expected.hmac_secret)?;
+    check_claims(&claims, expected)?;
+    Ok(claims)
+}
+
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Verifies a back-channel logout token (OpenID Connect Back-Channel Logout 1.0
+/// §2.6): signed like an ID token, for us, fresh, naming a subject or session, an
+/// `events` member for logout, and no nonce. `expected.nonce` is not used.
+pub fn verify_logout_token(token: &str, keys: &[Jwk], expected: &Expected) -> Result<Claims, IdTokenError> {
+    let claims = verify_signature(token, keys, expected.hmac_secret)?;
+    check_issuer_audience_and_times(&claims, expected)?;
+    if !claims.get("events").and_then(Value::as_object).is_some_and(|e| e.get(LOGOUT_EVENT).is_some_and(Value::is_object)) {
+        return Err(IdTokenError::NotALogoutEvent);
+    }
+    let named = |k: &str| claims.get(k).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+    if !named("sub") && !named("sid") {
+        return Err(IdTokenError::LogoutTargetMissing);
+    }
+    if claims.contains_key("nonce") {
+        return Err(IdTokenError::LogoutNonce);
+    }
+    if !named("jti") {
+        return Err(IdTokenError::MissingTokenId);
+    }
+    Ok(claims)
+}
+
+/// Checks the header's algorithm against the allow-list and the signature against
+/// the key it names; returns the claims, not yet checked.
+fn verify_signature(token: &str, keys: &[Jwk], hmac_secret: Option<&str>) -> Result<Claims, IdTokenError> {
     if token.split('.').count() != 3 {
         return Err(IdTokenError::Malformed);
     }
     let (alg_name, kid) = header(token)?;
     let hmac = HMAC_ALGS.contains(&alg_name.as_str());
-    if !(ALLOWED_SIGNING_ALGS.contains(&alg_name.as_str()) || hmac && expected.hmac_secret.is_some()) {
+    if !(ALLOWED_SIGNING_ALGS.contains(&alg_name.as_str()) || hmac && hmac_secret.is_some()) {
         return Err(IdTokenError::AlgorithmNotAllowed(alg_name));
     }
     let alg: Algorithm = alg_name.parse().map_err(|_| IdTokenError::AlgorithmNotAllowed(alg_name.clone()))?;
     let key = if hmac {
-        DecodingKey::from_secret(expected.hmac_secret.unwrap_or_default().as_bytes())
+        DecodingKey::from_secret(hmac_secret.unwrap_or_default().as_bytes())
     } else {
         let jwk = select_key(keys, kid.as_deref(), &alg_name)?;
         DecodingKey::from_jwk(jwk).map_err(|_| IdTokenError::BadSignature)?
     };
     let mut validation = Validation::new(alg);
-    // The claims are checked below, one by one, for precise errors.
+    // The claims are checked afterwards, one by one, for precise errors.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+    Ok(jsonwebtoken::decode::<Claims>(token, &key, &validation)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => IdTokenError::AlgorithmNotAllowed(alg_name.clone()),
             jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::BadSignature,
             _ => IdTokenError::Malformed,
         })?
-        .claims;
-    check_claims(&claims, expected)?;
-    Ok(claims)
+        .claims)
 }
 
 /// The key a token's `kid` names; with no `kid`, the only usable key for its algorithm.
@@ -125,7 +172,7 @@ fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: &str) -> Result<&'k J
     }
 }
 
-fn check_claims(c: &Claims, e: &Expected) -> Result<(), IdTokenError> {
+fn check_issuer_audience_and_times(c: &Claims, e: &Expected) -> Result<(), IdTokenError> {
     if c.get("iss").and_then(Value::as_str) != Some(e.issuer) {
         return Err(IdTokenError::WrongIssuer(c.get("iss").map(|v| v.to_string()).unwrap_or_default()));
     }
@@ -150,8 +197,18 @@ fn check_claims(c: &Claims, e: &Expected) -> Result<(), IdTokenError> {
     if iat > e.now + CLOCK_SKEW_SECS || iat < e.now - MAX_TOKEN_AGE_SECS - CLOCK_SKEW_SECS {
         return Err(IdTokenError::IssuedAtOutOfRange);
     }
-    let nonce = c.get("nonce").and_then(Value::as_str).unwrap_or_default();
-    if aws_lc_rs::constant_time::verify_slices_are_equal(nonce.as_bytes(), e.nonce.as_bytes()).is_err() {
+    Ok(())
+}
+
+fn check_claims(c: &Claims, e: &Expected) -> Result<(), IdTokenError> {
+    check_issuer_audience_and_times(c, e)?;
+    let nonce = c.get("nonce").and_then(Value::as_str);
+    let same = |want: &str| aws_lc_rs::constant_time::verify_slices_are_equal(nonce.unwrap_or_default().as_bytes(), want.as_bytes()).is_ok();
+    let nonce_ok = match e.nonce {
+        Nonce::Exactly(want) => same(want),
+        Nonce::AbsentOr(want) => !c.contains_key("nonce") || same(want),
+    };
+    if !nonce_ok {
         return Err(IdTokenError::NonceMismatch);
     }
     if c.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
@@ -169,7 +226,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn expected<'a>() -> Expected<'a> {
-        Expected { issuer: "https://idp.example.com", client_id: "ssogate", nonce: "n-123", hmac_secret: None, now: NOW }
+        Expected { issuer: "https://idp.example.com", client_id: "ssogate", nonce: Nonce::Exactly("n-123"), hmac_secret: None, now: NOW }
     }
 
     fn claims() -> Value {
@@ -331,5 +388,45 @@ mod tests {
         assert!(verify(&no_kid, std::slice::from_ref(&jwk), &expected()).is_ok());
         assert_eq!(verify(&no_kid, &[jwk, other_jwk], &expected()).unwrap_err(), IdTokenError::AmbiguousKey);
         assert_eq!(verify("a.b", &[], &expected()).unwrap_err(), IdTokenError::Malformed);
+    }
+
+    #[test]
+    fn refreshed_tokens_may_drop_the_nonce_but_not_change_it() {
+        let (k, jwk) = key("k1");
+        let keys = [jwk];
+        let refresh = Expected { nonce: Nonce::AbsentOr("n-123"), ..expected() };
+        let without = with(claims(), |c| {
+            c.remove("nonce");
+        });
+        assert!(verify(&k.sign_jwt(&without).unwrap(), &keys, &refresh).is_ok());
+        assert!(verify(&k.sign_jwt(&claims()).unwrap(), &keys, &refresh).is_ok());
+        let other = with(claims(), |c| {
+            c.insert("nonce".into(), json!("n-999"));
+        });
+        assert_eq!(verify(&k.sign_jwt(&other).unwrap(), &keys, &refresh).unwrap_err(), IdTokenError::NonceMismatch);
+    }
+
+    #[test]
+    fn logout_tokens_are_checked_per_the_back_channel_spec() {
+        let (k, jwk) = key("k1");
+        let keys = [jwk];
+        let good = json!({"iss": "https://idp.example.com", "aud": "ssogate", "iat": NOW, "exp": NOW + 120, "jti": "j1",
+                          "sid": "s1", "events": {LOGOUT_EVENT: {}}});
+        assert_eq!(verify_logout_token(&k.sign_jwt(&good).unwrap(), &keys, &expected()).unwrap()["sid"], "s1");
+        let cases = [
+            (with(good.clone(), |c| { c.remove("events"); }), IdTokenError::NotALogoutEvent),
+            (with(good.clone(), |c| { c.insert("events".into(), json!({"other": {}})); }), IdTokenError::NotALogoutEvent),
+            (with(good.clone(), |c| { c.remove("sid"); }), IdTokenError::LogoutTargetMissing),
+            (with(good.clone(), |c| { c.insert("nonce".into(), json!("n")); }), IdTokenError::LogoutNonce),
+            (with(good.clone(), |c| { c.remove("jti"); }), IdTokenError::MissingTokenId),
+            (with(good.clone(), |c| { c.insert("aud".into(), json!("other")); }), IdTokenError::WrongAudience),
+            (with(good.clone(), |c| { c.insert("iat".into(), json!(NOW - 7200)); }), IdTokenError::IssuedAtOutOfRange),
+        ];
+        for (c, want) in cases {
+            assert_eq!(verify_logout_token(&k.sign_jwt(&c).unwrap(), &keys, &expected()).unwrap_err(), want, "{c}");
+        }
+        // An ID token is not a logout token, nor the reverse.
+        assert_eq!(verify_logout_token(&k.sign_jwt(&claims()).unwrap(), &keys, &expected()).unwrap_err(), IdTokenError::NotALogoutEvent);
+        assert_eq!(verify(&k.sign_jwt(&good).unwrap(), &keys, &expected()).unwrap_err(), IdTokenError::NonceMismatch);
     }
 }

@@ -3,6 +3,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use jsonwebtoken::jwk::Jwk;
 use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
@@ -72,8 +73,12 @@ struct OAuthError {
 pub enum LoginError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    #[error("the identity provider refused the code exchange: {0}")]
-    TokenRejected(String),
+    #[error("the identity provider refused the token request: {error}{detail}")]
+    TokenRejected {
+        /// The OAuth error code (RFC 6749 §5.2), or `http_<status>` without one.
+        error: String,
+        detail: String,
+    },
     #[error("the identity provider returned no ID token")]
     NoIdToken,
     #[error(transparent)]
@@ -88,8 +93,7 @@ fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Exchanges the authorization code at the token endpoint, with client_secret_basic
-/// unless the IdP supports only client_secret_post.
+/// Exchanges the authorization code at the token endpoint.
 pub async fn exchange_code(
     providers: &Providers,
     m: &ProviderMetadata,
@@ -99,16 +103,39 @@ pub async fn exchange_code(
     redirect_uri: &str,
     pkce_verifier: Option<&str>,
 ) -> Result<TokenResponse, LoginError> {
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
+    if let Some(v) = pkce_verifier {
+        form.push(("code_verifier", v));
+    }
+    token_request(providers, m, c, client_secret, form).await
+}
+
+/// Trades a refresh token for fresh tokens (RFC 6749 §6).
+pub async fn refresh(
+    providers: &Providers,
+    m: &ProviderMetadata,
+    c: &Connection,
+    client_secret: &str,
+    refresh_token: &str,
+) -> Result<TokenResponse, LoginError> {
+    token_request(providers, m, c, client_secret, vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
+}
+
+/// A request to the token endpoint, authenticated with client_secret_basic unless
+/// the IdP supports only client_secret_post.
+async fn token_request<'a>(
+    providers: &Providers,
+    m: &ProviderMetadata,
+    c: &'a Connection,
+    client_secret: &'a str,
+    mut form: Vec<(&'a str, &'a str)>,
+) -> Result<TokenResponse, LoginError> {
     let client = providers.client();
     let url = client.checked(m.token_endpoint.as_deref().unwrap_or_default())?;
     let use_post = m
         .token_endpoint_auth_methods_supported
         .as_ref()
         .is_some_and(|ms| !ms.iter().any(|x| x == "client_secret_basic") && ms.iter().any(|x| x == "client_secret_post"));
-    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
-    if let Some(v) = pkce_verifier {
-        form.push(("code_verifier", v));
-    }
     let mut req = client.request(reqwest::Method::POST, url).header(reqwest::header::ACCEPT, "application/json");
     if use_post {
         form.push(("client_id", &c.client_id));
@@ -124,10 +151,10 @@ pub async fn exchange_code(
         return Err(UpstreamError::BadStatus(status.as_u16()).into());
     }
     if !status.is_success() {
-        let reason = serde_json::from_slice::<OAuthError>(&body)
-            .map(|e| format!("{} {}", e.error, e.error_description.unwrap_or_default()).trim().to_owned())
-            .unwrap_or_else(|_| format!("HTTP status {}", status.as_u16()));
-        return Err(LoginError::TokenRejected(reason));
+        return Err(match serde_json::from_slice::<OAuthError>(&body) {
+            Ok(e) => LoginError::TokenRejected { error: e.error, detail: e.error_description.map(|d| format!(" {d}")).unwrap_or_default() },
+            Err(_) => LoginError::TokenRejected { error: format!("http_{}", status.as_u16()), detail: String::new() },
+        });
     }
     Ok(super::http::parse(&body)?)
 }
@@ -139,12 +166,32 @@ pub async fn validate_id_token(
     token: &str,
     expected: &Expected<'_>,
 ) -> Result<Claims, LoginError> {
+    with_signing_keys(providers, m, |keys| id_token::verify(token, keys, expected)).await
+}
+
+/// Validates a back-channel logout token, like an ID token.
+pub async fn validate_logout_token(
+    providers: &Providers,
+    m: &ProviderMetadata,
+    token: &str,
+    expected: &Expected<'_>,
+) -> Result<Claims, LoginError> {
+    with_signing_keys(providers, m, |keys| id_token::verify_logout_token(token, keys, expected)).await
+}
+
+/// Runs `check` with the IdP's signing keys, and once more with a fresh copy if the
+/// token names a key the cached copy lacks (the IdP rotated its keys).
+async fn with_signing_keys(
+    providers: &Providers,
+    m: &ProviderMetadata,
+    check: impl Fn(&[Jwk]) -> Result<Claims, IdTokenError>,
+) -> Result<Claims, LoginError> {
     let jwks_uri = m.jwks_uri.as_deref().unwrap_or_default();
     let keys = providers.signing_keys(jwks_uri, false).await?;
-    match id_token::verify(token, &keys, expected) {
+    match check(&keys) {
         Err(IdTokenError::UnknownKey(_)) => {
             let keys = providers.signing_keys(jwks_uri, true).await?;
-            Ok(id_token::verify(token, &keys, expected)?)
+            Ok(check(&keys)?)
         }
         other => Ok(other?),
     }

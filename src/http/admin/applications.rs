@@ -58,6 +58,7 @@ async fn create(
         redirect_uris: new.redirect_uris,
         post_logout_redirect_uris: new.post_logout_redirect_uris,
         expose_idp_tokens: new.expose_idp_tokens,
+        backchannel_logout_uri: new.backchannel_logout_uri,
         created_at: t,
         updated_at: t,
     };

@@ -21,17 +21,25 @@ pub fn routes() -> Router<AppState> {
         .route("/connections/{id}/test", post(test))
 }
 
-/// A connection as the API shows it: never its secret, always the redirect URI the
+/// A connection as the API shows it: never its secret, always the addresses the
 /// customer's IT team registers at their IdP.
 #[derive(Serialize)]
 struct ConnectionView {
     #[serde(flatten)]
     connection: Connection,
     redirect_uri: String,
+    post_logout_redirect_uri: String,
+    backchannel_logout_uri: String,
 }
 
 fn view(state: &AppState, connection: Connection) -> ConnectionView {
-    ConnectionView { connection, redirect_uri: state.config.callback_url() }
+    let base = &state.config.public_url;
+    ConnectionView {
+        redirect_uri: state.config.callback_url(),
+        post_logout_redirect_uri: format!("{base}/sso/logged-out"),
+        backchannel_logout_uri: format!("{base}/sso/backchannel-logout/{}", connection.id),
+        connection,
+    }
 }
 
 async fn create(

@@ -1,17 +1,109 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
+use serde::Serialize;
+use serde_json::{json, Value};
 use axum::{Extension, Json, Router};
 
 use super::{organization, PageQuery, Paginated};
 use crate::core::audit::Actor;
 use crate::core::user::{CreateUser, UpdateUser, UserView};
+use crate::core::{now, Timestamp};
+use crate::store::{Session, SessionFilter};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/organizations/{org}/users", post(create).get(list)).route("/users/{id}", get(show).patch(update).delete(remove))
+    Router::new()
+        .route("/organizations/{org}/users", post(create).get(list))
+        .route("/users/{id}", get(show).patch(update).delete(remove))
+        .route("/users/{id}/sessions", get(sessions).delete(revoke_sessions))
+        .route("/users/{id}/sessions/{session_id}", delete(revoke_session))
+}
+
+/// A session as admins see it: times and refresh health, never a token.
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    connection_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    auth_time: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    last_active_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    idle_expires_at: Timestamp,
+    upstream: UpstreamView,
+}
+
+#[derive(Serialize)]
+struct UpstreamView {
+    has_refresh_token: bool,
+    access_token_expires_at: Option<i64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    next_refresh_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_refreshed_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    failing_since: Option<Timestamp>,
+    last_error: Option<String>,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        let upstream = s.upstream.unwrap_or_default();
+        SessionView {
+            id: s.id,
+            connection_id: s.connection_id,
+            auth_time: s.auth_time,
+            last_active_at: s.last_active_at,
+            expires_at: s.expires_at,
+            idle_expires_at: s.idle_expires_at,
+            upstream: UpstreamView {
+                has_refresh_token: upstream.refresh_token.is_some(),
+                access_token_expires_at: upstream.expires_at,
+                next_refresh_at: s.refresh.due_at,
+                last_refreshed_at: s.refresh.last_refreshed_at,
+                failing_since: s.refresh.failing_since,
+                last_error: s.refresh.last_error,
+            },
+        }
+    }
+}
+
+async fn user(state: &AppState, id: &str) -> ApiResult<UserView> {
+    state.store.get_user(id).await?.ok_or_else(|| ApiError::not_found("user"))
+}
+
+/// The user's live sessions, newest first.
+async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let user = user(&state, &id).await?;
+    let t = now();
+    let live: Vec<SessionView> =
+        state.store.user_sessions(&user.user.id).await?.into_iter().filter(|s| s.is_live(t)).map(SessionView::from).collect();
+    Ok(Json(json!({ "data": live })))
+}
+
+/// Signs the user out everywhere: every session ends and its tokens stop working.
+async fn revoke_sessions(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let user = user(&state, &id).await?;
+    let ended = state.broker.end_sessions(SessionFilter::User(&user.user.id), "admin", &actor).await?;
+    Ok(Json(json!({ "revoked": ended.len() })))
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path((id, session_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let user = user(&state, &id).await?;
+    let ended = state.broker.end_sessions(SessionFilter::Id { user_id: &user.user.id, id: &session_id }, "admin", &actor).await?;
+    if ended.is_empty() {
+        return Err(ApiError::not_found("session"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Pre-creates a user, e.g. for connections that admit existing users only.
@@ -39,7 +131,7 @@ async fn list(
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
-    Ok(Json(state.store.get_user(&id).await?.ok_or_else(|| ApiError::not_found("user"))?))
+    Ok(Json(user(&state, &id).await?))
 }
 
 /// Note: on a connection with group sync, hand-set groups are replaced at the

@@ -176,6 +176,7 @@ pub(super) fn application_row(r: &AnyRow) -> StoreResult<Application> {
         redirect_uris: from_json(&r.try_get::<String, _>("redirect_uris")?)?,
         post_logout_redirect_uris: from_json(&r.try_get::<String, _>("post_logout_redirect_uris")?)?,
         expose_idp_tokens: flag(r, "expose_idp_tokens")?,
+        backchannel_logout_uri: r.try_get("backchannel_logout_uri")?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
     })
@@ -193,7 +194,7 @@ async fn load_application(conn: &mut AnyConnection, id: &str) -> StoreResult<Opt
 }
 
 async fn save_application(conn: &mut AnyConnection, app: &Application) -> StoreResult<()> {
-    sqlx::query("UPDATE applications SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, expose_idp_tokens = $5, updated_at = $6, id_token_signed_response_alg = $7 WHERE id = $1")
+    sqlx::query("UPDATE applications SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, expose_idp_tokens = $5, updated_at = $6, id_token_signed_response_alg = $7, backchannel_logout_uri = $8 WHERE id = $1")
         .bind(&app.id)
         .bind(&app.name)
         .bind(to_json(&app.redirect_uris))
@@ -201,6 +202,7 @@ async fn save_application(conn: &mut AnyConnection, app: &Application) -> StoreR
         .bind(i64::from(app.expose_idp_tokens))
         .bind(ms(app.updated_at))
         .bind(&app.id_token_signed_response_alg)
+        .bind(&app.backchannel_logout_uri)
         .execute(conn)
         .await?;
     Ok(())
@@ -585,7 +587,7 @@ impl Directory for SqlStore {
 
     async fn create_application(&self, app: Application, secret_hash: &str, actor: &Actor) -> StoreResult<Application> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO applications (id, name, client_id, client_secret_hash, redirect_uris, post_logout_redirect_uris, expose_idp_tokens, created_at, updated_at, client_type, id_token_signed_response_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+        sqlx::query("INSERT INTO applications (id, name, client_id, client_secret_hash, redirect_uris, post_logout_redirect_uris, expose_idp_tokens, created_at, updated_at, client_type, id_token_signed_response_alg, backchannel_logout_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
             .bind(&app.id)
             .bind(&app.name)
             .bind(&app.client_id)
@@ -597,6 +599,7 @@ impl Directory for SqlStore {
             .bind(ms(app.updated_at))
             .bind(client_type_text(app.client_type))
             .bind(&app.id_token_signed_response_alg)
+            .bind(&app.backchannel_logout_uri)
             .execute(&mut *tx)
             .await?;
         record(&mut tx, None, actor, "application.created", ("application", &app.id), json_value(&app)).await?;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
+use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::directory::{application_row, claim_seat, load_org, user_view_row};
@@ -16,26 +17,62 @@ use crate::core::group_sync::{IdpGroup, SyncJob};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::now;
 use crate::core::organization::Organization;
+use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
-    Grant, IssuedToken, Logins, Page, Provisioned, Redemption, ResolveGroups, Session, SignIn, StoreError, StoreResult, StoredSigningKey,
+    EndedSession, Grant, IssuedToken, Logins, Page, Provisioned, RefreshState, Redemption, ResolveGroups, Session, SessionFilter, SignIn,
+    StoreError, StoreResult, StoredSigningKey,
 };
 
 fn key_context(kid: &str) -> String {
     format!("signing_key:{kid}")
 }
 
-fn session_row(r: &AnyRow) -> StoreResult<Session> {
-    Ok(Session {
-        id_hash: r.try_get("id_hash")?,
-        user_id: r.try_get("user_id")?,
-        organization_id: r.try_get("organization_id")?,
-        connection_id: r.try_get("connection_id")?,
-        auth_time: from_ms(r.try_get("auth_time")?)?,
-        created_at: from_ms(r.try_get("created_at")?)?,
-        expires_at: from_ms(r.try_get("expires_at")?)?,
-    })
+fn upstream_context(session_id: &str) -> String {
+    format!("session:{session_id}:upstream")
+}
+
+fn opt_ms(r: &AnyRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    r.try_get::<Option<i64>, _>(column)?.map(from_ms).transpose()
+}
+
+impl SqlStore {
+    fn session_row(&self, r: &AnyRow) -> StoreResult<Session> {
+        let id: String = r.try_get("id")?;
+        let upstream = match r.try_get::<Option<String>, _>("upstream_enc")? {
+            Some(sealed) => {
+                let json = self.secrets.decrypt_str(&upstream_context(&id), &sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Some(from_json(&json)?)
+            }
+            None => None,
+        };
+        Ok(Session {
+            id_hash: r.try_get("id_hash")?,
+            user_id: r.try_get("user_id")?,
+            organization_id: r.try_get("organization_id")?,
+            connection_id: r.try_get("connection_id")?,
+            auth_time: from_ms(r.try_get("auth_time")?)?,
+            created_at: from_ms(r.try_get("created_at")?)?,
+            expires_at: from_ms(r.try_get("expires_at")?)?,
+            idle_expires_at: from_ms(r.try_get("idle_expires_at")?)?,
+            last_active_at: from_ms(r.try_get("last_active_at")?)?,
+            idp_sub: r.try_get("idp_sub")?,
+            idp_sid: r.try_get("idp_sid")?,
+            upstream,
+            refresh: RefreshState {
+                due_at: opt_ms(r, "refresh_at")?,
+                last_refreshed_at: opt_ms(r, "refreshed_at")?,
+                failing_since: opt_ms(r, "refresh_failing_since")?,
+                last_error: r.try_get("refresh_error")?,
+            },
+            id,
+        })
+    }
+
+    fn seal_upstream(&self, session_id: &str, tokens: &UpstreamTokens) -> StoreResult<String> {
+        self.secrets.encrypt_str(&upstream_context(session_id), &to_json(tokens)).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
 }
 
 fn grant_row(r: &AnyRow) -> StoreResult<Grant> {
@@ -45,6 +82,7 @@ fn grant_row(r: &AnyRow) -> StoreResult<Grant> {
         redirect_uri: r.try_get("redirect_uri")?,
         user_id: r.try_get("user_id")?,
         session_hash: r.try_get("session_hash")?,
+        session_id: r.try_get::<Option<String>, _>("session_id")?.unwrap_or_default(),
         scope: r.try_get("scope")?,
         nonce: r.try_get("nonce")?,
         code_challenge: r.try_get("code_challenge")?,
@@ -80,10 +118,11 @@ async fn find_user(conn: &mut AnyConnection, c: &Connection, p: &IdpProfile) -> 
 }
 
 const INSERT_GRANT: &str = "INSERT INTO grants (code_hash, application_id, redirect_uri, user_id, session_hash, scope, nonce, \
-     code_challenge, auth_time, claims, code_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, organization_id, connection_id, auth_time, created_at, expires_at) \
-     VALUES ($12, $13, $14, $15, $16, $17, $18)";
-const INSERT_USED_STATE: &str = "INSERT INTO used_login_states (state_hash, expires_at) VALUES ($19, $20)";
+     code_challenge, auth_time, claims, code_expires_at, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, organization_id, connection_id, auth_time, created_at, expires_at, \
+     id, idle_expires_at, last_active_at, idp_sub, idp_sid, upstream_enc, refresh_at) \
+     VALUES ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)";
+const INSERT_USED_STATE: &str = "INSERT INTO used_login_states (state_hash, expires_at) VALUES ($27, $28)";
 
 fn sync_job_row(r: &AnyRow) -> StoreResult<SyncJob> {
     Ok(SyncJob {
@@ -107,6 +146,7 @@ fn refresh_profile<'q>(
     p: &'q IdpProfile,
     login_at: Timestamp,
     key: &'q str,
+    is_login: bool,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     sqlx::query(sql)
         .bind(&c.id)
@@ -120,6 +160,7 @@ fn refresh_profile<'q>(
         .bind(to_json(&p.attributes))
         .bind(ms(login_at))
         .bind(key)
+        .bind(i64::from(is_login))
 }
 
 #[async_trait]
@@ -195,7 +236,7 @@ impl Logins for SqlStore {
         // Fast path, one statement: the IdP subject has signed in here before.
         let mut conn = self.conn().await?;
         if let Some(row) =
-            refresh_profile(&self.queries.refresh_by_subject, c, p, login_at, &c.organization_id).fetch_optional(&mut *conn).await?
+            refresh_profile(&self.queries.refresh_by_subject, c, p, login_at, &c.organization_id, true).fetch_optional(&mut *conn).await?
         {
             return Ok(Provisioned::User(Box::new(user_view_row(&row)?)));
         }
@@ -223,7 +264,7 @@ impl Logins for SqlStore {
                 id
             }
         };
-        let row = refresh_profile(&self.queries.refresh_by_id, c, p, login_at, &id).fetch_one(&mut *tx).await?;
+        let row = refresh_profile(&self.queries.refresh_by_id, c, p, login_at, &id, true).fetch_one(&mut *tx).await?;
         let user = user_view_row(&row)?;
         let action = if existing.is_some() { "user.linked" } else { "user.provisioned" };
         let actor = Actor(format!("login:{}", c.id));
@@ -384,12 +425,169 @@ impl Logins for SqlStore {
 
     async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
         let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?;
-        row.as_ref().map(session_row).transpose()
+        row.as_ref().map(|r| self.session_row(r)).transpose()
     }
 
-    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(&self.pool).await?;
+    async fn touch_session(&self, id_hash: &str, at: Timestamp, idle_until: Timestamp) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(
+            "UPDATE sessions SET last_active_at = $2, idle_expires_at = $3 \
+             WHERE id_hash = $1 AND expires_at > $2 AND idle_expires_at > $2 RETURNING *",
+        )
+        .bind(id_hash)
+        .bind(ms(at))
+        .bind(ms(idle_until))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.session_row(r)).transpose()
+    }
+
+    async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC").bind(user_id).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.session_row(r)).collect()
+    }
+
+    async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>> {
+        let (condition, binds): (&str, Vec<Option<&str>>) = match filter {
+            SessionFilter::Handle(hash) => ("id_hash = $1", vec![Some(hash)]),
+            SessionFilter::Id { user_id, id } => ("user_id = $1 AND id = $2", vec![Some(user_id), Some(id)]),
+            SessionFilter::User(user_id) => ("user_id = $1", vec![Some(user_id)]),
+            SessionFilter::Idp { connection_id, sub, sid } => (
+                "connection_id = $1 AND ($2 IS NULL OR idp_sub = $2) AND ($3 IS NULL OR idp_sid = $3) AND ($2 IS NOT NULL OR $3 IS NOT NULL)",
+                vec![Some(connection_id), sub, sid],
+            ),
+        };
+        let sql = format!("SELECT * FROM sessions WHERE {condition}{}", self.dialect.for_update());
+        let mut tx = self.write_tx().await?;
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        let mut ended = vec![];
+        for row in &rows {
+            let session = self.session_row(row)?;
+            let revoked: Vec<(Option<String>, String)> =
+                sqlx::query_as("UPDATE grants SET revoked = 1 WHERE session_hash = $1 RETURNING token_hash, application_id")
+                    .bind(&session.id_hash)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(&session.id_hash).execute(&mut *tx).await?;
+            let mut application_ids: Vec<String> = revoked.iter().map(|(_, app)| app.clone()).collect();
+            application_ids.sort();
+            application_ids.dedup();
+            record(
+                &mut tx,
+                Some(&session.organization_id),
+                actor,
+                "session.ended",
+                ("user", &session.user_id),
+                serde_json::json!({"session_id": session.id, "reason": reason, "applications": application_ids}),
+            )
+            .await?;
+            ended.push(EndedSession {
+                revoked_token_hashes: revoked.into_iter().filter_map(|(token, _)| token).collect(),
+                application_ids,
+                session,
+            });
+        }
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn adopt_grants(&self, old_hash: &str, new: &Session) -> StoreResult<()> {
+        sqlx::query("UPDATE grants SET session_hash = $2, session_id = $3 WHERE session_hash = $1 AND user_id = $4 AND revoked = 0")
+            .bind(old_hash)
+            .bind(&new.id_hash)
+            .bind(&new.id)
+            .bind(&new.user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    async fn claim_due_refreshes(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Session>> {
+        // PostgreSQL: replicas claiming at once skip each other's rows instead of
+        // queueing on them. SQLite has one writer, so the UPDATE alone is atomic.
+        let skip_locked = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE sessions SET refresh_claimed_until = $2 WHERE id_hash IN (SELECT id_hash FROM sessions \
+             WHERE refresh_at <= $1 AND (refresh_claimed_until IS NULL OR refresh_claimed_until <= $1) \
+             AND expires_at > $1 AND idle_expires_at > $1 \
+             ORDER BY refresh_at LIMIT $3{skip_locked}) RETURNING *"
+        );
+        let rows = sqlx::query(&sql).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.session_row(r)).collect()
+    }
+
+    async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp) -> StoreResult<bool> {
+        let Some(id) = sqlx::query_scalar::<_, String>("SELECT id FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?
+        else {
+            return Ok(false);
+        };
+        let r = sqlx::query(
+            "UPDATE sessions SET upstream_enc = $2, refresh_at = $3, refreshed_at = $4, refresh_claimed_until = NULL, \
+             refresh_failing_since = NULL, refresh_error = NULL WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .bind(self.seal_upstream(&id, tokens)?)
+        .bind(due_at.map(ms))
+        .bind(ms(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn save_refresh_failure(&self, id_hash: &str, failing_since: Timestamp, retry_at: Timestamp, error: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET refresh_at = $2, refresh_failing_since = $3, refresh_error = $4, refresh_claimed_until = NULL \
+             WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .bind(ms(retry_at))
+        .bind(ms(failing_since))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn refresh_user_profile(&self, c: &Connection, p: &IdpProfile, at: Timestamp) -> StoreResult<Option<UserView>> {
+        let row = refresh_profile(&self.queries.refresh_by_subject, c, p, at, &c.organization_id, false).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_view_row).transpose()
+    }
+
+    async fn reissue_grant_claims(&self, session_hash: &str, claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync)) -> StoreResult<Vec<String>> {
+        let t = ms(now());
+        let live: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT code_hash, scope, token_hash FROM grants WHERE session_hash = $1 AND revoked = 0 \
+             AND (token_expires_at > $2 OR (redeemed_at IS NULL AND code_expires_at > $2))",
+        )
+        .bind(session_hash)
+        .bind(t)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tx = self.write_tx().await?;
+        for (code_hash, scope, _) in &live {
+            sqlx::query("UPDATE grants SET claims = $2 WHERE code_hash = $1")
+                .bind(code_hash)
+                .bind(to_json(&claims_for_scope(scope)))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(live.into_iter().filter_map(|(_, _, token)| token).collect())
+    }
+
+    async fn use_once(&self, hash: &str, expires_at: Timestamp) -> StoreResult<bool> {
+        let r = sqlx::query("INSERT INTO used_login_states (state_hash, expires_at) VALUES ($1, $2) ON CONFLICT (state_hash) DO NOTHING")
+            .bind(hash)
+            .bind(ms(expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn create_grant(&self, g: &Grant, sign_in: Option<SignIn<'_>>) -> StoreResult<()> {
@@ -411,8 +609,10 @@ impl Logins for SqlStore {
             .bind(&g.code_challenge)
             .bind(ms(g.auth_time))
             .bind(to_json(&g.claims))
-            .bind(ms(g.code_expires_at));
+            .bind(ms(g.code_expires_at))
+            .bind(&g.session_id);
         if let Some(SignIn { session: s, state_hash, state_expires_at }) = sign_in {
+            let sealed = s.upstream.as_ref().map(|u| self.seal_upstream(&s.id, u)).transpose()?;
             q = q
                 .bind(&s.id_hash)
                 .bind(&s.user_id)
@@ -421,6 +621,13 @@ impl Logins for SqlStore {
                 .bind(ms(s.auth_time))
                 .bind(ms(s.created_at))
                 .bind(ms(s.expires_at))
+                .bind(&s.id)
+                .bind(ms(s.idle_expires_at))
+                .bind(ms(s.last_active_at))
+                .bind(&s.idp_sub)
+                .bind(&s.idp_sid)
+                .bind(sealed)
+                .bind(s.refresh.due_at.map(ms))
                 .bind(state_hash)
                 .bind(ms(state_expires_at));
         }
@@ -439,7 +646,8 @@ impl Logins for SqlStore {
         // session's expiry.
         let fresh = sqlx::query(
             "UPDATE grants SET redeemed_at = $2, token_hash = $3, token_expires_at = $4 WHERE code_hash = $1 AND redeemed_at IS NULL \
-             RETURNING *, (SELECT expires_at FROM sessions WHERE id_hash = grants.session_hash) AS session_expires_at",
+             RETURNING *, (SELECT CASE WHEN idle_expires_at < expires_at THEN idle_expires_at ELSE expires_at END \
+             FROM sessions WHERE id_hash = grants.session_hash) AS session_expires_at",
         )
         .bind(code_hash)
         .bind(ms(now))
@@ -462,13 +670,15 @@ impl Logins for SqlStore {
     }
 
     async fn issued_token(&self, token_hash: &str) -> StoreResult<Option<IssuedToken>> {
-        let row = sqlx::query("SELECT claims, token_expires_at, revoked FROM grants WHERE token_hash = $1")
+        let row = sqlx::query("SELECT claims, token_expires_at, revoked, application_id, session_hash FROM grants WHERE token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
             Ok(IssuedToken {
                 claims: from_json(&r.try_get::<String, _>("claims")?)?,
+                application_id: r.try_get("application_id")?,
+                session_hash: r.try_get("session_hash")?,
                 expires_at: from_ms(r.try_get("token_expires_at")?)?,
                 revoked: super::flag(&r, "revoked")?,
             })
@@ -487,7 +697,13 @@ impl Logins for SqlStore {
                 "DELETE FROM grants WHERE code_expires_at < $1 AND (token_expires_at IS NULL OR token_expires_at < $1)",
                 ms(now) - code_grace_ms,
             ),
-            ("DELETE FROM sessions WHERE expires_at < $1", ms(now)),
+            // A lapsed session's tokens end with it.
+            (
+                "UPDATE grants SET revoked = 1 WHERE revoked = 0 AND session_hash IN \
+                 (SELECT id_hash FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1)",
+                ms(now),
+            ),
+            ("DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1", ms(now)),
         ] {
             n += sqlx::query(sql).bind(bound).execute(&self.pool).await?.rows_affected();
         }

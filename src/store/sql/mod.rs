@@ -92,11 +92,12 @@ struct Queries {
 
 /// Refreshes a user's profile from the IdP and returns the row with its groups. The
 /// IdP is the source of truth, but a claim it stopped sending keeps its last value
-/// rather than erasing what an admin may have set. `$11` is the selector's key.
+/// rather than erasing what an admin may have set. `$11` is the selector's key; `$12`
+/// is 1 for a sign-in (which sets the last login time), 0 for a background refresh.
 const REFRESH_PROFILE: &str = "UPDATE users SET connection_id = $1, idp_sub = $2, email = COALESCE($3, email), \
      email_verified = CASE WHEN $3 IS NULL THEN email_verified ELSE $4 END, first_name = COALESCE($5, first_name), \
      last_name = COALESCE($6, last_name), username = COALESCE($7, username), picture = COALESCE($8, picture), \
-     attributes = $9, last_login_at = $10, updated_at = $10 WHERE ";
+     attributes = $9, last_login_at = CASE WHEN $12 = 1 THEN $10 ELSE last_login_at END, updated_at = $10 WHERE ";
 
 impl Queries {
     fn new(d: Dialect) -> Self {

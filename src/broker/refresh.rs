@@ -1,0 +1,181 @@
+//! Background refresh of the identity providers' tokens. Each session with a
+//! refresh token is refreshed a margin before its access token expires, whether or
+//! not a request arrives; the fresh userinfo and groups then flow into the user's
+//! profile, group memberships and the claims applications see. A refusal ends the
+//! session; an IdP that stays down past the grace period does too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::Broker;
+use crate::core::audit::Actor;
+use crate::core::claims::{self, Claims};
+use crate::core::now;
+use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
+use crate::store::{Session, SessionFilter, StoreError, StoreResult};
+use crate::upstream::id_token::{Expected, Nonce};
+use crate::upstream::rp::{self, LoginError};
+
+/// Sessions claimed per round, and refreshed at once within it.
+const BATCH: u32 = 256;
+const CONCURRENCY: usize = 64;
+/// How long a claim keeps other replicas off a session being refreshed.
+const LEASE: Duration = Duration::from_secs(120);
+/// The pause when nothing is due.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Why a refresh did not happen.
+#[derive(Debug, thiserror::Error)]
+enum RefreshFailure {
+    /// The grant is gone (refused, revoked, connection or user removed): end the session.
+    #[error("{0}")]
+    Final(String),
+    /// Worth retrying (IdP down or slow, database hiccup).
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl From<StoreError> for RefreshFailure {
+    fn from(e: StoreError) -> Self {
+        RefreshFailure::Transient(format!("store: {e}"))
+    }
+}
+
+impl From<LoginError> for RefreshFailure {
+    fn from(e: LoginError) -> Self {
+        match &e {
+            LoginError::TokenRejected { error, .. } if refusal_is_final(error) => RefreshFailure::Final(e.to_string()),
+            LoginError::Upstream(_) | LoginError::TokenRejected { .. } => RefreshFailure::Transient(e.to_string()),
+            // A token that fails validation or names another subject is not to be trusted.
+            _ => RefreshFailure::Final(e.to_string()),
+        }
+    }
+}
+
+impl Broker {
+    /// Runs for the life of the process.
+    pub async fn run_refresher(self: Arc<Self>) {
+        loop {
+            match self.refresh_due_sessions().await {
+                Ok(0) => tokio::time::sleep(IDLE_POLL).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming sessions to refresh failed");
+                    tokio::time::sleep(IDLE_POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Claims the sessions due now and refreshes them; returns how many it claimed.
+    pub async fn refresh_due_sessions(&self) -> StoreResult<usize> {
+        let t = now();
+        let due = self.store.claim_due_refreshes(t, t + LEASE, BATCH).await?;
+        let claimed = due.len();
+        futures_util::stream::iter(due).for_each_concurrent(CONCURRENCY, |s| self.refresh_session(s)).await;
+        Ok(claimed)
+    }
+
+    async fn refresh_session(&self, session: Session) {
+        let failure = match self.try_refresh(&session).await {
+            Ok(()) => return,
+            Err(f) => f,
+        };
+        let t = now();
+        let end = match &failure {
+            RefreshFailure::Final(_) => true,
+            RefreshFailure::Transient(why) => {
+                let since = session.refresh.failing_since.unwrap_or(t);
+                match self.refresh.after_transient_failure(since, t) {
+                    AfterFailure::RetryAt(at) => {
+                        tracing::warn!(session_id = %session.id, error = %why, retry_at = %at, "refreshing upstream tokens failed; will retry");
+                        if let Err(e) = self.store.save_refresh_failure(&session.id_hash, since, at, why).await {
+                            tracing::warn!(session_id = %session.id, error = %e, "recording a failed refresh failed");
+                        }
+                        false
+                    }
+                    AfterFailure::EndSession => true,
+                }
+            }
+        };
+        if end {
+            tracing::warn!(session_id = %session.id, error = %failure, "upstream refresh failed for good; ending the session");
+            let actor = Actor(format!("refresh:{}", session.connection_id.as_deref().unwrap_or("-")));
+            if let Err(e) = self.end_sessions(SessionFilter::Handle(&session.id_hash), "refresh_failed", &actor).await {
+                tracing::error!(session_id = %session.id, error = %e, "ending a session whose refresh failed did not work; it stays claimed until the lease ends");
+            }
+        }
+    }
+
+    async fn try_refresh(&self, s: &Session) -> Result<(), RefreshFailure> {
+        use RefreshFailure::{Final, Transient};
+        let previous = s.upstream.as_ref().ok_or_else(|| Final("the session holds no upstream tokens".into()))?;
+        let refresh_token = previous.refresh_token.as_deref().ok_or_else(|| Final("no refresh token".into()))?;
+        let connection_id = s.connection_id.as_deref().ok_or_else(|| Final("the session has no connection".into()))?;
+        let store = self.store.as_ref();
+        let connection =
+            self.config.connection(store, connection_id).await?.ok_or_else(|| Final("the connection was removed".into()))?;
+        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| Transient(e.to_string()))?;
+        let secret = self.config.client_secret(store, &connection.id).await?;
+        let answer = rp::refresh(&self.providers, &metadata, &connection, &secret, refresh_token).await?;
+        let t = now();
+        let access_token = answer.access_token.ok_or_else(|| Transient("the refresh answer has no access token".into()))?;
+
+        let sub = s.idp_sub.clone().unwrap_or_default();
+        let id_token_claims = match &answer.id_token {
+            Some(id_token) => {
+                let expected = Expected {
+                    issuer: &metadata.issuer,
+                    client_id: &connection.client_id,
+                    nonce: Nonce::AbsentOr(&previous.nonce),
+                    hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
+                    now: t.unix_timestamp(),
+                };
+                let c = rp::validate_id_token(&self.providers, &metadata, id_token, &expected).await?;
+                if c.get("sub").and_then(Value::as_str) != Some(sub.as_str()) {
+                    return Err(Final("the refreshed ID token names another subject".into()));
+                }
+                c
+            }
+            None => previous.id_token_claims.clone(),
+        };
+        let userinfo: Option<Claims> = match &metadata.userinfo_endpoint {
+            Some(_) => Some(rp::userinfo(&self.providers, &metadata, &access_token, &sub).await?),
+            None => None,
+        };
+        let profile = claims::merge(&id_token_claims, userinfo.as_ref());
+        let user = store
+            .refresh_user_profile(&connection, &claims::normalize(&profile), t)
+            .await?
+            .ok_or_else(|| Final("the user was removed".into()))?;
+        let user = self
+            .sync_groups(&connection, user, &id_token_claims, userinfo.as_ref())
+            .await
+            .map_err(|e| Transient(format!("group sync: {}", e.description)))?;
+        let org = self.config.organization(store, &user.user.organization_id).await?.ok_or_else(|| Final("the organization was removed".into()))?;
+        let claims_for_scope = |scope: &str| {
+            let scopes: Vec<String> = scope.split(' ').map(str::to_owned).collect();
+            Value::Object(claims::user_claims(&user, &org, &scopes))
+        };
+        let affected = store.reissue_grant_claims(&s.id_hash, &claims_for_scope).await?;
+        self.tokens.remove(&affected);
+
+        let tokens = UpstreamTokens {
+            access_token: Some(access_token),
+            // The IdP may rotate the refresh token, or keep the old one valid.
+            refresh_token: answer.refresh_token.or_else(|| previous.refresh_token.clone()),
+            id_token: answer.id_token.or_else(|| previous.id_token.clone()),
+            expires_at: answer.expires_in.map(|e| t.unix_timestamp() + e),
+            nonce: previous.nonce.clone(),
+            id_token_claims,
+            profile,
+        };
+        if !store.save_refreshed(&s.id_hash, &tokens, self.refresh.due_at(&tokens, t), t).await? {
+            tracing::info!(session_id = %s.id, "the session ended while its tokens were refreshed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! Ending sessions. Whatever ends one (the user signing out, an admin, the IdP's
+//! back-channel logout, a refresh the IdP refuses), its codes and tokens are revoked
+//! with it, and the applications that registered a `backchannel_logout_uri` are told
+//! (OpenID Connect Back-Channel Logout 1.0).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Broker;
+use crate::core::audit::Actor;
+use crate::core::now;
+use crate::crypto::random_token;
+use crate::oidc::keys::SigningAlg;
+use crate::store::{EndedSession, SessionFilter, StoreResult};
+
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Lifetime of the logout tokens sent to applications.
+const LOGOUT_TOKEN_TTL: Duration = Duration::from_secs(120);
+/// Delivery attempts per application, with these pauses between them.
+const DELIVERY_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
+
+impl Broker {
+    /// Ends the sessions `filter` names; see the module doc.
+    pub async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>> {
+        let ended = self.store.end_sessions(filter, reason, actor).await?;
+        for e in &ended {
+            self.tokens.remove(&e.revoked_token_hashes);
+            tracing::info!(session_id = %e.session.id, user_id = %e.session.user_id, reason, "session ended");
+            self.send_backchannel_logouts(e).await;
+        }
+        Ok(ended)
+    }
+
+    /// Signs a logout token for each application of the session that asked for one
+    /// and delivers them in the background (a slow application must not hold up the
+    /// sign-out).
+    async fn send_backchannel_logouts(&self, ended: &EndedSession) {
+        for app_id in &ended.application_ids {
+            let app = match self.store.get_application(app_id).await {
+                Ok(Some(app)) => app,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, application_id = %app_id, "back-channel logout skipped: the application could not be read");
+                    continue;
+                }
+            };
+            let Some(uri) = app.backchannel_logout_uri.clone() else { continue };
+            let t = now();
+            let claims = json!({
+                "iss": self.issuer,
+                "aud": app.client_id,
+                "iat": t.unix_timestamp(),
+                "exp": (t + LOGOUT_TOKEN_TTL).unix_timestamp(),
+                "jti": random_token("").unwrap_or_default(),
+                "sub": ended.session.user_id,
+                "sid": ended.session.id,
+                "events": { LOGOUT_EVENT: {} },
+            });
+            let alg = SigningAlg::parse(&app.id_token_signed_response_alg).unwrap_or(SigningAlg::RS256);
+            let Some(token) = self.keys.signer(alg).and_then(|k| k.sign_jwt_typed(&claims, "logout+jwt").ok()) else {
+                tracing::error!(application_id = %app.id, "back-channel logout skipped: no signing key");
+                continue;
+            };
+            let client = self.app_client.clone();
+            let client_id = app.client_id.clone();
+            tokio::spawn(async move { deliver_logout_token(client, uri, client_id, token).await });
+        }
+    }
+}
+
+/// POSTs the logout token (§2.5), retrying a few times if the application is down.
+async fn deliver_logout_token(client: reqwest::Client, uri: String, client_id: String, token: String) {
+    let body = url::form_urlencoded::Serializer::new(String::new()).append_pair("logout_token", &token).finish();
+    for pause in DELIVERY_RETRIES.iter().map(Some).chain([None]) {
+        let request = client.post(&uri).header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body.clone());
+        match request.send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(client_id = %client_id, "back-channel logout delivered");
+                return;
+            }
+            // The application understood and refused: retrying will not help.
+            Ok(r) if r.status().is_client_error() => {
+                tracing::warn!(client_id = %client_id, status = r.status().as_u16(), "the application refused the back-channel logout");
+                return;
+            }
+            Ok(r) => tracing::warn!(client_id = %client_id, status = r.status().as_u16(), "back-channel logout failed"),
+            Err(e) => tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed"),
+        }
+        match pause {
+            Some(p) => tokio::time::sleep(*p).await,
+            None => tracing::error!(client_id = %client_id, "back-channel logout abandoned after retries"),
+        }
+    }
+}

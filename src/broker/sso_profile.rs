@@ -1,0 +1,72 @@
+//! The SSO user info endpoint for application backends: with its own credentials
+//! and a user's access token, an application reads what the identity provider says
+//! of the user right now (as of the latest refresh), the IdP's ID token and, if the
+//! application was created with `expose_idp_tokens`, the IdP's access token — to call
+//! the customer's own APIs as the user.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+use super::token::client_credentials;
+use super::{handle, Broker, TokenError};
+use crate::core::application::ClientType;
+use crate::core::now;
+use crate::crypto::verify_secret;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SsoProfileError {
+    /// Client authentication or the request failed (RFC 6749 §5.2 shape).
+    #[error(transparent)]
+    Request(#[from] TokenError),
+    /// The user's token is unknown, expired, revoked, another application's, or its
+    /// session has ended.
+    #[error("the access token is not active")]
+    InactiveToken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Broker {
+    pub async fn sso_profile(&self, form: HashMap<String, String>, authorization: Option<&str>) -> Result<Value, SsoProfileError> {
+        let (client_id, secret) = client_credentials(&form, authorization)?;
+        let bad_client = || TokenError { status: 401, error: "invalid_client", description: "client authentication failed".into() };
+        let (app, secret_hash) = self.config.application(self.store.as_ref(), &client_id).await?.ok_or_else(bad_client)?;
+        // Only a backend that can keep a secret may read a user's upstream profile.
+        match (app.client_type, secret.as_deref()) {
+            (ClientType::Confidential, Some(s)) if verify_secret(s, &secret_hash) => {}
+            _ => return Err(bad_client().into()),
+        }
+        let token = form.get("token").ok_or_else(|| TokenError {
+            status: 400,
+            error: "invalid_request",
+            description: "send the user's access token as `token`".into(),
+        })?;
+        let t = now();
+        let issued = self.store.issued_token(&handle(token)).await?;
+        let issued = issued.filter(|i| !i.revoked && i.expires_at > t && i.application_id == app.id).ok_or(SsoProfileError::InactiveToken)?;
+        let session = self.store.session(&issued.session_hash).await?.filter(|s| s.is_live(t)).ok_or(SsoProfileError::InactiveToken)?;
+        let upstream = session.upstream.unwrap_or_default();
+
+        let mut out: Map<String, Value> = upstream.profile;
+        out.insert("id_token".into(), upstream.id_token.map_or(Value::Null, Value::String));
+        out.insert("id_token_decrypted".into(), Value::Object(upstream.id_token_claims));
+        if app.expose_idp_tokens {
+            out.insert("access_token".into(), upstream.access_token.map_or(Value::Null, Value::String));
+            out.insert("access_token_expires_at".into(), upstream.expires_at.map_or(Value::Null, Value::from));
+            out.insert("expires_in".into(), upstream.expires_at.map_or(Value::Null, |e| Value::from((e - t.unix_timestamp()).max(0))));
+        }
+        out.insert(
+            "ssogate".into(),
+            json!({
+                "user_id": session.user_id,
+                "organization_id": session.organization_id,
+                "connection_id": session.connection_id,
+                "session_id": session.id,
+                "refreshed_at": session.refresh.last_refreshed_at.map(|r| r.unix_timestamp()),
+            }),
+        );
+        Ok(Value::Object(out))
+    }
+}
