@@ -6,78 +6,13 @@ mod common;
 use common::browser::{Browser, Landing};
 use common::idp::TestIdp;
 use common::rp::RelyingParty;
-use common::{free_port, Options, Ssogate};
+use common::sso_env::{Env, EnvOptions, APP_REDIRECT, IDP_SECRET};
+use common::Ssogate;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const APP_REDIRECT: &str = "https://app.example.test/callback";
-const IDP_SECRET: &str = "ssogate-at-the-idp-secret";
-
-struct Env {
-    idp: TestIdp,
-    sso: Ssogate,
-    rp: RelyingParty,
-    connection_id: String,
-    _dir: tempfile::TempDir,
-}
-
-fn accounts() -> Value {
-    json!({
-        "alice": {"email": "alice@acme.test", "email_verified": true, "given_name": "Alice", "family_name": "Liddell",
-                  "preferred_username": "alice.l", "department": "R&D"},
-        "bob": {"email": "bob@acme.test", "email_verified": true, "given_name": "Bob"},
-        // Groups in the three shapes IdPs send, one account each.
-        "dana": {"email": "dana@acme.test", "groups": ["Engineering", "admin"]},
-        "erin": {"email": "erin@acme.test", "groups": "Sales Team"},
-        "fay": {"email": "fay@acme.test", "entra_groups": [{"id": "g-123", "displayName": "Marketing (EU)"}]},
-        "gus": {"email": "gus@acme.test", "realm_access": {"roles": ["builder"]}},
-    })
-}
-
-/// ssogate on a known port, the OP with ssogate registered as its client, one
-/// organization `acme` (domain acme.test) with a connection, and one application.
 async fn env(provisioning: &str) -> Env {
-    let port = free_port();
-    let callback = format!("http://127.0.0.1:{port}/sso/callback");
-    let idp = TestIdp::start(json!({
-        "clients": [{"client_id": "ssogate", "client_secret": IDP_SECRET, "redirect_uris": [callback]}],
-        "accounts": accounts(),
-    }));
-    let dir = tempfile::tempdir().unwrap();
-    let sso = Ssogate::start_with(dir.path(), Options { port: Some(port), ..Default::default() }).await;
-    let (s, _) = sso.post("/organizations", json!({"name": "Acme", "slug": "acme", "domains": ["acme.test"]})).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (s, conn) = sso
-        .post(
-            "/organizations/acme/connections",
-            json!({"name": "Acme IdP", "client_id": "ssogate", "client_secret": IDP_SECRET, "discovery_url": idp.issuer, "provisioning": provisioning}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{conn}");
-    let (s, app) = sso.post("/applications", json!({"name": "App", "redirect_uris": [APP_REDIRECT]})).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let rp = RelyingParty {
-        issuer: sso.base.clone(),
-        client_id: app["client_id"].as_str().unwrap().into(),
-        client_secret: Some(app["client_secret"].as_str().unwrap().into()),
-        redirect_uri: APP_REDIRECT.into(),
-        client_metadata: json!({}),
-    };
-    Env { idp, connection_id: conn["id"].as_str().unwrap().into(), sso, rp, _dir: dir }
-}
-
-impl Env {
-    /// One sign-in from the application's point of view.
-    async fn login(&self, browser: &Browser, params: Value) -> (Result<Value, Value>, Vec<String>) {
-        let started = self.rp.start(params);
-        let (landing, visited) = browser.follow(&started.url, APP_REDIRECT).await;
-        let callback = landing.app();
-        (self.rp.finish(&started, callback.as_str()), visited)
-    }
-
-    fn went_to_idp(&self, visited: &[String]) -> bool {
-        visited.iter().any(|u| u.starts_with(&self.idp.issuer))
-    }
+    Env::start(EnvOptions { provisioning, ..Default::default() }).await
 }
 
 #[tokio::test]
@@ -333,32 +268,6 @@ async fn rotated_signing_keys_stay_published_for_tokens_they_signed() {
     assert!(kids.contains(&kid(&first).as_str()) && kids.contains(&kid(&second).as_str()), "{kids:?}");
     let (_, events) = env.sso.get("/events?action=signing_key.created").await;
     assert_eq!(events["data"][0]["actor"], "admin_token");
-}
-
-#[tokio::test]
-async fn logout_ends_the_session_and_returns_only_to_registered_addresses() {
-    let env = env("jit").await;
-    let (_, app) = env
-        .sso
-        .post(
-            "/applications",
-            json!({"name": "L", "redirect_uris": [APP_REDIRECT], "post_logout_redirect_uris": ["https://app.example.test/bye"]}),
-        )
-        .await;
-    let client_id = app["client_id"].as_str().unwrap();
-    let browser = Browser::new();
-    let (r, _) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;
-    assert!(r.is_ok());
-    let bad = env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://evil.example.test/"));
-    let (page, _) = browser.follow(&bad, "https://evil.example.test").await;
-    assert!(matches!(page, Landing::Page(StatusCode::BAD_REQUEST, _)), "{page:?}");
-    let good =
-        env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://app.example.test/bye&state=xyz"));
-    let (landing, _) = browser.follow(&good, "https://app.example.test/bye").await;
-    assert_eq!(landing.param("state").as_deref(), Some("xyz"));
-    // The session is gone: the next sign-in goes back to the IdP.
-    let (_, visited) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;
-    assert!(env.went_to_idp(&visited));
 }
 
 #[tokio::test]

@@ -13,14 +13,14 @@ use ssogate::core::group::NewGroup;
 use ssogate::core::ids::{new_id, IdKind};
 use ssogate::core::now;
 use ssogate::core::organization::Organization;
+use ssogate::core::session::UpstreamTokens;
 use ssogate::core::user::UserProfile;
+use ssogate::core::Timestamp;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
     Directory, EventFilter, Grant, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter, SignIn, SqlStore, Store,
     StoreError, StoredSigningKey,
 };
-use ssogate::core::session::UpstreamTokens;
-use ssogate::core::Timestamp;
 use std::time::Duration;
 
 /// A store over a fresh database, and the URL to peek at its raw rows.
@@ -646,7 +646,10 @@ async fn sessions_end_with_their_tokens_and_refreshes_are_claimed_once(db: &Test
     assert_eq!(s.session(&sessions[0].id_hash).await.unwrap().unwrap().refresh.due_at, Some(next));
 
     // Ending a session revokes its tokens; the IdP can name it by sid or by subject.
-    let ended = s.end_sessions(SessionFilter::Idp { connection_id: &c.id, sub: None, sid: Some("idp-sid-2") }, "idp_logout", &actor()).await.unwrap();
+    let ended = s
+        .end_sessions(SessionFilter::Idp { connection_id: &c.id, sub: None, sid: Some("idp-sid-2") }, "idp_logout", &actor())
+        .await
+        .unwrap();
     assert_eq!(ended.len(), 1);
     assert_eq!((ended[0].revoked_token_hashes.clone(), ended[0].application_ids.clone()), (vec!["tok-2".to_owned()], vec![app.id.clone()]));
     assert!(s.issued_token("tok-2").await.unwrap().unwrap().revoked);

@@ -10,12 +10,12 @@ use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
 use crate::core::claims::{self, Claims};
 use crate::core::connection::Connection;
 use crate::core::group_sync::{self, SyncRules};
+use crate::core::ids::{new_id, IdKind};
+use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
-use crate::core::ids::{new_id, IdKind};
-use crate::core::session::UpstreamTokens;
 use crate::store::{Grant, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
 use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, AuthRequest, LoginError};
@@ -193,6 +193,7 @@ impl Broker {
         user: UserView,
         id_claims: &Claims,
         userinfo: Option<&Claims>,
+        actor: &Actor,
     ) -> Result<UserView, OAuthError> {
         if !c.group_sync.enabled {
             return Ok(user);
@@ -207,8 +208,7 @@ impl Broker {
             .unwrap_or_default();
         let rules = SyncRules::of(&c.group_sync);
         let resolve = Box::new(|existing: &HashSet<&str>| rules.resolve(&groups, existing));
-        let actor = Actor(format!("login:{}", c.id));
-        self.store.sync_groups(&user.user.id, &groups, resolve, &actor).await.map_err(store_failure)
+        self.store.sync_groups(&user.user.id, &groups, resolve, actor).await.map_err(store_failure)
     }
 
     /// Refuses sign-ins the organization's licence does not allow.
@@ -392,7 +392,8 @@ impl Broker {
             }
             Err(e) => return Err(store_failure(e)),
         };
-        let user = self.sync_groups(&connection, user, &id_claims, userinfo.as_ref()).await?;
+        let actor = Actor(format!("login:{}", connection.id));
+        let user = self.sync_groups(&connection, user, &id_claims, userinfo.as_ref(), &actor).await?;
         tracing::info!(user_id = %user.user.id, organization_id = %connection.organization_id, connection_id = %connection.id, "signed in");
         let idp_sid = id_claims.get("sid").and_then(|v| v.as_str()).map(str::to_owned);
         let upstream = UpstreamTokens {
@@ -431,7 +432,6 @@ impl Broker {
         if let Some(old) = cookies.get(SESSION_COOKIE) {
             let old = handle(old);
             self.store.adopt_grants(&old, &session).await.map_err(store_failure)?;
-            let actor = Actor(format!("login:{}", connection.id));
             self.end_sessions(SessionFilter::Handle(&old), "replaced", &actor).await.map_err(store_failure)?;
         }
         Ok(reply)

@@ -116,8 +116,7 @@ impl Broker {
         let refresh_token = previous.refresh_token.as_deref().ok_or_else(|| Final("no refresh token".into()))?;
         let connection_id = s.connection_id.as_deref().ok_or_else(|| Final("the session has no connection".into()))?;
         let store = self.store.as_ref();
-        let connection =
-            self.config.connection(store, connection_id).await?.ok_or_else(|| Final("the connection was removed".into()))?;
+        let connection = self.config.connection(store, connection_id).await?.ok_or_else(|| Final("the connection was removed".into()))?;
         let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| Transient(e.to_string()))?;
         let secret = self.config.client_secret(store, &connection.id).await?;
         let answer = rp::refresh(&self.providers, &metadata, &connection, &secret, refresh_token).await?;
@@ -151,11 +150,16 @@ impl Broker {
             .refresh_user_profile(&connection, &claims::normalize(&profile), t)
             .await?
             .ok_or_else(|| Final("the user was removed".into()))?;
+        let actor = Actor(format!("refresh:{}", connection.id));
         let user = self
-            .sync_groups(&connection, user, &id_token_claims, userinfo.as_ref())
+            .sync_groups(&connection, user, &id_token_claims, userinfo.as_ref(), &actor)
             .await
             .map_err(|e| Transient(format!("group sync: {}", e.description)))?;
-        let org = self.config.organization(store, &user.user.organization_id).await?.ok_or_else(|| Final("the organization was removed".into()))?;
+        let org = self
+            .config
+            .organization(store, &user.user.organization_id)
+            .await?
+            .ok_or_else(|| Final("the organization was removed".into()))?;
         let claims_for_scope = |scope: &str| {
             let scopes: Vec<String> = scope.split(' ').map(str::to_owned).collect();
             Value::Object(claims::user_claims(&user, &org, &scopes))

@@ -45,7 +45,8 @@ impl Broker {
         })?;
         let t = now();
         let issued = self.store.issued_token(&handle(token)).await?;
-        let issued = issued.filter(|i| !i.revoked && i.expires_at > t && i.application_id == app.id).ok_or(SsoProfileError::InactiveToken)?;
+        let issued =
+            issued.filter(|i| !i.revoked && i.expires_at > t && i.application_id == app.id).ok_or(SsoProfileError::InactiveToken)?;
         let session = self.store.session(&issued.session_hash).await?.filter(|s| s.is_live(t)).ok_or(SsoProfileError::InactiveToken)?;
         let upstream = session.upstream.unwrap_or_default();
 

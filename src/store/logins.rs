@@ -212,8 +212,7 @@ pub trait Logins: Send + Sync + 'static {
     /// taker until `lease_until` (so a refresh runs once across replicas).
     async fn claim_due_refreshes(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Session>>;
     /// Stores refreshed upstream tokens and the next due time; false if the session is gone.
-    async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp)
-        -> StoreResult<bool>;
+    async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp) -> StoreResult<bool>;
     /// Records a failed refresh and when to retry.
     async fn save_refresh_failure(&self, id_hash: &str, failing_since: Timestamp, retry_at: Timestamp, error: &str) -> StoreResult<()>;
     /// Refreshes a signed-in user's profile from the IdP (not a sign-in: the last
@@ -221,7 +220,11 @@ pub trait Logins: Send + Sync + 'static {
     async fn refresh_user_profile(&self, connection: &Connection, profile: &IdpProfile, at: Timestamp) -> StoreResult<Option<UserView>>;
     /// Re-derives the claims of the session's live grants (given each grant's scope),
     /// so userinfo follows the profile; returns the hashes of the tokens affected.
-    async fn reissue_grant_claims(&self, session_hash: &str, claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync)) -> StoreResult<Vec<String>>;
+    async fn reissue_grant_claims(
+        &self,
+        session_hash: &str,
+        claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync),
+    ) -> StoreResult<Vec<String>>;
 
     /// Records that a one-time value (a logout token's `jti`) was used; false if it
     /// already was.

@@ -203,7 +203,8 @@ fn check_issuer_audience_and_times(c: &Claims, e: &Expected) -> Result<(), IdTok
 fn check_claims(c: &Claims, e: &Expected) -> Result<(), IdTokenError> {
     check_issuer_audience_and_times(c, e)?;
     let nonce = c.get("nonce").and_then(Value::as_str);
-    let same = |want: &str| aws_lc_rs::constant_time::verify_slices_are_equal(nonce.unwrap_or_default().as_bytes(), want.as_bytes()).is_ok();
+    let same =
+        |want: &str| aws_lc_rs::constant_time::verify_slices_are_equal(nonce.unwrap_or_default().as_bytes(), want.as_bytes()).is_ok();
     let nonce_ok = match e.nonce {
         Nonce::Exactly(want) => same(want),
         Nonce::AbsentOr(want) => !c.contains_key("nonce") || same(want),
@@ -414,13 +415,48 @@ mod tests {
                           "sid": "s1", "events": {LOGOUT_EVENT: {}}});
         assert_eq!(verify_logout_token(&k.sign_jwt(&good).unwrap(), &keys, &expected()).unwrap()["sid"], "s1");
         let cases = [
-            (with(good.clone(), |c| { c.remove("events"); }), IdTokenError::NotALogoutEvent),
-            (with(good.clone(), |c| { c.insert("events".into(), json!({"other": {}})); }), IdTokenError::NotALogoutEvent),
-            (with(good.clone(), |c| { c.remove("sid"); }), IdTokenError::LogoutTargetMissing),
-            (with(good.clone(), |c| { c.insert("nonce".into(), json!("n")); }), IdTokenError::LogoutNonce),
-            (with(good.clone(), |c| { c.remove("jti"); }), IdTokenError::MissingTokenId),
-            (with(good.clone(), |c| { c.insert("aud".into(), json!("other")); }), IdTokenError::WrongAudience),
-            (with(good.clone(), |c| { c.insert("iat".into(), json!(NOW - 7200)); }), IdTokenError::IssuedAtOutOfRange),
+            (
+                with(good.clone(), |c| {
+                    c.remove("events");
+                }),
+                IdTokenError::NotALogoutEvent,
+            ),
+            (
+                with(good.clone(), |c| {
+                    c.insert("events".into(), json!({"other": {}}));
+                }),
+                IdTokenError::NotALogoutEvent,
+            ),
+            (
+                with(good.clone(), |c| {
+                    c.remove("sid");
+                }),
+                IdTokenError::LogoutTargetMissing,
+            ),
+            (
+                with(good.clone(), |c| {
+                    c.insert("nonce".into(), json!("n"));
+                }),
+                IdTokenError::LogoutNonce,
+            ),
+            (
+                with(good.clone(), |c| {
+                    c.remove("jti");
+                }),
+                IdTokenError::MissingTokenId,
+            ),
+            (
+                with(good.clone(), |c| {
+                    c.insert("aud".into(), json!("other"));
+                }),
+                IdTokenError::WrongAudience,
+            ),
+            (
+                with(good.clone(), |c| {
+                    c.insert("iat".into(), json!(NOW - 7200));
+                }),
+                IdTokenError::IssuedAtOutOfRange,
+            ),
         ];
         for (c, want) in cases {
             assert_eq!(verify_logout_token(&k.sign_jwt(&c).unwrap(), &keys, &expected()).unwrap_err(), want, "{c}");

@@ -83,6 +83,43 @@ impl Browser {
         panic!("too many redirects: {visited:?}");
     }
 
+    /// Submits the first form of `html` (shown at `page_url`) with its hidden fields
+    /// plus `extra`, as a person clicking its button would, then follows redirects
+    /// as [`follow`](Self::follow) does.
+    pub async fn submit_form(&self, page_url: &str, html: &str, extra: &[(&str, &str)], app_prefix: &str) -> (Landing, Vec<String>) {
+        let attr = |tag: &str, name: &str| -> Option<String> {
+            let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+            Some(tag[at..].split('"').next()?.replace("&amp;", "&"))
+        };
+        let form_at = html.find("<form").expect("the page has a form");
+        let form = &html[form_at..html[form_at..].find("</form>").map_or(html.len(), |e| form_at + e)];
+        let action = url::Url::parse(page_url).unwrap().join(&attr(form, "action").expect("the form has an action")).unwrap();
+        let mut fields: Vec<(String, String)> = form
+            .split("<input")
+            .skip(1)
+            .filter(|i| i.contains("type=\"hidden\""))
+            .filter_map(|i| Some((attr(i, "name")?, attr(i, "value").unwrap_or_default())))
+            .collect();
+        fields.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
+        let resp = self
+            .http
+            .post(action.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {action}: {e}"));
+        let status = resp.status();
+        if !status.is_redirection() {
+            return (Landing::Page(status, resp.text().await.unwrap_or_default()), vec![action.to_string()]);
+        }
+        let next = action.join(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let (landing, mut visited) = self.follow(next.as_str(), app_prefix).await;
+        visited.insert(0, action.to_string());
+        (landing, visited)
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }

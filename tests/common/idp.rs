@@ -24,7 +24,7 @@ impl TestIdp {
             .current_dir(&dir)
             .env("OP_CONFIG", config.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting node (is Node.js installed?)");
         let mut line = String::new();
@@ -32,7 +32,21 @@ impl TestIdp {
         stdout.read_line(&mut line).unwrap();
         // Keep reading: the OP logs to stdout and dies of EPIPE if nobody listens.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("test IdP did not start: {line:?}"));
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
+            panic!("test IdP did not start: {line:?}\n{err}")
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        // The OP's own complaints (failed back-channel calls...) show with OP_DEBUG=1.
+        let debug = std::env::var_os("OP_DEBUG").is_some();
+        std::thread::spawn(move || {
+            if debug {
+                std::io::copy(&mut stderr, &mut std::io::stderr())
+            } else {
+                std::io::copy(&mut stderr, &mut std::io::sink())
+            }
+        });
         TestIdp { child, issuer: ready["issuer"].as_str().unwrap().to_owned() }
     }
 

@@ -2,11 +2,13 @@
 //! fake IdP for faults a certified OP never produces.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod app_backend;
 pub mod browser;
 pub mod fake_idp;
 pub mod fake_op;
 pub mod idp;
 pub mod rp;
+pub mod sso_env;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

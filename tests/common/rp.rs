@@ -23,7 +23,8 @@ pub struct Started {
 }
 
 impl RelyingParty {
-    fn run(&self, step: &str, extra: Value) -> Result<Value, Value> {
+    /// Runs one step of tests/idp/rp.mjs with this client's settings plus `extra`.
+    pub fn run(&self, step: &str, extra: Value) -> Result<Value, Value> {
         let mut input = json!({
             "issuer": self.issuer, "client_id": self.client_id, "client_secret": self.client_secret, "redirect_uri": self.redirect_uri,
             "client_metadata": self.client_metadata,

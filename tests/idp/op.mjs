@@ -6,15 +6,22 @@
 //     "accounts": { "<login>": { <claims> } } }
 // The person "signing in" is simulated: the login interaction completes at once as
 // the account named by login_hint (or "alice"); login_hint "deny" refuses instead.
-// Consent is pre-granted. Once listening it prints {"issuer": "http://127.0.0.1:<port>"}.
+// Consent is pre-granted. Clients allowed the refresh_token grant get refresh tokens.
+// "port" picks the port (default: any free one). Once listening it prints
+// {"issuer": "http://127.0.0.1:<port>"}.
+//
+// Test controls, as an IdP admin would act:
+//   POST /test/accounts/<login>  (JSON body) replaces the account's claims;
+//   POST /test/revoke/<login>    revokes every grant (and refresh token) of the account.
 import Provider from 'oidc-provider';
 import http from 'node:http';
 
 const config = JSON.parse(process.env.OP_CONFIG || '{}');
 const accounts = config.accounts || {};
+const grantsOf = {};
 
 const server = http.createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(config.port || 0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
@@ -31,14 +38,26 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
+  },
+  // Its back-channel logout calls go to ssogate on loopback, which the provider's
+  // SSRF guard would refuse; in this test-only deployment that is the point.
+  async fetch(url, options) {
+    delete options.dispatcher;
+    return fetch(url, options);
+  },
+  async issueRefreshToken(ctx, client) {
+    return client.grantTypeAllowed('refresh_token');
   },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async loadExistingGrant(ctx) {
     const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
     if (grantId) return ctx.oidc.provider.Grant.find(grantId);
-    const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
+    const accountId = ctx.oidc.session.accountId;
+    const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId });
     grant.addOIDCScope('openid offline_access email profile groups');
-    await grant.save();
+    const id = await grant.save();
+    (grantsOf[accountId] ||= []).push(id);
     return grant;
   },
   async findAccount(ctx, id) {
@@ -46,11 +65,39 @@ const provider = new Provider(issuer, {
     return { accountId: id, async claims() { return { sub: id, ...claims }; } };
   },
 });
+for (const event of ['backchannel.error', 'server_error', 'end_session.error']) {
+  provider.on(event, (...args) => console.error(event, ...args.map((a) => (a?.cause ? String(a.cause) : '') + (a?.message || a?.clientId || a))));
+}
 // Plain http on loopback: no TLS-terminating proxy in front.
 provider.proxy = false;
 
 const handle = provider.callback();
+
+async function body(req) {
+  let text = '';
+  for await (const chunk of req) text += chunk;
+  return text ? JSON.parse(text) : {};
+}
+
+async function testControl(req, res, [, action, who]) {
+  if (action === 'accounts') {
+    accounts[who] = await body(req);
+  } else {
+    for (const id of grantsOf[who] || []) {
+      await provider.RefreshToken.adapter.revokeByGrantId(id);
+      await provider.AccessToken.adapter.revokeByGrantId(id);
+      const grant = await provider.Grant.find(id);
+      if (grant) await grant.destroy();
+    }
+    grantsOf[who] = [];
+  }
+  res.statusCode = 204;
+  res.end();
+}
+
 server.on('request', async (req, res) => {
+  const control = req.method === 'POST' && req.url.match(/^\/test\/(accounts|revoke)\/([^/?]+)$/);
+  if (control) return testControl(req, res, control);
   const match = req.url.match(/^\/interaction\/([^/?]+)/);
   if (!match) return handle(req, res);
   try {

@@ -1,18 +1,18 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
-use axum::{Extension, Json, Router};
 
 use super::{organization, PageQuery, Paginated};
 use crate::core::audit::Actor;
 use crate::core::user::{CreateUser, UpdateUser, UserView};
 use crate::core::{now, Timestamp};
-use crate::store::{Session, SessionFilter};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
+use crate::store::{Session, SessionFilter};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -87,7 +87,11 @@ async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
 }
 
 /// Signs the user out everywhere: every session ends and its tokens stop working.
-async fn revoke_sessions(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn revoke_sessions(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let user = user(&state, &id).await?;
     let ended = state.broker.end_sessions(SessionFilter::User(&user.user.id), "admin", &actor).await?;
     Ok(Json(json!({ "revoked": ended.len() })))

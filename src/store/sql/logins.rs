@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use serde_json::Value;
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::directory::{application_row, claim_seat, load_org, user_view_row};
@@ -21,7 +21,7 @@ use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
-    EndedSession, Grant, IssuedToken, Logins, Page, Provisioned, RefreshState, Redemption, ResolveGroups, Session, SessionFilter, SignIn,
+    EndedSession, Grant, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, ResolveGroups, Session, SessionFilter, SignIn,
     StoreError, StoreResult, StoredSigningKey,
 };
 
@@ -442,7 +442,8 @@ impl Logins for SqlStore {
     }
 
     async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<Session>> {
-        let rows = sqlx::query("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC").bind(user_id).fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC").bind(user_id).fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.session_row(r)).collect()
     }
 
@@ -523,7 +524,8 @@ impl Logins for SqlStore {
     }
 
     async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp) -> StoreResult<bool> {
-        let Some(id) = sqlx::query_scalar::<_, String>("SELECT id FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?
+        let Some(id) =
+            sqlx::query_scalar::<_, String>("SELECT id FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?
         else {
             return Ok(false);
         };
@@ -559,7 +561,11 @@ impl Logins for SqlStore {
         row.as_ref().map(user_view_row).transpose()
     }
 
-    async fn reissue_grant_claims(&self, session_hash: &str, claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync)) -> StoreResult<Vec<String>> {
+    async fn reissue_grant_claims(
+        &self,
+        session_hash: &str,
+        claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync),
+    ) -> StoreResult<Vec<String>> {
         let t = ms(now());
         let live: Vec<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT code_hash, scope, token_hash FROM grants WHERE session_hash = $1 AND revoked = 0 \

@@ -1,0 +1,256 @@
+//! Sessions after sign-in, against the real OP (oidc-provider, with short token
+//! lifetimes) and the real client (openid-client): upstream tokens refreshed in the
+//! background, the SSO user info endpoint, revocation at the IdP, RP-initiated
+//! logout through the IdP, back-channel logout both ways, and session admin.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::app_backend::AppBackend;
+use common::browser::{Browser, Landing};
+use common::sso_env::{Env, EnvOptions};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const BYE: &str = "https://app.example.test/bye";
+
+/// The OP's access tokens live 6 s; ssogate refreshes them 3 s before expiry.
+fn short_lived<'a>() -> EnvOptions<'a> {
+    EnvOptions {
+        op: json!({"ttl": {"AccessToken": 6, "IdToken": 60, "RefreshToken": 3600}}),
+        sso_args: vec!["--refresh-margin".into(), "3s".into()],
+        scopes: Some(json!(["openid", "email", "profile", "groups", "offline_access"])),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, for up to `patience`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(patience: Duration, what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Env {
+    /// The app backend's call to the SSO user info endpoint with its own credentials.
+    async fn sso_userinfo(&self, client_id: &str, secret: &str, access_token: &str) -> (StatusCode, Value) {
+        let resp = self
+            .sso
+            .raw()
+            .post(self.sso.url("/oauth2/sso_userinfo"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("token", access_token)])
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn app_credentials(&self) -> (String, String) {
+        (self.app["client_id"].as_str().unwrap().into(), self.app["client_secret"].as_str().unwrap().into())
+    }
+
+    /// The application's userinfo call through openid-client.
+    fn app_userinfo(&self, signed_in: &Value) -> Result<Value, Value> {
+        self.rp.run("userinfo", json!({"access_token": signed_in["access_token"], "sub": signed_in["id_token_claims"]["sub"]}))
+    }
+
+    async fn sessions_of(&self, user_id: &str) -> Vec<Value> {
+        let (s, body) = self.sso.get(&format!("/users/{user_id}/sessions")).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body["data"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn upstream_tokens_refresh_in_the_background_and_bring_group_changes() {
+    let env = Env::start(EnvOptions { app: json!({"expose_idp_tokens": true}), ..short_lived() }).await;
+    let conn = format!("/connections/{}", env.connection_id);
+    let sync = json!({"group_sync": {"enabled": true, "claim": "groups", "mapping": "Engineering -> engineers, Sales Team -> sales", "create_missing_groups": true}});
+    assert_eq!(env.sso.patch(&conn, sync).await.0, StatusCode::OK);
+
+    let signed_in = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "dana"})).await.0.unwrap();
+    let user_id = signed_in["id_token_claims"]["sub"].as_str().unwrap().to_owned();
+    assert_eq!(signed_in["id_token_claims"]["groups"], json!(["admin", "engineers"]));
+    assert!(signed_in["id_token_claims"]["sid"].as_str().unwrap().starts_with("ses_"));
+    let access_token = signed_in["access_token"].as_str().unwrap();
+    let (client_id, secret) = env.app_credentials();
+
+    // The live SSO profile: the IdP's claims, its ID token, and (this app may) its access token.
+    let (s, first) = env.sso_userinfo(&client_id, &secret, access_token).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!((first["sub"].as_str(), first["email"].as_str()), (Some("dana"), Some("dana@acme.test")));
+    assert_eq!(first["groups"], json!(["Engineering", "admin"]));
+    assert_eq!(first["id_token_decrypted"]["iss"], env.idp.issuer);
+    assert!(first["id_token"].as_str().unwrap().split('.').count() == 3);
+    assert!(first["access_token"].is_string() && first["expires_in"].as_i64().unwrap() <= 6);
+    assert_eq!(first["ssogate"]["user_id"], user_id);
+
+    // The IdP changes dana's groups; no one signs in again.
+    let changed = json!({"email": "dana@acme.test", "groups": ["Sales Team"]});
+    let r = reqwest::Client::new().post(format!("{}/test/accounts/dana", env.idp.issuer)).json(&changed).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let refreshed = eventually(Duration::from_secs(20), "a background refresh bringing the new groups", || async {
+        let (_, live) = env.sso_userinfo(&client_id, &secret, access_token).await;
+        (live["groups"] == json!(["Sales Team"])).then_some(live)
+    })
+    .await;
+    assert_ne!(refreshed["access_token"], first["access_token"], "the freshest upstream access token is handed out");
+    assert!(refreshed["access_token_expires_at"].as_i64() > first["access_token_expires_at"].as_i64());
+    assert!(refreshed["ssogate"]["refreshed_at"].is_number());
+    // The directory and the app's userinfo follow, through the connection's mapping.
+    let (_, user) = env.sso.get(&format!("/users/{user_id}")).await;
+    assert_eq!(user["groups"], json!(["sales"]));
+    assert_eq!(env.app_userinfo(&signed_in).unwrap()["groups"], json!(["sales"]));
+    let (_, events) = env.sso.get("/organizations/acme/events?action=user.groups_synced").await;
+    assert!(events["data"][0]["actor"].as_str().is_some_and(|a| a.starts_with("refresh:")), "{events}");
+    // Refreshes keep going while the session lives.
+    let sessions = env.sessions_of(&user_id).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["upstream"]["has_refresh_token"], true);
+    assert!(sessions[0]["upstream"]["next_refresh_at"].is_string() && sessions[0]["upstream"]["last_error"].is_null());
+
+    // Only the application the token was issued to may use it here, and only with its secret.
+    let (s, err) = env.sso_userinfo(&client_id, "wrong-secret", access_token).await;
+    assert_eq!((s, err["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    let (_, other) = env.sso.post("/applications", json!({"name": "Other", "redirect_uris": ["https://other.test/cb"]})).await;
+    let (s, err) = env.sso_userinfo(other["client_id"].as_str().unwrap(), other["client_secret"].as_str().unwrap(), access_token).await;
+    assert_eq!((s, err["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
+    // An application without expose_idp_tokens gets the profile but never the IdP's access token.
+    assert_eq!(
+        env.sso.patch(&format!("/applications/{}", env.app["id"].as_str().unwrap()), json!({"expose_idp_tokens": false})).await.0,
+        StatusCode::OK
+    );
+    let (s, hidden) = env.sso_userinfo(&client_id, &secret, access_token).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(hidden.get("access_token").is_none() && hidden["email"] == "dana@acme.test", "{hidden}");
+    assert!(!env.sso.log().contains(first["access_token"].as_str().unwrap()), "upstream tokens never reach the log");
+}
+
+#[tokio::test]
+async fn a_grant_revoked_at_the_idp_ends_the_session_and_the_apps_token() {
+    let backend = AppBackend::start().await;
+    let env = Env::start(EnvOptions { app: json!({"backchannel_logout_uri": backend.backchannel_logout_uri}), ..short_lived() }).await;
+    let signed_in = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    assert!(env.app_userinfo(&signed_in).is_ok());
+
+    let r = reqwest::Client::new().post(format!("{}/test/revoke/alice", env.idp.issuer)).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let refused =
+        eventually(Duration::from_secs(20), "userinfo refusing the app's token", || async { env.app_userinfo(&signed_in).err() }).await;
+    assert_eq!(refused["code"], "OAUTH_WWW_AUTHENTICATE_CHALLENGE", "a 401 with a Bearer challenge: {refused}");
+
+    let user_id = signed_in["id_token_claims"]["sub"].as_str().unwrap();
+    assert!(env.sessions_of(user_id).await.is_empty());
+    let (_, events) = env.sso.get("/organizations/acme/events?action=session.ended").await;
+    assert_eq!(events["data"][0]["changes"]["reason"], "refresh_failed", "{events}");
+    // The application was told over the back channel, with a token openid-client's jose accepts.
+    let tokens = backend.logout_tokens(1, Duration::from_secs(10)).await;
+    assert_eq!(tokens.len(), 1);
+    let claims = env.rp.run("verify_logout_token", json!({"logout_token": tokens[0]})).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["sid"], signed_in["id_token_claims"]["sid"]);
+    assert_eq!(claims["sub"], user_id);
+}
+
+#[tokio::test]
+async fn logout_signs_out_at_the_idp_and_returns_to_the_app() {
+    let env = Env::start(EnvOptions { app: json!({"post_logout_redirect_uris": [BYE]}), ..Default::default() }).await;
+    let browser = Browser::new();
+    let signed_in = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+
+    // An address the application did not register: a page, not a redirect.
+    let client_id = env.app["client_id"].as_str().unwrap();
+    let bad = env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https://evil.example.test/"));
+    let (page, _) = browser.follow(&bad, "https://evil.example.test").await;
+    assert!(matches!(page, Landing::Page(StatusCode::BAD_REQUEST, _)), "{page:?}");
+
+    // openid-client builds the logout URL; the browser goes through the IdP's sign-out.
+    let params = json!({"params": {"id_token_hint": signed_in["id_token"], "post_logout_redirect_uri": BYE, "state": "xyz"}});
+    let url = env.rp.run("logout_url", params).unwrap()["url"].as_str().unwrap().to_owned();
+    let (at_idp, visited) = browser.follow(&url, BYE).await;
+    let Landing::Page(StatusCode::OK, confirm) = at_idp else { panic!("expected the IdP's sign-out page, got {at_idp:?}") };
+    let idp_page = visited.last().unwrap();
+    assert!(idp_page.starts_with(&env.idp.issuer) && idp_page.contains("id_token_hint="), "{idp_page}");
+    let (back, _) = browser.submit_form(idp_page, &confirm, &[("logout", "yes")], BYE).await;
+    assert_eq!(back.param("state").as_deref(), Some("xyz"), "{back:?}");
+
+    // The app's token is revoked, and the next sign-in asks the IdP again.
+    assert!(env.app_userinfo(&signed_in).is_err());
+    let (again, visited) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;
+    assert!(again.is_ok() && env.went_to_idp(&visited));
+}
+
+#[tokio::test]
+async fn an_idp_back_channel_logout_ends_the_session_and_reaches_the_app() {
+    let backend = AppBackend::start().await;
+    let env = Env::start(EnvOptions { app: json!({"backchannel_logout_uri": backend.backchannel_logout_uri}), ..Default::default() }).await;
+    let browser = Browser::new();
+    let signed_in = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+
+    // The user signs out at the IdP itself; the IdP tells ssogate over the back channel.
+    let end = format!("{}/session/end", env.idp.issuer);
+    let (page, _) = browser.follow(&end, "https://nowhere.test").await;
+    let Landing::Page(StatusCode::OK, confirm) = page else { panic!("{page:?}") };
+    browser.submit_form(&end, &confirm, &[("logout", "yes")], "https://nowhere.test").await;
+    if tokio::time::timeout(
+        Duration::from_secs(10),
+        eventually(Duration::from_secs(10), "the session ending", || async { env.app_userinfo(&signed_in).err() }),
+    )
+    .await
+    .is_err()
+    {
+        panic!("{}", env.sso.log());
+    }
+    let (_, events) = env.sso.get("/organizations/acme/events?action=session.ended").await;
+    assert_eq!(events["data"][0]["changes"]["reason"], "idp_logout", "{events}");
+    assert!(events["data"][0]["actor"].as_str().unwrap().starts_with("idp:"));
+    let tokens = backend.logout_tokens(1, Duration::from_secs(10)).await;
+    let claims = env.rp.run("verify_logout_token", json!({"logout_token": tokens[0]})).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["sid"], signed_in["id_token_claims"]["sid"]);
+
+    // Anything but a valid logout token from the connection's IdP is refused with an OAuth error.
+    let uri = env.sso.url(&format!("/sso/backchannel-logout/{}", env.connection_id));
+    for token in ["not-a-jwt", tokens[0].as_str()] {
+        let r = env.sso.raw().post(&uri).form(&[("logout_token", token)]).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn admins_list_and_revoke_sessions_and_idle_sessions_lapse() {
+    let env = Env::start(EnvOptions { sso_args: vec!["--session-idle-timeout".into(), "3s".into()], ..short_lived() }).await;
+    let (a, b) = (Browser::new(), Browser::new());
+    let in_a = env.login(&a, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    let in_b = env.login(&b, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    let user_id = in_a["id_token_claims"]["sub"].as_str().unwrap();
+    let sessions = env.sessions_of(user_id).await;
+    assert_eq!(sessions.len(), 2);
+    assert!(!serde_json::to_string(&sessions).unwrap().contains("token\":\""), "no token is ever shown: {sessions:?}");
+
+    // Revoking one session ends only its tokens.
+    let sid_a = in_a["id_token_claims"]["sid"].as_str().unwrap();
+    assert_eq!(env.sso.delete(&format!("/users/{user_id}/sessions/{sid_a}")).await.0, StatusCode::NO_CONTENT);
+    assert!(env.app_userinfo(&in_a).is_err());
+    assert!(env.app_userinfo(&in_b).is_ok());
+    common::assert_error(&env.sso.delete(&format!("/users/{user_id}/sessions/{sid_a}")).await, 404, "not_found", None);
+    let (s, body) = env.sso.delete(&format!("/users/{user_id}/sessions")).await;
+    assert_eq!((s, body["revoked"].as_u64()), (StatusCode::OK, Some(1)));
+    assert!(env.app_userinfo(&in_b).is_err());
+
+    // Activity keeps a session alive; idleness ends it.
+    let c = Browser::new();
+    env.login(&c, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, visited) = env.login(&c, json!({"organization": "acme"})).await;
+    assert!(!env.went_to_idp(&visited), "used within the idle timeout");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (_, visited) = env.login(&c, json!({"organization": "acme", "login_hint": "alice"})).await;
+    assert!(env.went_to_idp(&visited), "idle past the timeout");
+}
