@@ -9,89 +9,16 @@
 #[path = "../tests/common/fake_op.rs"]
 #[allow(dead_code)] // the fault knobs serve the tests, not the benchmark
 mod fake_op;
+mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::{admin, cpu_seconds, env_or, start_ssogate};
 
-const ADMIN: &str = "bench-admin-token-0123456789abcdef";
 const APP: &str = "https://app.example.test/cb";
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
-/// By default ssogate gets core 0 to itself and this process (load generator and fake
-/// IdP) core 1, as in production where the IdP and the clients run elsewhere; sharing
-/// both cores with them inflates ssogate's CPU through contention. BENCH_PIN=0 turns
-/// this off; it needs `taskset` and two cores.
-fn pinned() -> bool {
-    let wanted = std::env::var("BENCH_PIN").map_or(true, |v| v != "0");
-    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    wanted
-        && two_cores
-        && Command::new("taskset")
-            .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    pinned: bool,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-async fn start_ssogate(http: &reqwest::Client) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let pin = pinned();
-    let mut command = if pin { Command::new("taskset") } else { Command::new(env!("CARGO_BIN_EXE_ssogate")) };
-    if pin {
-        command.args(["-c", "0", env!("CARGO_BIN_EXE_ssogate")]);
-    }
-    let child = command
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .env("SSOGATE_ADMIN_TOKEN", ADMIN)
-        .env("SSOGATE_DATABASE_URL", format!("sqlite://{}/bench.db", dir.path().display()))
-        .env("SSOGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), pinned: pin, _dir: dir };
-    for _ in 0..200 {
-        if http.get(format!("{}/readyz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("ssogate did not start");
-}
-
-async fn admin(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
-    http.post(format!("{base}/api/v1{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap().json().await.unwrap()
-}
 
 /// One full login as a fresh browser would make it (carrying ssogate's cookies by
 /// hand, so one HTTP client serves every simulated browser); returns the access token.
@@ -163,7 +90,7 @@ async fn main() {
     let http = reqwest::Client::new();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let op = fake_op::FakeOp::start("bench-client").await;
-    let server = start_ssogate(&http).await;
+    let server = start_ssogate(&http, &[]).await;
     let pid = server.child.id();
     let base = server.base.clone();
     admin(&http, &base, "/organizations", json!({"name": "Bench", "slug": "bench"})).await;

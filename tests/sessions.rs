@@ -159,6 +159,28 @@ async fn a_grant_revoked_at_the_idp_ends_the_session_and_the_apps_token() {
 }
 
 #[tokio::test]
+async fn an_idp_down_past_the_grace_period_ends_the_session() {
+    let mut opts = short_lived();
+    opts.sso_args.extend(["--refresh-grace".into(), "4s".into()]);
+    let mut env = Env::start(opts).await;
+    let signed_in = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    let user_id = signed_in["id_token_claims"]["sub"].as_str().unwrap().to_owned();
+    env.idp.stop();
+    // Failing refreshes are retried and shown to admins while the grace period lasts...
+    let failing = eventually(Duration::from_secs(15), "a failed refresh on record", || async {
+        env.sessions_of(&user_id).await.first().filter(|s| s["upstream"]["failing_since"].is_string()).cloned()
+    })
+    .await;
+    assert!(failing["upstream"]["last_error"].as_str().unwrap().contains("identity provider"), "{failing}");
+    assert!(env.app_userinfo(&signed_in).is_ok(), "the session lives through the grace period");
+    // ...then the session ends, and the app's token with it.
+    eventually(Duration::from_secs(20), "the session ending", || async { env.app_userinfo(&signed_in).err() }).await;
+    assert!(env.sessions_of(&user_id).await.is_empty());
+    let (_, events) = env.sso.get("/organizations/acme/events?action=session.ended").await;
+    assert_eq!(events["data"][0]["changes"]["reason"], "refresh_failed", "{events}");
+}
+
+#[tokio::test]
 async fn logout_signs_out_at_the_idp_and_returns_to_the_app() {
     let env = Env::start(EnvOptions { app: json!({"post_logout_redirect_uris": [BYE]}), ..Default::default() }).await;
     let browser = Browser::new();

@@ -146,6 +146,9 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     if !authenticated {
         return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
     }
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        return refresh(&op, &form).into_response();
+    }
     let (fault, nonce) = {
         let mut inner = op.inner.lock().unwrap();
         inner.token_requests += 1;
@@ -202,8 +205,33 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     Json(json!({"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
 }
 
-async fn userinfo(State(op): State<FakeOp>) -> Json<Value> {
+/// `refresh_token` grants: refresh tokens read `rt.<sub>.<n>`; each use returns the
+/// next one, a new access token naming the subject, and a fresh ID token.
+fn refresh(op: &FakeOp, form: &HashMap<String, String>) -> Response {
+    let parts: Vec<&str> = form.get("refresh_token").map_or(vec![], |t| t.split('.').collect());
+    let [_, sub, n] = parts[..] else {
+        return (axum::http::StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response();
+    };
+    let next: u64 = n.parse::<u64>().unwrap_or(0) + 1;
+    let now = ssogate::core::now().unix_timestamp();
+    let claims = json!({"iss": op.issuer, "aud": op.client_id, "sub": sub, "exp": now + 300, "iat": now});
+    let id_token = op.inner.lock().unwrap().keys[0].sign_jwt(&claims).unwrap();
+    Json(json!({
+        "access_token": format!("at.{sub}.{next}"), "refresh_token": format!("rt.{sub}.{next}"),
+        "token_type": "Bearer", "expires_in": 300, "id_token": id_token,
+    }))
+    .into_response()
+}
+
+async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> Json<Value> {
     let fault = op.inner.lock().unwrap().fault.clone();
-    let sub = if fault == Fault::UserinfoSubMismatch { "someone-else" } else { "fake-user" };
-    Json(json!({"sub": sub, "preferred_username": "fake"}))
+    // Access tokens from a refresh name their subject (`at.<sub>.<n>`).
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let refreshed = bearer.and_then(|t| t.strip_prefix("at.")).and_then(|t| t.split('.').next());
+    let (sub, username) = match (refreshed, fault == Fault::UserinfoSubMismatch) {
+        (_, true) => ("someone-else", "fake"),
+        (Some(sub), _) => (sub, sub),
+        (None, _) => ("fake-user", "fake"),
+    };
+    Json(json!({"sub": sub, "preferred_username": username, "groups": ["Engineering", "Sales Team"]}))
 }

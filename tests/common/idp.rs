@@ -50,6 +50,12 @@ impl TestIdp {
         TestIdp { child, issuer: ready["issuer"].as_str().unwrap().to_owned() }
     }
 
+    /// Takes the OP down (as an outage would).
+    pub fn stop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
     pub fn discovery_url(&self) -> String {
         format!("{}/.well-known/openid-configuration", self.issuer)
     }
