@@ -224,9 +224,7 @@ impl Broker {
     /// using it counts as activity.
     async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
-        let t = now();
-        // The idle end is pushed from now, capped by the absolute end when the row is read back.
-        let s = self.store.touch_session(&handle(id), t, t + self.lifetimes.session.idle).await.map_err(store_failure)?;
+        let s = self.use_session(&handle(id)).await.map_err(store_failure)?;
         Ok(s.filter(|s| s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())))
     }
 

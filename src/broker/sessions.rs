@@ -12,7 +12,7 @@ use crate::core::audit::Actor;
 use crate::core::now;
 use crate::crypto::random_token;
 use crate::oidc::keys::SigningAlg;
-use crate::store::{EndedSession, SessionFilter, StoreResult};
+use crate::store::{EndedSession, Session, SessionFilter, StoreResult};
 
 const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Lifetime of the logout tokens sent to applications.
@@ -21,6 +21,14 @@ const LOGOUT_TOKEN_TTL: Duration = Duration::from_secs(120);
 const DELIVERY_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
 
 impl Broker {
+    /// The session behind a browser cookie or a token, if it is still live. Using it
+    /// counts as activity: its idle end moves to `idle` from now (the absolute end
+    /// stays), so a user working in an application through its tokens stays signed in.
+    pub(super) async fn use_session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        let t = now();
+        self.store.touch_session(id_hash, t, t + self.lifetimes.session.idle).await
+    }
+
     /// Ends the sessions `filter` names; see the module doc.
     pub async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>> {
         let ended = self.store.end_sessions(filter, reason, actor).await?;

@@ -47,7 +47,7 @@ impl Broker {
         let issued = self.store.issued_token(&handle(token)).await?;
         let issued =
             issued.filter(|i| !i.revoked && i.expires_at > t && i.application_id == app.id).ok_or(SsoProfileError::InactiveToken)?;
-        let session = self.store.session(&issued.session_hash).await?.filter(|s| s.is_live(t)).ok_or(SsoProfileError::InactiveToken)?;
+        let session = self.use_session(&issued.session_hash).await?.ok_or(SsoProfileError::InactiveToken)?;
         let upstream = session.upstream.unwrap_or_default();
 
         let mut out: Map<String, Value> = upstream.profile;

@@ -231,7 +231,13 @@ impl Broker {
         if let Some(hit) = self.tokens.get(&hash).filter(|hit| hit.checked.elapsed() < TOKEN_RECHECK) {
             return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
         }
-        let Some(token) = self.store.issued_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t) else {
+        // Checked against the store at most every TOKEN_RECHECK per token: the token,
+        // and that its session is live (which also keeps the session from idling out).
+        let live = match self.store.issued_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t) {
+            Some(token) => self.use_session(&token.session_hash).await?.map(|_| token),
+            None => None,
+        };
+        let Some(token) = live else {
             self.tokens.remove(std::slice::from_ref(&hash));
             return Err(UserinfoError::InvalidToken);
         };
