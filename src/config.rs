@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::core::session::{RefreshPolicy, SessionLifetimes};
+use crate::store::PoolSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +56,20 @@ pub struct DatabaseArgs {
     /// variable to the flag (flags show in process lists).
     #[arg(long, env = "SSOGATE_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+
+    /// Most connections this process opens to the database (default: 16 for
+    /// PostgreSQL, 4 for SQLite). Mind PostgreSQL's `max_connections` across replicas.
+    #[arg(long, env = "SSOGATE_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: Option<u32>,
+
+    /// How long a request waits for a database connection, reconnecting included,
+    /// before it fails with 503 `database_unavailable`.
+    #[arg(long, env = "SSOGATE_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// PostgreSQL: the longest one statement, or a transaction left idle, may run.
+    #[arg(long, env = "SSOGATE_DB_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -106,6 +121,12 @@ pub struct ServeArgs {
     /// after this long (a refusal such as `invalid_grant` ends it at once).
     #[arg(long, env = "SSOGATE_REFRESH_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub refresh_grace: Duration,
+
+    /// Do not apply database migrations at start; refuse to start if any is pending.
+    /// For a service role without DDL rights: run `ssogate migrate` as one that has
+    /// them before deploying a new version.
+    #[arg(long, env = "SSOGATE_NO_MIGRATE")]
+    pub no_migrate: bool,
 }
 
 impl ServeArgs {
@@ -147,6 +168,14 @@ impl RuntimeConfig {
 }
 
 impl DatabaseArgs {
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+            statement_timeout: self.db_statement_timeout,
+        }
+    }
+
     /// Where a generated encryption key is kept: beside the SQLite database file.
     pub fn key_file(&self) -> Option<PathBuf> {
         let path = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;

@@ -22,14 +22,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(*args).await,
-        Command::Migrate(db) => {
-            let (store, _) = open_store(&db).await?;
+        Command::Migrate(mut db) => {
+            // Building an index on a large table may take longer than a request should.
+            db.db_statement_timeout = Duration::ZERO;
+            let (store, _) = open_store(&db, true).await?;
             store.close().await;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::RotateAdminToken(db) => {
-            let (store, _) = open_store(&db).await?;
+            let (store, _) = open_store(&db, false).await?;
             let token = admin_token::rotate(store.as_ref()).await?;
             println!("{token}");
             store.close().await;
@@ -84,14 +86,26 @@ fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 const KEY_CHECK_SETTING: &str = "encryption_key_check";
 const KEY_CHECK_CONTEXT: &str = "settings:encryption_key_check";
 
-/// Opens and migrates the database, and makes sure the encryption key is the one its
-/// secrets were sealed with (failing now beats failing at the first login).
-async fn open_store(db: &DatabaseArgs) -> anyhow::Result<(Arc<SqlStore>, Arc<SecretBox>)> {
+/// Opens the database, migrates it (unless `migrate` is off: then a pending migration
+/// stops the start), and makes sure the encryption key is the one its secrets were
+/// sealed with (failing now beats failing at the first login).
+async fn open_store(db: &DatabaseArgs, migrate: bool) -> anyhow::Result<(Arc<SqlStore>, Arc<SecretBox>)> {
     let dialect = Dialect::from_url(&db.database_url).context("--database-url must start with sqlite: or postgres://")?;
     let key = encryption_key(db)?;
     let secrets = Arc::new(SecretBox::new(&key));
-    let store = SqlStore::connect(&db.database_url, secrets.clone()).await.context("opening the database")?;
-    store.migrate().await.context("applying database migrations")?;
+    let store = SqlStore::connect_with(&db.database_url, secrets.clone(), &db.pool_settings()).await.context("opening the database")?;
+    let pending = store.pending_migrations().await.context("reading the database's schema version")?;
+    if !pending.is_empty() {
+        if !migrate {
+            bail!("the database schema is behind this ssogate: migrations {} are pending; run `ssogate migrate` first", pending.join(", "));
+        }
+        // Replicas starting together take turns (sqlx holds a lock while migrating).
+        store
+            .migrate()
+            .await
+            .context("applying database migrations (without DDL rights, run `ssogate migrate` as a role that has them)")?;
+        tracing::info!(applied = %pending.join(", "), "database migrated");
+    }
     let sealed = secrets.encrypt_str(KEY_CHECK_CONTEXT, "ssogate")?;
     let in_force = store.put_setting_if_absent(KEY_CHECK_SETTING, &sealed).await?;
     if secrets.decrypt_str(KEY_CHECK_CONTEXT, &in_force).is_err() {
@@ -102,7 +116,7 @@ async fn open_store(db: &DatabaseArgs) -> anyhow::Result<(Arc<SqlStore>, Arc<Sec
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (store, secrets) = open_store(&args.database).await?;
+    let (store, secrets) = open_store(&args.database, !args.no_migrate).await?;
     let (admin_auth, generated) = admin_token::bootstrap(store.as_ref(), args.admin_token.as_deref()).await?;
     if let Some(token) = generated {
         // Printed, never logged: this is the only time the token exists in clear.
@@ -139,6 +153,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let worker = broker.clone();
     tokio::spawn(async move { worker.run_sync_jobs().await });
     tokio::spawn(broker.clone().run_refresher());
+    tokio::spawn(broker.clone().run_change_listener());
     let state = AppState { store: store_dyn, config: config.clone(), idp, admin_auth: Arc::new(admin_auth), broker };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
@@ -149,19 +164,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Once a minute: drop expired login state, codes, tokens and sessions, and pick up
-/// signing keys another replica may have rotated.
+/// How often expired login state, codes, tokens and sessions are purged (by one
+/// replica at a time), and signing keys re-read (by each).
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+
 async fn housekeeping(broker: Arc<Broker>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
         let t = crate::core::now();
         broker.tokens.sweep(t);
-        if let Err(e) = broker.store.purge_expired(t).await {
-            tracing::warn!(error = %e, "purging expired login state failed");
-        }
-        if let Err(e) = broker.keys.reload(broker.store.as_ref()).await {
-            tracing::warn!(error = %e, "reloading signing keys failed");
+        broker.reload_keys().await;
+        // The lease ends before the next round, so a replica that died hands over.
+        match broker.store.try_lease("housekeeping", t, t + HOUSEKEEPING_EVERY - Duration::from_secs(5)).await {
+            Ok(true) => {
+                if let Err(e) = broker.store.purge_expired(t).await {
+                    tracing::warn!(error = %e, "purging expired login state failed");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "taking the housekeeping lease failed"),
         }
     }
 }

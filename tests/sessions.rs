@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::app_backend::AppBackend;
 use common::browser::{Browser, Landing};
+use common::eventually;
 use common::sso_env::{Env, EnvOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -22,49 +23,6 @@ fn short_lived<'a>() -> EnvOptions<'a> {
         sso_args: vec!["--refresh-margin".into(), "3s".into()],
         scopes: Some(json!(["openid", "email", "profile", "groups", "offline_access"])),
         ..Default::default()
-    }
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, for up to `patience`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(patience: Duration, what: &str, mut check: impl FnMut() -> F) -> T {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-impl Env {
-    /// The app backend's call to the SSO user info endpoint with its own credentials.
-    async fn sso_userinfo(&self, client_id: &str, secret: &str, access_token: &str) -> (StatusCode, Value) {
-        let resp = self
-            .sso
-            .raw()
-            .post(self.sso.url("/oauth2/sso_userinfo"))
-            .basic_auth(client_id, Some(secret))
-            .form(&[("token", access_token)])
-            .send()
-            .await
-            .unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    fn app_credentials(&self) -> (String, String) {
-        (self.app["client_id"].as_str().unwrap().into(), self.app["client_secret"].as_str().unwrap().into())
-    }
-
-    /// The application's userinfo call through openid-client.
-    fn app_userinfo(&self, signed_in: &Value) -> Result<Value, Value> {
-        self.rp.run("userinfo", json!({"access_token": signed_in["access_token"], "sub": signed_in["id_token_claims"]["sub"]}))
-    }
-
-    async fn sessions_of(&self, user_id: &str) -> Vec<Value> {
-        let (s, body) = self.sso.get(&format!("/users/{user_id}/sessions")).await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        body["data"].as_array().unwrap().clone()
     }
 }
 

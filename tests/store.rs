@@ -1,8 +1,11 @@
 //! The storage layer through the `Store` trait, every check run on real SQLite and
 //! on real PostgreSQL (a fresh database per test).
 
+mod common;
+
 use std::sync::Arc;
 
+use common::pg::PgDatabase;
 use serde_json::json;
 use sqlx::Row;
 use ssogate::core::audit::Actor;
@@ -18,8 +21,8 @@ use ssogate::core::user::UserProfile;
 use ssogate::core::Timestamp;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Directory, EventFilter, Grant, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter, SignIn, SqlStore, Store,
-    StoreError, StoredSigningKey,
+    Change, Changes, Directory, EventFilter, Grant, Heard, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter,
+    SignIn, SqlStore, Store, StoreError, StoredSigningKey,
 };
 use std::time::Duration;
 
@@ -27,7 +30,7 @@ use std::time::Duration;
 struct TestDb {
     store: Arc<SqlStore>,
     url: String,
-    cleanup: Option<(String, String)>,
+    _pg: Option<PgDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -35,18 +38,12 @@ impl TestDb {
     async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/test.db", dir.path().display());
-        TestDb { store: open(&url, [1; 32]).await, url, cleanup: None, _dir: Some(dir) }
+        TestDb { store: open(&url, [1; 32]).await, url, _pg: None, _dir: Some(dir) }
     }
 
     async fn postgres() -> Self {
-        let admin_url = std::env::var("SSOGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        sqlx::any::install_default_drivers();
-        let name = new_id(IdKind::Event).replace("evt_", "ssogate_t_");
-        let mut admin = sqlx::AnyConnection::connect_any(&admin_url).await;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("creating a PostgreSQL test database");
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let url = format!("{base}/{name}");
-        TestDb { store: open(&url, [1; 32]).await, url, cleanup: Some((admin_url, name)), _dir: None }
+        let pg = PgDatabase::create().await;
+        TestDb { store: open(&pg.url, [1; 32]).await, url: pg.url.clone(), _pg: Some(pg), _dir: None }
     }
 
     async fn raw(&self, sql: &str) -> Vec<sqlx::any::AnyRow> {
@@ -54,12 +51,13 @@ impl TestDb {
         sqlx::query(sql).fetch_all(&mut c).await.unwrap()
     }
 
+    /// Another replica's store over the same database.
+    async fn replica(&self) -> Arc<SqlStore> {
+        open(&self.url, [1; 32]).await
+    }
+
     async fn finish(self) {
         self.store.close().await;
-        if let Some((admin_url, name)) = self.cleanup {
-            let mut admin = sqlx::AnyConnection::connect_any(&admin_url).await;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.ok();
-        }
     }
 }
 
@@ -466,8 +464,10 @@ async fn sync_jobs_queue_once_per_connection_and_are_taken_once(db: &TestDb) {
     let claimed = s.claim_sync_job().await.unwrap().unwrap();
     assert_eq!((claimed.id.as_str(), claimed.status.as_str()), (jobs[0].id.as_str(), "running"));
     assert!(s.claim_sync_job().await.unwrap().is_none(), "a job is taken once");
-    // A process that stopped mid-job: the job goes back to the queue.
-    assert_eq!(s.requeue_running_sync_jobs().await.unwrap(), 1);
+    // A job making progress stays with its replica; one that stalled (its process
+    // stopped) goes back to the queue.
+    assert_eq!(s.requeue_stalled_sync_jobs(now() - Duration::from_secs(60)).await.unwrap(), 0);
+    assert_eq!(s.requeue_stalled_sync_jobs(now() + Duration::from_millis(1)).await.unwrap(), 1);
     let again = s.claim_sync_job().await.unwrap().unwrap();
     s.update_sync_job(&again.id, "done", 3, 3, None).await.unwrap();
     let job = s.sync_job(&again.id).await.unwrap().unwrap();
@@ -710,6 +710,52 @@ async fn signing_keys_are_sealed_and_rotation_retires(db: &TestDb) {
     assert!(!raw[0].try_get::<String, _>("private_key_enc").unwrap().contains("private"));
 }
 
+async fn leases_go_to_one_replica_at_a_time(db: &TestDb) {
+    let (a, b) = (db.store.clone(), db.replica().await);
+    let t = now();
+    let until = t + Duration::from_secs(60);
+    let both = futures_util::future::join(a.try_lease("job", t, until), b.try_lease("job", t, until)).await;
+    assert_eq!([both.0.unwrap(), both.1.unwrap()].iter().filter(|x| **x).count(), 1, "exactly one replica takes a free lease");
+    let (holder, other) = if a.try_lease("job", t, until).await.unwrap() { (&a, &b) } else { (&b, &a) };
+    assert!(holder.try_lease("job", t + Duration::from_secs(1), until).await.unwrap(), "the holder renews");
+    assert!(!other.try_lease("job", t + Duration::from_secs(30), until).await.unwrap(), "held until it expires");
+    assert!(other.try_lease("job", until, until + Duration::from_secs(60)).await.unwrap(), "an expired lease passes on");
+    assert!(!holder.try_lease("job", until, until + Duration::from_secs(60)).await.unwrap());
+    assert!(a.try_lease("another job", t, until).await.unwrap(), "leases are per job");
+    b.close().await;
+}
+
+async fn changes_reach_the_other_replicas(db: &TestDb) {
+    let (a, b) = (db.store.clone(), db.replica().await);
+    let Some(mut heard_by_b) = b.listen().await.unwrap() else {
+        assert_eq!(db.store.dialect(), ssogate::store::Dialect::Sqlite, "only SQLite, with one process, has no change feed");
+        a.publish(&Change::Configuration).await.unwrap();
+        return;
+    };
+    let mut heard_by_a = a.listen().await.unwrap().unwrap();
+    let tokens: Vec<String> = (0..150).map(|i| format!("hash-{i}")).collect();
+    a.publish(&Change::Tokens(tokens.clone())).await.unwrap();
+    a.publish(&Change::Configuration).await.unwrap();
+    let mut got = vec![];
+    while got.len() < tokens.len() {
+        match next(&mut heard_by_b).await {
+            Heard::Change(Change::Tokens(h)) => got.extend(h),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, tokens, "every hash arrives, in order, across messages");
+    assert_eq!(next(&mut heard_by_b).await, Heard::Change(Change::Configuration));
+    // A replica does not hear itself.
+    b.publish(&Change::Configuration).await.unwrap();
+    assert_eq!(next(&mut heard_by_a).await, Heard::Change(Change::Configuration));
+    assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_b.next()).await.is_err());
+    b.close().await;
+}
+
+async fn next(listener: &mut Box<dyn ssogate::store::ChangeListener>) -> Heard {
+    tokio::time::timeout(Duration::from_secs(5), listener.next()).await.expect("a change arrives")
+}
+
 macro_rules! on_both_databases {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -750,4 +796,6 @@ on_both_databases!(
     sync_jobs_queue_once_per_connection_and_are_taken_once,
     signing_keys_are_sealed_and_rotation_retires,
     sessions_end_with_their_tokens_and_refreshes_are_claimed_once,
+    leases_go_to_one_replica_at_a_time,
+    changes_reach_the_other_replicas,
 );

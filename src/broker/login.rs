@@ -27,6 +27,10 @@ fn oauth(error: &'static str, description: impl Into<String>) -> OAuthError {
 }
 
 fn store_failure(e: StoreError) -> OAuthError {
+    if let StoreError::Unavailable(_) = e {
+        tracing::warn!(error = %e, "database unavailable during login");
+        return oauth("temporarily_unavailable", "ssogate's database is not reachable; try again shortly");
+    }
     tracing::error!(error = %e, "store failure during login");
     oauth("server_error", "ssogate could not complete the sign-in; try again")
 }

@@ -8,6 +8,7 @@ mod login;
 mod login_state;
 mod logout;
 mod refresh;
+mod replicas;
 mod sessions;
 mod sso_profile;
 mod sync_jobs;

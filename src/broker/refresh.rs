@@ -165,7 +165,7 @@ impl Broker {
             Value::Object(claims::user_claims(&user, &org, &scopes))
         };
         let affected = store.reissue_grant_claims(&s.id_hash, &claims_for_scope).await?;
-        self.tokens.remove(&affected);
+        self.forget_tokens(affected).await;
 
         let tokens = UpstreamTokens {
             access_token: Some(access_token),

@@ -33,7 +33,7 @@ impl Broker {
     pub async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>> {
         let ended = self.store.end_sessions(filter, reason, actor).await?;
         for e in &ended {
-            self.tokens.remove(&e.revoked_token_hashes);
+            self.forget_tokens(e.revoked_token_hashes.clone()).await;
             tracing::info!(session_id = %e.session.id, user_id = %e.session.user_id, reason, "session ended");
             self.send_backchannel_logouts(e).await;
         }

@@ -9,9 +9,13 @@ use std::time::Duration;
 use super::Broker;
 use crate::core::audit::Actor;
 use crate::core::group_sync::{SyncJob, SyncRules};
+use crate::core::now;
 use crate::store::StoreResult;
 
 const PAGE: u32 = 200;
+/// A running job records progress after every page; one silent this long was left
+/// by a process that stopped.
+const STALLED_AFTER: Duration = Duration::from_secs(60);
 
 impl Broker {
     /// Queues re-syncs after an admin change (of one connection, or of the
@@ -24,12 +28,16 @@ impl Broker {
         Ok(jobs)
     }
 
-    /// The worker: runs queued jobs one at a time, forever.
+    /// The worker: runs queued jobs one at a time, forever. Jobs queued on another
+    /// replica are found by polling; jobs a stopped replica left are taken up once
+    /// they have made no progress for STALLED_AFTER.
     pub async fn run_sync_jobs(&self) {
-        if let Err(e) = self.store.requeue_running_sync_jobs().await {
-            tracing::warn!(error = %e, "could not requeue interrupted sync jobs");
-        }
         loop {
+            match self.store.requeue_stalled_sync_jobs(now() - STALLED_AFTER).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "requeued sync jobs a stopped process left unfinished"),
+                Err(e) => tracing::warn!(error = %e, "could not requeue interrupted sync jobs"),
+            }
             match self.store.claim_sync_job().await {
                 Ok(Some(job)) => self.run_sync_job(job).await,
                 Ok(None) => {

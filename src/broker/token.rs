@@ -97,6 +97,10 @@ impl TokenCache {
         }
     }
 
+    pub fn clear(&self) {
+        self.entries.write().unwrap().clear();
+    }
+
     /// Drops expired entries.
     pub fn sweep(&self, now: Timestamp) {
         self.entries.write().unwrap().retain(|_, t| t.expires_at > now);
@@ -167,7 +171,7 @@ impl Broker {
             }
             Redemption::Unknown => return Err(invalid_grant("the code is unknown or expired")),
             Redemption::Replayed { revoked_token_hashes } => {
-                self.tokens.remove(&revoked_token_hashes);
+                self.forget_tokens(revoked_token_hashes).await;
                 tracing::warn!(client_id = %client_id, "authorization code replayed; its tokens are revoked");
                 return Err(invalid_grant("the code was already used; the tokens issued with it are now revoked"));
             }

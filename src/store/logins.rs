@@ -186,8 +186,10 @@ pub trait Logins: Send + Sync + 'static {
     /// Takes the oldest queued job and marks it running (one taker per job).
     async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>>;
     async fn update_sync_job(&self, id: &str, status: &str, total: u64, done: u64, error: Option<&str>) -> StoreResult<()>;
-    /// Jobs left running by a process that stopped go back to the queue.
-    async fn requeue_running_sync_jobs(&self) -> StoreResult<u64>;
+    /// Jobs whose progress has not moved since `stalled_before` (left running by a
+    /// process that stopped) go back to the queue. A running job records progress
+    /// at least every page of users, so a live replica's job is never taken from it.
+    async fn requeue_stalled_sync_jobs(&self, stalled_before: Timestamp) -> StoreResult<u64>;
     async fn sync_job(&self, id: &str) -> StoreResult<Option<SyncJob>>;
     /// Newest first.
     async fn list_sync_jobs(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<SyncJob>>;

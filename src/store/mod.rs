@@ -4,6 +4,7 @@
 //! The store owns encryption at rest: secrets go in and come out as plaintext, and
 //! only ever touch the database sealed by the [`SecretBox`](crate::crypto::SecretBox).
 
+mod changes;
 mod logins;
 mod sql;
 
@@ -18,8 +19,9 @@ use crate::core::organization::Organization;
 use crate::core::user::{User, UserProfile, UserView};
 use crate::core::ValidationError;
 
+pub use changes::{Change, ChangeListener, Changes, Heard};
 pub use logins::*;
-pub use sql::{Dialect, SqlStore};
+pub use sql::{Dialect, PoolSettings, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,6 +35,10 @@ pub enum StoreError {
     Refused { code: &'static str, message: String },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The database cannot be reached or is refusing work for now (restarting,
+    /// overloaded, a statement timed out): worth retrying, not a bug.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("stored data is unreadable: {0}")]
@@ -45,6 +51,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// means a concurrent writer won the race: still the caller's conflict, not a 500.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            return StoreError::Unavailable(e);
+        }
         let Some(db) = e.as_database_error().filter(|d| d.is_unique_violation()) else {
             return StoreError::Database(e);
         };
@@ -63,6 +72,17 @@ impl From<sqlx::Error> for StoreError {
         ];
         let field = FIELDS.iter().find(|(needle, _)| what.contains(needle)).map_or("id", |(_, field)| field);
         StoreError::Conflict { field: field.into(), message: format!("this {field} was just taken by another change") }
+    }
+}
+
+/// Errors that say nothing about the request: the connection broke or could not be
+/// had, PostgreSQL is shutting down or starting (SQLSTATE classes 08, 57, 53, which
+/// includes a statement timeout), or SQLite stayed busy past its timeout.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| ["08", "57", "53"].iter().any(|class| c.starts_with(class)) || c == "5"),
+        _ => false,
     }
 }
 
@@ -86,10 +106,11 @@ pub struct EventFilter {
     pub target_id: Option<String>,
 }
 
-/// Everything ssogate keeps: the directory and the state of logins.
-pub trait Store: Directory + Logins {}
+/// Everything ssogate keeps: the directory and the state of logins, and the news of
+/// changes between replicas.
+pub trait Store: Directory + Logins + Changes {}
 
-impl<T: Directory + Logins> Store for T {}
+impl<T: Directory + Logins + Changes> Store for T {}
 
 /// Organizations and what they own, applications, and the audit log.
 #[async_trait]

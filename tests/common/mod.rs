@@ -3,10 +3,13 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod app_backend;
+pub mod balancer;
 pub mod browser;
 pub mod fake_idp;
 pub mod fake_op;
 pub mod idp;
+pub mod pg;
+pub mod pg_server;
 pub mod rp;
 pub mod sso_env;
 
@@ -45,11 +48,13 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// A port chosen beforehand (when the IdP must know ssogate's callback URL).
     pub port: Option<u16>,
+    /// Default: a SQLite file in the directory.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { admin_token: Some(ADMIN_TOKEN.into()), dev: true, extra_args: vec![], env: vec![], port: None }
+        Options { admin_token: Some(ADMIN_TOKEN.into()), dev: true, extra_args: vec![], env: vec![], port: None, database_url: None }
     }
 }
 
@@ -66,7 +71,8 @@ impl Ssogate {
         }
         args.extend(opts.extra_args);
         let mut env = opts.env;
-        env.push(("SSOGATE_DATABASE_URL".into(), format!("sqlite://{}/ssogate.db", dir.display())));
+        let database_url = opts.database_url.unwrap_or_else(|| format!("sqlite://{}/ssogate.db", dir.display()));
+        env.push(("SSOGATE_DATABASE_URL".into(), database_url));
         if let Some(t) = opts.admin_token {
             env.push(("SSOGATE_ADMIN_TOKEN".into(), t));
         }
@@ -221,6 +227,18 @@ impl Drop for Ssogate {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, for up to `patience`.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(patience: Duration, what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

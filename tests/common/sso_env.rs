@@ -5,8 +5,10 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use super::balancer::Balancer;
 use super::browser::Browser;
 use super::idp::TestIdp;
+use super::pg::PgDatabase;
 use super::rp::RelyingParty;
 use super::{free_port, Options, Ssogate};
 
@@ -15,11 +17,17 @@ pub const IDP_SECRET: &str = "ssogate-at-the-idp-secret";
 
 pub struct Env {
     pub idp: TestIdp,
+    /// The (first) replica; admin calls go to it.
     pub sso: Ssogate,
+    /// With several replicas: the others, and the load balancer in front of them all.
+    pub other_replicas: Vec<Ssogate>,
+    pub balancer: Option<Balancer>,
     pub rp: RelyingParty,
     pub connection_id: String,
     pub app: Value,
     _dir: tempfile::TempDir,
+    /// Last: the database goes once the replicas are stopped.
+    _pg: Option<PgDatabase>,
 }
 
 pub struct EnvOptions<'a> {
@@ -32,13 +40,19 @@ pub struct EnvOptions<'a> {
     pub sso_args: Vec<String>,
     /// Scopes ssogate asks the OP for; default: the connection's default.
     pub scopes: Option<Value>,
+    /// More than one: that many replicas on one PostgreSQL database behind a load
+    /// balancer (otherwise one process on SQLite).
+    pub replicas: usize,
 }
 
 impl Default for EnvOptions<'_> {
     fn default() -> Self {
-        EnvOptions { provisioning: "jit", app: json!({}), op: json!({}), sso_args: vec![], scopes: None }
+        EnvOptions { provisioning: "jit", app: json!({}), op: json!({}), sso_args: vec![], scopes: None, replicas: 1 }
     }
 }
+
+/// The key every replica shares (32 bytes, base64).
+const REPLICA_KEY: &str = "c3NvZ2F0ZS10ZXN0LXJlcGxpY2Eta2V5LTMyLWJ5dGU=";
 
 pub fn accounts() -> Value {
     json!({
@@ -58,7 +72,30 @@ impl Env {
     /// connection's back-channel logout URI), then the OP on a port chosen beforehand.
     pub async fn start(o: EnvOptions<'_>) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let sso = Ssogate::start_with(dir.path(), Options { extra_args: o.sso_args, ..Default::default() }).await;
+        let (sso, other_replicas, balancer, pg) = if o.replicas > 1 {
+            let pg = PgDatabase::create().await;
+            let balancer = Balancer::start(free_port()).await;
+            // Started together, as a deployment rolls out: they migrate in turn.
+            let replicas = futures_util::future::join_all((0..o.replicas).map(|i| {
+                let replica_dir = dir.path().join(format!("replica-{i}"));
+                std::fs::create_dir_all(&replica_dir).unwrap();
+                let mut extra_args = o.sso_args.clone();
+                extra_args.extend(["--public-url".into(), balancer.base.clone()]);
+                let opts = Options {
+                    extra_args,
+                    database_url: Some(pg.url.clone()),
+                    env: vec![("SSOGATE_ENCRYPTION_KEY".into(), REPLICA_KEY.into())],
+                    ..Default::default()
+                };
+                async move { Ssogate::start_with(&replica_dir, opts).await }
+            }))
+            .await;
+            balancer.set_backends(replicas.iter().map(|r| r.base.clone()).collect());
+            let mut replicas = replicas.into_iter();
+            (replicas.next().unwrap(), replicas.collect(), Some(balancer), Some(pg))
+        } else {
+            (Ssogate::start_with(dir.path(), Options { extra_args: o.sso_args, ..Default::default() }).await, vec![], None, None)
+        };
         // Chosen while ssogate holds its own port, so the two cannot collide.
         let op_port = free_port();
         let (s, _) = sso.post("/organizations", json!({"name": "Acme", "slug": "acme", "domains": ["acme.test"]})).await;
@@ -88,13 +125,13 @@ impl Env {
         let (s, app) = sso.post("/applications", app).await;
         assert_eq!(s, StatusCode::CREATED, "{app}");
         let rp = RelyingParty {
-            issuer: sso.base.clone(),
+            issuer: balancer.as_ref().map_or(&sso.base, |b| &b.base).clone(),
             client_id: app["client_id"].as_str().unwrap().into(),
             client_secret: Some(app["client_secret"].as_str().unwrap().into()),
             redirect_uri: APP_REDIRECT.into(),
             client_metadata: json!({}),
         };
-        Env { idp, connection_id: conn["id"].as_str().unwrap().into(), sso, rp, app, _dir: dir }
+        Env { idp, connection_id: conn["id"].as_str().unwrap().into(), sso, other_replicas, balancer, rp, app, _dir: dir, _pg: pg }
     }
 
     /// One sign-in from the application's point of view.
@@ -107,6 +144,39 @@ impl Env {
 
     pub fn went_to_idp(&self, visited: &[String]) -> bool {
         visited.iter().any(|u| u.starts_with(&self.idp.issuer))
+    }
+
+    pub fn app_credentials(&self) -> (String, String) {
+        (self.app["client_id"].as_str().unwrap().into(), self.app["client_secret"].as_str().unwrap().into())
+    }
+
+    /// The app backend's call to the SSO user info endpoint with its own credentials.
+    pub async fn sso_userinfo(&self, client_id: &str, secret: &str, access_token: &str) -> (StatusCode, Value) {
+        self.sso_userinfo_at(&self.sso, client_id, secret, access_token).await
+    }
+
+    /// The same, at one replica.
+    pub async fn sso_userinfo_at(&self, replica: &Ssogate, client_id: &str, secret: &str, access_token: &str) -> (StatusCode, Value) {
+        let resp = replica
+            .raw()
+            .post(replica.url("/oauth2/sso_userinfo"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("token", access_token)])
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The application's userinfo call through openid-client.
+    pub fn app_userinfo(&self, signed_in: &Value) -> Result<Value, Value> {
+        self.rp.run("userinfo", json!({"access_token": signed_in["access_token"], "sub": signed_in["id_token_claims"]["sub"]}))
+    }
+
+    pub async fn sessions_of(&self, user_id: &str) -> Vec<Value> {
+        let (s, body) = self.sso.get(&format!("/users/{user_id}/sessions")).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body["data"].as_array().unwrap().clone()
     }
 }
 

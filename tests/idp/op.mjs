@@ -12,13 +12,15 @@
 //
 // Test controls, as an IdP admin would act:
 //   POST /test/accounts/<login>  (JSON body) replaces the account's claims;
-//   POST /test/revoke/<login>    revokes every grant (and refresh token) of the account.
+//   POST /test/revoke/<login>    revokes every grant (and refresh token) of the account;
+//   GET  /test/refreshes         lists the refresh_token grants served: [{account, at}].
 import Provider from 'oidc-provider';
 import http from 'node:http';
 
 const config = JSON.parse(process.env.OP_CONFIG || '{}');
 const accounts = config.accounts || {};
 const grantsOf = {};
+const refreshes = [];
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(config.port || 0, '127.0.0.1', resolve));
@@ -68,6 +70,11 @@ const provider = new Provider(issuer, {
 for (const event of ['backchannel.error', 'server_error', 'end_session.error']) {
   provider.on(event, (...args) => console.error(event, ...args.map((a) => (a?.cause ? String(a.cause) : '') + (a?.message || a?.clientId || a))));
 }
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc.params.grant_type === 'refresh_token') {
+    refreshes.push({ account: ctx.oidc.entities.Account?.accountId, at: Date.now() });
+  }
+});
 // Plain http on loopback: no TLS-terminating proxy in front.
 provider.proxy = false;
 
@@ -96,6 +103,10 @@ async function testControl(req, res, [, action, who]) {
 }
 
 server.on('request', async (req, res) => {
+  if (req.method === 'GET' && req.url === '/test/refreshes') {
+    res.setHeader('content-type', 'application/json');
+    return res.end(JSON.stringify(refreshes));
+  }
   const control = req.method === 'POST' && req.url.match(/^\/test\/(accounts|revoke)\/([^/?]+)$/);
   if (control) return testControl(req, res, control);
   const match = req.url.match(/^\/interaction\/([^/?]+)/);

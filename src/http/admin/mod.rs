@@ -38,12 +38,12 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 /// After any change made through the admin API, logins on this replica see it at
-/// once (other replicas within the cache TTL).
+/// once, and other replicas as soon as they hear of it (within the cache TTL at worst).
 async fn forget_cached_config(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let changes = req.method() != axum::http::Method::GET;
     let resp = next.run(req).await;
     if changes && resp.status().is_success() {
-        state.broker.config.clear();
+        state.broker.configuration_changed().await;
     }
     resp
 }

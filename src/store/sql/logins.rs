@@ -391,8 +391,11 @@ impl Logins for SqlStore {
         Ok(())
     }
 
-    async fn requeue_running_sync_jobs(&self) -> StoreResult<u64> {
-        let r = sqlx::query("UPDATE sync_jobs SET status = 'queued' WHERE status = 'running'").execute(&self.pool).await?;
+    async fn requeue_stalled_sync_jobs(&self, stalled_before: Timestamp) -> StoreResult<u64> {
+        let r = sqlx::query("UPDATE sync_jobs SET status = 'queued' WHERE status = 'running' AND updated_at < $1")
+            .bind(ms(stalled_before))
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected())
     }
 

@@ -2,6 +2,7 @@
 //! driver: the queries are written in the dialect both share (`$n` parameters,
 //! `ON CONFLICT`, `RETURNING`), and [`Dialect`] covers the few places they differ.
 
+mod changes;
 mod directory;
 mod logins;
 
@@ -79,6 +80,11 @@ pub struct SqlStore {
     dialect: Dialect,
     secrets: Arc<SecretBox>,
     queries: Queries,
+    /// For the change listener's own connection.
+    url: String,
+    /// This process among the replicas: the origin of its change messages and the
+    /// holder of its leases.
+    instance: String,
 }
 
 /// Statements whose text depends on the dialect, built once.
@@ -118,6 +124,24 @@ impl Queries {
                  AND connection_id = $1) RETURNING *, {m} AS memberships"
             ),
         }
+    }
+}
+
+/// How the connection pool behaves; see `ssogate serve --help`.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// Default: 16 for PostgreSQL, 4 for SQLite.
+    pub max_connections: Option<u32>,
+    /// How long a request waits for a connection (including reconnecting to a
+    /// database that went away) before it fails with "database unavailable".
+    pub acquire_timeout: Duration,
+    /// PostgreSQL: the longest a statement (or an idle transaction) may run.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings { max_connections: None, acquire_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -162,37 +186,82 @@ pub(super) fn cursor(page: &Page, newest_first: bool) -> String {
 }
 
 impl SqlStore {
-    /// Opens the database (creating a SQLite file when missing) without migrating it.
+    /// Opens the database (creating a SQLite file when missing) without migrating
+    /// it, with the default pool settings.
     pub async fn connect(url: &str, secrets: Arc<SecretBox>) -> StoreResult<Self> {
+        Self::connect_with(url, secrets, &PoolSettings::default()).await
+    }
+
+    pub async fn connect_with(url: &str, secrets: Arc<SecretBox>, settings: &PoolSettings) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let dialect =
             Dialect::from_url(url).ok_or_else(|| StoreError::Corrupt("the database URL must start with sqlite: or postgres://".into()))?;
-        let (url, max_connections) = match dialect {
-            Dialect::Sqlite if !url.contains("mode=") => (format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }), 4),
-            Dialect::Sqlite => (url.to_owned(), 4),
-            Dialect::Postgres => (url.to_owned(), 16),
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),
+            _ => url.to_owned(),
         };
+        let max_connections = settings.max_connections.unwrap_or(match dialect {
+            // One writer at a time anyway; readers share WAL snapshots.
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 16,
+        });
+        let statement_timeout_ms = settings.statement_timeout.as_millis();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(settings.acquire_timeout)
             // A ping before every checkout doubles the cost of each statement; broken
             // connections surface as errors and are replaced anyway.
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;",
-                        )
-                        .await?;
+                    match dialect {
+                        Dialect::Sqlite => {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;",
+                            )
+                            .await?;
+                        }
+                        // A statement stuck on a lock or a runaway plan gives its
+                        // connection back instead of holding it forever.
+                        Dialect::Postgres => {
+                            conn.execute(
+                                format!(
+                                    "SET statement_timeout = {statement_timeout_ms}; \
+                                     SET idle_in_transaction_session_timeout = {statement_timeout_ms}"
+                                )
+                                .as_str(),
+                            )
+                            .await?;
+                        }
                     }
                     Ok(())
                 })
             })
             .connect(&url)
             .await?;
-        Ok(SqlStore { pool, dialect, secrets, queries: Queries::new(dialect) })
+        let instance = crate::crypto::random_token("").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(SqlStore { pool, dialect, secrets, queries: Queries::new(dialect), url, instance })
+    }
+
+    /// The embedded migrations the database has not applied yet (by description).
+    pub async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let exists = match self.dialect {
+            Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            Dialect::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let applied: Vec<i64> = if sqlx::query_scalar::<_, i64>(exists).fetch_one(&self.pool).await? > 0 {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?
+        } else {
+            vec![]
+        };
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| format!("{:04}_{}", m.version, m.description))
+            .collect())
     }
 
     /// Applies the embedded migrations that have not run yet.

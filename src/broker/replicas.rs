@@ -1,0 +1,80 @@
+//! Keeping this replica's caches in step with the others': what changes here is
+//! forgotten here at once and announced; what the others announce is forgotten when
+//! heard. Without a change feed (SQLite) or while a message is lost, the caches'
+//! TTLs bound how stale they can be.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Broker;
+use crate::store::{Change, Heard};
+
+/// The pause before listening again when the database refused a listener.
+const LISTEN_RETRY: Duration = Duration::from_secs(2);
+
+impl Broker {
+    /// After an admin change: forget cached configuration here and on the other replicas.
+    pub async fn configuration_changed(&self) {
+        self.config.clear();
+        self.announce(Change::Configuration).await;
+    }
+
+    /// Forgets cached access tokens (revoked, or re-issued with new claims) here and
+    /// on the other replicas.
+    pub(super) async fn forget_tokens(&self, hashes: Vec<String>) {
+        if hashes.is_empty() {
+            return;
+        }
+        self.tokens.remove(&hashes);
+        self.announce(Change::Tokens(hashes)).await;
+    }
+
+    async fn announce(&self, change: Change) {
+        if let Err(e) = self.store.publish(&change).await {
+            tracing::warn!(error = %e, "telling other replicas of a change failed; their caches catch up within their TTL");
+        }
+    }
+
+    /// Runs for the life of the process: applies the other replicas' changes.
+    pub async fn run_change_listener(self: Arc<Self>) {
+        loop {
+            let mut listener = match self.store.listen().await {
+                Ok(Some(l)) => l,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for other replicas' changes failed; retrying");
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                    continue;
+                }
+            };
+            // Whatever happened before listening started is unknown.
+            self.forget_everything().await;
+            loop {
+                match listener.next().await {
+                    Heard::Change(Change::Configuration) => {
+                        self.config.clear();
+                        self.reload_keys().await;
+                    }
+                    Heard::Change(Change::Tokens(hashes)) => self.tokens.remove(&hashes),
+                    Heard::Lost => {
+                        tracing::warn!("lost the change feed; forgetting cached configuration and tokens");
+                        self.forget_everything().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn forget_everything(&self) {
+        self.config.clear();
+        self.tokens.clear();
+        self.reload_keys().await;
+    }
+
+    /// Picks up signing keys another replica may have rotated.
+    pub async fn reload_keys(&self) {
+        if let Err(e) = self.keys.reload(self.store.as_ref()).await {
+            tracing::warn!(error = %e, "reloading signing keys failed");
+        }
+    }
+}
