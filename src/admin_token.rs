@@ -17,18 +17,16 @@ pub struct AdminAuth {
 
 impl AdminAuth {
     pub async fn verify(&self, presented: &str, store: &dyn Store) -> StoreResult<bool> {
-        let stored;
-        let hash = match &self.configured_hash {
-            Some(h) => h,
-            None => match store.setting(SETTING).await? {
-                Some(h) => {
-                    stored = h;
-                    &stored
-                }
-                None => return Ok(false),
-            },
-        };
-        Ok(verify_secret(presented, hash))
+        Ok(self.current_hash(store).await?.is_some_and(|hash| verify_secret(presented, &hash)))
+    }
+
+    /// The hash of the token in force (console sessions are bound to it, so that
+    /// rotating the token signs every console out).
+    pub async fn current_hash(&self, store: &dyn Store) -> StoreResult<Option<String>> {
+        match &self.configured_hash {
+            Some(h) => Ok(Some(h.clone())),
+            None => store.setting(SETTING).await,
+        }
     }
 }
 

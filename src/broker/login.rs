@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::login_state::{self, LoginState};
+use super::trial::trial_failed;
 use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
@@ -22,11 +23,11 @@ use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
 
 /// Everything that ends a login early, with the OAuth error it becomes.
-fn oauth(error: &'static str, description: impl Into<String>) -> OAuthError {
+pub(super) fn oauth(error: &'static str, description: impl Into<String>) -> OAuthError {
     OAuthError::new(error, description)
 }
 
-fn store_failure(e: StoreError) -> OAuthError {
+pub(super) fn store_failure(e: StoreError) -> OAuthError {
     if let StoreError::Unavailable(_) = e {
         tracing::warn!(error = %e, "database unavailable during login");
         return oauth("temporarily_unavailable", "ssogate's database is not reachable; try again shortly");
@@ -44,6 +45,16 @@ fn login_failure(e: LoginError) -> OAuthError {
         LoginError::Upstream(_) => oauth("temporarily_unavailable", e.to_string()),
         _ => oauth("access_denied", e.to_string()),
     }
+}
+
+/// Who signed in at the IdP, as its validated answer says.
+pub(super) struct UpstreamIdentity {
+    pub tokens: rp::TokenResponse,
+    pub id_claims: Claims,
+    pub userinfo: Option<Claims>,
+    /// The ID token's claims, with userinfo filling what it lacks.
+    pub merged: Claims,
+    pub sub: String,
 }
 
 fn random() -> String {
@@ -106,6 +117,12 @@ impl Broker {
         if req.prompt_none {
             return Err(oauth("login_required", "the user is not signed in"));
         }
+        self.redirect_to_idp(&connection, req, false).await
+    }
+
+    /// Sends the browser to the connection's IdP, the login's state sealed in a cookie.
+    /// `trial`: an admin's try-it sign-in, which ends on a preview page.
+    pub(super) async fn redirect_to_idp(&self, connection: &Connection, req: &AuthorizeRequest, trial: bool) -> Result<Reply, OAuthError> {
         let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
         let state = random();
         let nonce = random();
@@ -114,7 +131,7 @@ impl Broker {
         let callback = self.callback_url();
         let location = rp::authorization_url(
             &metadata,
-            &connection,
+            connection,
             &AuthRequest {
                 state: &state,
                 nonce: &nonce,
@@ -133,6 +150,7 @@ impl Broker {
             pkce_verifier: verifier,
             request: req.clone(),
             expires_at: (now() + self.lifetimes.login_state).unix_timestamp(),
+            trial,
         };
         let sealed = login_state::seal(&self.sealer, &state_hash, &login)
             .ok_or_else(|| oauth("server_error", "ssogate could not start the sign-in; try again"))?;
@@ -296,14 +314,17 @@ impl Broker {
                 "This sign-in is unknown here: it was started in another browser, its cookie was lost, or it has expired. Start again from the application.",
             );
         };
-        if login.expires_at < now().unix_timestamp() {
-            return self.error_redirect(&login.request, oauth("access_denied", "the sign-in took too long; try again"));
-        }
-        let mut reply = match self.finish(&login, &state_hash, &params, cookies).await {
-            Ok(reply) => reply,
-            Err(e) => self.error_redirect(&login.request, e),
+        let too_slow = || oauth("access_denied", "the sign-in took too long; try again");
+        let mut reply = match (login.trial, login.expires_at < now().unix_timestamp()) {
+            (true, true) => trial_failed(&login.connection_id, too_slow()),
+            (true, false) => self.finish_trial(&login, &params).await,
+            (false, true) => self.error_redirect(&login.request, too_slow()),
+            (false, false) => match self.finish(&login, &state_hash, &params, cookies).await {
+                Ok(reply) => reply,
+                Err(e) => self.error_redirect(&login.request, e),
+            },
         };
-        if let Reply::Redirect { cookies, .. } = &mut reply {
+        if let Reply::Redirect { cookies, .. } | Reply::Trial { cookies, .. } = &mut reply {
             cookies.push(spent);
         }
         reply
@@ -321,61 +342,9 @@ impl Broker {
             Some((app, _)) => app,
             None => return Err(oauth("invalid_request", "the application was removed during sign-in")),
         };
-        let connection = self.config.connection(self.store.as_ref(), &login.connection_id).await.map_err(store_failure)?;
-        // Tenant isolation: the login finishes only with the connection it started
-        // with, and only inside that connection's organization.
-        let connection = connection
-            .filter(|c| c.organization_id == login.organization_id)
-            .ok_or_else(|| oauth("access_denied", "the organization's connection was removed during sign-in"))?;
+        let connection = self.connection_of(login).await?;
         self.check_licence(&connection.organization_id).await?;
-        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
-        match params.get("iss") {
-            Some(iss) if *iss != metadata.issuer => {
-                return Err(oauth(
-                    "access_denied",
-                    "the answer came from another identity provider than the one asked (RFC 9207 iss mismatch)",
-                ))
-            }
-            None if metadata.authorization_response_iss_parameter_supported => {
-                return Err(oauth("access_denied", "the identity provider's answer lacks the iss parameter it promises (RFC 9207)"))
-            }
-            _ => {}
-        }
-        if let Some(error) = params.get("error") {
-            const PASSED_ON: [&str; 7] = [
-                "access_denied",
-                "login_required",
-                "consent_required",
-                "interaction_required",
-                "account_selection_required",
-                "temporarily_unavailable",
-                "server_error",
-            ];
-            let code = PASSED_ON.iter().find(|c| *c == error).copied().unwrap_or("access_denied");
-            let detail = params.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
-            return Err(oauth(code, format!("the identity provider refused the sign-in ({error}{detail})")));
-        }
-        let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
-        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await.map_err(store_failure)?;
-        let callback = self.callback_url();
-        let tokens = rp::exchange_code(&self.providers, &metadata, &connection, &secret, code, &callback, login.pkce_verifier.as_deref())
-            .await
-            .map_err(login_failure)?;
-        let id_token = tokens.id_token.as_deref().ok_or_else(|| login_failure(LoginError::NoIdToken))?;
-        let expected = Expected {
-            issuer: &metadata.issuer,
-            client_id: &connection.client_id,
-            nonce: Nonce::Exactly(&login.nonce),
-            hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
-            now: now().unix_timestamp(),
-        };
-        let id_claims = rp::validate_id_token(&self.providers, &metadata, id_token, &expected).await.map_err(login_failure)?;
-        let sub = id_claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        let userinfo = match (&metadata.userinfo_endpoint, &tokens.access_token) {
-            (Some(_), Some(at)) => Some(rp::userinfo(&self.providers, &metadata, at, &sub).await.map_err(login_failure)?),
-            _ => None,
-        };
-        let merged = claims::merge(&id_claims, userinfo.as_ref());
+        let UpstreamIdentity { tokens, id_claims, userinfo, merged, sub } = self.upstream_identity(login, &connection, params).await?;
         let profile = claims::normalize(&merged);
         let login_at: Timestamp = now();
         let user = match self.store.provision_user(&connection, &profile, login_at).await {
@@ -437,5 +406,73 @@ impl Broker {
             self.end_sessions(SessionFilter::Handle(&old), "replaced", &actor).await.map_err(store_failure)?;
         }
         Ok(reply)
+    }
+    /// The connection a login started with, still in that login's organization.
+    pub(super) async fn connection_of(&self, login: &LoginState) -> Result<Connection, OAuthError> {
+        let connection = self.config.connection(self.store.as_ref(), &login.connection_id).await.map_err(store_failure)?;
+        // Tenant isolation: the login finishes only with the connection it started
+        // with, and only inside that connection's organization.
+        connection
+            .filter(|c| c.organization_id == login.organization_id)
+            .ok_or_else(|| oauth("access_denied", "the organization's connection was removed during sign-in"))
+    }
+
+    /// The IdP's answer checked (RFC 9207 `iss`, errors), its code exchanged, its ID
+    /// token validated (OIDC Core 3.1.3.7) and its userinfo read: who signed in.
+    pub(super) async fn upstream_identity(
+        &self,
+        login: &LoginState,
+        connection: &Connection,
+        params: &HashMap<String, String>,
+    ) -> Result<UpstreamIdentity, OAuthError> {
+        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
+        match params.get("iss") {
+            Some(iss) if *iss != metadata.issuer => {
+                return Err(oauth(
+                    "access_denied",
+                    "the answer came from another identity provider than the one asked (RFC 9207 iss mismatch)",
+                ))
+            }
+            None if metadata.authorization_response_iss_parameter_supported => {
+                return Err(oauth("access_denied", "the identity provider's answer lacks the iss parameter it promises (RFC 9207)"))
+            }
+            _ => {}
+        }
+        if let Some(error) = params.get("error") {
+            const PASSED_ON: [&str; 7] = [
+                "access_denied",
+                "login_required",
+                "consent_required",
+                "interaction_required",
+                "account_selection_required",
+                "temporarily_unavailable",
+                "server_error",
+            ];
+            let code = PASSED_ON.iter().find(|c| *c == error).copied().unwrap_or("access_denied");
+            let detail = params.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
+            return Err(oauth(code, format!("the identity provider refused the sign-in ({error}{detail})")));
+        }
+        let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
+        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await.map_err(store_failure)?;
+        let callback = self.callback_url();
+        let tokens = rp::exchange_code(&self.providers, &metadata, connection, &secret, code, &callback, login.pkce_verifier.as_deref())
+            .await
+            .map_err(login_failure)?;
+        let id_token = tokens.id_token.as_deref().ok_or_else(|| login_failure(LoginError::NoIdToken))?;
+        let expected = Expected {
+            issuer: &metadata.issuer,
+            client_id: &connection.client_id,
+            nonce: Nonce::Exactly(&login.nonce),
+            hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
+            now: now().unix_timestamp(),
+        };
+        let id_claims = rp::validate_id_token(&self.providers, &metadata, id_token, &expected).await.map_err(login_failure)?;
+        let sub = id_claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let userinfo = match (&metadata.userinfo_endpoint, &tokens.access_token) {
+            (Some(_), Some(at)) => Some(rp::userinfo(&self.providers, &metadata, at, &sub).await.map_err(login_failure)?),
+            _ => None,
+        };
+        let merged = claims::merge(&id_claims, userinfo.as_ref());
+        Ok(UpstreamIdentity { tokens, id_claims, userinfo, merged, sub })
     }
 }

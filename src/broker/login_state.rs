@@ -18,6 +18,9 @@ pub struct LoginState {
     pub request: AuthorizeRequest,
     /// Unix seconds.
     pub expires_at: i64,
+    /// An admin's try-it sign-in from the console: it ends on a preview, writes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trial: bool,
 }
 
 /// Browsers keep cookies of up to 4096 bytes; beyond this the request is refused
@@ -57,6 +60,7 @@ mod tests {
             pkce_verifier: Some("v".into()),
             request: AuthorizeRequest { client_id: "client_1".into(), ..Default::default() },
             expires_at: 1,
+            trial: false,
         }
     }
 

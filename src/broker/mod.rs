@@ -13,6 +13,7 @@ mod sessions;
 mod sso_profile;
 mod sync_jobs;
 mod token;
+mod trial;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use keyring::{KeyRing, KeyRingError};
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
 pub use token::{TokenCache, TokenError, TokenReply, UserinfoError};
+pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::{AuthorizeRequest, OAuthError};
 use crate::core::session::{RefreshPolicy, SessionLifetimes};
@@ -78,6 +80,11 @@ pub enum Reply {
     },
     /// Signed out, with nowhere to return to.
     SignedOut {
+        cookies: Vec<SetCookie>,
+    },
+    /// The end of an admin's try-it sign-in: what ssogate would make of the person.
+    Trial {
+        outcome: Box<TrialOutcome>,
         cookies: Vec<SetCookie>,
     },
 }

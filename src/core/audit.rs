@@ -27,6 +27,11 @@ impl Actor {
     pub fn admin_token() -> Self {
         Actor("admin_token".into())
     }
+
+    /// An admin working in the web console (signed in there with the admin token).
+    pub fn admin_console() -> Self {
+        Actor("admin_console".into())
+    }
 }
 
 /// `{field: {"from": old, "to": new}}` for each top-level field that changed, leaving

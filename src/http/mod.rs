@@ -2,6 +2,7 @@
 //! upstream client.
 
 pub mod admin;
+mod console;
 pub mod error;
 pub mod extract;
 mod health;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(oidc::routes())
+        .merge(console::routes())
         .nest("/api/v1", api)
         .layer(
             ServiceBuilder::new()

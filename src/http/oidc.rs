@@ -71,13 +71,14 @@ fn set_cookie(c: &SetCookie, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).expect("cookie values are URL-safe")
 }
 
-fn reply(state: &AppState, r: Reply) -> Response {
+pub(super) fn reply(state: &AppState, r: Reply) -> Response {
     let (mut resp, cookies) = match r {
         Reply::Redirect { location, cookies } => (Redirect::to(&location).into_response(), cookies),
         Reply::ErrorPage { status, title, message } => (message_page(status, &title, &message), vec![]),
         Reply::SignedOut { cookies } => {
             (message_page(200, "Signed out", "You are signed out of ssogate. You can close this window."), cookies)
         }
+        Reply::Trial { outcome, cookies } => (super::console::trial_page(&outcome), cookies),
     };
     for c in &cookies {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(c, state.config.secure_cookies()));

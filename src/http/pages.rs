@@ -20,15 +20,21 @@ pub fn escape(s: &str) -> String {
 }
 
 pub fn message_page(status: u16, title: &str, message: &str) -> Response {
-    let body = format!(
+    html_page(status, title, &format!("<p>{}</p>", escape(message)))
+}
+
+/// A page around `body`, which the caller has escaped.
+pub fn html_page(status: u16, title: &str, body: &str) -> Response {
+    let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-<title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}\
-h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head><body><h1>{title}</h1><p>{message}</p></body></html>",
+<title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:3rem auto;padding:0 1rem;color:#222}}\
+h1{{font-size:1.4rem}}p{{line-height:1.5}}th{{text-align:left;padding-right:1rem;font-weight:500}}\
+pre{{background:#f5f5f5;padding:.75rem;overflow:auto}}.ok{{color:#146c2e}}.err{{color:#a11}}</style></head>\
+<body><h1>{title}</h1>{body}</body></html>",
         title = escape(title),
-        message = escape(message)
     );
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, [("cache-control", "no-store")], Html(body)).into_response()
+    (status, [("cache-control", "no-store"), ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer")], Html(page)).into_response()
 }
 
 #[cfg(test)]

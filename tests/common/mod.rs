@@ -137,6 +137,15 @@ impl Ssogate {
         Self::launch(&self.dir, port, args, self.env.clone()).await
     }
 
+    /// Restarts with these environment variables changed.
+    pub async fn restart_with_env(mut self, vars: &[(&str, &str)]) -> Self {
+        for (k, v) in vars {
+            self.env.retain(|(existing, _)| existing != k);
+            self.env.push(((*k).into(), (*v).into()));
+        }
+        self.restart().await
+    }
+
     /// What ssogate printed on stdout, waiting up to `patience` for `until` to appear.
     pub fn stdout(&self, until: &str, patience: Duration) -> String {
         let deadline = Instant::now() + patience;

@@ -10,14 +10,14 @@ mod sync_jobs;
 mod users;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::{console, AppState};
 use crate::core::audit::Actor;
 use crate::core::organization::Organization;
 use crate::core::ValidationError;
@@ -48,20 +48,38 @@ async fn forget_cached_config(State(state): State<AppState>, req: Request, next:
     resp
 }
 
-/// Lets the request through only with `Authorization: Bearer <admin token>`, and
-/// records who acts for the audit log.
+/// Lets the request through only with `Authorization: Bearer <admin token>`, or from
+/// the console (its session cookie plus the CSRF header), and records who acts for
+/// the audit log.
 async fn require_admin(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let presented = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::unauthorized("send the admin token as `Authorization: Bearer <token>`"))?;
-    if !state.admin_auth.verify(presented, state.store.as_ref()).await? {
-        return Err(ApiError::unauthorized("the admin token is not valid"));
-    }
-    req.extensions_mut().insert(Actor::admin_token());
+        .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or_default().trim().to_owned());
+    let actor = match bearer {
+        Some(presented) => {
+            if !state.admin_auth.verify(&presented, state.store.as_ref()).await? {
+                return Err(ApiError::unauthorized("the admin token is not valid"));
+            }
+            Actor::admin_token()
+        }
+        None => {
+            let Some(session) = console::session_of(&state, req.headers()).await? else {
+                return Err(ApiError::unauthorized("send the admin token as `Authorization: Bearer <token>`"));
+            };
+            let csrf = req.headers().get(console::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if !session.csrf_matches(csrf) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf_failed",
+                    "the console's request lacks its CSRF token; reload the page",
+                ));
+            }
+            Actor::admin_console()
+        }
+    };
+    req.extensions_mut().insert(actor);
     Ok(next.run(req).await)
 }
 

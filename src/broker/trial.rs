@@ -1,0 +1,134 @@
+//! "Try it": from the console, an admin signs in through a connection to see what
+//! ssogate would make of the person — profile, IdP groups, ssogate groups and role —
+//! without creating or changing any user. The sign-in runs exactly like a real one
+//! (same redirect URI, state, nonce, PKCE, ID token validation), so a successful
+//! trial means real sign-ins will work.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::login::{store_failure, UpstreamIdentity};
+use super::login_state::LoginState;
+use super::{Broker, Reply};
+use crate::core::authorize::{AuthorizeRequest, OAuthError};
+use crate::core::claims::{self, Claims, IdpProfile};
+use crate::core::group::Group;
+use crate::core::group_sync::{self, SyncRules, FALLBACK_GROUP};
+use crate::core::roles::derive_role;
+use crate::store::Page;
+
+/// What the preview page shows.
+#[derive(Debug)]
+pub struct TrialOutcome {
+    pub connection_id: String,
+    pub result: Result<TrialPreview, OAuthError>,
+}
+
+#[derive(Debug)]
+pub struct TrialPreview {
+    pub profile: IdpProfile,
+    /// The groups the IdP reported, by name (or id when it sent no name).
+    pub idp_groups: Vec<String>,
+    /// The ssogate groups the user would be in, and those group sync would create.
+    pub groups: Vec<String>,
+    pub groups_to_create: Vec<String>,
+    pub role: &'static str,
+    /// Why the groups are what they are (sync off, claim missing, …).
+    pub notes: Vec<String>,
+    pub id_token_claims: Claims,
+    pub userinfo: Option<Claims>,
+}
+
+impl Broker {
+    /// Starts a trial sign-in through the connection (the console checked the admin).
+    pub async fn start_trial(&self, connection_id: &str, login_hint: Option<String>) -> Reply {
+        let connection = match self.config.connection(self.store.as_ref(), connection_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Reply::page(404, "No such connection", "The connection was not found; it may have been removed."),
+            Err(e) => return trial_failed(connection_id, store_failure(e)),
+        };
+        let req = AuthorizeRequest { login_hint: login_hint.filter(|h| !h.is_empty()), prompt_login: true, ..Default::default() };
+        match self.redirect_to_idp(&connection, &req, true).await {
+            Ok(reply) => reply,
+            Err(e) => trial_failed(connection_id, e),
+        }
+    }
+
+    pub(super) async fn finish_trial(&self, login: &LoginState, params: &HashMap<String, String>) -> Reply {
+        let result = async {
+            let connection = self.connection_of(login).await?;
+            let identity = self.upstream_identity(login, &connection, params).await?;
+            self.preview(&connection, identity).await
+        };
+        Reply::Trial {
+            outcome: Box::new(TrialOutcome { connection_id: login.connection_id.clone(), result: result.await }),
+            cookies: vec![],
+        }
+    }
+
+    async fn preview(&self, c: &crate::core::connection::Connection, who: UpstreamIdentity) -> Result<TrialPreview, OAuthError> {
+        let store = self.store.as_ref();
+        let licence = self.config.entitlements(store, &c.organization_id).await.map_err(store_failure)?;
+        let mut notes = vec![];
+        let mut org_groups: Vec<Group> = vec![];
+        let mut page = Page { limit: 200, cursor: None };
+        loop {
+            let batch = store.list_groups(&c.organization_id, &page).await.map_err(store_failure)?;
+            let Some(last) = batch.last() else { break };
+            page.cursor = Some(last.id.clone());
+            org_groups.extend(batch);
+        }
+        let claim = &c.group_sync.claim;
+        let idp_groups =
+            group_sync::idp_groups(&who.id_claims, claim).or_else(|| who.userinfo.as_ref().and_then(|u| group_sync::idp_groups(u, claim)));
+        let (groups, to_create) = match (&idp_groups, c.group_sync.enabled, licence.group_sync) {
+            (_, false, _) => {
+                notes.push("group sync is off for this connection: a new user joins `end-user`; admins place users in groups".into());
+                ([FALLBACK_GROUP.to_owned()].into(), Default::default())
+            }
+            (_, true, false) => {
+                notes.push("the organization's licence does not include group sync".into());
+                ([FALLBACK_GROUP.to_owned()].into(), Default::default())
+            }
+            (groups, true, true) => {
+                if groups.is_none() {
+                    notes.push(format!("the IdP sent no `{claim}` claim, in the ID token or userinfo"));
+                }
+                let existing: HashSet<&str> = org_groups.iter().map(|g| g.name.as_str()).collect();
+                let r = SyncRules::of(&c.group_sync).resolve(groups.as_deref().unwrap_or_default(), &existing);
+                (r.groups, r.to_create)
+            }
+        };
+        let role = derive_role(groups.iter().map(|name| match org_groups.iter().find(|g| &g.name == name) {
+            Some(g) => (g.name.as_str(), g.is_default, g.permissions.as_slice()),
+            None => (name.as_str(), false, &[][..]),
+        }));
+        if !licence.sso {
+            notes.push("the organization's licence does not allow single sign-on: real sign-ins are refused".into());
+        }
+        Ok(TrialPreview {
+            profile: claims::normalize(&who.merged),
+            idp_groups: idp_groups
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| if g.name.is_empty() { g.id.unwrap_or_default() } else { g.name })
+                .collect(),
+            groups: groups.into_iter().collect(),
+            groups_to_create: to_create.into_iter().collect(),
+            role: role.as_str(),
+            notes,
+            id_token_claims: who.id_claims,
+            userinfo: who.userinfo,
+        })
+    }
+}
+
+pub(super) fn trial_failed(connection_id: &str, e: OAuthError) -> Reply {
+    Reply::Trial { outcome: Box::new(TrialOutcome { connection_id: connection_id.into(), result: Err(e) }), cookies: vec![] }
+}
+
+/// Claims as shown on the preview page: pretty JSON.
+pub fn pretty(claims: &Claims) -> String {
+    serde_json::to_string_pretty(&Value::Object(claims.clone())).unwrap_or_default()
+}
