@@ -127,6 +127,28 @@ pub struct ServeArgs {
     /// them before deploying a new version.
     #[arg(long, env = "SSOGATE_NO_MIGRATE")]
     pub no_migrate: bool,
+
+    /// Sign-ins started (`authorize`) per minute per client address; 0: no limit.
+    #[arg(long, env = "SSOGATE_RATE_LIMIT_AUTHORIZE", default_value_t = 600)]
+    pub rate_limit_authorize: u32,
+
+    /// Token, SSO-userinfo requests per minute per client id; 0: no limit.
+    #[arg(long, env = "SSOGATE_RATE_LIMIT_TOKEN", default_value_t = 1200)]
+    pub rate_limit_token: u32,
+
+    /// Admin API and console sign-in requests per minute per client address; 0: no limit.
+    #[arg(long, env = "SSOGATE_RATE_LIMIT_ADMIN", default_value_t = 600)]
+    pub rate_limit_admin: u32,
+
+    /// A load balancer or proxy (CIDR) whose `X-Forwarded-For` names the client, for
+    /// the per-address limits. Repeatable; comma-separated in the env var.
+    #[arg(long = "trusted-proxy", env = "SSOGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Bearer token Prometheus presents to scrape `/metrics` (at least 24
+    /// characters). Without it, `/metrics` takes the admin token.
+    #[arg(long, env = "SSOGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl ServeArgs {
@@ -145,6 +167,8 @@ pub struct RuntimeConfig {
     /// Without a trailing slash.
     pub public_url: String,
     pub dev: bool,
+    /// Hash of `--metrics-token`, if set.
+    pub metrics_token_hash: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -153,7 +177,8 @@ impl RuntimeConfig {
             Some(u) => u.as_str().trim_end_matches('/').to_owned(),
             None => format!("http://{}", args.listen),
         };
-        RuntimeConfig { public_url, dev: args.dev }
+        let metrics_token_hash = args.metrics_token.as_deref().map(crate::crypto::hash_secret);
+        RuntimeConfig { public_url, dev: args.dev, metrics_token_hash }
     }
 
     /// Cookies are `Secure` unless a dev deployment serves plain http.

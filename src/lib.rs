@@ -18,4 +18,5 @@ pub mod http;
 pub mod oidc;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 /// mimalloc: a login allocates many small short-lived objects across threads,

@@ -14,6 +14,7 @@ use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
 use crate::core::network::IdpNetworkPolicy;
 use crate::crypto::SecretBox;
+use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState};
 use crate::store::{Dialect, Directory, SqlStore, Store};
 use crate::upstream::{IdpClient, Providers};
@@ -123,6 +124,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("\n  ssogate admin API token (shown once, only its hash is stored):\n\n    {token}\n");
         std::io::stdout().flush().ok();
     }
+    if args.metrics_token.as_ref().is_some_and(|t| t.len() < crate::admin_token::MIN_TOKEN_LEN) {
+        bail!("SSOGATE_METRICS_TOKEN must be at least {} characters", crate::admin_token::MIN_TOKEN_LEN);
+    }
     let config = Arc::new(RuntimeConfig::new(&args));
     if args.dev {
         tracing::warn!("--dev: http and loopback identity providers are allowed and cookies are not Secure");
@@ -154,11 +158,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(async move { worker.run_sync_jobs().await });
     tokio::spawn(broker.clone().run_refresher());
     tokio::spawn(broker.clone().run_change_listener());
-    let state = AppState { store: store_dyn, config: config.clone(), idp, admin_auth: Arc::new(admin_auth), broker };
+    let metrics = crate::telemetry::install()?;
+    let limits =
+        Arc::new(RateLimits::new(args.rate_limit_authorize, args.rate_limit_token, args.rate_limit_admin, args.trusted_proxies.clone()));
+    tokio::spawn(forget_idle_clients(limits.clone()));
+    let state = AppState { store: store_dyn, config: config.clone(), idp, admin_auth: Arc::new(admin_auth), broker, metrics, limits };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %config.public_url, "ssogate is serving");
-    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    // The peer address feeds the per-address rate limits.
+    let service = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -185,6 +195,15 @@ async fn housekeeping(broker: Arc<Broker>) {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "taking the housekeeping lease failed"),
         }
+    }
+}
+
+/// Rate-limit buckets of clients back under their limit are dropped once a minute.
+async fn forget_idle_clients(limits: Arc<RateLimits>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tick.tick().await;
+        limits.forget_idle();
     }
 }
 

@@ -83,6 +83,22 @@ async fn each_fault_is_refused_with_a_clear_error() {
     assert_eq!(users["data"].as_array().unwrap().len(), 1);
     env.op.set_fault(Fault::None);
     assert_eq!(env.login().await, None);
+
+    // Each outcome is counted, by organization, connection and reason.
+    let metrics = env.sso.raw().get(env.sso.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::UNAUTHORIZED, "metrics name customers: they need a token");
+    let text = env.sso.metrics().await;
+    assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"success\""]), 2.0, "{text}");
+    assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"access_denied\""]), 10.0);
+    assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"temporarily_unavailable\""]), 1.0);
+    for reason in ["bad_signature", "algorithm_not_allowed", "wrong_audience", "wrong_issuer", "expired", "nonce_mismatch", "unknown_key"] {
+        let n = common::metric(&text, "ssogate_idp_token_rejections_total", &["token=\"id_token\"", &format!("reason=\"{reason}\"")]);
+        assert!(n >= 1.0, "{reason}: {text}");
+    }
+    assert!(common::metric(&text, "ssogate_idp_request_duration_seconds_count", &["host=\"127.0.0.1\"", "outcome=\"ok\""]) > 10.0);
+    assert!(common::metric(&text, "ssogate_idp_request_duration_seconds_count", &["outcome=\"error\""]) >= 1.0);
+    assert!(common::metric(&text, "ssogate_http_requests_total", &["route=\"/oauth2/authorize\"", "status=\"303\""]) >= 13.0);
+    assert!(common::metric(&text, "ssogate_db_pool_connections", &["state=\"idle\""]) >= 1.0);
 }
 
 #[tokio::test]

@@ -89,6 +89,8 @@ async fn upstream_tokens_refresh_in_the_background_and_bring_group_changes() {
     assert_eq!(s, StatusCode::OK);
     assert!(hidden.get("access_token").is_none() && hidden["email"] == "dana@acme.test", "{hidden}");
     assert!(!env.sso.log().contains(first["access_token"].as_str().unwrap()), "upstream tokens never reach the log");
+    let refreshed = common::metric(&env.sso.metrics().await, "ssogate_upstream_refreshes_total", &["outcome=\"refreshed\""]);
+    assert!(refreshed >= 1.0, "refreshes are counted");
 }
 
 #[tokio::test]

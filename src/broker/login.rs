@@ -18,6 +18,7 @@ use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
 use crate::store::{Grant, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
+use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
@@ -319,10 +320,14 @@ impl Broker {
             (true, true) => trial_failed(&login.connection_id, too_slow()),
             (true, false) => self.finish_trial(&login, &params).await,
             (false, true) => self.error_redirect(&login.request, too_slow()),
-            (false, false) => match self.finish(&login, &state_hash, &params, cookies).await {
-                Ok(reply) => reply,
-                Err(e) => self.error_redirect(&login.request, e),
-            },
+            (false, false) => {
+                let finished = self.finish(&login, &state_hash, &params, cookies).await;
+                telemetry::login(&login.organization_id, &login.connection_id, finished.as_ref().map_or_else(|e| e.error, |_| "success"));
+                match finished {
+                    Ok(reply) => reply,
+                    Err(e) => self.error_redirect(&login.request, e),
+                }
+            }
         };
         if let Reply::Redirect { cookies, .. } | Reply::Trial { cookies, .. } = &mut reply {
             cookies.push(spent);

@@ -22,7 +22,7 @@ pub use config_cache::{ConfigCache, CONFIG_TTL};
 pub use keyring::{KeyRing, KeyRingError};
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
-pub use token::{TokenCache, TokenError, TokenReply, UserinfoError};
+pub use token::{client_credentials, TokenCache, TokenError, TokenReply, UserinfoError};
 pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::{AuthorizeRequest, OAuthError};

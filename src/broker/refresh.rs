@@ -16,6 +16,7 @@ use crate::core::claims::{self, Claims};
 use crate::core::now;
 use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
 use crate::store::{Session, SessionFilter, StoreError, StoreResult};
+use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, LoginError};
 
@@ -81,7 +82,7 @@ impl Broker {
 
     async fn refresh_session(&self, session: Session) {
         let failure = match self.try_refresh(&session).await {
-            Ok(()) => return,
+            Ok(()) => return telemetry::refresh("refreshed"),
             Err(f) => f,
         };
         let t = now();
@@ -92,6 +93,7 @@ impl Broker {
                 match self.refresh.after_transient_failure(since, t) {
                     AfterFailure::RetryAt(at) => {
                         tracing::warn!(session_id = %session.id, error = %why, retry_at = %at, "refreshing upstream tokens failed; will retry");
+                        telemetry::refresh("retrying");
                         if let Err(e) = self.store.save_refresh_failure(&session.id_hash, since, at, why).await {
                             tracing::warn!(session_id = %session.id, error = %e, "recording a failed refresh failed");
                         }
@@ -103,6 +105,7 @@ impl Broker {
         };
         if end {
             tracing::warn!(session_id = %session.id, error = %failure, "upstream refresh failed for good; ending the session");
+            telemetry::refresh("session_ended");
             let actor = Actor(format!("refresh:{}", session.connection_id.as_deref().unwrap_or("-")));
             if let Err(e) = self.end_sessions(SessionFilter::Handle(&session.id_hash), "refresh_failed", &actor).await {
                 tracing::error!(session_id = %session.id, error = %e, "ending a session whose refresh failed did not work; it stays claimed until the lease ends");

@@ -109,10 +109,7 @@ impl TokenCache {
 
 /// Client credentials from `Authorization: Basic` (form-encoded parts, RFC 6749
 /// §2.3.1) or from the form; never both.
-pub(super) fn client_credentials(
-    form: &HashMap<String, String>,
-    authorization: Option<&str>,
-) -> Result<(String, Option<String>), TokenError> {
+pub fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str>) -> Result<(String, Option<String>), TokenError> {
     let basic = authorization.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")));
     match (basic, form.get("client_secret")) {
         (Some(_), Some(_)) => Err(token_error(400, "invalid_request", "use one client authentication method, not two")),

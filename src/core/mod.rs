@@ -5,6 +5,7 @@ pub mod application;
 pub mod audit;
 pub mod authorize;
 pub mod claims;
+pub mod client_ip;
 pub mod connection;
 pub mod entitlements;
 pub mod error;

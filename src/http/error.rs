@@ -15,13 +15,15 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds, for `429`.
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError { status, code, message: message.into(), field: None, retry_after: None }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -31,6 +33,13 @@ impl ApiError {
 
     pub fn not_found(what: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs().max(1);
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {seconds} s"));
+        e.retry_after = Some(seconds);
+        e
     }
 
     pub fn unauthorized(message: &str) -> Self {
@@ -57,6 +66,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, Json(json!({ "error": body }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         resp
     }

@@ -6,8 +6,10 @@ mod console;
 pub mod error;
 pub mod extract;
 mod health;
+mod metrics;
 mod oidc;
 mod pages;
+pub mod rate_limit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub idp: IdpClient,
     pub admin_auth: Arc<AdminAuth>,
     pub broker: Arc<Broker>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub limits: Arc<rate_limit::RateLimits>,
 }
 
 /// Admin request bodies are small JSON documents.
@@ -50,7 +54,9 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(oidc::routes())
         .merge(console::routes())
+        .merge(metrics::routes())
         .nest("/api/v1", api)
+        .route_layer(axum::middleware::from_fn(metrics::record))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

@@ -2,9 +2,10 @@
 //! providers answer at. Thin: the [`Broker`](crate::broker::Broker) decides.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -13,8 +14,9 @@ use cookie::{Cookie, SameSite};
 use serde_json::json;
 
 use super::pages::message_page;
+use super::rate_limit::retry_after;
 use super::AppState;
-use crate::broker::{BackchannelError, Reply, SetCookie, SsoProfileError, TokenError, UserinfoError};
+use crate::broker::{client_credentials, BackchannelError, Reply, SetCookie, SsoProfileError, TokenError, UserinfoError};
 use crate::oidc::discovery::discovery;
 
 pub fn routes() -> Router<AppState> {
@@ -92,7 +94,22 @@ async fn logout(State(state): State<AppState>, method: Method, RawQuery(query): 
     reply(&state, r)
 }
 
-async fn authorize(State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn authorize(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(wait) = state.limits.authorize.check(&state.limits.client(peer.ip(), &headers)) {
+        let page = message_page(
+            429,
+            "Too many sign-in attempts",
+            "Too many sign-ins were started from your network. Wait a moment, then try again.",
+        );
+        return (retry_after(wait), page).into_response();
+    }
     let r = state.broker.authorize(params(&method, query, &body), &cookies(&headers)).await;
     reply(&state, r)
 }
@@ -104,13 +121,34 @@ async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery, head
 
 const NO_STORE: [(header::HeaderName, &str); 2] = [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")];
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(limited) = limit_client(&state, peer, &headers, &form, authorization) {
+        return limited;
+    }
     match state.broker.token(form, authorization).await {
         Ok(t) => (NO_STORE, Json(t)).into_response(),
         Err(e) => token_error(e),
     }
+}
+
+/// The per-client limit of the endpoints that take client credentials: by client
+/// id, or by address when the request names none.
+fn limit_client(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    authorization: Option<&str>,
+) -> Option<Response> {
+    let key = match client_credentials(form, authorization) {
+        Ok((client_id, _)) => format!("client:{client_id}"),
+        Err(_) => format!("ip:{}", state.limits.client(peer.ip(), headers)),
+    };
+    let wait = state.limits.token.check(&key).err()?;
+    let body = json!({"error": "temporarily_unavailable", "error_description": format!("too many requests from this client; retry in {} s", wait.as_secs().max(1))});
+    Some((StatusCode::TOO_MANY_REQUESTS, NO_STORE, retry_after(wait), Json(body)).into_response())
 }
 
 /// An RFC 6749 §5.2 error answer.
@@ -143,9 +181,17 @@ fn unavailable(e: &dyn std::fmt::Display, at: &str) -> Response {
 }
 
 /// The live SSO profile, for application backends (form: `token`, plus client authentication).
-async fn sso_userinfo(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sso_userinfo(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(limited) = limit_client(&state, peer, &headers, &form, authorization) {
+        return limited;
+    }
     match state.broker.sso_profile(form, authorization).await {
         Ok(profile) => (NO_STORE, Json(profile)).into_response(),
         Err(SsoProfileError::Request(e)) => token_error(e),

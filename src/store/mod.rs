@@ -117,6 +117,8 @@ impl<T: Directory + Logins + Changes> Store for T {}
 pub trait Directory: Send + Sync + 'static {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Connections open to the database, and how many of them are idle.
+    fn pool_status(&self) -> (u32, usize);
 
     async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Stores `value` unless the key exists; returns the value in force (so that

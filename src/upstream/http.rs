@@ -12,6 +12,7 @@ use url::Url;
 
 use super::UpstreamError;
 use crate::core::network::IdpNetworkPolicy;
+use crate::telemetry;
 
 /// Discovery documents and JWKS are small; anything bigger is a misconfiguration or an attack.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -94,18 +95,36 @@ impl IdpClient {
 
     /// Sends a request and reads at most [`MAX_DOCUMENT_BYTES`] of its body.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), UpstreamError> {
-        let mut resp = req.send().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-        let status = resp.status();
-        let max_age = resp.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(cache_max_age);
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT_BYTES {
-                return Err(UpstreamError::TooLarge(MAX_DOCUMENT_BYTES));
-            }
-        }
-        Ok((status, max_age, body))
+        let (client, req) = req.build_split();
+        let req = req.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+        let host = req.url().host_str().unwrap_or_default().to_owned();
+        let started = std::time::Instant::now();
+        let answer = read_body(client.execute(req).await).await;
+        let outcome = match &answer {
+            Ok((status, ..)) if status.is_success() => "ok",
+            Ok(_) | Err(UpstreamError::TooLarge(_)) => "error",
+            Err(_) => "unreachable",
+        };
+        telemetry::idp_request(&host, outcome, started.elapsed());
+        answer
     }
+}
+
+/// The status, `Cache-Control: max-age` and at most [`MAX_DOCUMENT_BYTES`] of the body.
+async fn read_body(
+    resp: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), UpstreamError> {
+    let mut resp = resp.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+    let status = resp.status();
+    let max_age = resp.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(cache_max_age);
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_DOCUMENT_BYTES {
+            return Err(UpstreamError::TooLarge(MAX_DOCUMENT_BYTES));
+        }
+    }
+    Ok((status, max_age, body))
 }
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, UpstreamError> {

@@ -54,6 +54,31 @@ pub enum IdTokenError {
     MissingTokenId,
 }
 
+impl IdTokenError {
+    /// A stable code for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IdTokenError::Malformed => "malformed",
+            IdTokenError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            IdTokenError::UnknownKey(_) => "unknown_key",
+            IdTokenError::AmbiguousKey => "ambiguous_key",
+            IdTokenError::BadSignature => "bad_signature",
+            IdTokenError::WrongIssuer(_) => "wrong_issuer",
+            IdTokenError::WrongAudience => "wrong_audience",
+            IdTokenError::WrongAuthorizedParty => "wrong_azp",
+            IdTokenError::Expired => "expired",
+            IdTokenError::MissingIssuedAt => "missing_iat",
+            IdTokenError::IssuedAtOutOfRange => "iat_out_of_range",
+            IdTokenError::NonceMismatch => "nonce_mismatch",
+            IdTokenError::MissingSubject => "missing_sub",
+            IdTokenError::NotALogoutEvent => "not_a_logout_event",
+            IdTokenError::LogoutTargetMissing => "logout_target_missing",
+            IdTokenError::LogoutNonce => "logout_nonce",
+            IdTokenError::MissingTokenId => "missing_jti",
+        }
+    }
+}
+
 /// What an ID token's `nonce` must be.
 #[derive(Clone, Copy, Debug)]
 pub enum Nonce<'a> {

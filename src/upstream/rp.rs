@@ -13,6 +13,7 @@ use super::metadata::ProviderMetadata;
 use super::provider::Providers;
 use super::UpstreamError;
 use crate::core::connection::Connection;
+use crate::telemetry;
 
 /// What the authorization request carries.
 pub struct AuthRequest<'a> {
@@ -166,7 +167,7 @@ pub async fn validate_id_token(
     token: &str,
     expected: &Expected<'_>,
 ) -> Result<Claims, LoginError> {
-    with_signing_keys(providers, m, |keys| id_token::verify(token, keys, expected)).await
+    with_signing_keys(providers, m, "id_token", |keys| id_token::verify(token, keys, expected)).await
 }
 
 /// Validates a back-channel logout token, like an ID token.
@@ -176,25 +177,28 @@ pub async fn validate_logout_token(
     token: &str,
     expected: &Expected<'_>,
 ) -> Result<Claims, LoginError> {
-    with_signing_keys(providers, m, |keys| id_token::verify_logout_token(token, keys, expected)).await
+    with_signing_keys(providers, m, "logout_token", |keys| id_token::verify_logout_token(token, keys, expected)).await
 }
 
 /// Runs `check` with the IdP's signing keys, and once more with a fresh copy if the
 /// token names a key the cached copy lacks (the IdP rotated its keys).
+/// Refusals are counted by reason (`kind`: `id_token` or `logout_token`).
 async fn with_signing_keys(
     providers: &Providers,
     m: &ProviderMetadata,
+    kind: &'static str,
     check: impl Fn(&[Jwk]) -> Result<Claims, IdTokenError>,
 ) -> Result<Claims, LoginError> {
     let jwks_uri = m.jwks_uri.as_deref().unwrap_or_default();
     let keys = providers.signing_keys(jwks_uri, false).await?;
-    match check(&keys) {
-        Err(IdTokenError::UnknownKey(_)) => {
-            let keys = providers.signing_keys(jwks_uri, true).await?;
-            Ok(check(&keys)?)
-        }
-        other => Ok(other?),
+    let verdict = match check(&keys) {
+        Err(IdTokenError::UnknownKey(_)) => check(&providers.signing_keys(jwks_uri, true).await?),
+        other => other,
+    };
+    if let Err(e) = &verdict {
+        telemetry::token_rejected(kind, e.reason());
     }
+    Ok(verdict?)
 }
 
 /// Fetches userinfo; its `sub` must be the ID token's (OIDC Core §5.3.2).

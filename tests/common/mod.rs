@@ -70,7 +70,10 @@ impl Ssogate {
             args.push("--dev".into());
         }
         args.extend(opts.extra_args);
-        let mut env = opts.env;
+        // Tests of other things must not trip the abuse limits (tests/limits.rs sets them).
+        let mut env: Vec<(String, String)> =
+            ["SSOGATE_RATE_LIMIT_AUTHORIZE", "SSOGATE_RATE_LIMIT_TOKEN", "SSOGATE_RATE_LIMIT_ADMIN"].map(|v| (v.into(), "0".into())).into();
+        env.extend(opts.env);
         let database_url = opts.database_url.unwrap_or_else(|| format!("sqlite://{}/ssogate.db", dir.display()));
         env.push(("SSOGATE_DATABASE_URL".into(), database_url));
         if let Some(t) = opts.admin_token {
@@ -230,6 +233,13 @@ impl Ssogate {
     pub fn raw(&self) -> &reqwest::Client {
         &self.http
     }
+
+    /// The Prometheus exposition text, read with the admin token.
+    pub async fn metrics(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    }
 }
 
 impl Drop for Ssogate {
@@ -261,4 +271,13 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str, field: O
     if let Some(f) = field {
         assert_eq!(body["error"]["field"], f, "unexpected field, body: {body}");
     }
+}
+
+/// The sum of a metric's samples whose labels include all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -9,7 +9,9 @@ mod signing_keys;
 mod sync_jobs;
 mod users;
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -52,6 +54,10 @@ async fn forget_cached_config(State(state): State<AppState>, req: Request, next:
 /// the console (its session cookie plus the CSRF header), and records who acts for
 /// the audit log.
 async fn require_admin(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    // Before any check: guessing tokens costs attempts.
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        state.limits.admin.check(&state.limits.client(peer.ip(), req.headers())).map_err(ApiError::rate_limited)?;
+    }
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)

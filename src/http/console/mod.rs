@@ -8,7 +8,9 @@
 mod session;
 mod trial_page;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -120,7 +122,13 @@ struct SignIn {
 
 /// Signs the browser in with the admin token. A JSON body: a cross-site form cannot
 /// send one, so no other site can sign a browser in.
-async fn sign_in(State(state): State<AppState>, ApiJson(body): ApiJson<SignIn>) -> ApiResult<Response> {
+async fn sign_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SignIn>,
+) -> ApiResult<Response> {
+    state.limits.admin.check(&state.limits.client(peer.ip(), &headers)).map_err(ApiError::rate_limited)?;
     if !state.admin_auth.verify(body.token.trim(), state.store.as_ref()).await? {
         tracing::warn!("console sign-in with a wrong admin token");
         return Err(ApiError::unauthorized("the admin token is not valid").with_field("token"));

@@ -410,6 +410,10 @@ impl Directory for SqlStore {
         Ok(())
     }
 
+    fn pool_status(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
     }

@@ -1,0 +1,74 @@
+//! Abuse limits: `authorize` per client address, `token` per client id, the admin
+//! API per client address — each answered with 429 and `Retry-After`, counted in
+//! the metrics; behind a trusted proxy, clients are told apart by X-Forwarded-For.
+
+mod common;
+
+use common::{Options, Ssogate, ADMIN_TOKEN};
+use reqwest::header::RETRY_AFTER;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test]
+async fn each_limit_refuses_with_429_and_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SSOGATE_RATE_LIMIT_ADMIN", "5"), ("SSOGATE_RATE_LIMIT_AUTHORIZE", "3"), ("SSOGATE_RATE_LIMIT_TOKEN", "2")];
+    let opts = Options {
+        env: env.map(|(k, v)| (k.into(), v.into())).into(),
+        extra_args: vec!["--trusted-proxy".into(), "127.0.0.1/32".into()],
+        ..Default::default()
+    };
+    let sso = Ssogate::start_with(dir.path(), opts).await;
+    let http = sso.raw();
+    let admin = |forwarded_for: &'static str| {
+        http.get(sso.url("/api/v1/organizations")).bearer_auth(ADMIN_TOKEN).header("x-forwarded-for", forwarded_for).send()
+    };
+
+    // The admin API: five per minute for this (forwarded) client; a wrong token counts too.
+    let wrong =
+        http.get(sso.url("/api/v1/organizations")).bearer_auth("guess").header("x-forwarded-for", "198.51.100.1").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    for _ in 0..4 {
+        assert_eq!(admin("198.51.100.1").await.unwrap().status(), StatusCode::OK);
+    }
+    let limited = admin("198.51.100.1").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = limited.json().await.unwrap();
+    common::assert_error(&(StatusCode::TOO_MANY_REQUESTS, body), 429, "rate_limited", None);
+    // Another client behind the same proxy has its own allowance.
+    assert_eq!(admin("198.51.100.2").await.unwrap().status(), StatusCode::OK);
+    // A forged left-most entry does not buy a new allowance.
+    assert_eq!(admin("203.0.113.50, 198.51.100.1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // authorize: three per minute per address, then a page (never a redirect).
+    let authorize = || http.get(sso.url("/oauth2/authorize?client_id=nobody&response_type=code")).send();
+    for _ in 0..3 {
+        assert_eq!(authorize().await.unwrap().status(), StatusCode::BAD_REQUEST, "an unknown client gets the error page");
+    }
+    let limited = authorize().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key(RETRY_AFTER));
+    assert!(limited.text().await.unwrap().contains("Too many sign-in attempts"));
+
+    // token: two per minute per client id.
+    let token = |client: &'static str| {
+        http.post(sso.url("/oauth2/token"))
+            .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", client), ("client_secret", "guess")])
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(token("client-a").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = token("client-a").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key(RETRY_AFTER));
+    assert_eq!(limited.json::<Value>().await.unwrap()["error"], "temporarily_unavailable");
+    assert_eq!(token("client-b").await.unwrap().status(), StatusCode::UNAUTHORIZED, "each client has its own allowance");
+
+    let metrics = http.get(sso.url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
+    for limit in ["admin", "authorize", "token"] {
+        assert!(common::metric(&metrics, "ssogate_rate_limited_total", &[&format!("limit=\"{limit}\"")]) >= 1.0, "{limit}: {metrics}");
+    }
+}
