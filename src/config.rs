@@ -105,6 +105,19 @@ pub struct ServeArgs {
     #[arg(long = "idp-timeout", env = "SSOGATE_IDP_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub idp_timeout_secs: u64,
 
+    /// After this many failures in a row (no answer, timeout, 5xx), an identity
+    /// provider is not contacted for `--idp-circuit-cooldown`; its sign-ins fail fast.
+    #[arg(long, env = "SSOGATE_IDP_CIRCUIT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub idp_circuit_threshold: u32,
+
+    /// How long an identity provider whose circuit opened is left alone.
+    #[arg(long, env = "SSOGATE_IDP_CIRCUIT_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idp_circuit_cooldown: Duration,
+
+    /// Requests one identity provider may have in flight at once; more fail fast.
+    #[arg(long, env = "SSOGATE_IDP_MAX_IN_FLIGHT", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub idp_max_in_flight: u32,
+
     /// How long a sign-in lasts at most (e.g. `12h`, `7d`).
     #[arg(long, env = "SSOGATE_SESSION_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_lifetime: Duration,

@@ -12,6 +12,7 @@ use base64::Engine;
 use crate::admin_token;
 use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
+use crate::core::circuit::CircuitPolicy;
 use crate::core::network::IdpNetworkPolicy;
 use crate::crypto::SecretBox;
 use crate::http::rate_limit::RateLimits;
@@ -132,7 +133,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("--dev: http and loopback identity providers are allowed and cookies are not Secure");
     }
     let policy = IdpNetworkPolicy { dev: args.dev, allowed_networks: args.allow_idp_networks.clone() };
-    let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs))?;
+    let circuit =
+        CircuitPolicy { threshold: args.idp_circuit_threshold, cooldown: args.idp_circuit_cooldown, max_in_flight: args.idp_max_in_flight };
+    let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs), circuit)?;
     let store_dyn: Arc<dyn Store> = store.clone();
     let lifetimes = Lifetimes { session: args.session_lifetimes(), ..Lifetimes::default() };
     let keys = Arc::new(KeyRing::load(store_dyn.as_ref(), lifetimes.id_token.max(lifetimes.access_token)).await?);

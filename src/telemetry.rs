@@ -16,6 +16,7 @@ pub const HTTP_REQUESTS: &str = "ssogate_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "ssogate_http_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "ssogate_db_pool_connections";
 pub const RATE_LIMITED: &str = "ssogate_rate_limited_total";
+pub const IDP_REFUSED: &str = "ssogate_idp_requests_refused_total";
 
 /// Installs the process-wide recorder; the handle renders the exposition text.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -34,6 +35,11 @@ pub fn login(organization_id: &str, connection_id: &str, outcome: &'static str) 
 /// One request to an identity provider (`outcome`: `ok`, `error` or `unreachable`).
 pub fn idp_request(host: &str, outcome: &'static str, took: Duration) {
     histogram!(IDP_REQUEST_SECONDS, "host" => host.to_owned(), "outcome" => outcome).record(took.as_secs_f64());
+}
+
+/// A request to an IdP held back (`why`: `circuit_open` or `saturated`).
+pub fn idp_refused(host: &str, why: &'static str) {
+    counter!(IDP_REFUSED, "host" => host.to_owned(), "why" => why).increment(1);
 }
 
 /// An ID token or logout token refused (`reason` as in `IdTokenError::reason`).

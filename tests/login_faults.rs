@@ -21,26 +21,39 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(vec![]).await
+}
+
+async fn env_with(mut args: Vec<String>) -> Env {
     let op = FakeOp::start("ssogate-client").await;
     let dir = tempfile::tempdir().unwrap();
-    let sso = Ssogate::start_with(dir.path(), Options { extra_args: vec!["--idp-timeout".into(), "2".into()], ..Default::default() }).await;
-    sso.post("/organizations", json!({"name": "Fake", "slug": "fake"})).await;
+    args.extend(["--idp-timeout".into(), "2".into()]);
+    let sso = Ssogate::start_with(dir.path(), Options { extra_args: args, ..Default::default() }).await;
+    add_organization(&sso, "fake", &op).await;
+    let (_, app) = sso.post("/applications", json!({"name": "App", "redirect_uris": [APP]})).await;
+    Env { op, sso, client_id: app["client_id"].as_str().unwrap().into(), _dir: dir }
+}
+
+async fn add_organization(sso: &Ssogate, slug: &str, op: &FakeOp) {
+    sso.post("/organizations", json!({"name": slug, "slug": slug})).await;
     let (s, c) = sso
         .post(
-            "/organizations/fake/connections",
+            &format!("/organizations/{slug}/connections"),
             json!({"name": "Fake", "client_id": "ssogate-client", "client_secret": "fake-secret", "discovery_url": op.issuer}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
-    let (_, app) = sso.post("/applications", json!({"name": "App", "redirect_uris": [APP]})).await;
-    Env { op, sso, client_id: app["client_id"].as_str().unwrap().into(), _dir: dir }
 }
 
 impl Env {
     /// Runs a login; returns (error, error_description) or None when a code came back.
     async fn login(&self) -> Option<(String, String)> {
+        self.login_to("fake").await
+    }
+
+    async fn login_to(&self, organization: &str) -> Option<(String, String)> {
         let url = format!(
-            "{}/oauth2/authorize?client_id={}&redirect_uri={APP}&response_type=code&scope=openid&state=st-1&nonce=n-1&organization=fake",
+            "{}/oauth2/authorize?client_id={}&redirect_uri={APP}&response_type=code&scope=openid&state=st-1&nonce=n-1&organization={organization}",
             self.sso.base, self.client_id
         );
         let (landing, _) = Browser::new().follow(&url, APP).await;
@@ -161,4 +174,37 @@ async fn key_rotation_at_the_idp_just_works() {
     env.op.set_fault(Fault::UnknownKid);
     assert!(env.login().await.is_some());
     assert_eq!(env.op.token_requests(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_idp_is_cut_off_while_other_tenants_sign_in() {
+    let env = env_with(vec!["--idp-circuit-threshold".into(), "3".into(), "--idp-circuit-cooldown".into(), "2s".into()]).await;
+    let healthy = FakeOp::start("ssogate-client").await;
+    add_organization(&env.sso, "healthy", &healthy).await;
+    assert_eq!(env.login().await, None);
+
+    env.op.set_fault(Fault::TokenEndpointFails);
+    for _ in 0..3 {
+        let (e, description) = env.login().await.unwrap();
+        assert_eq!(e, "temporarily_unavailable");
+        assert!(description.contains("HTTP status 500"), "{description}");
+    }
+    let asked = env.op.token_requests();
+    // Cut off: the next sign-ins fail at once, without bothering the IdP.
+    let started = Instant::now();
+    let (e, description) = env.login().await.unwrap();
+    assert_eq!(e, "temporarily_unavailable");
+    assert!(description.contains("not contacted"), "{description}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(env.op.token_requests(), asked);
+    // Another organization's IdP is not affected.
+    assert_eq!(env.login_to("healthy").await, None);
+
+    // After the cooldown one trial goes through; the IdP is back, so sign-ins are too.
+    env.op.set_fault(Fault::None);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(env.login().await, None);
+    assert_eq!(env.login().await, None);
+    let metrics = env.sso.metrics().await;
+    assert!(common::metric(&metrics, "ssogate_idp_requests_refused_total", &["why=\"circuit_open\""]) >= 1.0, "{metrics}");
 }

@@ -104,11 +104,11 @@ async fn background_refresh_runs_once_across_replicas() {
     for who in accounts {
         let mut at: Vec<i64> = refreshes.iter().filter(|r| r["account"] == who).map(|r| r["at"].as_i64().unwrap()).collect();
         at.sort();
-        // About every 3 s over 11 s: a replica refreshing a session the other just
-        // refreshed would show as two refreshes in quick succession (and, with the
-        // OP rotating refresh tokens, as a reuse that revokes the grant).
-        assert!((2..=5).contains(&at.len()), "{who}: {} refreshes in 11 s: {at:?}", at.len());
-        assert!(at.windows(2).all(|w| w[1] - w[0] >= 2000), "{who} refreshed twice in a row: {at:?}");
+        // About every 3 s since the sign-in: a replica refreshing a session the other
+        // just refreshed would show as two refreshes in quick succession (and, with
+        // the OP rotating refresh tokens, as a reuse that revokes the grant).
+        assert!(at.len() >= 3, "{who}: only {} refreshes in 11 s: {at:?}", at.len());
+        assert!(at.windows(2).all(|w| w[1] - w[0] >= 1500), "{who} refreshed twice in a row: {at:?}");
     }
     for s in &signed_in {
         assert!(env.app_userinfo(s).is_ok(), "the session lives on: {s}");

@@ -4,6 +4,7 @@
 pub mod application;
 pub mod audit;
 pub mod authorize;
+pub mod circuit;
 pub mod claims;
 pub mod client_ip;
 pub mod connection;

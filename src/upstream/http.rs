@@ -2,15 +2,17 @@
 //! bounded response sizes, no redirects, no proxies from the environment, and every
 //! resolved address checked against the [`IdpNetworkPolicy`] (the SSRF guard).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::dns::{Name, Resolve, Resolving};
 use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::UpstreamError;
+use crate::core::circuit::{Admission, Circuit, CircuitPolicy};
 use crate::core::network::IdpNetworkPolicy;
 use crate::telemetry;
 
@@ -21,6 +23,37 @@ pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 pub struct IdpClient {
     http: reqwest::Client,
     policy: Arc<IdpNetworkPolicy>,
+    /// One circuit per IdP (`host:port`).
+    circuits: Arc<Mutex<HashMap<String, Circuit>>>,
+    circuit_policy: CircuitPolicy,
+}
+
+/// An admitted request's place in its IdP's circuit; dropping it unfinished (the
+/// request was cancelled) gives the place back.
+struct InFlight<'c> {
+    client: &'c IdpClient,
+    key: String,
+    finished: bool,
+}
+
+impl InFlight<'_> {
+    fn finish(mut self, failed: bool) {
+        self.finished = true;
+        let mut circuits = self.client.circuits.lock().unwrap();
+        if let Some(c) = circuits.get_mut(&self.key) {
+            c.finish(failed, Instant::now(), &self.client.circuit_policy);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Some(c) = self.client.circuits.lock().unwrap().get_mut(&self.key) {
+                c.abandon();
+            }
+        }
+    }
 }
 
 /// Resolves names with the system resolver, then drops every address the policy
@@ -47,7 +80,7 @@ impl Resolve for GuardedResolver {
 }
 
 impl IdpClient {
-    pub fn new(policy: IdpNetworkPolicy, timeout: Duration) -> Result<Self, UpstreamError> {
+    pub fn new(policy: IdpNetworkPolicy, timeout: Duration, circuit_policy: CircuitPolicy) -> Result<Self, UpstreamError> {
         let policy = Arc::new(policy);
         let http = reqwest::Client::builder()
             .user_agent(concat!("ssogate/", env!("CARGO_PKG_VERSION")))
@@ -58,7 +91,7 @@ impl IdpClient {
             .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .build()
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        Ok(IdpClient { http, policy })
+        Ok(IdpClient { http, policy, circuits: Default::default(), circuit_policy })
     }
 
     pub fn policy(&self) -> &IdpNetworkPolicy {
@@ -98,7 +131,8 @@ impl IdpClient {
         let (client, req) = req.build_split();
         let req = req.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
         let host = req.url().host_str().unwrap_or_default().to_owned();
-        let started = std::time::Instant::now();
+        let place = self.admit(&host, req.url().port_or_known_default())?;
+        let started = Instant::now();
         let answer = read_body(client.execute(req).await).await;
         let outcome = match &answer {
             Ok((status, ..)) if status.is_success() => "ok",
@@ -106,7 +140,31 @@ impl IdpClient {
             Err(_) => "unreachable",
         };
         telemetry::idp_request(&host, outcome, started.elapsed());
+        // An IdP that answers, even with an error of ours (4xx), is up.
+        place.finish(
+            matches!(&answer, Ok((status, ..)) if status.is_server_error()) || matches!(answer, Err(UpstreamError::Unreachable(_))),
+        );
         answer
+    }
+
+    /// A place for one request to the IdP at `host:port`, unless its circuit is open
+    /// or it has too many requests waiting already.
+    fn admit(&self, host: &str, port: Option<u16>) -> Result<InFlight<'_>, UpstreamError> {
+        let key = format!("{host}:{}", port.unwrap_or_default());
+        let mut circuits = self.circuits.lock().unwrap();
+        let circuit = circuits.entry(key.clone()).or_default();
+        match circuit.admit(Instant::now(), &self.circuit_policy) {
+            Admission::Allowed | Admission::Trial => Ok(InFlight { client: self, key, finished: false }),
+            Admission::Open { retry_in } => {
+                telemetry::idp_refused(host, "circuit_open");
+                let retry_in_secs = retry_in.as_secs().max(1);
+                Err(UpstreamError::CircuitOpen { host: host.to_owned(), failures: circuit.consecutive_failures(), retry_in_secs })
+            }
+            Admission::Saturated => {
+                telemetry::idp_refused(host, "saturated");
+                Err(UpstreamError::Saturated(host.to_owned()))
+            }
+        }
     }
 }
 
@@ -182,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn ip_literal_urls_are_checked_before_any_request() {
-        let client = IdpClient::new(IdpNetworkPolicy::default(), Duration::from_secs(2)).unwrap();
+        let client = IdpClient::new(IdpNetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default()).unwrap();
         let err = client.get_json::<serde_json::Value>("https://169.254.169.254/latest/meta-data").await.unwrap_err();
         assert!(matches!(err, UpstreamError::Forbidden(_)), "{err}");
     }

@@ -21,4 +21,9 @@ pub enum UpstreamError {
     TooLarge(usize),
     #[error("the identity provider's answer is not valid: {0}")]
     Malformed(String),
+    /// The circuit breaker holds requests back after repeated failures.
+    #[error("the identity provider at {host} failed {failures} times in a row; it is not contacted for another {retry_in_secs} s")]
+    CircuitOpen { host: String, failures: u32, retry_in_secs: u64 },
+    #[error("too many requests are already waiting for the identity provider at {0}")]
+    Saturated(String),
 }
