@@ -15,52 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use support::{admin, cpu_seconds, env_or, start_ssogate};
-
-const APP: &str = "https://app.example.test/cb";
-
-/// One full login as a fresh browser would make it (carrying ssogate's cookies by
-/// hand, so one HTTP client serves every simulated browser); returns the access token.
-async fn login(http: &reqwest::Client, base: &str, client_id: &str, secret: &str) -> String {
-    let mut url = format!(
-        "{base}/oauth2/authorize?client_id={client_id}&redirect_uri={APP}&response_type=code&scope=openid%20email%20profile&state=s&nonce=n&organization=bench"
-    );
-    let mut cookies: Vec<String> = vec![];
-    let code = loop {
-        let mut req = http.get(&url);
-        if url.starts_with(base) && !cookies.is_empty() {
-            req = req.header("cookie", cookies.join("; "));
-        }
-        let resp = req.send().await.unwrap();
-        for c in resp.headers().get_all("set-cookie") {
-            cookies.push(c.to_str().unwrap().split(';').next().unwrap().to_owned());
-        }
-        let location = resp
-            .headers()
-            .get("location")
-            .unwrap_or_else(|| panic!("no redirect from {url}: {}", resp.status()))
-            .to_str()
-            .unwrap()
-            .to_owned();
-        if location.starts_with(APP) {
-            let u = url::Url::parse(&location).unwrap();
-            break u.query_pairs().find(|(k, _)| k == "code").unwrap_or_else(|| panic!("login failed: {location}")).1.into_owned();
-        }
-        url = location;
-    };
-    let resp: Value = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["access_token"].as_str().unwrap_or_else(|| panic!("token failed: {resp}")).to_owned()
-}
+use serde_json::json;
+use support::{admin, browser_login, cpu_seconds, env_or, start_ssogate, APP};
 
 async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret: &str, total: u64, concurrency: u64) -> Duration {
     let done = Arc::new(AtomicU64::new(0));
@@ -71,7 +27,7 @@ async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret:
                 (http.clone(), base.to_owned(), client_id.to_owned(), secret.to_owned(), done.clone());
             tokio::spawn(async move {
                 while done.fetch_add(1, Ordering::Relaxed) < total {
-                    login(&http, &base, &client_id, &secret).await;
+                    browser_login(&http, &base, &client_id, &secret, "bench", None).await.expect("login");
                 }
             })
         })
@@ -120,7 +76,10 @@ async fn main() {
     }
 
     let app = admin(&http, &base, "/applications", json!({"name": "userinfo", "redirect_uris": [APP]})).await;
-    let token = login(&browser, &base, app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap()).await;
+    let token = browser_login(&browser, &base, app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap(), "bench", None)
+        .await
+        .expect("login")
+        .access_token;
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(userinfo_secs);

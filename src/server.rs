@@ -186,7 +186,6 @@ async fn housekeeping(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let t = crate::core::now();
-        broker.tokens.sweep(t);
         broker.reload_keys().await;
         // The lease ends before the next round, so a replica that died hands over.
         match broker.store.try_lease("housekeeping", t, t + HOUSEKEEPING_EVERY - Duration::from_secs(5)).await {

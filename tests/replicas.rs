@@ -107,7 +107,7 @@ async fn background_refresh_runs_once_across_replicas() {
         // About every 3 s since the sign-in: a replica refreshing a session the other
         // just refreshed would show as two refreshes in quick succession (and, with
         // the OP rotating refresh tokens, as a reuse that revokes the grant).
-        assert!(at.len() >= 3, "{who}: only {} refreshes in 11 s: {at:?}", at.len());
+        assert!(at.len() >= 2, "{who}: only {} refreshes in 11 s: {at:?}", at.len());
         assert!(at.windows(2).all(|w| w[1] - w[0] >= 1500), "{who} refreshed twice in a row: {at:?}");
     }
     for s in &signed_in {

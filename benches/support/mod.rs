@@ -8,6 +8,76 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub const ADMIN: &str = "bench-admin-token-0123456789abcdef";
+pub const APP: &str = "https://app.example.test/cb";
+
+/// A finished login: the access token, and the time spent waiting on ssogate (its
+/// own requests only, not the IdP's).
+pub struct Login {
+    pub access_token: String,
+    pub in_ssogate: Duration,
+}
+
+/// Why a login did not finish: an HTTP status from ssogate, or an OAuth error.
+#[derive(Debug)]
+pub enum LoginFailure {
+    Status(u16),
+    OAuth(String),
+}
+
+/// One full login as a fresh browser would make it (carrying ssogate's cookies by
+/// hand, so one HTTP client serves every simulated browser).
+pub async fn browser_login(
+    http: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    secret: &str,
+    organization: &str,
+    login_hint: Option<&str>,
+) -> Result<Login, LoginFailure> {
+    let hint = login_hint.map(|h| format!("&login_hint={h}")).unwrap_or_default();
+    let mut url = format!(
+        "{base}/oauth2/authorize?client_id={client_id}&redirect_uri={APP}&response_type=code&scope=openid%20email%20profile&state=s&nonce=n&organization={organization}{hint}"
+    );
+    let mut cookies: Vec<String> = vec![];
+    let mut in_ssogate = Duration::ZERO;
+    let code = loop {
+        let mut req = http.get(&url);
+        let ours = url.starts_with(base);
+        if ours && !cookies.is_empty() {
+            req = req.header("cookie", cookies.join("; "));
+        }
+        let started = std::time::Instant::now();
+        let resp = req.send().await.map_err(|_| LoginFailure::Status(0))?;
+        if ours {
+            in_ssogate += started.elapsed();
+        }
+        for c in resp.headers().get_all("set-cookie") {
+            cookies.push(c.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        let Some(location) = resp.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned) else {
+            return Err(LoginFailure::Status(resp.status().as_u16()));
+        };
+        if location.starts_with(APP) {
+            let u = url::Url::parse(&location).unwrap();
+            let param = |name: &str| u.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+            break param("code").ok_or_else(|| LoginFailure::OAuth(format!("{:?}: {:?}", param("error"), param("error_description"))))?;
+        }
+        url = location;
+    };
+    let started = std::time::Instant::now();
+    let resp = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP)])
+        .send()
+        .await
+        .map_err(|_| LoginFailure::Status(0))?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.map_err(|_| LoginFailure::Status(status))?;
+    in_ssogate += started.elapsed();
+    let access_token = body["access_token"].as_str().ok_or(LoginFailure::Status(status))?.to_owned();
+    Ok(Login { access_token, in_ssogate })
+}
 
 pub fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

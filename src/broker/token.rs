@@ -1,7 +1,7 @@
 //! The token endpoint and userinfo.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -56,54 +56,50 @@ pub enum UserinfoError {
     Store(#[from] StoreError),
 }
 
-/// Access tokens seen by this process, so userinfo answers from memory. Revocations
-/// made here remove entries at once; expired ones are dropped by the sweeper.
-#[derive(Clone, Default)]
+/// Access tokens used or issued in the last [`TOKEN_RECHECK`], so userinfo answers
+/// from memory. An entry is trusted that long and then asked of the store again
+/// (which also sees revocations made by other replicas); revocations made here, or
+/// announced by other replicas, remove entries at once. Memory follows activity:
+/// a token unused for the recheck period holds nothing.
 pub struct TokenCache {
-    entries: Arc<RwLock<HashMap<String, Arc<CachedToken>>>>,
+    entries: moka::sync::Cache<String, Arc<CachedToken>>,
 }
 
 pub struct CachedToken {
     /// The userinfo answer, already serialized.
     pub body: Arc<[u8]>,
     pub expires_at: Timestamp,
-    /// When the store last vouched for the token.
-    pub checked: std::time::Instant,
 }
 
-/// How long a cached token is trusted before the store is asked again, so that a
-/// revocation made by another replica takes effect here within this time.
+/// How long a cached token is trusted before the store is asked again.
 pub const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Beyond this many entries new tokens are not cached (they are still served, from the store).
-const MAX_CACHED_TOKENS: usize = 500_000;
+/// A ceiling, whatever the traffic (tokens beyond it are served from the store).
+const MAX_CACHED_TOKENS: u64 = 500_000;
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache { entries: moka::sync::Cache::builder().max_capacity(MAX_CACHED_TOKENS).time_to_live(TOKEN_RECHECK).build() }
+    }
+}
 
 impl TokenCache {
     fn get(&self, hash: &str) -> Option<Arc<CachedToken>> {
-        self.entries.read().unwrap().get(hash).cloned()
+        self.entries.get(hash)
     }
 
     fn put(&self, hash: String, token: CachedToken) {
-        let mut map = self.entries.write().unwrap();
-        if map.len() < MAX_CACHED_TOKENS {
-            map.insert(hash, Arc::new(token));
-        }
+        self.entries.insert(hash, Arc::new(token));
     }
 
     pub fn remove(&self, hashes: &[String]) {
-        let mut map = self.entries.write().unwrap();
         for h in hashes {
-            map.remove(h);
+            self.entries.invalidate(h);
         }
     }
 
     pub fn clear(&self) {
-        self.entries.write().unwrap().clear();
-    }
-
-    /// Drops expired entries.
-    pub fn sweep(&self, now: Timestamp) {
-        self.entries.write().unwrap().retain(|_, t| t.expires_at > now);
+        self.entries.invalidate_all();
     }
 }
 
@@ -193,10 +189,7 @@ impl Broker {
         let Value::Object(claims) = grant.claims.clone() else {
             return Err(token_error(500, "server_error", "stored claims are unreadable"));
         };
-        self.tokens.put(
-            token_hash,
-            CachedToken { body: grant.claims.to_string().into_bytes().into(), expires_at, checked: std::time::Instant::now() },
-        );
+        self.tokens.put(token_hash, CachedToken { body: grant.claims.to_string().into_bytes().into(), expires_at });
 
         let mut id_claims = claims;
         id_claims.insert("iss".into(), self.issuer.clone().into());
@@ -229,10 +222,10 @@ impl Broker {
     pub async fn userinfo(&self, access_token: &str) -> Result<Arc<[u8]>, UserinfoError> {
         let hash = handle(access_token);
         let t = now();
-        if let Some(hit) = self.tokens.get(&hash).filter(|hit| hit.checked.elapsed() < TOKEN_RECHECK) {
+        if let Some(hit) = self.tokens.get(&hash) {
             return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
         }
-        // Checked against the store at most every TOKEN_RECHECK per token: the token,
+        // Checked against the store once per TOKEN_RECHECK per token: the token,
         // and that its session is live (which also keeps the session from idling out).
         let live = match self.store.issued_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t) {
             Some(token) => self.use_session(&token.session_hash).await?.map(|_| token),
@@ -243,7 +236,7 @@ impl Broker {
             return Err(UserinfoError::InvalidToken);
         };
         let body: Arc<[u8]> = token.claims.to_string().into_bytes().into();
-        self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at, checked: std::time::Instant::now() });
+        self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at });
         Ok(body)
     }
 }

@@ -39,7 +39,8 @@ struct Inner {
     fault: Fault,
     keys: Vec<SigningKey>,
     /// Nonces by code, from the authorization requests.
-    nonces: HashMap<String, String>,
+    /// Per code: the nonce sent, and who signs in (`login_hint`, else `fake-user`).
+    nonces: HashMap<String, (String, String)>,
     token_requests: usize,
 }
 
@@ -117,7 +118,8 @@ async fn authorize(State(op): State<FakeOp>, Query(q): Query<HashMap<String, Str
     let code = format!("code-{}", ssogate::core::ids::new_id(ssogate::core::ids::IdKind::Event));
     let fault = {
         let mut inner = op.inner.lock().unwrap();
-        inner.nonces.insert(code.clone(), q.get("nonce").cloned().unwrap_or_default());
+        let who = q.get("login_hint").cloned().unwrap_or_else(|| "fake-user".into());
+        inner.nonces.insert(code.clone(), (q.get("nonce").cloned().unwrap_or_default(), who));
         inner.fault.clone()
     };
     let iss = if fault == Fault::IssParamMismatch { "https://someone-else.example.com".to_owned() } else { op.issuer.clone() };
@@ -149,11 +151,12 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
         return refresh(&op, &form).into_response();
     }
-    let (fault, nonce) = {
+    let (fault, (nonce, sub)) = {
         let mut inner = op.inner.lock().unwrap();
         inner.token_requests += 1;
         (inner.fault.clone(), inner.nonces.get(&form["code"]).cloned().unwrap_or_default())
     };
+    let email = if sub == "fake-user" { "fake.user@fake.test".to_owned() } else { format!("{sub}@fake.test") };
     match fault {
         Fault::SlowToken(d) => tokio::time::sleep(d).await,
         Fault::TokenEndpointFails => {
@@ -163,8 +166,8 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     }
     let now = ssogate::core::now().unix_timestamp();
     let mut claims = json!({
-        "iss": op.issuer, "aud": op.client_id, "sub": "fake-user", "exp": now + 300, "iat": now,
-        "nonce": nonce, "email": "fake.user@fake.test", "email_verified": true,
+        "iss": op.issuer, "aud": op.client_id, "sub": sub, "exp": now + 300, "iat": now,
+        "nonce": nonce, "email": email, "email_verified": true,
     });
     match fault {
         Fault::WrongAudience => claims["aud"] = json!("another-client"),
@@ -202,7 +205,7 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
             _ => key.sign_jwt(&claims).unwrap(),
         }
     };
-    Json(json!({"access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
+    Json(json!({"access_token": format!("at.{sub}.0"), "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
 }
 
 /// `refresh_token` grants: refresh tokens read `rt.<sub>.<n>`; each use returns the
@@ -225,13 +228,13 @@ fn refresh(op: &FakeOp, form: &HashMap<String, String>) -> Response {
 
 async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> Json<Value> {
     let fault = op.inner.lock().unwrap().fault.clone();
-    // Access tokens from a refresh name their subject (`at.<sub>.<n>`).
+    // Access tokens name their subject (`at.<sub>.<n>`).
     let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let refreshed = bearer.and_then(|t| t.strip_prefix("at.")).and_then(|t| t.split('.').next());
     let (sub, username) = match (refreshed, fault == Fault::UserinfoSubMismatch) {
         (_, true) => ("someone-else", "fake"),
+        (Some("fake-user") | None, _) => ("fake-user", "fake"),
         (Some(sub), _) => (sub, sub),
-        (None, _) => ("fake-user", "fake"),
     };
     Json(json!({"sub": sub, "preferred_username": username, "groups": ["Engineering", "Sales Team"]}))
 }
