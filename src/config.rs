@@ -141,6 +141,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SSOGATE_NO_MIGRATE")]
     pub no_migrate: bool,
 
+    /// Most bytes of one person's claims (ID token and userinfo together, as JSON);
+    /// a sign-in over it is refused.
+    #[arg(long, env = "SSOGATE_MAX_CLAIMS_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_claims_bytes: u32,
+
+    /// Most groups an identity provider may send for one person; a sign-in over it is refused.
+    #[arg(long, env = "SSOGATE_MAX_GROUPS_PER_USER", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_groups_per_user: u32,
+
+    /// Largest answer read from an identity provider (discovery, JWKS, token, userinfo).
+    #[arg(long, env = "SSOGATE_IDP_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(4096..))]
+    pub idp_max_response_bytes: u32,
+
     /// Sign-ins started (`authorize`) per minute per client address; 0: no limit.
     #[arg(long, env = "SSOGATE_RATE_LIMIT_AUTHORIZE", default_value_t = 600)]
     pub rate_limit_authorize: u32,

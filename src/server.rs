@@ -13,6 +13,7 @@ use crate::admin_token;
 use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
 use crate::core::circuit::CircuitPolicy;
+use crate::core::claims::ClaimLimits;
 use crate::core::network::IdpNetworkPolicy;
 use crate::crypto::SecretBox;
 use crate::http::rate_limit::RateLimits;
@@ -135,7 +136,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = IdpNetworkPolicy { dev: args.dev, allowed_networks: args.allow_idp_networks.clone() };
     let circuit =
         CircuitPolicy { threshold: args.idp_circuit_threshold, cooldown: args.idp_circuit_cooldown, max_in_flight: args.idp_max_in_flight };
-    let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs), circuit)?;
+    let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs), circuit, args.idp_max_response_bytes as usize)?;
     let store_dyn: Arc<dyn Store> = store.clone();
     let lifetimes = Lifetimes { session: args.session_lifetimes(), ..Lifetimes::default() };
     let keys = Arc::new(KeyRing::load(store_dyn.as_ref(), lifetimes.id_token.max(lifetimes.access_token)).await?);
@@ -155,6 +156,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for applications")?,
+        claim_limits: ClaimLimits { max_bytes: args.max_claims_bytes as usize, max_groups: args.max_groups_per_user as usize },
     });
     tokio::spawn(housekeeping(broker.clone()));
     let worker = broker.clone();

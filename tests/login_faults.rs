@@ -84,6 +84,7 @@ async fn each_fault_is_refused_with_a_clear_error() {
         (Fault::UserinfoSubMismatch, "access_denied", "userinfo `sub`"),
         (Fault::TokenEndpointFails, "temporarily_unavailable", "HTTP status 500"),
         (Fault::IssParamMismatch, "access_denied", "RFC 9207"),
+        (Fault::HugeClaims, "access_denied", "KiB of claims"),
     ];
     for (fault, error, words) in cases {
         env.op.set_fault(fault.clone());
@@ -102,7 +103,7 @@ async fn each_fault_is_refused_with_a_clear_error() {
     assert_eq!(metrics.status(), StatusCode::UNAUTHORIZED, "metrics name customers: they need a token");
     let text = env.sso.metrics().await;
     assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"success\""]), 2.0, "{text}");
-    assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"access_denied\""]), 10.0);
+    assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"access_denied\""]), 11.0);
     assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"temporarily_unavailable\""]), 1.0);
     for reason in ["bad_signature", "algorithm_not_allowed", "wrong_audience", "wrong_issuer", "expired", "nonce_mismatch", "unknown_key"] {
         let n = common::metric(&text, "ssogate_idp_token_rejections_total", &["token=\"id_token\"", &format!("reason=\"{reason}\"")]);
@@ -207,4 +208,63 @@ async fn a_failing_idp_is_cut_off_while_other_tenants_sign_in() {
     assert_eq!(env.login().await, None);
     let metrics = env.sso.metrics().await;
     assert!(common::metric(&metrics, "ssogate_idp_requests_refused_total", &["why=\"circuit_open\""]) >= 1.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn an_idp_that_is_down_fails_sign_ins_cleanly_and_they_work_once_it_is_up() {
+    let env = env().await;
+    let port = common::free_port();
+    let (s, _) = env
+        .sso
+        .patch(&format!("/connections/{}", connection_id(&env).await), json!({"discovery_url": format!("http://127.0.0.1:{port}")}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (e, description) = env.login().await.expect("nothing answers at the IdP's address");
+    assert_eq!(e, "temporarily_unavailable", "{description}");
+    assert!(description.contains("could not be reached"), "{description}");
+    let (_, users) = env.sso.get("/organizations/fake/users").await;
+    assert!(users["data"].as_array().unwrap().is_empty(), "nothing was written");
+    // The IdP comes up: sign-ins work, with no restart of ssogate.
+    let _idp = FakeOp::start_on("ssogate-client", port).await;
+    assert_eq!(env.login().await, None);
+}
+
+#[tokio::test]
+async fn a_sign_in_survives_ssogate_being_killed_while_the_user_is_at_the_idp() {
+    let mut env = env().await;
+    let url = format!(
+        "{}/oauth2/authorize?client_id={}&redirect_uri={APP}&response_type=code&scope=openid&state=st-9&nonce=n-9&organization=fake",
+        env.sso.base, env.client_id
+    );
+    let browser = Browser::new();
+    // The browser is at the IdP when ssogate dies.
+    let (at_idp, _) = browser.follow(&url, &env.op.issuer).await;
+    env.sso = env.sso.crash_and_restart().await;
+    // The login's state travels in the browser's sealed cookie: the restarted
+    // process (same database, same key) finishes it.
+    let (landing, _) = browser.follow(at_idp.app().as_str(), APP).await;
+    assert_eq!(landing.param("state").as_deref(), Some("st-9"));
+    assert!(landing.param("code").is_some(), "{landing:?}");
+    let (_, users) = env.sso.get("/organizations/fake/users").await;
+    assert_eq!(users["data"].as_array().unwrap().len(), 1);
+}
+
+async fn connection_id(env: &Env) -> String {
+    let (_, conns) = env.sso.get("/organizations/fake/connections").await;
+    conns["data"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_idp_sending_more_groups_than_allowed_is_refused() {
+    let env = env_with(vec!["--max-groups-per-user".into(), "1".into()]).await;
+    let id = connection_id(&env).await;
+    let sync = json!({"group_sync": {"enabled": true, "claim": "groups", "mapping": "", "create_missing_groups": true}});
+    assert_eq!(env.sso.patch(&format!("/connections/{id}"), sync).await.0, StatusCode::OK);
+    let (e, description) = env.login().await.expect("two groups, one allowed");
+    assert_eq!(e, "access_denied");
+    assert!(description.contains("2 groups") && description.contains("at most 1"), "{description}");
+    let (_, groups) = env.sso.get("/organizations/fake/groups").await;
+    assert!(!groups["data"].as_array().unwrap().iter().any(|g| g["name"] == "Engineering"), "no group was created");
+    let (_, users) = env.sso.get("/organizations/fake/users").await;
+    assert!(users["data"].as_array().unwrap().is_empty(), "nor a user");
 }

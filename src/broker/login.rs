@@ -478,6 +478,21 @@ impl Broker {
             _ => None,
         };
         let merged = claims::merge(&id_claims, userinfo.as_ref());
+        self.check_claim_limits(connection, &id_claims, userinfo.as_ref(), &merged).map_err(|why| oauth("access_denied", why))?;
         Ok(UpstreamIdentity { tokens, id_claims, userinfo, merged, sub })
+    }
+
+    /// Refuses claims over the configured ceilings, before anything is written.
+    pub(super) fn check_claim_limits(
+        &self,
+        c: &Connection,
+        id_claims: &Claims,
+        userinfo: Option<&Claims>,
+        merged: &Claims,
+    ) -> Result<(), String> {
+        self.claim_limits.check_size(merged)?;
+        let claim = &c.group_sync.claim;
+        let groups = group_sync::idp_groups(id_claims, claim).or_else(|| userinfo.and_then(|u| group_sync::idp_groups(u, claim)));
+        self.claim_limits.check_groups(groups.map_or(0, |g| g.len()))
     }
 }

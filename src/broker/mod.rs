@@ -26,6 +26,7 @@ pub use token::{client_credentials, TokenCache, TokenError, TokenReply, Userinfo
 pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::{AuthorizeRequest, OAuthError};
+use crate::core::claims::ClaimLimits;
 use crate::core::session::{RefreshPolicy, SessionLifetimes};
 use crate::crypto::{hash_secret, SecretBox};
 use crate::store::Store;
@@ -112,6 +113,7 @@ pub struct Broker {
     pub refresh: RefreshPolicy,
     /// Delivers back-channel logout tokens to applications.
     pub app_client: reqwest::Client,
+    pub claim_limits: ClaimLimits,
 }
 
 impl Broker {

@@ -149,6 +149,7 @@ impl Broker {
             None => None,
         };
         let profile = claims::merge(&id_token_claims, userinfo.as_ref());
+        self.check_claim_limits(&connection, &id_token_claims, userinfo.as_ref(), &profile).map_err(Final)?;
         let user = store
             .refresh_user_profile(&connection, &claims::normalize(&profile), t)
             .await?

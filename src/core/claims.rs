@@ -32,6 +32,44 @@ pub struct IdpProfile {
     pub attributes: Claims,
 }
 
+/// Ceilings on what one person's claims may weigh: they are stored on the user and
+/// copied into tokens, so an IdP (or an attacker controlling one's claims) must not
+/// be able to bloat every row and response.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimLimits {
+    /// The ID token's and userinfo's claims together, as JSON.
+    pub max_bytes: usize,
+    pub max_groups: usize,
+}
+
+impl Default for ClaimLimits {
+    fn default() -> Self {
+        ClaimLimits { max_bytes: 64 * 1024, max_groups: 1000 }
+    }
+}
+
+impl ClaimLimits {
+    /// Why the claims are refused, if they are.
+    pub fn check_size(&self, merged: &Claims) -> Result<(), String> {
+        let bytes = serde_json::to_vec(merged).map_or(usize::MAX, |v| v.len());
+        if bytes > self.max_bytes {
+            return Err(format!(
+                "the identity provider sent {} KiB of claims for this user; at most {} KiB are accepted",
+                bytes / 1024,
+                self.max_bytes / 1024
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn check_groups(&self, groups: usize) -> Result<(), String> {
+        if groups > self.max_groups {
+            return Err(format!("the identity provider sent {groups} groups for this user; at most {} are accepted", self.max_groups));
+        }
+        Ok(())
+    }
+}
+
 /// The ID token's claims, with userinfo filling what the ID token lacks.
 pub fn merge(id_token: &Claims, userinfo: Option<&Claims>) -> Claims {
     let mut merged = id_token.clone();
@@ -157,5 +195,17 @@ mod tests {
     fn an_invalid_email_is_dropped_and_unverified() {
         let p = normalize(&claims(json!({"sub": "u1", "email": "not-an-email", "email_verified": true})));
         assert_eq!((p.email, p.email_verified), (None, false));
+    }
+
+    #[test]
+    fn claim_limits_refuse_oversized_claims_and_too_many_groups() {
+        let limits = ClaimLimits { max_bytes: 100, max_groups: 2 };
+        let mut c = Claims::new();
+        c.insert("sub".into(), "a".into());
+        assert!(limits.check_size(&c).is_ok());
+        c.insert("blob".into(), "x".repeat(200).into());
+        assert!(limits.check_size(&c).unwrap_err().contains("at most 0 KiB"));
+        assert!(limits.check_groups(2).is_ok());
+        assert!(limits.check_groups(3).unwrap_err().contains("3 groups"));
     }
 }

@@ -16,9 +16,6 @@ use crate::core::circuit::{Admission, Circuit, CircuitPolicy};
 use crate::core::network::IdpNetworkPolicy;
 use crate::telemetry;
 
-/// Discovery documents and JWKS are small; anything bigger is a misconfiguration or an attack.
-pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
-
 #[derive(Clone)]
 pub struct IdpClient {
     http: reqwest::Client,
@@ -26,6 +23,9 @@ pub struct IdpClient {
     /// One circuit per IdP (`host:port`).
     circuits: Arc<Mutex<HashMap<String, Circuit>>>,
     circuit_policy: CircuitPolicy,
+    /// Discovery documents, JWKS and token answers are small; anything bigger is a
+    /// misconfiguration or an attack.
+    max_response_bytes: usize,
 }
 
 /// An admitted request's place in its IdP's circuit; dropping it unfinished (the
@@ -80,7 +80,12 @@ impl Resolve for GuardedResolver {
 }
 
 impl IdpClient {
-    pub fn new(policy: IdpNetworkPolicy, timeout: Duration, circuit_policy: CircuitPolicy) -> Result<Self, UpstreamError> {
+    pub fn new(
+        policy: IdpNetworkPolicy,
+        timeout: Duration,
+        circuit_policy: CircuitPolicy,
+        max_response_bytes: usize,
+    ) -> Result<Self, UpstreamError> {
         let policy = Arc::new(policy);
         let http = reqwest::Client::builder()
             .user_agent(concat!("ssogate/", env!("CARGO_PKG_VERSION")))
@@ -91,7 +96,7 @@ impl IdpClient {
             .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
             .build()
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        Ok(IdpClient { http, policy, circuits: Default::default(), circuit_policy })
+        Ok(IdpClient { http, policy, circuits: Default::default(), circuit_policy, max_response_bytes })
     }
 
     pub fn policy(&self) -> &IdpNetworkPolicy {
@@ -126,14 +131,14 @@ impl IdpClient {
         self.http.request(method, url)
     }
 
-    /// Sends a request and reads at most [`MAX_DOCUMENT_BYTES`] of its body.
+    /// Sends a request and reads at most `max_response_bytes` of its body.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), UpstreamError> {
         let (client, req) = req.build_split();
         let req = req.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
         let host = req.url().host_str().unwrap_or_default().to_owned();
         let place = self.admit(&host, req.url().port_or_known_default())?;
         let started = Instant::now();
-        let answer = read_body(client.execute(req).await).await;
+        let answer = read_body(client.execute(req).await, self.max_response_bytes).await;
         let outcome = match &answer {
             Ok((status, ..)) if status.is_success() => "ok",
             Ok(_) | Err(UpstreamError::TooLarge(_)) => "error",
@@ -168,9 +173,10 @@ impl IdpClient {
     }
 }
 
-/// The status, `Cache-Control: max-age` and at most [`MAX_DOCUMENT_BYTES`] of the body.
+/// The status, `Cache-Control: max-age` and at most `max` bytes of the body.
 async fn read_body(
     resp: Result<reqwest::Response, reqwest::Error>,
+    max: usize,
 ) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), UpstreamError> {
     let mut resp = resp.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
     let status = resp.status();
@@ -178,8 +184,8 @@ async fn read_body(
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unreachable(describe(&e)))? {
         body.extend_from_slice(&chunk);
-        if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(UpstreamError::TooLarge(MAX_DOCUMENT_BYTES));
+        if body.len() > max {
+            return Err(UpstreamError::TooLarge(max));
         }
     }
     Ok((status, max_age, body))
@@ -240,7 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn ip_literal_urls_are_checked_before_any_request() {
-        let client = IdpClient::new(IdpNetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default()).unwrap();
+        let client = IdpClient::new(IdpNetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default(), 256 * 1024).unwrap();
         let err = client.get_json::<serde_json::Value>("https://169.254.169.254/latest/meta-data").await.unwrap_err();
         assert!(matches!(err, UpstreamError::Forbidden(_)), "{err}");
     }

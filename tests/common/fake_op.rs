@@ -33,6 +33,8 @@ pub enum Fault {
     IssParamMismatch,
     /// Advertises and accepts only client_secret_post at the token endpoint.
     PostAuthOnly,
+    /// Userinfo carries a 100 KiB claim.
+    HugeClaims,
 }
 
 struct Inner {
@@ -53,7 +55,12 @@ pub struct FakeOp {
 
 impl FakeOp {
     pub async fn start(client_id: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(client_id, 0).await
+    }
+
+    /// On a port chosen beforehand (an IdP that comes up where one was expected).
+    pub async fn start_on(client_id: &str, port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let (key, _) = SigningKey::generate(SigningAlg::RS256, "key-1".into()).unwrap();
         let op = FakeOp {
@@ -236,5 +243,9 @@ async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> J
         (Some("fake-user") | None, _) => ("fake-user", "fake"),
         (Some(sub), _) => (sub, sub),
     };
-    Json(json!({"sub": sub, "preferred_username": username, "groups": ["Engineering", "Sales Team"]}))
+    let mut info = json!({"sub": sub, "preferred_username": username, "groups": ["Engineering", "Sales Team"]});
+    if fault == Fault::HugeClaims {
+        info["blob"] = json!("x".repeat(100 * 1024));
+    }
+    Json(info)
 }

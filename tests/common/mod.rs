@@ -140,6 +140,15 @@ impl Ssogate {
         Self::launch(&self.dir, port, args, self.env.clone()).await
     }
 
+    /// Kills the process (SIGKILL, as a crash would) and starts it again on the same
+    /// port over the same database.
+    pub async fn crash_and_restart(mut self) -> Self {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        Self::launch(&self.dir, port, self.args.clone(), self.env.clone()).await
+    }
+
     /// Restarts with these environment variables changed.
     pub async fn restart_with_env(mut self, vars: &[(&str, &str)]) -> Self {
         for (k, v) in vars {

@@ -170,7 +170,11 @@ try {
   await page.fill('#event-filters-action', 'connection.updated');
   await page.click('#event-filters button[type=submit]');
   await page.waitForURL(/action=connection.updated/);
-  await page.waitForSelector('#events');
+  // The unfiltered table stays until the filtered one replaces it.
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll('#events tr td:nth-child(3)')];
+    return cells.length > 0 && cells.every((c) => c.textContent === 'connection.updated');
+  });
   const actions = await page.locator('#events tr td:nth-child(3)').allInnerTexts();
   expect(actions.length > 0 && actions.every((a) => a === 'connection.updated'), `filtered events: ${actions}`);
   expect((await page.locator('#events tr td:nth-child(2)').allInnerTexts()).every((a) => a === 'admin_console'), 'changes are attributed to the console');
