@@ -268,3 +268,14 @@ async fn an_idp_sending_more_groups_than_allowed_is_refused() {
     let (_, users) = env.sso.get("/organizations/fake/users").await;
     assert!(users["data"].as_array().unwrap().is_empty(), "nor a user");
 }
+
+#[tokio::test]
+async fn an_idp_that_moves_its_token_endpoint_is_followed_without_a_restart() {
+    let env = env().await;
+    assert_eq!(env.login().await, None, "the discovery document is cached now");
+    env.op.set_fault(Fault::TokenEndpointMoved);
+    // The cached token endpoint answers 404: ssogate reads discovery again and uses the new one.
+    assert_eq!(env.login().await, None);
+    assert_eq!(env.login().await, None);
+    assert_eq!(env.op.token_requests(), 3);
+}

@@ -699,15 +699,25 @@ async fn signing_keys_are_sealed_and_rotation_retires(db: &TestDb) {
         created_at: now(),
         retired_at: None,
     };
-    s.add_signing_key(&key("k1"), &actor()).await.unwrap();
-    s.add_signing_key(&key("k2"), &actor()).await.unwrap();
+    // Replicas starting together each try to create the first key: one is created.
+    let other = db.replica().await;
+    let (a, b) =
+        futures_util::future::join(s.add_signing_key(&key("k1"), false, &actor()), other.add_signing_key(&key("k1b"), false, &actor()))
+            .await;
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one first key");
+    let first = s.signing_keys().await.unwrap();
+    assert_eq!(first.len(), 1);
+    let k1 = first[0].kid.clone();
+    assert!(!s.add_signing_key(&key("k1c"), false, &actor()).await.unwrap(), "a live key is kept");
+    s.add_signing_key(&key("k2"), true, &actor()).await.unwrap();
     let keys = s.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 2);
-    assert!(keys.iter().find(|k| k.kid == "k1").unwrap().retired_at.is_some());
+    assert!(keys.iter().find(|k| k.kid == k1).unwrap().retired_at.is_some());
     assert!(keys.iter().find(|k| k.kid == "k2").unwrap().retired_at.is_none());
     assert_eq!(keys[0].pkcs8, b"private-bytes");
     let raw = db.raw("SELECT private_key_enc FROM signing_keys").await;
     assert!(!raw[0].try_get::<String, _>("private_key_enc").unwrap().contains("private"));
+    other.close().await;
 }
 
 async fn leases_go_to_one_replica_at_a_time(db: &TestDb) {

@@ -35,14 +35,14 @@ impl KeyRing {
         let stored = store.signing_keys().await?;
         for alg in SigningAlg::ALL {
             if !stored.iter().any(|k| k.alg == alg.as_str() && k.retired_at.is_none()) {
-                ring.add(store, alg, &Actor("system".into())).await?;
+                ring.add(store, alg, false, &Actor("system".into())).await?;
             }
         }
         ring.reload(store).await?;
         Ok(ring)
     }
 
-    async fn add(&self, store: &dyn Store, alg: SigningAlg, actor: &Actor) -> Result<(), KeyRingError> {
+    async fn add(&self, store: &dyn Store, alg: SigningAlg, replace: bool, actor: &Actor) -> Result<(), KeyRingError> {
         let kid = new_id(IdKind::Event).replacen("evt_", "key_", 1);
         let (key, pkcs8) = SigningKey::generate(alg, kid.clone())?;
         store
@@ -55,6 +55,7 @@ impl KeyRing {
                     created_at: now(),
                     retired_at: None,
                 },
+                replace,
                 actor,
             )
             .await?;
@@ -80,7 +81,7 @@ impl KeyRing {
 
     /// Replaces the active key of `alg`; the old one stays published for `retention`.
     pub async fn rotate(&self, store: &dyn Store, alg: SigningAlg, actor: &Actor) -> Result<(), KeyRingError> {
-        self.add(store, alg, actor).await?;
+        self.add(store, alg, true, actor).await?;
         self.reload(store).await
     }
 

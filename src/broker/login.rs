@@ -1,6 +1,7 @@
 //! `authorize` and the upstream `callback`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::login_state::{self, LoginState};
 use super::trial::trial_failed;
@@ -20,6 +21,7 @@ use crate::crypto::random_token;
 use crate::store::{Grant, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
 use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
+use crate::upstream::metadata::ProviderMetadata;
 use crate::upstream::rp::{self, AuthRequest, LoginError};
 use crate::upstream::UpstreamError;
 
@@ -430,7 +432,7 @@ impl Broker {
         connection: &Connection,
         params: &HashMap<String, String>,
     ) -> Result<UpstreamIdentity, OAuthError> {
-        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
+        let mut metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
         match params.get("iss") {
             Some(iss) if *iss != metadata.issuer => {
                 return Err(oauth(
@@ -460,9 +462,24 @@ impl Broker {
         let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
         let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await.map_err(store_failure)?;
         let callback = self.callback_url();
-        let tokens = rp::exchange_code(&self.providers, &metadata, connection, &secret, code, &callback, login.pkce_verifier.as_deref())
-            .await
-            .map_err(login_failure)?;
+        let (secret_ref, callback_ref) = (&secret, &callback);
+        let exchange = |m: Arc<ProviderMetadata>| async move {
+            rp::exchange_code(&self.providers, &m, connection, secret_ref, code, callback_ref, login.pkce_verifier.as_deref()).await
+        };
+        let tokens = match exchange(metadata.clone()).await {
+            // The token endpoint is gone: the IdP may have moved its endpoints since
+            // its discovery document was cached. The code is still unspent.
+            Err(e) if e.endpoint_gone() => match self.providers.refetch_metadata(&connection.discovery_url).await {
+                Some(fresh) if fresh.token_endpoint != metadata.token_endpoint => {
+                    tracing::info!(connection_id = %connection.id, "the IdP moved its token endpoint; using the new one");
+                    metadata = fresh;
+                    exchange(metadata.clone()).await
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
+        .map_err(login_failure)?;
         let id_token = tokens.id_token.as_deref().ok_or_else(|| login_failure(LoginError::NoIdToken))?;
         let expected = Expected {
             issuer: &metadata.issuer,

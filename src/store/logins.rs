@@ -160,8 +160,11 @@ pub enum Provisioned {
 #[async_trait]
 pub trait Logins: Send + Sync + 'static {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
-    /// Adds a key and retires the other live keys of its algorithm.
-    async fn add_signing_key(&self, key: &StoredSigningKey, actor: &Actor) -> StoreResult<()>;
+    /// Adds a key. `replace` (a rotation) retires the live keys of its algorithm;
+    /// otherwise the key is added only if its algorithm has no live key, so that
+    /// replicas starting together create one key, not one each. Returns whether it
+    /// was added.
+    async fn add_signing_key(&self, key: &StoredSigningKey, replace: bool, actor: &Actor) -> StoreResult<bool>;
     async fn delete_signing_keys_retired_before(&self, cutoff: Timestamp) -> StoreResult<()>;
 
     async fn organization_by_domain(&self, domain: &str) -> StoreResult<Option<Organization>>;

@@ -96,14 +96,7 @@ impl Providers {
                 tracing::warn!(jwks_uri = %uri, error = %e, "background refresh of provider keys failed");
             }
         });
-        let may_force = force && {
-            let mut forced = self.forced.write().unwrap();
-            let allowed = forced.get(jwks_uri).is_none_or(|t| t.elapsed() >= FORCED_REFETCH_INTERVAL);
-            if allowed {
-                forced.insert(jwks_uri.to_owned(), Instant::now());
-            }
-            allowed
-        };
+        let may_force = force && self.may_force(jwks_uri);
         if let Some((value, fresh)) = &cached {
             if *fresh && !may_force {
                 return Ok(value.clone());
@@ -120,6 +113,32 @@ impl Providers {
         let value = Arc::new(usable_signing_keys(&doc)?);
         self.store(&self.jwks, jwks_uri, value.clone(), ttl(max_age));
         Ok(value)
+    }
+
+    /// Reads the discovery document again now, at most once per interval (an
+    /// endpoint the cached copy names has gone: the IdP may have moved it).
+    /// `None` when a refetch was just done, or fails.
+    pub async fn refetch_metadata(&self, discovery_url: &str) -> Option<Arc<ProviderMetadata>> {
+        if !self.may_force(discovery_url) {
+            return None;
+        }
+        match self.fetch_metadata(discovery_url).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(discovery_url, error = %e, "refetching provider metadata failed");
+                None
+            }
+        }
+    }
+
+    /// Whether a forced refetch of `key` is allowed now (and, if so, records it).
+    fn may_force(&self, key: &str) -> bool {
+        let mut forced = self.forced.write().unwrap();
+        let allowed = forced.get(key).is_none_or(|t| t.elapsed() >= FORCED_REFETCH_INTERVAL);
+        if allowed {
+            forced.insert(key.to_owned(), Instant::now());
+        }
+        allowed
     }
 
     /// Forgets what is cached for a discovery URL (its connection changed).

@@ -88,6 +88,17 @@ pub enum LoginError {
     UserinfoSubjectMismatch,
 }
 
+impl LoginError {
+    /// The endpoint answered that it does not exist (404, 405, 410).
+    pub fn endpoint_gone(&self) -> bool {
+        match self {
+            LoginError::TokenRejected { error, .. } => ["http_404", "http_405", "http_410"].contains(&error.as_str()),
+            LoginError::Upstream(UpstreamError::BadStatus(s)) => [404, 405, 410].contains(s),
+            _ => false,
+        }
+    }
+}
+
 /// `application/x-www-form-urlencoded` encoding of a client credential, as
 /// client_secret_basic requires before base64 (RFC 6749 §2.3.1).
 fn form_encode(s: &str) -> String {

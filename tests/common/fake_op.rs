@@ -35,6 +35,8 @@ pub enum Fault {
     PostAuthOnly,
     /// Userinfo carries a 100 KiB claim.
     HugeClaims,
+    /// The token endpoint moved to `/token2` (and discovery says so); `/token` is 404.
+    TokenEndpointMoved,
 }
 
 struct Inner {
@@ -72,7 +74,8 @@ impl FakeOp {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/authorize", get(authorize))
-            .route("/token", post(token))
+            .route("/token", post(old_token))
+            .route("/token2", post(token))
             .route("/userinfo", get(userinfo))
             .with_state(op.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
@@ -96,16 +99,15 @@ impl FakeOp {
 
 async fn discovery(State(op): State<FakeOp>) -> Json<Value> {
     let i = &op.issuer;
-    let auth_methods = if op.inner.lock().unwrap().fault == Fault::PostAuthOnly {
-        json!(["client_secret_post"])
-    } else {
-        json!(["client_secret_basic", "client_secret_post"])
-    };
+    let fault = op.inner.lock().unwrap().fault.clone();
+    let token_path = if fault == Fault::TokenEndpointMoved { "token2" } else { "token" };
+    let auth_methods =
+        if fault == Fault::PostAuthOnly { json!(["client_secret_post"]) } else { json!(["client_secret_basic", "client_secret_post"]) };
     Json(json!({
         "token_endpoint_auth_methods_supported": auth_methods,
         "issuer": i,
         "authorization_endpoint": format!("{i}/authorize"),
-        "token_endpoint": format!("{i}/token"),
+        "token_endpoint": format!("{i}/{token_path}"),
         "userinfo_endpoint": format!("{i}/userinfo"),
         "jwks_uri": format!("{i}/jwks"),
         "response_types_supported": ["code"],
@@ -137,6 +139,13 @@ async fn authorize(State(op): State<FakeOp>, Query(q): Query<HashMap<String, Str
 
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+async fn old_token(state: State<FakeOp>, headers: axum::http::HeaderMap, body: String) -> Response {
+    if state.inner.lock().unwrap().fault == Fault::TokenEndpointMoved {
+        return (axum::http::StatusCode::NOT_FOUND, "no such endpoint").into_response();
+    }
+    token(state, headers, body).await
 }
 
 async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: String) -> Response {

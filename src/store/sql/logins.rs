@@ -184,14 +184,29 @@ impl Logins for SqlStore {
             .collect()
     }
 
-    async fn add_signing_key(&self, k: &StoredSigningKey, actor: &Actor) -> StoreResult<()> {
+    async fn add_signing_key(&self, k: &StoredSigningKey, replace: bool, actor: &Actor) -> StoreResult<bool> {
         let sealed = self.secrets.encrypt(&key_context(&k.kid), &k.pkcs8).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE alg = $2 AND retired_at IS NULL")
-            .bind(ms(k.created_at))
-            .bind(&k.alg)
-            .execute(&mut *tx)
-            .await?;
+        // Key changes take turns (SQLite's write transaction already does): two
+        // replicas adding at once would otherwise each leave a live key.
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        if replace {
+            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE alg = $2 AND retired_at IS NULL")
+                .bind(ms(k.created_at))
+                .bind(&k.alg)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE alg = $1 AND retired_at IS NULL")
+                .bind(&k.alg)
+                .fetch_one(&mut *tx)
+                .await?;
+            if live > 0 {
+                return Ok(false);
+            }
+        }
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, private_key_enc, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, NULL)",
         )
@@ -204,7 +219,7 @@ impl Logins for SqlStore {
         .await?;
         record(&mut tx, None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg})).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn delete_signing_keys_retired_before(&self, cutoff: Timestamp) -> StoreResult<()> {
