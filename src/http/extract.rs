@@ -9,6 +9,13 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// The token of an `Authorization: Bearer` header: `None` without the header, an
+/// empty string (which no token matches) for another scheme.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().unwrap_or_default();
+    Some(value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or_default().trim())
+}
+
 /// A JSON body; unknown fields, missing fields and wrong types are 422s naming the field.
 pub struct ApiJson<T>(pub T);
 

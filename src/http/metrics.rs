@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::error::{ApiError, ApiResult};
+use super::extract::bearer_token;
 use super::AppState;
 use crate::crypto::verify_secret;
 use crate::telemetry;
@@ -21,12 +22,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn render(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("send the metrics token as `Authorization: Bearer <token>`"))?;
+    let presented =
+        bearer_token(req.headers()).ok_or_else(|| ApiError::unauthorized("send the metrics token as `Authorization: Bearer <token>`"))?;
     let allowed = match &state.config.metrics_token_hash {
         Some(hash) => verify_secret(presented, hash),
         None => state.admin_auth.verify(presented, state.store.as_ref()).await?,

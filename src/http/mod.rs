@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod console;
+mod cookies;
 pub mod error;
 pub mod extract;
 mod health;

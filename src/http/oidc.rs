@@ -10,13 +10,14 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use cookie::{Cookie, SameSite};
+use cookie::SameSite;
 use serde_json::json;
 
+use super::cookies::{cookies, set_cookie};
 use super::pages::message_page;
 use super::rate_limit::retry_after;
 use super::AppState;
-use crate::broker::{client_credentials, BackchannelError, Reply, SetCookie, SsoProfileError, TokenError, UserinfoError};
+use crate::broker::{client_credentials, BackchannelError, Reply, SsoProfileError, TokenError, UserinfoError};
 use crate::oidc::discovery::discovery;
 
 pub fn routes() -> Router<AppState> {
@@ -48,31 +49,6 @@ fn params(method: &Method, query: Option<String>, body: &Bytes) -> Vec<(String, 
     url::form_urlencoded::parse(raw).into_owned().collect()
 }
 
-fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            Cookie::split_parse(v.to_owned())
-                .filter_map(Result::ok)
-                .map(|c| (c.name().to_owned(), c.value().to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn set_cookie(c: &SetCookie, secure: bool) -> HeaderValue {
-    let cookie = Cookie::build((c.name.clone(), c.value.clone().unwrap_or_default()))
-        .path(c.path)
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(time::Duration::seconds(c.max_age.as_secs() as i64))
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).expect("cookie values are URL-safe")
-}
-
 pub(super) fn reply(state: &AppState, r: Reply) -> Response {
     let (mut resp, cookies) = match r {
         Reply::Redirect { location, cookies } => (Redirect::to(&location).into_response(), cookies),
@@ -83,7 +59,8 @@ pub(super) fn reply(state: &AppState, r: Reply) -> Response {
         Reply::Trial { outcome, cookies } => (super::console::trial_page(&outcome), cookies),
     };
     for c in &cookies {
-        resp.headers_mut().append(header::SET_COOKIE, set_cookie(c, state.config.secure_cookies()));
+        let value = set_cookie(&c.name, c.value.as_deref(), c.path, c.max_age, state.config.secure_cookies(), SameSite::Lax);
+        resp.headers_mut().append(header::SET_COOKIE, value);
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp

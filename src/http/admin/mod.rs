@@ -12,13 +12,14 @@ mod users;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
+use super::extract::bearer_token;
 use super::{console, AppState};
 use crate::core::audit::Actor;
 use crate::core::organization::Organization;
@@ -58,14 +59,9 @@ async fn require_admin(State(state): State<AppState>, mut req: Request, next: Ne
     if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
         state.limits.admin.check(&state.limits.client(peer.ip(), req.headers())).map_err(ApiError::rate_limited)?;
     }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or_default().trim().to_owned());
-    let actor = match bearer {
+    let actor = match bearer_token(req.headers()) {
         Some(presented) => {
-            if !state.admin_auth.verify(&presented, state.store.as_ref()).await? {
+            if !state.admin_auth.verify(presented, state.store.as_ref()).await? {
                 return Err(ApiError::unauthorized("the admin token is not valid"));
             }
             Actor::admin_token()

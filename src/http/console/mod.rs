@@ -15,10 +15,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use cookie::{Cookie, SameSite};
+use cookie::SameSite;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cookies::{cookies, set_cookie};
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use super::AppState;
@@ -67,31 +68,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// The console session the request's cookie holds, if valid.
 pub async fn session_of(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<ConsoleSession>> {
-    let Some(sealed) = cookie_value(headers, session::COOKIE) else { return Ok(None) };
+    let Some(sealed) = cookies(headers).remove(session::COOKIE) else { return Ok(None) };
     let Some(admin_hash) = state.admin_auth.current_hash(state.store.as_ref()).await? else { return Ok(None) };
     Ok(ConsoleSession::open(&state.broker.sealer, &sealed, &admin_hash, now().unix_timestamp()))
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| Cookie::split_parse(v.to_owned()).filter_map(Result::ok).collect::<Vec<_>>())
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_owned())
-}
-
-fn session_cookie(state: &AppState, value: Option<String>) -> HeaderValue {
-    let max_age = if value.is_some() { session::LIFETIME.as_secs() as i64 } else { 0 };
-    let cookie = Cookie::build((session::COOKIE, value.unwrap_or_default()))
-        .path("/")
-        .http_only(true)
-        .secure(state.config.secure_cookies())
-        .same_site(SameSite::Strict)
-        .max_age(time::Duration::seconds(max_age))
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).expect("sealed values are URL-safe")
+fn session_cookie(state: &AppState, value: Option<&str>) -> HeaderValue {
+    set_cookie(session::COOKIE, value, "/", session::LIFETIME, state.config.secure_cookies(), SameSite::Strict)
 }
 
 /// What the page needs besides the API: the CSRF token, and the addresses an IT
@@ -137,7 +120,7 @@ async fn sign_in(
     let session = ConsoleSession::new(&admin_hash, now().unix_timestamp()).ok_or_else(signed_out)?;
     let sealed = session.seal(&state.broker.sealer).ok_or_else(signed_out)?;
     let mut resp = session_info(&state, &session).into_response();
-    resp.headers_mut().append(header::SET_COOKIE, session_cookie(&state, Some(sealed)));
+    resp.headers_mut().append(header::SET_COOKIE, session_cookie(&state, Some(&sealed)));
     Ok(hardened(resp))
 }
 
