@@ -228,9 +228,7 @@ impl Broker {
             return Ok(user);
         }
         let claim = &c.group_sync.claim;
-        let groups = group_sync::idp_groups(id_claims, claim)
-            .or_else(|| userinfo.and_then(|u| group_sync::idp_groups(u, claim)))
-            .unwrap_or_default();
+        let groups = group_sync::reported_groups(id_claims, userinfo, claim).unwrap_or_default();
         let rules = SyncRules::of(&c.group_sync);
         let resolve = Box::new(|existing: &HashSet<&str>| rules.resolve(&groups, existing));
         self.store.sync_groups(&user.user.id, &groups, resolve, actor).await.map_err(store_failure)
@@ -508,8 +506,7 @@ impl Broker {
         merged: &Claims,
     ) -> Result<(), String> {
         self.claim_limits.check_size(merged)?;
-        let claim = &c.group_sync.claim;
-        let groups = group_sync::idp_groups(id_claims, claim).or_else(|| userinfo.and_then(|u| group_sync::idp_groups(u, claim)));
+        let groups = group_sync::reported_groups(id_claims, userinfo, &c.group_sync.claim);
         self.claim_limits.check_groups(groups.map_or(0, |g| g.len()))
     }
 }

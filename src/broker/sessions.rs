@@ -32,8 +32,9 @@ impl Broker {
     /// Ends the sessions `filter` names; see the module doc.
     pub async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>> {
         let ended = self.store.end_sessions(filter, reason, actor).await?;
+        // One announcement for all of them (signing a user out everywhere ends many).
+        self.forget_tokens(ended.iter().flat_map(|e| e.revoked_token_hashes.iter().cloned()).collect()).await;
         for e in &ended {
-            self.forget_tokens(e.revoked_token_hashes.clone()).await;
             tracing::info!(session_id = %e.session.id, user_id = %e.session.user_id, reason, "session ended");
             self.send_backchannel_logouts(e).await;
         }

@@ -80,8 +80,7 @@ impl Broker {
             org_groups.extend(batch);
         }
         let claim = &c.group_sync.claim;
-        let idp_groups =
-            group_sync::idp_groups(&who.id_claims, claim).or_else(|| who.userinfo.as_ref().and_then(|u| group_sync::idp_groups(u, claim)));
+        let idp_groups = group_sync::reported_groups(&who.id_claims, who.userinfo.as_ref(), claim);
         let (groups, to_create) = match (&idp_groups, c.group_sync.enabled, licence.group_sync) {
             (_, false, _) => {
                 notes.push("group sync is off for this connection: a new user joins `end-user`; admins place users in groups".into());

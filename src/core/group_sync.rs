@@ -19,6 +19,12 @@ pub struct IdpGroup {
     pub id: Option<String>,
 }
 
+/// The groups the IdP reported at sign-in or refresh: the claim at `path` in the
+/// ID token, or else in userinfo. `None` when neither has it.
+pub fn reported_groups(id_token: &Claims, userinfo: Option<&Claims>, path: &str) -> Option<Vec<IdpGroup>> {
+    idp_groups(id_token, path).or_else(|| userinfo.and_then(|u| idp_groups(u, path)))
+}
+
 /// The groups claim at `path` (dotted for nested claims, e.g. `realm_access.roles`):
 /// an array of strings, a single string, or an array of `{id, displayName}` objects.
 /// `None` when the claim is absent (so userinfo may be consulted); unusable entries

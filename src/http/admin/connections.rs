@@ -33,11 +33,10 @@ struct ConnectionView {
 }
 
 fn view(state: &AppState, connection: Connection) -> ConnectionView {
-    let base = &state.config.public_url;
     ConnectionView {
         redirect_uri: state.config.callback_url(),
-        post_logout_redirect_uri: format!("{base}/sso/logged-out"),
-        backchannel_logout_uri: format!("{base}/sso/backchannel-logout/{}", connection.id),
+        post_logout_redirect_uri: state.broker.logged_out_url(),
+        backchannel_logout_uri: format!("{}/sso/backchannel-logout/{}", state.config.public_url, connection.id),
         connection,
     }
 }
