@@ -78,10 +78,15 @@ impl CreateApplication {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApplication {
+    #[serde(default, deserialize_with = "patch::present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub redirect_uris: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub post_logout_redirect_uris: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub expose_idp_tokens: Option<bool>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub id_token_signed_response_alg: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]
     pub backchannel_logout_uri: Option<Option<String>>,

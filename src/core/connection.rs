@@ -31,7 +31,7 @@ pub enum UserMatch {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct GroupSync {
     #[serde(default)]
     pub enabled: bool,
@@ -41,6 +41,18 @@ pub struct GroupSync {
     pub mapping: String,
     #[serde(default)]
     pub create_missing_groups: bool,
+}
+
+impl<'de> Deserialize<'de> for GroupSync {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        GroupSync::deserialize(patch::ObjectOnly(d))
+    }
+}
+
+impl Serialize for GroupSync {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        GroupSync::serialize(self, s)
+    }
 }
 
 fn default_groups_claim() -> String {
@@ -166,16 +178,25 @@ impl CreateConnection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConnection {
+    #[serde(default, deserialize_with = "patch::present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub client_id: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub client_secret: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub discovery_url: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "patch::nullable")]
     pub logout_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub provisioning: Option<Provisioning>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub user_match: Option<UserMatch>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub group_sync: Option<GroupSync>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub allow_hmac_id_tokens: Option<bool>,
 }
 

@@ -49,9 +49,11 @@ impl CreateGroup {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGroup {
+    #[serde(default, deserialize_with = "patch::present")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "patch::nullable")]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub permissions: Option<Vec<String>>,
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::Validated;
-use super::{validate, Timestamp};
+use super::{patch, validate, Timestamp};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Organization {
@@ -55,8 +55,11 @@ impl CreateOrganization {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganization {
+    #[serde(default, deserialize_with = "patch::present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub slug: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
     pub domains: Option<Vec<String>>,
 }
 

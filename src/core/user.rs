@@ -116,6 +116,7 @@ pub struct UpdateUser {
     #[serde(default, deserialize_with = "patch::nullable")]
     pub last_name: Option<Option<String>>,
     /// Replaces the user's group memberships.
+    #[serde(default, deserialize_with = "patch::present")]
     pub groups: Option<Vec<String>>,
 }
 

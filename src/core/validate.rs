@@ -15,7 +15,8 @@ pub fn name(field: &str, value: &str) -> Validated<String> {
     if v.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
-    if v.chars().count() > MAX_NAME_LEN {
+    // Counted before trimming, so the limit is the one the API description states.
+    if value.chars().count() > MAX_NAME_LEN {
         return Err(ValidationError::new(field, format!("must be at most {MAX_NAME_LEN} characters")));
     }
     if v.chars().any(char::is_control) {
@@ -41,7 +42,7 @@ pub fn opaque(field: &str, value: &str, max_len: usize) -> Validated<String> {
 /// Organization slugs: `[a-z0-9-]{2,63}`, no leading/trailing hyphen, and never shaped
 /// like an id so `{org}` in a path is unambiguous.
 pub fn slug(field: &str, value: &str) -> Validated<String> {
-    let v = value.trim();
+    let v = value;
     let ok_chars = v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !(2..=63).contains(&v.len()) || !ok_chars || v.starts_with('-') || v.ends_with('-') {
         return Err(ValidationError::new(field, "must be 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"));

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oidc::routes())
         .merge(console::routes())
         .merge(metrics::routes())
+        .route("/api/v1/openapi.yaml", axum::routing::get(admin::openapi_description))
         .nest("/api/v1", api)
         .route_layer(axum::middleware::from_fn(metrics::record))
         .layer(

@@ -40,6 +40,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
+/// The OpenAPI description of this API (`docs/openapi.yaml`), served without a token
+/// so that tools can be pointed at a running instance.
+pub async fn openapi_description() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/yaml")], include_str!("../../../docs/openapi.yaml"))
+}
+
 /// After any change made through the admin API, logins on this replica see it at
 /// once, and other replicas as soon as they hear of it (within the cache TTL at worst).
 async fn forget_cached_config(State(state): State<AppState>, req: Request, next: Next) -> Response {
