@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::fake_op::{FakeOp, Fault};
+use common::fake_op::{Endpoint, FakeOp, Fault};
 use common::{Options, Ssogate};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -270,12 +270,18 @@ async fn an_idp_sending_more_groups_than_allowed_is_refused() {
 }
 
 #[tokio::test]
-async fn an_idp_that_moves_its_token_endpoint_is_followed_without_a_restart() {
-    let env = env().await;
-    assert_eq!(env.login().await, None, "the discovery document is cached now");
-    env.op.set_fault(Fault::TokenEndpointMoved);
-    // The cached token endpoint answers 404: ssogate reads discovery again and uses the new one.
-    assert_eq!(env.login().await, None);
-    assert_eq!(env.login().await, None);
-    assert_eq!(env.op.token_requests(), 3);
+async fn an_idp_that_moves_an_endpoint_is_followed_without_a_restart() {
+    for endpoint in [Endpoint::Token, Endpoint::Userinfo, Endpoint::Jwks] {
+        let env = env().await;
+        assert_eq!(env.login().await, None, "the discovery document and keys are cached now");
+        env.op.set_fault(Fault::Moved(endpoint));
+        // New keys at a new address: the cached keys cannot verify the next token.
+        if endpoint == Endpoint::Jwks {
+            env.op.rotate_key("key-2");
+        }
+        // The cached address answers 404 (or, for keys, lacks the token's key): ssogate
+        // reads discovery again and uses the new address; the code is still unspent.
+        assert_eq!(env.login().await, None, "moved {endpoint:?}");
+        assert_eq!(env.login().await, None, "moved {endpoint:?}, second sign-in");
+    }
 }

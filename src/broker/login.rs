@@ -1,7 +1,6 @@
 //! `authorize` and the upstream `callback`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use super::login_state::{self, LoginState};
 use super::trial::trial_failed;
@@ -21,8 +20,7 @@ use crate::crypto::random_token;
 use crate::store::{Grant, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
 use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
-use crate::upstream::metadata::ProviderMetadata;
-use crate::upstream::rp::{self, AuthRequest, LoginError};
+use crate::upstream::rp::{self, AuthRequest, Endpoint, LoginError};
 use crate::upstream::UpstreamError;
 
 /// Everything that ends a login early, with the OAuth error it becomes.
@@ -460,36 +458,37 @@ impl Broker {
         let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
         let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await.map_err(store_failure)?;
         let callback = self.callback_url();
-        let (secret_ref, callback_ref) = (&secret, &callback);
-        let exchange = |m: Arc<ProviderMetadata>| async move {
-            rp::exchange_code(&self.providers, &m, connection, secret_ref, code, callback_ref, login.pkce_verifier.as_deref()).await
-        };
-        let tokens = match exchange(metadata.clone()).await {
-            // The token endpoint is gone: the IdP may have moved its endpoints since
-            // its discovery document was cached. The code is still unspent.
-            Err(e) if e.endpoint_gone() => match self.providers.refetch_metadata(&connection.discovery_url).await {
-                Some(fresh) if fresh.token_endpoint != metadata.token_endpoint => {
-                    tracing::info!(connection_id = %connection.id, "the IdP moved its token endpoint; using the new one");
-                    metadata = fresh;
-                    exchange(metadata.clone()).await
-                }
-                _ => Err(e),
-            },
-            other => other,
-        }
+        let (providers, url) = (&self.providers, connection.discovery_url.as_str());
+        let tokens = rp::following_moves(providers, url, &mut metadata, Endpoint::Token, |m| {
+            let (secret, callback) = (&secret, &callback);
+            async move { rp::exchange_code(providers, &m, connection, secret, code, callback, login.pkce_verifier.as_deref()).await }
+        })
+        .await
         .map_err(login_failure)?;
         let id_token = tokens.id_token.as_deref().ok_or_else(|| login_failure(LoginError::NoIdToken))?;
-        let expected = Expected {
-            issuer: &metadata.issuer,
-            client_id: &connection.client_id,
-            nonce: Nonce::Exactly(&login.nonce),
-            hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
-            now: now().unix_timestamp(),
-        };
-        let id_claims = rp::validate_id_token(&self.providers, &metadata, id_token, &expected).await.map_err(login_failure)?;
+        let hmac_secret = connection.allow_hmac_id_tokens.then_some(secret.as_str());
+        let id_claims = rp::following_moves(providers, url, &mut metadata, Endpoint::Jwks, |m| async move {
+            let expected = Expected {
+                issuer: &m.issuer,
+                client_id: &connection.client_id,
+                nonce: Nonce::Exactly(&login.nonce),
+                hmac_secret,
+                now: now().unix_timestamp(),
+            };
+            rp::validate_id_token(providers, &m, id_token, &expected).await
+        })
+        .await
+        .map_err(login_failure)?;
         let sub = id_claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         let userinfo = match (&metadata.userinfo_endpoint, &tokens.access_token) {
-            (Some(_), Some(at)) => Some(rp::userinfo(&self.providers, &metadata, at, &sub).await.map_err(login_failure)?),
+            (Some(_), Some(at)) => Some(
+                rp::following_moves(providers, url, &mut metadata, Endpoint::Userinfo, |m| {
+                    let sub = &sub;
+                    async move { rp::userinfo(providers, &m, at, sub).await }
+                })
+                .await
+                .map_err(login_failure)?,
+            ),
             _ => None,
         };
         let merged = claims::merge(&id_claims, userinfo.as_ref());

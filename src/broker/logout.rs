@@ -17,7 +17,7 @@ use crate::core::authorize::single_valued;
 use crate::core::now;
 use crate::store::{Session, SessionFilter};
 use crate::upstream::id_token::{Expected, Nonce, MAX_TOKEN_AGE_SECS};
-use crate::upstream::rp;
+use crate::upstream::rp::{self, Endpoint};
 
 /// The audience of an ID token hint, read without verifying it: it only chooses
 /// whose registered addresses the redirect must match, so forging it gains nothing.
@@ -161,16 +161,20 @@ impl Broker {
         let store = self.store.as_ref();
         let connection = self.config.connection(store, connection_id).await.map_err(|e| unavailable(&e))?;
         let connection = connection.ok_or_else(|| invalid("there is no such connection"))?;
-        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| unavailable(&e))?;
+        let mut metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| unavailable(&e))?;
         let secret = self.config.client_secret(store, &connection.id).await.map_err(|e| unavailable(&e))?;
-        let expected = Expected {
-            issuer: &metadata.issuer,
-            client_id: &connection.client_id,
-            nonce: Nonce::Exactly(""),
-            hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
-            now: now().unix_timestamp(),
-        };
-        let claims = rp::validate_logout_token(&self.providers, &metadata, token, &expected).await.map_err(|e| {
+        let hmac_secret = connection.allow_hmac_id_tokens.then_some(secret.as_str());
+        let (providers, url) = (&self.providers, connection.discovery_url.as_str());
+        let claims = rp::following_moves(providers, url, &mut metadata, Endpoint::Jwks, |m| {
+            let client_id = &connection.client_id;
+            async move {
+                let expected =
+                    Expected { issuer: &m.issuer, client_id, nonce: Nonce::Exactly(""), hmac_secret, now: now().unix_timestamp() };
+                rp::validate_logout_token(providers, &m, token, &expected).await
+            }
+        })
+        .await
+        .map_err(|e| {
             tracing::warn!(connection_id, error = %e, "refused a back-channel logout token");
             BackchannelError::InvalidRequest(e.to_string())
         })?;

@@ -18,7 +18,7 @@ use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
 use crate::store::{Session, SessionFilter, StoreError, StoreResult};
 use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
-use crate::upstream::rp::{self, LoginError};
+use crate::upstream::rp::{self, Endpoint, LoginError};
 
 /// Sessions claimed per round, and refreshed at once within it.
 const BATCH: u32 = 256;
@@ -120,23 +120,35 @@ impl Broker {
         let connection_id = s.connection_id.as_deref().ok_or_else(|| Final("the session has no connection".into()))?;
         let store = self.store.as_ref();
         let connection = self.config.connection(store, connection_id).await?.ok_or_else(|| Final("the connection was removed".into()))?;
-        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| Transient(e.to_string()))?;
+        let mut metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| Transient(e.to_string()))?;
         let secret = self.config.client_secret(store, &connection.id).await?;
-        let answer = rp::refresh(&self.providers, &metadata, &connection, &secret, refresh_token).await?;
+        let (providers, url) = (&self.providers, connection.discovery_url.as_str());
+        let answer = rp::following_moves(providers, url, &mut metadata, Endpoint::Token, |m| {
+            let (connection, secret) = (&connection, &secret);
+            async move { rp::refresh(providers, &m, connection, secret, refresh_token).await }
+        })
+        .await?;
         let t = now();
         let access_token = answer.access_token.ok_or_else(|| Transient("the refresh answer has no access token".into()))?;
 
         let sub = s.idp_sub.clone().unwrap_or_default();
         let id_token_claims = match &answer.id_token {
             Some(id_token) => {
-                let expected = Expected {
-                    issuer: &metadata.issuer,
-                    client_id: &connection.client_id,
-                    nonce: Nonce::AbsentOr(&previous.nonce),
-                    hmac_secret: connection.allow_hmac_id_tokens.then_some(secret.as_str()),
-                    now: t.unix_timestamp(),
-                };
-                let c = rp::validate_id_token(&self.providers, &metadata, id_token, &expected).await?;
+                let hmac_secret = connection.allow_hmac_id_tokens.then_some(secret.as_str());
+                let c = rp::following_moves(providers, url, &mut metadata, Endpoint::Jwks, |m| {
+                    let client_id = &connection.client_id;
+                    async move {
+                        let expected = Expected {
+                            issuer: &m.issuer,
+                            client_id,
+                            nonce: Nonce::AbsentOr(&previous.nonce),
+                            hmac_secret,
+                            now: t.unix_timestamp(),
+                        };
+                        rp::validate_id_token(providers, &m, id_token, &expected).await
+                    }
+                })
+                .await?;
                 if c.get("sub").and_then(Value::as_str) != Some(sub.as_str()) {
                     return Err(Final("the refreshed ID token names another subject".into()));
                 }
@@ -145,7 +157,13 @@ impl Broker {
             None => previous.id_token_claims.clone(),
         };
         let userinfo: Option<Claims> = match &metadata.userinfo_endpoint {
-            Some(_) => Some(rp::userinfo(&self.providers, &metadata, &access_token, &sub).await?),
+            Some(_) => Some(
+                rp::following_moves(providers, url, &mut metadata, Endpoint::Userinfo, |m| {
+                    let (access_token, sub) = (&access_token, &sub);
+                    async move { rp::userinfo(providers, &m, access_token, sub).await }
+                })
+                .await?,
+            ),
             None => None,
         };
         let profile = claims::merge(&id_token_claims, userinfo.as_ref());

@@ -115,12 +115,13 @@ impl Providers {
         Ok(value)
     }
 
-    /// Reads the discovery document again now, at most once per interval (an
-    /// endpoint the cached copy names has gone: the IdP may have moved it).
-    /// `None` when a refetch was just done, or fails.
-    pub async fn refetch_metadata(&self, discovery_url: &str) -> Option<Arc<ProviderMetadata>> {
+    /// The discovery document as it is now, for a caller whose copy names an
+    /// endpoint that seems gone: read again at once, at most once per interval;
+    /// within the interval, the copy that read left in the cache. `None` if the
+    /// read fails.
+    pub async fn current_metadata(&self, discovery_url: &str) -> Option<Arc<ProviderMetadata>> {
         if !self.may_force(discovery_url) {
-            return None;
+            return self.metadata(discovery_url).await.ok();
         }
         match self.fetch_metadata(discovery_url).await {
             Ok(m) => Some(m),

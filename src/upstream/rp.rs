@@ -1,6 +1,8 @@
 //! The relying-party side of a brokered login: the authorization request to the
 //! customer's IdP, the code exchange, ID token validation and userinfo.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
@@ -96,6 +98,59 @@ impl LoginError {
             LoginError::Upstream(UpstreamError::BadStatus(s)) => [404, 405, 410].contains(s),
             _ => false,
         }
+    }
+}
+
+/// The IdP endpoints a login step talks to, each named by the discovery document.
+#[derive(Clone, Copy, Debug)]
+pub enum Endpoint {
+    Token,
+    Userinfo,
+    Jwks,
+}
+
+impl Endpoint {
+    fn of(self, m: &ProviderMetadata) -> Option<&str> {
+        match self {
+            Endpoint::Token => m.token_endpoint.as_deref(),
+            Endpoint::Userinfo => m.userinfo_endpoint.as_deref(),
+            Endpoint::Jwks => m.jwks_uri.as_deref(),
+        }
+    }
+
+    /// Whether a step's failure may mean the IdP moved this endpoint: it answered
+    /// that it does not exist, or (keys) the token names a key the old JWKS lacks.
+    fn may_have_moved(self, e: &LoginError) -> bool {
+        e.endpoint_gone() || matches!((self, e), (Endpoint::Jwks, LoginError::IdToken(IdTokenError::UnknownKey(_))))
+    }
+}
+
+/// Runs `step` against the IdP's `endpoint`. If it fails in a way that says the
+/// endpoint may have moved, and the discovery document (read again at most once
+/// per interval) names another one, runs it once more there: an IdP that moves an
+/// endpoint is followed at once instead of when the cached document expires.
+/// Safe for the token endpoint too: an endpoint that does not exist spent no code.
+/// `metadata` is left as the last attempt used it.
+pub async fn following_moves<T, Fut>(
+    providers: &Providers,
+    discovery_url: &str,
+    metadata: &mut Arc<ProviderMetadata>,
+    endpoint: Endpoint,
+    step: impl Fn(Arc<ProviderMetadata>) -> Fut,
+) -> Result<T, LoginError>
+where
+    Fut: std::future::Future<Output = Result<T, LoginError>>,
+{
+    match step(metadata.clone()).await {
+        Err(e) if endpoint.may_have_moved(&e) => match providers.current_metadata(discovery_url).await {
+            Some(fresh) if endpoint.of(&fresh) != endpoint.of(metadata) => {
+                tracing::info!(discovery_url, ?endpoint, "the IdP moved an endpoint; using the one its discovery document names now");
+                *metadata = fresh;
+                step(metadata.clone()).await
+            }
+            _ => Err(e),
+        },
+        other => other,
     }
 }
 

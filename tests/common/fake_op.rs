@@ -35,8 +35,26 @@ pub enum Fault {
     PostAuthOnly,
     /// Userinfo carries a 100 KiB claim.
     HugeClaims,
-    /// The token endpoint moved to `/token2` (and discovery says so); `/token` is 404.
-    TokenEndpointMoved,
+    /// The endpoint moved to `/<name>2` (and discovery says so); `/<name>` is 404.
+    Moved(Endpoint),
+}
+
+/// The endpoints the fake can move.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Endpoint {
+    Token,
+    Userinfo,
+    Jwks,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Token => "/token",
+            Endpoint::Userinfo => "/userinfo",
+            Endpoint::Jwks => "/jwks",
+        }
+    }
 }
 
 struct Inner {
@@ -73,10 +91,13 @@ impl FakeOp {
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/jwks2", get(jwks))
             .route("/authorize", get(authorize))
-            .route("/token", post(old_token))
+            .route("/token", post(token))
             .route("/token2", post(token))
             .route("/userinfo", get(userinfo))
+            .route("/userinfo2", get(userinfo))
+            .layer(axum::middleware::from_fn_with_state(op.clone(), gone_if_moved))
             .with_state(op.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         op
@@ -100,16 +121,16 @@ impl FakeOp {
 async fn discovery(State(op): State<FakeOp>) -> Json<Value> {
     let i = &op.issuer;
     let fault = op.inner.lock().unwrap().fault.clone();
-    let token_path = if fault == Fault::TokenEndpointMoved { "token2" } else { "token" };
+    let at = |e: Endpoint| if fault == Fault::Moved(e) { format!("{i}{}2", e.path()) } else { format!("{i}{}", e.path()) };
     let auth_methods =
         if fault == Fault::PostAuthOnly { json!(["client_secret_post"]) } else { json!(["client_secret_basic", "client_secret_post"]) };
     Json(json!({
         "token_endpoint_auth_methods_supported": auth_methods,
         "issuer": i,
         "authorization_endpoint": format!("{i}/authorize"),
-        "token_endpoint": format!("{i}/{token_path}"),
-        "userinfo_endpoint": format!("{i}/userinfo"),
-        "jwks_uri": format!("{i}/jwks"),
+        "token_endpoint": at(Endpoint::Token),
+        "userinfo_endpoint": at(Endpoint::Userinfo),
+        "jwks_uri": at(Endpoint::Jwks),
         "response_types_supported": ["code"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["S256"],
@@ -141,11 +162,14 @@ fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
 }
 
-async fn old_token(state: State<FakeOp>, headers: axum::http::HeaderMap, body: String) -> Response {
-    if state.inner.lock().unwrap().fault == Fault::TokenEndpointMoved {
-        return (axum::http::StatusCode::NOT_FOUND, "no such endpoint").into_response();
+/// The old address of a moved endpoint answers 404.
+async fn gone_if_moved(State(op): State<FakeOp>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Fault::Moved(e) = op.inner.lock().unwrap().fault {
+        if req.uri().path() == e.path() {
+            return (axum::http::StatusCode::NOT_FOUND, "no such endpoint").into_response();
+        }
     }
-    token(state, headers, body).await
+    next.run(req).await
 }
 
 async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: String) -> Response {
