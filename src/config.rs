@@ -135,6 +135,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SSOGATE_REFRESH_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub refresh_grace: Duration,
 
+    /// A group re-sync job that has recorded no progress for this long (it records
+    /// some every 200 users) was left by a stopped process: it is taken up again, on
+    /// any replica.
+    #[arg(long, env = "SSOGATE_SYNC_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub sync_stall_timeout: Duration,
+
     /// Do not apply database migrations at start; refuse to start if any is pending.
     /// For a service role without DDL rights: run `ssogate migrate` as one that has
     /// them before deploying a new version.

@@ -160,7 +160,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     tokio::spawn(housekeeping(broker.clone()));
     let worker = broker.clone();
-    tokio::spawn(async move { worker.run_sync_jobs().await });
+    let stalled_after = args.sync_stall_timeout;
+    tokio::spawn(async move { worker.run_sync_jobs(stalled_after).await });
     tokio::spawn(broker.clone().run_refresher());
     tokio::spawn(broker.clone().run_change_listener());
     let metrics = crate::telemetry::install()?;

@@ -285,3 +285,80 @@ async fn an_idp_that_moves_an_endpoint_is_followed_without_a_restart() {
         assert_eq!(env.login().await, None, "moved {endpoint:?}, second sign-in");
     }
 }
+
+/// ssogate is killed while a group re-sync is half done. The job stays visible as
+/// running; once it has made no progress for the stall timeout it is taken up again
+/// and finishes, every user synced.
+#[tokio::test]
+async fn a_sync_job_cut_short_by_a_crash_is_finished_after_the_restart() {
+    use ssogate::core::audit::Actor;
+    use ssogate::core::claims::IdpProfile;
+    use ssogate::core::group_sync::{IdpGroup, Resolution};
+    use ssogate::store::{Directory, Logins, Provisioned, SqlStore};
+
+    const PEOPLE: usize = 3000;
+    let op = FakeOp::start("ssogate-client").await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { extra_args: vec!["--sync-stall-timeout".into(), "2s".into()], ..Default::default() };
+    let sso = Ssogate::start_with(dir.path(), opts).await;
+    add_organization(&sso, "big", &op).await;
+    let (_, connections) = sso.get("/organizations/big/connections").await;
+    let connection_id = connections["data"][0]["id"].as_str().unwrap().to_owned();
+
+    // People who signed in before, each reported in IdP group "Engineering", written
+    // straight to the database (thousands of sign-ins would take minutes).
+    let key = ssogate::crypto::SecretBox::parse_key(&std::fs::read_to_string(dir.path().join("ssogate.db.key")).unwrap()).unwrap();
+    let url = format!("sqlite://{}/ssogate.db", dir.path().display());
+    let store = SqlStore::connect(&url, std::sync::Arc::new(ssogate::crypto::SecretBox::new(&key))).await.unwrap();
+    let connection = store.get_connection(&connection_id).await.unwrap().unwrap();
+    let engineering = [IdpGroup { name: "Engineering".into(), id: None }];
+    for i in 0..PEOPLE {
+        let profile = IdpProfile { idp_sub: format!("person-{i}"), email: Some(format!("person-{i}@big.test")), ..Default::default() };
+        let Provisioned::User(user) = store.provision_user(&connection, &profile, ssogate::core::now()).await.unwrap() else {
+            panic!("not provisioned")
+        };
+        let nothing = Box::new(|_: &std::collections::HashSet<&str>| Resolution::default());
+        store.sync_groups(&user.user.id, &engineering, nothing, &Actor("test".into())).await.unwrap();
+    }
+    drop(store);
+
+    // The new rule puts Engineering in `builder`: a job re-syncs all of them.
+    let rule = json!({"group_sync": {"enabled": true, "mapping": "Engineering -> builder"}});
+    let (s, body) = sso.patch(&format!("/connections/{connection_id}"), rule).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, jobs) = sso.get("/organizations/big/sync-jobs").await;
+    let job_path = format!("/sync-jobs/{}", jobs["data"][0]["id"].as_str().unwrap());
+    async fn job(sso: &Ssogate, path: &str) -> serde_json::Value {
+        sso.get(path).await.1
+    }
+    let half_done = common::eventually(Duration::from_secs(60), "the job to be under way", || async {
+        let j = job(&sso, &job_path).await;
+        let done = j["done"].as_u64().unwrap();
+        (j["status"] == "running" && done > 0).then_some(done)
+    })
+    .await;
+    let sso = sso.crash_and_restart().await;
+    let after_crash = job(&sso, &job_path).await;
+    assert!(half_done < PEOPLE as u64, "the job finished before the crash; give it more people");
+    assert_eq!(after_crash["status"], "running", "the interrupted job is shown as it was left: {after_crash}");
+
+    let finished = common::eventually(Duration::from_secs(60), "the job to be taken up again and finish", || async {
+        let j = job(&sso, &job_path).await;
+        (j["status"] == "done").then_some(j)
+    })
+    .await;
+    assert_eq!((finished["done"].as_u64(), finished["total"].as_u64()), (Some(PEOPLE as u64), Some(PEOPLE as u64)), "{finished}");
+    let (mut cursor, mut builders) = (String::new(), 0);
+    loop {
+        let (_, page) = sso.get(&format!("/organizations/big/users?limit=200&cursor={cursor}")).await;
+        for u in page["data"].as_array().unwrap() {
+            assert_eq!(u["groups"], json!(["builder"]), "{u}");
+            builders += 1;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(builders, PEOPLE, "users lost or duplicated");
+}

@@ -12,10 +12,8 @@ use crate::core::group_sync::{SyncJob, SyncRules};
 use crate::core::now;
 use crate::store::StoreResult;
 
+/// A running job records progress after every page of users.
 const PAGE: u32 = 200;
-/// A running job records progress after every page; one silent this long was left
-/// by a process that stopped.
-const STALLED_AFTER: Duration = Duration::from_secs(60);
 
 impl Broker {
     /// Queues re-syncs after an admin change (of one connection, or of the
@@ -29,11 +27,11 @@ impl Broker {
     }
 
     /// The worker: runs queued jobs one at a time, forever. Jobs queued on another
-    /// replica are found by polling; jobs a stopped replica left are taken up once
-    /// they have made no progress for STALLED_AFTER.
-    pub async fn run_sync_jobs(&self) {
+    /// replica are found by polling; jobs a stopped process left are taken up once
+    /// they have made no progress for `stalled_after`.
+    pub async fn run_sync_jobs(&self, stalled_after: Duration) {
         loop {
-            match self.store.requeue_stalled_sync_jobs(now() - STALLED_AFTER).await {
+            match self.store.requeue_stalled_sync_jobs(now() - stalled_after).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "requeued sync jobs a stopped process left unfinished"),
                 Err(e) => tracing::warn!(error = %e, "could not requeue interrupted sync jobs"),
