@@ -156,6 +156,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SSOGATE_MAX_GROUPS_PER_USER", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_groups_per_user: u32,
 
+    /// Largest request body accepted (admin API JSON, token and logout forms); a
+    /// bigger one is refused with 413 before it is read.
+    #[arg(long, env = "SSOGATE_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4096..=16 * 1024 * 1024))]
+    pub max_request_bytes: u32,
+
     /// Largest answer read from an identity provider (discovery, JWKS, token, userinfo).
     #[arg(long, env = "SSOGATE_IDP_MAX_RESPONSE_BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(4096..))]
     pub idp_max_response_bytes: u32,
@@ -201,6 +206,7 @@ pub struct RuntimeConfig {
     pub dev: bool,
     /// Hash of `--metrics-token`, if set.
     pub metrics_token_hash: Option<String>,
+    pub max_request_bytes: usize,
 }
 
 impl RuntimeConfig {
@@ -210,7 +216,7 @@ impl RuntimeConfig {
             None => format!("http://{}", args.listen),
         };
         let metrics_token_hash = args.metrics_token.as_deref().map(crate::crypto::hash_secret);
-        RuntimeConfig { public_url, dev: args.dev, metrics_token_hash }
+        RuntimeConfig { public_url, dev: args.dev, metrics_token_hash, max_request_bytes: args.max_request_bytes as usize }
     }
 
     /// Cookies are `Secure` unless a dev deployment serves plain http.

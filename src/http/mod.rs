@@ -42,9 +42,6 @@ pub struct AppState {
     pub limits: Arc<rate_limit::RateLimits>,
 }
 
-/// Admin request bodies are small JSON documents.
-const MAX_BODY_BYTES: usize = 64 * 1024;
-
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let api =
@@ -68,7 +65,7 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
-                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+                .layer(DefaultBodyLimit::max(state.config.max_request_bytes)),
         )
         .with_state(state)
 }
