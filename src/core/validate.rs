@@ -247,7 +247,8 @@ pub fn claim_path(field: &str, value: &str) -> Validated<String> {
 /// An optional free-text field (descriptions): trimmed, bounded.
 pub fn description(field: &str, value: &str) -> Validated<String> {
     let v = value.trim();
-    if v.chars().count() > 2000 {
+    // Counted before trimming, as for names.
+    if value.chars().count() > 2000 {
         return Err(ValidationError::new(field, "must be at most 2000 characters"));
     }
     Ok(v.to_owned())
