@@ -101,6 +101,12 @@ pub struct ServeArgs {
     #[arg(long = "allow-idp-network", env = "SSOGATE_ALLOW_IDP_NETWORK", value_delimiter = ',')]
     pub allow_idp_networks: Vec<IpNet>,
 
+    /// A non-public network (CIDR) that applications' back-channel logout URIs may
+    /// be on (application back-ends beside ssogate). Repeatable; comma-separated in
+    /// the env var.
+    #[arg(long = "allow-app-network", env = "SSOGATE_ALLOW_APP_NETWORK", value_delimiter = ',')]
+    pub allow_app_networks: Vec<IpNet>,
+
     /// Timeout of each request to an identity provider, in seconds.
     #[arg(long = "idp-timeout", env = "SSOGATE_IDP_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub idp_timeout_secs: u64,
@@ -182,6 +188,17 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", env = "SSOGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// How long a client may take to send a request's headers (the first request's
+    /// and every next one's on a kept-alive connection); then the connection closes.
+    /// Bounds slow-header (slowloris) attacks and idle connections.
+    #[arg(long, env = "SSOGATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Connections one client address may hold open at once (trusted proxies are
+    /// exempt); more are closed as they arrive. 0: no limit.
+    #[arg(long, env = "SSOGATE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: u32,
+
     /// Bearer token Prometheus presents to scrape `/metrics` (at least 24
     /// characters). Without it, `/metrics` takes the admin token.
     #[arg(long, env = "SSOGATE_METRICS_TOKEN", hide_env_values = true)]
@@ -223,11 +240,6 @@ impl RuntimeConfig {
     pub fn secure_cookies(&self) -> bool {
         !(self.dev && self.public_url.starts_with("http://"))
     }
-
-    /// The one redirect URI every connection registers at its IdP.
-    pub fn callback_url(&self) -> String {
-        format!("{}/sso/callback", self.public_url)
-    }
 }
 
 impl DatabaseArgs {
@@ -262,7 +274,7 @@ mod tests {
     #[test]
     fn public_url_defaults_to_the_listen_address() {
         let s = serve(&["--listen", "127.0.0.1:9999"]);
-        assert_eq!(RuntimeConfig::new(&s).callback_url(), "http://127.0.0.1:9999/sso/callback");
+        assert_eq!(RuntimeConfig::new(&s).public_url, "http://127.0.0.1:9999");
         let s = serve(&["--public-url", "https://sso.example.com/"]);
         assert_eq!(RuntimeConfig::new(&s).public_url, "https://sso.example.com");
     }

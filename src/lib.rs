@@ -4,6 +4,7 @@
 //! - [`crypto`]: encryption at rest, credential hashing.
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite, PostgreSQL).
 //! - [`upstream`]: ssogate as an OIDC relying party of customer identity providers.
+//! - [`outbound`]: SSRF-guarded HTTP to addresses ssogate was given.
 //! - [`http`]: the HTTP surface (admin API, health), thin handlers over the above.
 //! - [`config`] and [`server`]: command line and wiring.
 
@@ -16,6 +17,7 @@ pub mod core;
 pub mod crypto;
 pub mod http;
 pub mod oidc;
+pub mod outbound;
 pub mod server;
 pub mod store;
 pub mod telemetry;

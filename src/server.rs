@@ -14,10 +14,11 @@ use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
 use crate::core::circuit::CircuitPolicy;
 use crate::core::claims::ClaimLimits;
-use crate::core::network::IdpNetworkPolicy;
+use crate::core::network::NetworkPolicy;
 use crate::crypto::SecretBox;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState};
+use crate::outbound::AppClient;
 use crate::store::{Dialect, Directory, SqlStore, Store};
 use crate::upstream::{IdpClient, Providers};
 
@@ -129,11 +130,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.metrics_token.as_ref().is_some_and(|t| t.len() < crate::admin_token::MIN_TOKEN_LEN) {
         bail!("SSOGATE_METRICS_TOKEN must be at least {} characters", crate::admin_token::MIN_TOKEN_LEN);
     }
+    if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&args.header_read_timeout) {
+        bail!("--header-read-timeout must be between 1s and 300s");
+    }
     let config = Arc::new(RuntimeConfig::new(&args));
     if args.dev {
         tracing::warn!("--dev: http and loopback identity providers are allowed and cookies are not Secure");
     }
-    let policy = IdpNetworkPolicy { dev: args.dev, allowed_networks: args.allow_idp_networks.clone() };
+    let policy = NetworkPolicy::for_idps(args.dev, args.allow_idp_networks.clone());
     let circuit =
         CircuitPolicy { threshold: args.idp_circuit_threshold, cooldown: args.idp_circuit_cooldown, max_in_flight: args.idp_max_in_flight };
     let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs), circuit, args.idp_max_response_bytes as usize)?;
@@ -151,10 +155,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         issuer: config.public_url.clone(),
         lifetimes,
         refresh: args.refresh_policy(),
-        app_client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        app_client: AppClient::new(NetworkPolicy::for_applications(args.dev, args.allow_app_networks.clone()), Duration::from_secs(5))
             .context("building the HTTP client for applications")?,
         claim_limits: ClaimLimits { max_bytes: args.max_claims_bytes as usize, max_groups: args.max_groups_per_user as usize },
     });
@@ -172,9 +173,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %config.public_url, "ssogate is serving");
-    // The peer address feeds the per-address rate limits.
-    let service = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
+    let connection_limits = http::serve::ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        per_address: args.max_connections_per_address,
+        exempt: args.trusted_proxies.clone(),
+    };
+    http::serve::serve(listener, http::router(state), connection_limits, shutdown_signal()).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

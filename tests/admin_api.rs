@@ -25,7 +25,10 @@ async fn everything_created_survives_a_restart_and_secrets_stay_hidden() {
     let (s, conn) = sso.post("/organizations/acme-corp/connections", conn_body("https://acme.okta.com")).await;
     assert_eq!(s, StatusCode::CREATED, "{conn}");
     assert!(conn["id"].as_str().unwrap().starts_with("conn_"));
-    assert_eq!(conn["redirect_uri"], sso.url("/sso/callback"));
+    // Each connection answers at its own redirect URI (RFC 9700 §4.4.2).
+    assert_eq!(conn["redirect_uri"], sso.url(&format!("/sso/callback/{}", conn["id"].as_str().unwrap())));
+    assert_eq!(conn["own_redirect_uri"], conn["redirect_uri"]);
+    assert_eq!(conn["shared_redirect_uri"], false);
     assert_eq!(conn["discovery_url"], "https://acme.okta.com/.well-known/openid-configuration");
     assert!(conn.get("client_secret").is_none(), "secret returned: {conn}");
 

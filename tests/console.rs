@@ -81,7 +81,8 @@ async fn an_admin_sets_up_an_organization_in_the_browser() {
     let sso = Ssogate::start(dir.path()).await;
     let secret = "globex-client-secret-at-the-idp";
     let idp = TestIdp::start(json!({
-        "clients": [{"client_id": "ssogate-globex", "client_secret": secret, "redirect_uris": [sso.url("/sso/callback")]}],
+        // The connection's own redirect URI is registered once the console shows it.
+        "clients": [{"client_id": "ssogate-globex", "client_secret": secret, "redirect_uris": ["https://not-yet.example.test/cb"]}],
         "accounts": {"grace": {"email": "grace@globex.test", "email_verified": true, "given_name": "Grace", "family_name": "Hopper",
                                "groups": ["Engineering", "Sales Team"]}},
     }));

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use ssogate::core::application::{Application, ClientType};
 use ssogate::core::authorize;
 use ssogate::core::group_mapping::GroupMapping;
-use ssogate::core::network::IdpNetworkPolicy;
+use ssogate::core::network::NetworkPolicy;
 use ssogate::core::now;
 use ssogate::crypto::SecretBox;
 use ssogate::oidc::keys::{SigningAlg, SigningKey};
@@ -109,7 +109,7 @@ proptest! {
     #[test]
     fn discovery_documents_and_jwks_of_any_shape(doc in json_value(), jwks in json_value(), keys in prop::collection::vec(json_value(), 0..4)) {
         if let Ok(m) = serde_json::from_value::<ProviderMetadata>(doc) {
-            let _ = check_metadata("https://idp.example.com/.well-known/openid-configuration", &m, &IdpNetworkPolicy::default());
+            let _ = check_metadata("https://idp.example.com/.well-known/openid-configuration", &m, &NetworkPolicy::default());
         }
         let _ = usable_signing_keys(&jwks);
         if let Ok(found) = usable_signing_keys(&json!({"keys": keys})) {

@@ -1,5 +1,5 @@
-//! Abuse limits: `authorize` per client address, `token` per client id, the admin
-//! API per client address — each answered with 429 and `Retry-After`, counted in
+//! Abuse limits: `authorize` per client address, `token` per authenticated client
+//! (failures per client and address), the admin API per client address — each answered with 429 and `Retry-After`, counted in
 //! the metrics; behind a trusted proxy, clients are told apart by X-Forwarded-For.
 
 mod common;
@@ -52,23 +52,40 @@ async fn each_limit_refuses_with_429_and_retry_after() {
     assert!(limited.headers().contains_key(RETRY_AFTER));
     assert!(limited.text().await.unwrap().contains("Too many sign-in attempts"));
 
-    // token: two per minute per client id.
-    let token = |client: &'static str| {
+    // token: failed client authentications, two per minute per (client, address) —
+    // never the genuine client's own allowance (tests/security.rs) — and requests
+    // naming no registered client, two per minute per address.
+    let (_, app) = sso.post("/applications", serde_json::json!({"name": "A", "redirect_uris": ["https://a.example.test/cb"]})).await;
+    let client = app["client_id"].as_str().unwrap().to_owned();
+    let token = |client: String, from: &'static str| {
         http.post(sso.url("/oauth2/token"))
-            .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", client), ("client_secret", "guess")])
+            .header("x-forwarded-for", from)
+            .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", &client), ("client_secret", "guess")])
             .send()
     };
     for _ in 0..2 {
-        assert_eq!(token("client-a").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(token(client.clone(), "198.51.100.1").await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
-    let limited = token("client-a").await.unwrap();
+    let limited = token(client.clone(), "198.51.100.1").await.unwrap();
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.headers().contains_key(RETRY_AFTER));
     assert_eq!(limited.json::<Value>().await.unwrap()["error"], "temporarily_unavailable");
-    assert_eq!(token("client-b").await.unwrap().status(), StatusCode::UNAUTHORIZED, "each client has its own allowance");
+    assert_eq!(
+        token(client.clone(), "198.51.100.2").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "each address has its own allowance"
+    );
+    for _ in 0..2 {
+        assert_eq!(token("client-nobody".into(), "198.51.100.3").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        token("client-other".into(), "198.51.100.3").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "unknown clients count by address"
+    );
 
     let metrics = http.get(sso.url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
-    for limit in ["admin", "authorize", "token"] {
+    for limit in ["admin", "authorize", "client_auth_failures", "unattributed_clients"] {
         assert!(common::metric(&metrics, "ssogate_rate_limited_total", &[&format!("limit=\"{limit}\"")]) >= 1.0, "{limit}: {metrics}");
     }
 }

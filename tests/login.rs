@@ -274,20 +274,23 @@ async fn rotated_signing_keys_stay_published_for_tokens_they_signed() {
 async fn organizations_stay_isolated_from_each_other() {
     // Two organizations, each with its own real IdP, both knowing a user "alice".
     let env = env("jit").await;
-    let port = env.sso.base.rsplit(':').next().unwrap().to_owned();
-    let idp_b = TestIdp::start(json!({
-        "clients": [{"client_id": "ssogate-b", "client_secret": IDP_SECRET, "redirect_uris": [format!("http://127.0.0.1:{port}/sso/callback")]}],
-        "accounts": {"alice": {"email": "alice@beta.test", "email_verified": true}},
-    }));
+    // The connection comes first: the IdP registers its redirect URI.
+    let idp_b_port = common::free_port();
     env.sso.post("/organizations", json!({"name": "Beta", "slug": "beta", "domains": ["beta.test"]})).await;
-    let (s, _) = env
+    let (s, conn_b) = env
         .sso
         .post(
             "/organizations/beta/connections",
-            json!({"name": "Beta IdP", "client_id": "ssogate-b", "client_secret": IDP_SECRET, "discovery_url": idp_b.issuer}),
+            json!({"name": "Beta IdP", "client_id": "ssogate-b", "client_secret": IDP_SECRET,
+                   "discovery_url": format!("http://127.0.0.1:{idp_b_port}")}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
+    let idp_b = TestIdp::start(json!({
+        "port": idp_b_port,
+        "clients": [{"client_id": "ssogate-b", "client_secret": IDP_SECRET, "redirect_uris": [conn_b["redirect_uri"]]}],
+        "accounts": {"alice": {"email": "alice@beta.test", "email_verified": true}},
+    }));
 
     let browser = Browser::new();
     let (a, _) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;

@@ -79,6 +79,7 @@ async fn each_fault_is_refused_with_a_clear_error() {
         (Fault::WrongAudience, "access_denied", "aud"),
         (Fault::WrongIssuer, "access_denied", "issuer"),
         (Fault::Expired, "access_denied", "expired"),
+        (Fault::NotYetValid, "access_denied", "not valid yet (nbf)"),
         (Fault::NonceMismatch, "access_denied", "nonce"),
         (Fault::UnknownKid, "access_denied", "never-published"),
         (Fault::UserinfoSubMismatch, "access_denied", "userinfo `sub`"),
@@ -103,9 +104,18 @@ async fn each_fault_is_refused_with_a_clear_error() {
     assert_eq!(metrics.status(), StatusCode::UNAUTHORIZED, "metrics name customers: they need a token");
     let text = env.sso.metrics().await;
     assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"success\""]), 2.0, "{text}");
-    assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"access_denied\""]), 11.0);
+    assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"access_denied\""]), 12.0);
     assert_eq!(common::metric(&text, "ssogate_logins_total", &["outcome=\"temporarily_unavailable\""]), 1.0);
-    for reason in ["bad_signature", "algorithm_not_allowed", "wrong_audience", "wrong_issuer", "expired", "nonce_mismatch", "unknown_key"] {
+    for reason in [
+        "bad_signature",
+        "algorithm_not_allowed",
+        "wrong_audience",
+        "wrong_issuer",
+        "expired",
+        "not_yet_valid",
+        "nonce_mismatch",
+        "unknown_key",
+    ] {
         let n = common::metric(&text, "ssogate_idp_token_rejections_total", &["token=\"id_token\"", &format!("reason=\"{reason}\"")]);
         assert!(n >= 1.0, "{reason}: {text}");
     }

@@ -207,7 +207,9 @@ async fn an_idp_back_channel_logout_ends_the_session_and_reaches_the_app() {
 
 #[tokio::test]
 async fn admins_list_and_revoke_sessions_and_idle_sessions_lapse() {
-    let env = Env::start(EnvOptions { sso_args: vec!["--session-idle-timeout".into(), "3s".into()], ..short_lived() }).await;
+    // Long enough for two sign-ins on a loaded two-core machine (each runs openid-client
+    // in node twice), short enough to wait out.
+    let env = Env::start(EnvOptions { sso_args: vec!["--session-idle-timeout".into(), "10s".into()], ..short_lived() }).await;
     let (a, b) = (Browser::new(), Browser::new());
     let in_a = env.login(&a, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
     let in_b = env.login(&b, json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
@@ -232,7 +234,7 @@ async fn admins_list_and_revoke_sessions_and_idle_sessions_lapse() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, visited) = env.login(&c, json!({"organization": "acme"})).await;
     assert!(!env.went_to_idp(&visited), "used within the idle timeout");
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
     let (_, visited) = env.login(&c, json!({"organization": "acme", "login_hint": "alice"})).await;
     assert!(env.went_to_idp(&visited), "idle past the timeout");
 }

@@ -89,6 +89,7 @@ fn org(name: &str, slug: &str, domains: &[&str]) -> Organization {
         name: name.into(),
         slug: slug.into(),
         domains: domains.iter().map(|d| d.to_string()).collect(),
+        email_policy: Default::default(),
         created_at: t,
         updated_at: t,
     }
@@ -108,6 +109,8 @@ fn connection(org_id: &str) -> Connection {
         user_match: UserMatch::Email,
         group_sync: GroupSync::default(),
         allow_hmac_id_tokens: false,
+        trust_unverified_email: false,
+        shared_redirect_uri: false,
         created_at: t,
         updated_at: t,
     }

@@ -8,10 +8,11 @@ use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
-use crate::core::claims::{self, Claims};
+use crate::core::claims::{self, Claims, IdpProfile};
 use crate::core::connection::Connection;
 use crate::core::group_sync::{self, SyncRules};
 use crate::core::ids::{new_id, IdKind};
+use crate::core::organization::EmailPolicy;
 use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::validate::email_domain;
@@ -45,6 +46,27 @@ fn login_failure(e: LoginError) -> OAuthError {
         }
         LoginError::Upstream(_) => oauth("temporarily_unavailable", e.to_string()),
         _ => oauth("access_denied", e.to_string()),
+    }
+}
+
+/// Mix-up defence (RFC 9700 §4.4.2): an IdP's answer is taken only at the redirect
+/// URI its login was sent with — the connection's own, so an answer meant for one
+/// connection cannot be fed into another's login. At the shared URI of older
+/// connections the answer must name its issuer (RFC 9207 `iss`, compared with the
+/// connection's issuer once its metadata is read).
+fn answered_where_sent(login: &LoginState, at: Option<&str>, params: &HashMap<String, String>) -> Result<(), OAuthError> {
+    match (at, login.shared_callback) {
+        (Some(id), false) if id == login.connection_id => Ok(()),
+        (None, true) if params.contains_key("iss") => Ok(()),
+        (None, true) => Err(oauth(
+            "access_denied",
+            "the identity provider did not name itself in its answer (RFC 9207 iss), which the shared redirect URI requires; \
+             the organization's admin must register the connection's own redirect URI at the IdP and switch the connection to it",
+        )),
+        _ => Err(oauth(
+            "access_denied",
+            "the identity provider's answer arrived at another connection's redirect URI; refused as a possible mix-up attack (RFC 9700 §4.4)",
+        )),
     }
 }
 
@@ -108,7 +130,11 @@ impl Broker {
         let connection = self.route(req).await?;
         self.check_licence(&connection.organization_id).await?;
         if !req.prompt_login {
-            if let Some(session) = self.current_session(cookies, &connection).await? {
+            let fresh_enough = |s: &Session| req.max_age.is_none_or(|max| (now() - s.auth_time).whole_seconds() <= max as i64);
+            // A session authenticated longer ago than max_age is not reused: the user
+            // authenticates at the IdP again (OIDC Core §3.1.2.1), or with prompt=none
+            // gets login_required.
+            if let Some(session) = self.current_session(cookies, &connection).await?.filter(fresh_enough) {
                 let user = self.store.get_user(&session.user_id).await.map_err(store_failure)?;
                 if let Some(user) = user {
                     return self.issue_code(app, req, &user, &session, None).await;
@@ -129,7 +155,7 @@ impl Broker {
         let nonce = random();
         let verifier = rp::supports_pkce(&metadata).then(random);
         let challenge = verifier.as_deref().map(rp::pkce_pair);
-        let callback = self.callback_url();
+        let callback = connection.redirect_uri(&self.issuer);
         let location = rp::authorization_url(
             &metadata,
             connection,
@@ -140,6 +166,7 @@ impl Broker {
                 redirect_uri: &callback,
                 login_hint: req.login_hint.as_deref(),
                 prompt_login: req.prompt_login,
+                max_age: req.max_age,
             },
         )
         .map_err(|e| login_failure(e.into()))?;
@@ -152,6 +179,7 @@ impl Broker {
             request: req.clone(),
             expires_at: (now() + self.lifetimes.login_state).unix_timestamp(),
             trial,
+            shared_callback: connection.shared_redirect_uri,
         };
         let sealed = login_state::seal(&self.sealer, &state_hash, &login)
             .ok_or_else(|| oauth("server_error", "ssogate could not start the sign-in; try again"))?;
@@ -232,6 +260,18 @@ impl Broker {
         self.store.sync_groups(&user.user.id, &groups, resolve, actor).await.map_err(store_failure)
     }
 
+    /// Refuses a sign-in whose email lies outside the organization's domains, when the
+    /// organization asks for that.
+    async fn check_email_policy(&self, c: &Connection, profile: &IdpProfile) -> Result<(), OAuthError> {
+        let org = self.config.organization(self.store.as_ref(), &c.organization_id).await.map_err(store_failure)?;
+        let org = org.ok_or_else(|| oauth("access_denied", "the organization was removed during sign-in"))?;
+        let inside = profile.email.as_deref().is_some_and(|e| org.email_policy.vouches_for(&org.domains, e));
+        if org.email_policy == EmailPolicy::RequireDomains && !inside {
+            return Err(oauth("access_denied", "your email address is not in one of your organization's domains; ask its administrator"));
+        }
+        Ok(())
+    }
+
     /// Refuses sign-ins the organization's licence does not allow.
     async fn check_licence(&self, organization_id: &str) -> Result<(), OAuthError> {
         let e = self.config.entitlements(self.store.as_ref(), organization_id).await.map_err(store_failure)?;
@@ -296,8 +336,10 @@ impl Broker {
         Ok(Reply::Redirect { location: self.redirect_to_app(req, &[("code", &code)]), cookies })
     }
 
-    /// The identity provider's answer at `/sso/callback`.
-    pub async fn callback(&self, pairs: Vec<(String, String)>, cookies: &HashMap<String, String>) -> Reply {
+    /// The identity provider's answer at `/sso/callback/<connection id>` (`at`), or at
+    /// the shared `/sso/callback` (`at` is `None`) for connections from before each had
+    /// its own.
+    pub async fn callback(&self, at: Option<&str>, pairs: Vec<(String, String)>, cookies: &HashMap<String, String>) -> Reply {
         let params: HashMap<String, String> = pairs.into_iter().collect();
         let Some(state) = params.get("state") else {
             return Reply::page(400, "Sign-in failed", "The identity provider's answer has no state. Start again from the application.");
@@ -313,6 +355,14 @@ impl Broker {
                 "This sign-in is unknown here: it was started in another browser, its cookie was lost, or it has expired. Start again from the application.",
             );
         };
+        if let Err(e) = answered_where_sent(&login, at, &params) {
+            tracing::warn!(connection_id = %login.connection_id, answered_at = at.unwrap_or("(shared)"), error = %e.description, "refused an IdP answer at the wrong redirect URI");
+            let mut reply = if login.trial { trial_failed(&login.connection_id, e) } else { self.error_redirect(&login.request, e) };
+            if let Reply::Redirect { cookies, .. } | Reply::Trial { cookies, .. } = &mut reply {
+                cookies.push(spent);
+            }
+            return reply;
+        }
         let too_slow = || oauth("access_denied", "the sign-in took too long; try again");
         let mut reply = match (login.trial, login.expires_at < now().unix_timestamp()) {
             (true, true) => trial_failed(&login.connection_id, too_slow()),
@@ -349,6 +399,7 @@ impl Broker {
         self.check_licence(&connection.organization_id).await?;
         let UpstreamIdentity { tokens, id_claims, userinfo, merged, sub } = self.upstream_identity(login, &connection, params).await?;
         let profile = claims::normalize(&merged);
+        self.check_email_policy(&connection, &profile).await?;
         let login_at: Timestamp = now();
         let user = match self.store.provision_user(&connection, &profile, login_at).await {
             Ok(Provisioned::User(u)) => *u,
@@ -457,7 +508,7 @@ impl Broker {
         }
         let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
         let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await.map_err(store_failure)?;
-        let callback = self.callback_url();
+        let callback = login.redirect_uri(&self.issuer);
         let (providers, url) = (&self.providers, connection.discovery_url.as_str());
         let tokens = rp::following_moves(providers, url, &mut metadata, Endpoint::Token, |m| {
             let (secret, callback) = (&secret, &callback);

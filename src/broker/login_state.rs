@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::authorize::AuthorizeRequest;
+use crate::core::connection::SHARED_CALLBACK_PATH;
 use crate::crypto::SecretBox;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,6 +22,22 @@ pub struct LoginState {
     /// An admin's try-it sign-in from the console: it ends on a preview, writes nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trial: bool,
+    /// Sent to the IdP with the shared redirect URI (a connection from before each
+    /// had its own); the answer must then name its issuer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_callback: bool,
+}
+
+impl LoginState {
+    /// The redirect URI this login sent to the IdP (and must send again with the code).
+    pub fn redirect_uri(&self, public_url: &str) -> String {
+        let shared = format!("{public_url}{SHARED_CALLBACK_PATH}");
+        if self.shared_callback {
+            shared
+        } else {
+            format!("{shared}/{}", self.connection_id)
+        }
+    }
 }
 
 /// Browsers keep cookies of up to 4096 bytes; beyond this the request is refused
@@ -61,6 +78,7 @@ mod tests {
             request: AuthorizeRequest { client_id: "client_1".into(), ..Default::default() },
             expires_at: 1,
             trial: false,
+            shared_callback: false,
         }
     }
 

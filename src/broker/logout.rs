@@ -15,8 +15,9 @@ use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::audit::Actor;
 use crate::core::authorize::single_valued;
 use crate::core::now;
+use crate::crypto::{hash_secret, verify_secret};
 use crate::store::{Session, SessionFilter};
-use crate::upstream::id_token::{Expected, Nonce, MAX_TOKEN_AGE_SECS};
+use crate::upstream::id_token::{self, Expected, Nonce, MAX_TOKEN_AGE_SECS};
 use crate::upstream::rp::{self, Endpoint};
 
 /// The audience of an ID token hint, read without verifying it: it only chooses
@@ -29,6 +30,12 @@ fn hinted_client(id_token_hint: &str) -> Option<String> {
         Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
         _ => None,
     }
+}
+
+/// The CSRF token of the logout confirmation page: derived from the browser's session
+/// secret, so only a page ssogate showed that browser can carry it.
+fn confirmation_token(session_secret: &str) -> String {
+    hash_secret(&format!("logout_confirmation:{session_secret}"))
 }
 
 /// Where to send the browser once the IdP has signed it out, sealed into the
@@ -86,24 +93,64 @@ impl Broker {
                 }
             }
         }
-        let mut at_idp = None;
-        if let Some(id) = cookies.get(SESSION_COOKIE) {
-            match self.end_sessions(SessionFilter::Handle(&handle(id)), "logout", &Actor("user".into())).await {
-                Ok(ended) => {
-                    if let Some(e) = ended.first() {
-                        at_idp = self.idp_logout_url(&e.session, back_to_app.as_deref()).await;
-                    }
-                }
+        let session = match cookies.get(SESSION_COOKIE) {
+            Some(secret) => match self.use_session(&handle(secret)).await {
+                Ok(s) => s.map(|s| (s, secret)),
                 Err(e) => {
-                    tracing::error!(error = %e, "ending a session failed");
+                    tracing::error!(error = %e, "reading a session at logout failed");
                     return Reply::page(503, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.");
                 }
-            }
-        }
+            },
+            None => None,
+        };
         let clear = SetCookie { name: SESSION_COOKIE.into(), value: None, path: "/", max_age: std::time::Duration::ZERO };
+        let Some((session, secret)) = session else {
+            // Nothing to end: no need to ask.
+            return match back_to_app {
+                Some(location) => Reply::Redirect { location, cookies: vec![clear] },
+                None => Reply::SignedOut { cookies: vec![clear] },
+            };
+        };
+        // OIDC RP-Initiated Logout 1.0 §2: without an ID token of this very session
+        // as hint, the user is asked, so a cross-site link cannot sign them out.
+        let hinted = params.get("id_token_hint").is_some_and(|hint| self.hint_names_session(hint, &session));
+        let confirm = confirmation_token(secret);
+        let confirmed = params.get("confirm").is_some_and(|c| verify_secret(c, &hash_secret(&confirm)));
+        if !(hinted || confirmed) {
+            let mut fields = vec![("confirm".to_owned(), confirm)];
+            for name in ["client_id", "id_token_hint", "post_logout_redirect_uri", "state"] {
+                if let Some(v) = params.get(name) {
+                    fields.push((name.to_owned(), v.clone()));
+                }
+            }
+            return Reply::ConfirmLogout { fields };
+        }
+        let at_idp = match self.end_sessions(SessionFilter::Handle(&session.id_hash), "logout", &Actor("user".into())).await {
+            Ok(ended) => match ended.first() {
+                Some(e) => self.idp_logout_url(&e.session, back_to_app.as_deref()).await,
+                None => None,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "ending a session failed");
+                return Reply::page(503, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.");
+            }
+        };
         match at_idp.or(back_to_app) {
             Some(location) => Reply::Redirect { location, cookies: vec![clear] },
             None => Reply::SignedOut { cookies: vec![clear] },
+        }
+    }
+
+    /// Whether `hint` is an ID token ssogate signed for `session` (expired ones count:
+    /// a hint is often old, §2). Its signature is checked against the published keys.
+    fn hint_names_session(&self, hint: &str, session: &Session) -> bool {
+        let Ok(jwks) = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&self.keys.jwks()) else { return false };
+        match id_token::verify_signature(hint, &jwks.keys, None) {
+            Ok(claims) => {
+                claims.get("iss").and_then(Value::as_str) == Some(self.issuer.as_str())
+                    && claims.get("sid").and_then(Value::as_str) == Some(session.id.as_str())
+            }
+            Err(_) => false,
         }
     }
 

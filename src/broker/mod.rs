@@ -3,6 +3,7 @@
 //! gets back. HTTP-agnostic: handlers turn [`Reply`]s into responses.
 
 mod config_cache;
+mod deletions;
 mod keyring;
 mod login;
 mod login_state;
@@ -22,13 +23,14 @@ pub use config_cache::{ConfigCache, CONFIG_TTL};
 pub use keyring::{KeyRing, KeyRingError};
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
-pub use token::{client_credentials, TokenCache, TokenError, TokenReply, UserinfoError};
+pub use token::{client_credentials, ClientAuthFailure, TokenCache, TokenError, TokenReply, UserinfoError};
 pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::{AuthorizeRequest, OAuthError};
 use crate::core::claims::ClaimLimits;
 use crate::core::session::{RefreshPolicy, SessionLifetimes};
 use crate::crypto::{hash_secret, SecretBox};
+use crate::outbound::AppClient;
 use crate::store::Store;
 use crate::upstream::Providers;
 
@@ -79,6 +81,11 @@ pub enum Reply {
         title: String,
         message: String,
     },
+    /// A sign-out request that did not prove it comes from the user's application:
+    /// ask the user, with a form that posts `fields` back to the logout endpoint.
+    ConfirmLogout {
+        fields: Vec<(String, String)>,
+    },
     /// Signed out, with nowhere to return to.
     SignedOut {
         cookies: Vec<SetCookie>,
@@ -111,16 +118,12 @@ pub struct Broker {
     pub issuer: String,
     pub lifetimes: Lifetimes,
     pub refresh: RefreshPolicy,
-    /// Delivers back-channel logout tokens to applications.
-    pub app_client: reqwest::Client,
+    /// Delivers back-channel logout tokens to applications (SSRF-guarded).
+    pub app_client: AppClient,
     pub claim_limits: ClaimLimits,
 }
 
 impl Broker {
-    pub fn callback_url(&self) -> String {
-        format!("{}/sso/callback", self.issuer)
-    }
-
     /// The application's redirect URI with `params` added to its query, plus `iss`
     /// (RFC 9207) so the client can tell which provider answered.
     fn redirect_to_app(&self, req: &AuthorizeRequest, params: &[(&str, &str)]) -> String {

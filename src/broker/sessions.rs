@@ -12,6 +12,7 @@ use crate::core::audit::Actor;
 use crate::core::now;
 use crate::crypto::random_token;
 use crate::oidc::keys::SigningAlg;
+use crate::outbound::AppClient;
 use crate::store::{EndedSession, Session, SessionFilter, StoreResult};
 
 const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -79,10 +80,14 @@ impl Broker {
 }
 
 /// POSTs the logout token (§2.5), retrying a few times if the application is down.
-async fn deliver_logout_token(client: reqwest::Client, uri: String, client_id: String, token: String) {
+async fn deliver_logout_token(client: AppClient, uri: String, client_id: String, token: String) {
+    if let Some(why) = client.refusal(&uri) {
+        tracing::error!(client_id = %client_id, why, "back-channel logout not sent: the application's URI is outside the network policy");
+        return;
+    }
     let body = url::form_urlencoded::Serializer::new(String::new()).append_pair("logout_token", &token).finish();
     for pause in DELIVERY_RETRIES.iter().map(Some).chain([None]) {
-        let request = client.post(&uri).header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body.clone());
+        let request = client.http.post(&uri).header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body.clone());
         match request.send().await {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(client_id = %client_id, "back-channel logout delivered");

@@ -8,11 +8,9 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::token::client_credentials;
 use super::{handle, Broker, TokenError};
-use crate::core::application::ClientType;
+use crate::core::application::{Application, ClientType};
 use crate::core::now;
-use crate::crypto::verify_secret;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,14 +27,16 @@ pub enum SsoProfileError {
 }
 
 impl Broker {
-    pub async fn sso_profile(&self, form: HashMap<String, String>, authorization: Option<&str>) -> Result<Value, SsoProfileError> {
-        let (client_id, secret) = client_credentials(&form, authorization)?;
-        let bad_client = || TokenError { status: 401, error: "invalid_client", description: "client authentication failed".into() };
-        let (app, secret_hash) = self.config.application(self.store.as_ref(), &client_id).await?.ok_or_else(bad_client)?;
+    /// The live profile behind `form`'s `token`, for an authenticated application.
+    pub async fn sso_profile(&self, app: &Application, form: HashMap<String, String>) -> Result<Value, SsoProfileError> {
         // Only a backend that can keep a secret may read a user's upstream profile.
-        match (app.client_type, secret.as_deref()) {
-            (ClientType::Confidential, Some(s)) if verify_secret(s, &secret_hash) => {}
-            _ => return Err(bad_client().into()),
+        if app.client_type != ClientType::Confidential {
+            return Err(TokenError {
+                status: 401,
+                error: "invalid_client",
+                description: "only confidential clients may read SSO user info".into(),
+            }
+            .into());
         }
         let token = form.get("token").ok_or_else(|| TokenError {
             status: 400,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{handle, Broker};
-use crate::core::application::ClientType;
+use crate::core::application::{Application, ClientType};
 use crate::core::{now, Timestamp};
 use crate::crypto::{random_token, verify_secret};
 use crate::oidc::keys::{at_hash, SigningAlg};
@@ -34,8 +34,32 @@ fn invalid_grant(description: &str) -> TokenError {
 
 impl From<StoreError> for TokenError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Unavailable(_) = e {
+            tracing::warn!(error = %e, "database unavailable at the token endpoint");
+            return token_error(503, "temporarily_unavailable", "ssogate's database is not reachable; try again shortly");
+        }
         tracing::error!(error = %e, "store failure at the token endpoint");
         token_error(500, "server_error", "ssogate could not issue tokens; try again")
+    }
+}
+
+/// Why client authentication failed, as the abuse limits count it.
+#[derive(Debug)]
+pub enum ClientAuthFailure {
+    /// No usable credentials, or a client id nobody registered: counted by address.
+    Unattributed(TokenError),
+    /// A registered client, with the wrong secret or authentication method:
+    /// counted by client and address.
+    Refused { client_id: String, error: TokenError },
+    /// ssogate could not tell (its database failed): counted nowhere.
+    Store(TokenError),
+}
+
+impl ClientAuthFailure {
+    pub fn into_error(self) -> TokenError {
+        match self {
+            ClientAuthFailure::Unattributed(e) | ClientAuthFailure::Refused { error: e, .. } | ClientAuthFailure::Store(e) => e,
+        }
     }
 }
 
@@ -135,16 +159,27 @@ fn pkce_ok(challenge: &str, verifier: &str) -> bool {
 }
 
 impl Broker {
-    /// `grant_type=authorization_code` at the token endpoint.
-    pub async fn token(&self, form: HashMap<String, String>, authorization: Option<&str>) -> Result<TokenReply, TokenError> {
-        let (client_id, secret) = client_credentials(&form, authorization)?;
+    /// Client authentication (RFC 6749 §2.3.1): confidential clients by secret (a
+    /// constant-time hash comparison), public clients by id alone and never with a secret.
+    pub async fn authenticate_client(
+        &self,
+        form: &HashMap<String, String>,
+        authorization: Option<&str>,
+    ) -> Result<Application, ClientAuthFailure> {
+        let (client_id, secret) = client_credentials(form, authorization).map_err(ClientAuthFailure::Unattributed)?;
         let bad_client = || token_error(401, "invalid_client", "client authentication failed");
-        let (app, secret_hash) = self.config.application(self.store.as_ref(), &client_id).await?.ok_or_else(bad_client)?;
+        let found = self.config.application(self.store.as_ref(), &client_id).await.map_err(|e| ClientAuthFailure::Store(e.into()))?;
+        let Some((app, secret_hash)) = found else { return Err(ClientAuthFailure::Unattributed(bad_client())) };
         match (app.client_type, secret.as_deref()) {
-            (ClientType::Confidential, Some(s)) if verify_secret(s, &secret_hash) => {}
-            (ClientType::Public, None) => {}
-            _ => return Err(bad_client()),
+            (ClientType::Confidential, Some(s)) if verify_secret(s, &secret_hash) => Ok(app),
+            (ClientType::Public, None) => Ok(app),
+            _ => Err(ClientAuthFailure::Refused { client_id, error: bad_client() }),
         }
+    }
+
+    /// `grant_type=authorization_code` at the token endpoint, for an authenticated client.
+    pub async fn token(&self, app: &Application, form: HashMap<String, String>) -> Result<TokenReply, TokenError> {
+        let client_id = &app.client_id;
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => {}
             Some(other) => return Err(token_error(400, "unsupported_grant_type", format!("grant_type `{other}` is not supported"))),

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{Validated, ValidationError};
+use super::network::NetworkPolicy;
 use super::{patch, validate, Timestamp};
 
 /// Confidential clients authenticate with their secret at the token endpoint;
@@ -62,7 +63,8 @@ pub struct NewApplication {
 }
 
 impl CreateApplication {
-    pub fn validate(self) -> Validated<NewApplication> {
+    /// `policy`: where back-channel logout tokens may be sent.
+    pub fn validate(self, policy: &NetworkPolicy) -> Validated<NewApplication> {
         Ok(NewApplication {
             name: validate::name("name", &self.name)?,
             client_type: self.client_type,
@@ -70,7 +72,7 @@ impl CreateApplication {
             redirect_uris: validate::redirect_uris("redirect_uris", &self.redirect_uris, true)?,
             post_logout_redirect_uris: validate::redirect_uris("post_logout_redirect_uris", &self.post_logout_redirect_uris, false)?,
             expose_idp_tokens: self.expose_idp_tokens,
-            backchannel_logout_uri: self.backchannel_logout_uri.as_deref().map(backchannel_logout_uri).transpose()?,
+            backchannel_logout_uri: self.backchannel_logout_uri.as_deref().map(|u| backchannel_logout_uri(policy, u)).transpose()?,
         })
     }
 }
@@ -92,8 +94,11 @@ pub struct UpdateApplication {
     pub backchannel_logout_uri: Option<Option<String>>,
 }
 
-fn backchannel_logout_uri(v: &str) -> Validated<String> {
-    validate::backchannel_logout_uri("backchannel_logout_uri", v)
+fn backchannel_logout_uri(policy: &NetworkPolicy, v: &str) -> Validated<String> {
+    let uri = validate::backchannel_logout_uri("backchannel_logout_uri", v)?;
+    let url = url::Url::parse(&uri).map_err(|e| ValidationError::new("backchannel_logout_uri", e.to_string()))?;
+    policy.check_url("backchannel_logout_uri", &url)?;
+    Ok(uri)
 }
 
 /// ID tokens are signed with RS256 unless the application asks for ES256.
@@ -105,7 +110,7 @@ fn signing_alg(v: &str) -> Validated<String> {
 }
 
 impl UpdateApplication {
-    pub fn apply(self, app: &mut Application) -> Validated<()> {
+    pub fn apply(self, app: &mut Application, policy: &NetworkPolicy) -> Validated<()> {
         if let Some(v) = &self.name {
             app.name = validate::name("name", v)?;
         }
@@ -122,7 +127,7 @@ impl UpdateApplication {
             app.id_token_signed_response_alg = signing_alg(v)?;
         }
         if let Some(v) = &self.backchannel_logout_uri {
-            app.backchannel_logout_uri = v.as_deref().map(backchannel_logout_uri).transpose()?;
+            app.backchannel_logout_uri = v.as_deref().map(|u| backchannel_logout_uri(policy, u)).transpose()?;
         }
         Ok(())
     }

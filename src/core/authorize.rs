@@ -19,6 +19,9 @@ pub struct AuthorizeRequest {
     pub code_challenge: Option<String>,
     pub prompt_login: bool,
     pub prompt_none: bool,
+    /// Seconds: a session authenticated longer ago may not be reused (OIDC Core §3.1.2.1).
+    #[serde(default)]
+    pub max_age: Option<u64>,
     pub login_hint: Option<String>,
     pub organization: Option<String>,
     pub connection: Option<String>,
@@ -103,6 +106,10 @@ pub fn validate(params: &HashMap<String, String>, app: &Application, redirect_ur
     if prompt_none && prompts.len() > 1 {
         return Err(OAuthError::new("invalid_request", "prompt=none cannot be combined with other prompts"));
     }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| OAuthError::new("invalid_request", "max_age must be a whole number of seconds"))?),
+    };
     for (name, max) in [("state", 2048), ("nonce", 512), ("login_hint", 512)] {
         if params.get(name).is_some_and(|v| v.len() > max) {
             return Err(OAuthError::new("invalid_request", format!("{name} is longer than {max} characters")));
@@ -117,6 +124,7 @@ pub fn validate(params: &HashMap<String, String>, app: &Application, redirect_ur
         code_challenge,
         prompt_login: prompts.iter().any(|p| p == "login" || p == "select_account"),
         prompt_none,
+        max_age,
         login_hint: get("login_hint"),
         organization: get("organization"),
         connection: get("connection"),
@@ -166,6 +174,10 @@ mod tests {
         let r = validate(&p, &app(ClientType::Confidential), uri).unwrap();
         assert_eq!(r.scopes, ["openid", "email"]);
         assert_eq!(r.state.as_deref(), Some("s1"));
+        assert_eq!(r.max_age, None);
+        let mut p = params(&base());
+        p.insert("max_age".into(), "300".into());
+        assert_eq!(validate(&p, &app(ClientType::Confidential), "https://app.example.com/cb".into()).unwrap().max_age, Some(300));
     }
 
     #[test]
@@ -200,6 +212,8 @@ mod tests {
         check(&[], ClientType::Public, "invalid_request");
         check(&[("request", "eyJ...")], ClientType::Confidential, "request_not_supported");
         check(&[("prompt", "none login")], ClientType::Confidential, "invalid_request");
+        check(&[("max_age", "-1")], ClientType::Confidential, "invalid_request");
+        check(&[("max_age", "soon")], ClientType::Confidential, "invalid_request");
     }
 
     #[test]

@@ -130,7 +130,10 @@ pub fn user_claims(u: &UserView, org: &Organization, scopes: &[String]) -> Claim
     if has("email") {
         if let Some(e) = &user.email {
             c.insert("email".into(), e.clone().into());
-            c.insert("email_verified".into(), user.email_verified.into());
+            // Only the organization's own domains are vouched for (unless it trusts its
+            // IdPs for any): another tenant's IdP can assert any address.
+            let verified = user.email_verified && org.email_policy.vouches_for(&org.domains, e);
+            c.insert("email_verified".into(), verified.into());
         }
     }
     if has("profile") {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Validated, ValidationError};
 use super::group_mapping::GroupMapping;
-use super::network::IdpNetworkPolicy;
+use super::network::NetworkPolicy;
 use super::{patch, validate, Timestamp};
 
 pub const WELL_KNOWN_SUFFIX: &str = "/.well-known/openid-configuration";
@@ -90,6 +90,16 @@ pub struct Connection {
     /// Accept HS256/384/512 ID tokens, verified with the client secret. Off by
     /// default: anyone holding the shared secret could mint such tokens.
     pub allow_hmac_id_tokens: bool,
+    /// Link a first sign-in to an existing user by an email the IdP does not say is
+    /// verified. Off by default: an IdP that lets people type any address would let
+    /// them take over the pre-created user who has it.
+    pub trust_unverified_email: bool,
+    /// Created before connections had their own redirect URI: still answered at the
+    /// shared `/sso/callback`, which is safe only when the IdP names itself in its
+    /// answer (RFC 9207 `iss`), since every connection shares it (RFC 9700 §4.4).
+    /// Set to false once the connection's own URI is registered at the IdP; never
+    /// back to true.
+    pub shared_redirect_uri: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -113,6 +123,8 @@ pub struct CreateConnection {
     pub group_sync: GroupSync,
     #[serde(default)]
     pub allow_hmac_id_tokens: bool,
+    #[serde(default)]
+    pub trust_unverified_email: bool,
 }
 
 /// The settings of a connection apart from identity and timestamps, validated.
@@ -127,6 +139,27 @@ pub struct ConnectionSettings {
     pub user_match: UserMatch,
     pub group_sync: GroupSync,
     pub allow_hmac_id_tokens: bool,
+    pub trust_unverified_email: bool,
+}
+
+/// The shared redirect URI of connections created before each had its own.
+pub const SHARED_CALLBACK_PATH: &str = "/sso/callback";
+
+impl Connection {
+    /// The redirect URI this connection's own IdP answers at: its own path, so that
+    /// an answer can be told apart from another connection's (RFC 9700 §4.4.2).
+    pub fn own_redirect_uri(&self, public_url: &str) -> String {
+        format!("{public_url}{SHARED_CALLBACK_PATH}/{}", self.id)
+    }
+
+    /// The redirect URI sign-ins through this connection use now.
+    pub fn redirect_uri(&self, public_url: &str) -> String {
+        if self.shared_redirect_uri {
+            format!("{public_url}{SHARED_CALLBACK_PATH}")
+        } else {
+            self.own_redirect_uri(public_url)
+        }
+    }
 }
 
 pub fn default_scopes() -> Vec<String> {
@@ -135,7 +168,7 @@ pub fn default_scopes() -> Vec<String> {
 
 /// Accepts either the discovery document's URL or the issuer URL (to which the
 /// well-known suffix is appended), and checks it against the network policy.
-pub fn discovery_url(policy: &IdpNetworkPolicy, field: &str, value: &str) -> Validated<String> {
+pub fn discovery_url(policy: &NetworkPolicy, field: &str, value: &str) -> Validated<String> {
     let mut url = validate::url(field, value)?;
     policy.check_url(field, &url)?;
     if url.query().is_some() {
@@ -148,7 +181,7 @@ pub fn discovery_url(policy: &IdpNetworkPolicy, field: &str, value: &str) -> Val
     Ok(url.to_string())
 }
 
-fn logout_url(policy: &IdpNetworkPolicy, value: &str) -> Validated<String> {
+fn logout_url(policy: &NetworkPolicy, value: &str) -> Validated<String> {
     let url = validate::url("logout_url", value)?;
     policy.check_url("logout_url", &url)?;
     Ok(url.to_string())
@@ -158,7 +191,7 @@ pub const MAX_SECRET_LEN: usize = 4096;
 
 impl CreateConnection {
     /// Returns the validated settings and the client secret (to be encrypted by the caller).
-    pub fn validate(self, policy: &IdpNetworkPolicy) -> Validated<(ConnectionSettings, String)> {
+    pub fn validate(self, policy: &NetworkPolicy) -> Validated<(ConnectionSettings, String)> {
         let secret = validate::opaque("client_secret", &self.client_secret, MAX_SECRET_LEN)?;
         let settings = ConnectionSettings {
             name: validate::name("name", &self.name)?,
@@ -170,6 +203,7 @@ impl CreateConnection {
             user_match: self.user_match,
             group_sync: self.group_sync.validated().map_err(|e| e.within("group_sync"))?,
             allow_hmac_id_tokens: self.allow_hmac_id_tokens,
+            trust_unverified_email: self.trust_unverified_email,
         };
         Ok((settings, secret))
     }
@@ -198,11 +232,15 @@ pub struct UpdateConnection {
     pub group_sync: Option<GroupSync>,
     #[serde(default, deserialize_with = "patch::present")]
     pub allow_hmac_id_tokens: Option<bool>,
+    #[serde(default, deserialize_with = "patch::present")]
+    pub trust_unverified_email: Option<bool>,
+    #[serde(default, deserialize_with = "patch::present")]
+    pub shared_redirect_uri: Option<bool>,
 }
 
 impl UpdateConnection {
     /// Applies the change; returns a new client secret when one was given.
-    pub fn apply(self, c: &mut Connection, policy: &IdpNetworkPolicy) -> Validated<Option<String>> {
+    pub fn apply(self, c: &mut Connection, policy: &NetworkPolicy) -> Validated<Option<String>> {
         if let Some(v) = &self.name {
             c.name = validate::name("name", v)?;
         }
@@ -230,6 +268,19 @@ impl UpdateConnection {
         if let Some(v) = self.allow_hmac_id_tokens {
             c.allow_hmac_id_tokens = v;
         }
+        if let Some(v) = self.trust_unverified_email {
+            c.trust_unverified_email = v;
+        }
+        match self.shared_redirect_uri {
+            Some(true) if !c.shared_redirect_uri => {
+                return Err(ValidationError::new(
+                    "shared_redirect_uri",
+                    "a connection cannot go back to the shared redirect URI: every connection answering at one address lets one IdP's answer be taken for another's (RFC 9700 §4.4)",
+                ))
+            }
+            Some(v) => c.shared_redirect_uri = v,
+            None => {}
+        }
         self.client_secret.map(|s| validate::opaque("client_secret", &s, MAX_SECRET_LEN)).transpose()
     }
 }
@@ -239,7 +290,7 @@ mod tests {
     use super::*;
 
     fn create(json: serde_json::Value) -> Validated<(ConnectionSettings, String)> {
-        serde_json::from_value::<CreateConnection>(json).unwrap().validate(&IdpNetworkPolicy::default())
+        serde_json::from_value::<CreateConnection>(json).unwrap().validate(&NetworkPolicy::default())
     }
 
     fn base() -> serde_json::Value {

@@ -1,25 +1,42 @@
-//! Which identity-provider addresses ssogate may talk to (the SSRF guard's rules).
+//! Which addresses ssogate may talk to (the SSRF guard's rules), for identity
+//! providers and for applications' back-channel logout endpoints alike.
 //!
 //! Connections are configured by customer admins, so a discovery URL is untrusted input:
 //! without this guard it could point ssogate at `169.254.169.254` or an internal admin
-//! port. The rules are pure; `upstream::http` applies them to every resolved address.
+//! port. The rules are pure; `crate::outbound` applies them to every resolved address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use url::{Host, Url};
 
 use super::error::{Validated, ValidationError};
 
-#[derive(Clone, Debug, Default)]
-pub struct IdpNetworkPolicy {
-    /// `--dev`: `http://` and loopback identity providers are allowed.
+#[derive(Clone, Debug)]
+pub struct NetworkPolicy {
+    /// `--dev`: `http://` and loopback addresses are allowed.
     pub dev: bool,
-    /// `--allow-idp-network`: non-public ranges an operator explicitly trusts.
+    /// Non-public ranges an operator explicitly trusts.
     pub allowed_networks: Vec<IpNet>,
+    /// The flag that lists them, for error messages (`--allow-idp-network`).
+    pub allow_flag: &'static str,
 }
 
-impl IdpNetworkPolicy {
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy::for_idps(false, vec![])
+    }
+}
+
+impl NetworkPolicy {
+    pub fn for_idps(dev: bool, allowed_networks: Vec<IpNet>) -> Self {
+        NetworkPolicy { dev, allowed_networks, allow_flag: "--allow-idp-network" }
+    }
+
+    pub fn for_applications(dev: bool, allowed_networks: Vec<IpNet>) -> Self {
+        NetworkPolicy { dev, allowed_networks, allow_flag: "--allow-app-network" }
+    }
+
     /// Whether ssogate may open a connection to `ip`.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
@@ -65,7 +82,7 @@ impl IdpNetworkPolicy {
         } else {
             Err(ValidationError::new(
                 field,
-                format!("points at the non-public address {ip}; list its network with --allow-idp-network to allow it"),
+                format!("points at the non-public address {ip}; list its network with {} to allow it", self.allow_flag),
             ))
         }
     }
@@ -84,11 +101,33 @@ pub fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+/// IPv6 addresses that stand for one IPv4 address are judged as that address:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated but still
+/// routed by some stacks) and IPv4-translated (`::ffff:0:a.b.c.d`, RFC 6145).
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else { return ip };
+    let s = v6.segments();
+    let translated = s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0;
+    if translated {
+        return IpAddr::V4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+    }
+    // `::` and `::1` are IPv6's own unspecified and loopback addresses, not IPv4-compatible.
+    if v6.is_loopback() || v6.is_unspecified() {
+        return ip;
+    }
+    v6.to_ipv4().map(IpAddr::V4).unwrap_or(ip)
+}
+
+/// The IPv4 addresses a tunnelling prefix carries inside an IPv6 address, which a
+/// relay would reach on ssogate's behalf: 6to4 (`2002:aabb:ccdd::/48`, RFC 3056) and
+/// Teredo (`2001:0::/32`: the server, and the client XORed with ones, RFC 4380).
+fn tunnelled_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    match (s[0], s[1]) {
+        (0x2002, _) => vec![v4(s[1], s[2])],
+        (0x2001, 0x0000) => vec![v4(s[2], s[3]), v4(!s[6], !s[7])],
+        _ => vec![],
     }
 }
 
@@ -112,13 +151,18 @@ fn is_public(ip: IpAddr) -> bool {
         }
         IpAddr::V6(v6) => {
             let seg0 = v6.segments()[0];
+            let tunnelled = tunnelled_ipv4(v6);
+            if !tunnelled.is_empty() {
+                return tunnelled.into_iter().all(|v4| is_public(IpAddr::V4(v4)));
+            }
             !(v6.is_unspecified()
                 || v6.is_loopback()
                 || v6.is_multicast()
                 || (seg0 & 0xfe00) == 0xfc00 // unique local
                 || (seg0 & 0xffc0) == 0xfe80 // link local
                 || seg0 == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
-                || seg0 == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64 could reach private v4
+                || seg0 == 0x0064 && v6.segments()[1] == 0xff9b // NAT64 (and local-use NAT64) could reach private v4
+                || seg0 == 0x0100 && v6.segments()[1..4] == [0, 0, 0]) // discard-only
         }
     }
 }
@@ -127,11 +171,11 @@ fn is_public(ip: IpAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn policy(dev: bool, nets: &[&str]) -> IdpNetworkPolicy {
-        IdpNetworkPolicy { dev, allowed_networks: nets.iter().map(|n| n.parse().unwrap()).collect() }
+    fn policy(dev: bool, nets: &[&str]) -> NetworkPolicy {
+        NetworkPolicy::for_idps(dev, nets.iter().map(|n| n.parse().unwrap()).collect())
     }
 
-    fn check(p: &IdpNetworkPolicy, url: &str) -> Result<(), String> {
+    fn check(p: &NetworkPolicy, url: &str) -> Result<(), String> {
         p.check_url("discovery_url", &Url::parse(url).unwrap()).map_err(|e| e.message)
     }
 
@@ -151,10 +195,21 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            // IPv4 embedded in IPv6 in the other ways stacks and relays understand.
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:10.0.0.1",
+            "2002:a9fe:a9fe::",
+            "2002:7f00:1::1",
+            "2001:0:a9fe:a9fe::",
+            "2001:0:808:808::f5ff:fffe", // public Teredo server, client 10.0.0.1
+            "64:ff9b:1::a00:1",
+            "100::1",
         ] {
             assert!(!p.allows_ip(ip.parse().unwrap()), "{ip} should be refused");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:0:8.8.8.8", "2002:808:808::1", "2001:0:808:808::f7f7:f7f7"] {
             assert!(p.allows_ip(ip.parse().unwrap()), "{ip} should be allowed");
         }
     }

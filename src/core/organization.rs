@@ -5,12 +5,41 @@ use serde::{Deserialize, Serialize};
 use super::error::Validated;
 use super::{patch, validate, Timestamp};
 
+/// Which email addresses the organization's identity providers may vouch for. Any
+/// organization's IdP can assert any address, so an address outside the
+/// organization's own domains is, by default, passed to applications as unverified
+/// (else org A's IdP could present `ceo@<org B's domain>` as verified).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailPolicy {
+    /// Verified only within the organization's domains.
+    #[default]
+    Domains,
+    /// The organization trusts its IdPs for any domain.
+    Any,
+    /// Sign-ins with an email outside the organization's domains are refused.
+    RequireDomains,
+}
+
+impl EmailPolicy {
+    /// Whether `email` stays verified for an organization owning `domains`.
+    pub fn vouches_for(self, domains: &[String], email: &str) -> bool {
+        match self {
+            EmailPolicy::Any => true,
+            EmailPolicy::Domains | EmailPolicy::RequireDomains => {
+                validate::email_domain(email).is_some_and(|d| domains.iter().any(|own| own.eq_ignore_ascii_case(d)))
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Organization {
     pub id: String,
     pub name: String,
     pub slug: String,
     pub domains: Vec<String>,
+    pub email_policy: EmailPolicy,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -24,6 +53,8 @@ pub struct CreateOrganization {
     pub slug: Option<String>,
     #[serde(default)]
     pub domains: Vec<String>,
+    #[serde(default)]
+    pub email_policy: EmailPolicy,
 }
 
 /// A validated creation request. `slug_given` tells whether a clash is the caller's
@@ -34,6 +65,7 @@ pub struct NewOrganization {
     pub slug: String,
     pub slug_given: bool,
     pub domains: Vec<String>,
+    pub email_policy: EmailPolicy,
 }
 
 impl CreateOrganization {
@@ -48,7 +80,7 @@ impl CreateOrganization {
             }
         };
         let domains = validate::domains("domains", &self.domains)?;
-        Ok(NewOrganization { name, slug, slug_given, domains })
+        Ok(NewOrganization { name, slug, slug_given, domains, email_policy: self.email_policy })
     }
 }
 
@@ -61,6 +93,8 @@ pub struct UpdateOrganization {
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "patch::present")]
     pub domains: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
+    pub email_policy: Option<EmailPolicy>,
 }
 
 impl UpdateOrganization {
@@ -74,6 +108,9 @@ impl UpdateOrganization {
         if let Some(domains) = &self.domains {
             org.domains = validate::domains("domains", domains)?;
         }
+        if let Some(policy) = self.email_policy {
+            org.email_policy = policy;
+        }
         Ok(())
     }
 }
@@ -83,7 +120,8 @@ mod tests {
     use super::*;
 
     fn create(name: &str, slug: Option<&str>) -> Validated<NewOrganization> {
-        CreateOrganization { name: name.into(), slug: slug.map(Into::into), domains: vec![] }.validate()
+        CreateOrganization { name: name.into(), slug: slug.map(Into::into), domains: vec![], email_policy: EmailPolicy::default() }
+            .validate()
     }
 
     #[test]
@@ -92,6 +130,17 @@ mod tests {
         assert_eq!((o.slug.as_str(), o.slug_given), ("acme-corp", false));
         assert_eq!(create("日本", None).unwrap().slug, "org");
         assert_eq!(create("X", None).unwrap().slug, "org-x");
+    }
+
+    #[test]
+    fn emails_are_vouched_for_within_the_organizations_domains() {
+        let domains = vec!["acme.com".to_owned()];
+        assert!(EmailPolicy::Domains.vouches_for(&domains, "ceo@ACME.com"));
+        assert!(!EmailPolicy::Domains.vouches_for(&domains, "ceo@globex.com"));
+        assert!(!EmailPolicy::Domains.vouches_for(&domains, "ceo@sub.acme.com"), "a subdomain is another domain");
+        assert!(!EmailPolicy::RequireDomains.vouches_for(&domains, "not-an-email"));
+        assert!(EmailPolicy::Any.vouches_for(&domains, "ceo@globex.com"));
+        assert!(!EmailPolicy::Domains.vouches_for(&[], "ceo@acme.com"));
     }
 
     #[test]

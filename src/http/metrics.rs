@@ -2,9 +2,10 @@
 //! token: the labels name organizations and connections), and the middleware that
 //! counts and times every HTTP request by route.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,7 +22,10 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+async fn render(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> ApiResult<Response> {
+    // The admin API's limit, before any check: without a metrics token this endpoint
+    // accepts the admin token, and guessing either must cost attempts.
+    state.limits.admin.check(&state.limits.client(peer.ip(), req.headers())).map_err(ApiError::rate_limited)?;
     let presented =
         bearer_token(req.headers()).ok_or_else(|| ApiError::unauthorized("send the metrics token as `Authorization: Bearer <token>`"))?;
     let allowed = match &state.config.metrics_token_hash {

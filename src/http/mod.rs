@@ -11,6 +11,7 @@ mod metrics;
 mod oidc;
 mod pages;
 pub mod rate_limit;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;

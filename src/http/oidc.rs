@@ -14,10 +14,11 @@ use cookie::SameSite;
 use serde_json::json;
 
 use super::cookies::{cookies, set_cookie};
-use super::pages::message_page;
+use super::pages::{escape, form_page, message_page};
 use super::rate_limit::retry_after;
 use super::AppState;
-use crate::broker::{client_credentials, BackchannelError, Reply, SsoProfileError, TokenError, UserinfoError};
+use crate::broker::{client_credentials, BackchannelError, ClientAuthFailure, Reply, SsoProfileError, TokenError, UserinfoError};
+use crate::core::application::{Application, ClientType};
 use crate::oidc::discovery::discovery;
 
 pub fn routes() -> Router<AppState> {
@@ -25,7 +26,8 @@ pub fn routes() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(configuration))
         .route("/oauth2/jwks", get(jwks))
         .route("/oauth2/authorize", get(authorize).post(authorize))
-        .route("/sso/callback", get(callback))
+        .route("/sso/callback", get(shared_callback))
+        .route("/sso/callback/{connection_id}", get(callback))
         .route("/oauth2/token", axum::routing::post(token))
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
         .route("/oauth2/logout", get(logout).post(logout))
@@ -53,6 +55,7 @@ pub(super) fn reply(state: &AppState, r: Reply) -> Response {
     let (mut resp, cookies) = match r {
         Reply::Redirect { location, cookies } => (Redirect::to(&location).into_response(), cookies),
         Reply::ErrorPage { status, title, message } => (message_page(status, &title, &message), vec![]),
+        Reply::ConfirmLogout { fields } => (logout_confirmation(&state.broker.issuer, &fields), vec![]),
         Reply::SignedOut { cookies } => {
             (message_page(200, "Signed out", "You are signed out of ssogate. You can close this window."), cookies)
         }
@@ -64,6 +67,22 @@ pub(super) fn reply(state: &AppState, r: Reply) -> Response {
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Asks the user whether to sign out (OIDC RP-Initiated Logout 1.0 §2), posting the
+/// request back with its confirmation token.
+fn logout_confirmation(issuer: &str, fields: &[(String, String)]) -> Response {
+    let hidden: String = fields
+        .iter()
+        .map(|(name, value)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(name), escape(value)))
+        .collect();
+    let body = format!(
+        "<p>An application asked to sign you out of ssogate. Sign out?</p>\
+         <form method=\"post\" action=\"{}/oauth2/logout\">{hidden}<button type=\"submit\" id=\"confirm-logout\">Sign out</button></form>\
+         <p>If you did not ask to sign out, close this page: you stay signed in.</p>",
+        escape(issuer)
+    );
+    form_page(200, "Sign out?", &body)
 }
 
 async fn logout(State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
@@ -91,8 +110,19 @@ async fn authorize(
     reply(&state, r)
 }
 
-async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
-    let r = state.broker.callback(params(&Method::GET, query, &Bytes::new()), &cookies(&headers)).await;
+async fn callback(
+    State(state): State<AppState>,
+    Path(connection_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let r = state.broker.callback(Some(&connection_id), params(&Method::GET, query, &Bytes::new()), &cookies(&headers)).await;
+    reply(&state, r)
+}
+
+/// Connections from before each had its own redirect URI answer here.
+async fn shared_callback(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let r = state.broker.callback(None, params(&Method::GET, query, &Bytes::new()), &cookies(&headers)).await;
     reply(&state, r)
 }
 
@@ -100,32 +130,60 @@ const NO_STORE: [(header::HeaderName, &str); 2] = [(header::CACHE_CONTROL, "no-s
 
 async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Some(limited) = limit_client(&state, peer, &headers, &form, authorization) {
-        return limited;
-    }
-    match state.broker.token(form, authorization).await {
+    let app = match authenticated_client(&state, peer, &headers, &form).await {
+        Ok(app) => app,
+        Err(refused) => return refused,
+    };
+    match state.broker.token(&app, form).await {
         Ok(t) => (NO_STORE, Json(t)).into_response(),
         Err(e) => token_error(e),
     }
 }
 
-/// The per-client limit of the endpoints that take client credentials: by client
-/// id, or by address when the request names none.
-fn limit_client(
+/// Client authentication at the endpoints that take client credentials, under the
+/// limits of [`rate_limit`](super::rate_limit): a key that failed too often is
+/// refused before its next attempt is checked; failures count by (client, address)
+/// or, naming no registered client, by address; only an authenticated client spends
+/// its own per-client allowance, so failures of others never throttle it.
+async fn authenticated_client(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-    authorization: Option<&str>,
-) -> Option<Response> {
-    let key = match client_credentials(form, authorization) {
-        Ok((client_id, _)) => format!("client:{client_id}"),
-        Err(_) => format!("ip:{}", state.limits.client(peer.ip(), headers)),
+) -> Result<Application, Response> {
+    let limits = &state.limits;
+    let address = limits.client(peer.ip(), headers);
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let claimed = client_credentials(form, authorization).ok().map(|(id, _)| format!("{id} {address}"));
+    let blocked = limits.unattributed_clients.check_blocked(&address);
+    let blocked = blocked.and_then(|()| claimed.as_deref().map_or(Ok(()), |k| limits.client_auth_failures.check_blocked(k)));
+    blocked.map_err(too_many)?;
+    let app = match state.broker.authenticate_client(form, authorization).await {
+        Ok(app) => app,
+        Err(failure) => {
+            let over = match &failure {
+                ClientAuthFailure::Unattributed(_) => limits.unattributed_clients.record_failure(&address),
+                ClientAuthFailure::Refused { client_id, .. } => {
+                    limits.client_auth_failures.record_failure(&format!("{client_id} {address}"))
+                }
+                ClientAuthFailure::Store(_) => Ok(()),
+            };
+            over.map_err(too_many)?;
+            return Err(token_error(failure.into_error()));
+        }
     };
-    let wait = state.limits.token.check(&key).err()?;
+    // Anyone can name a public client: its allowance is also per address.
+    let key = match app.client_type {
+        ClientType::Confidential => app.client_id.clone(),
+        ClientType::Public => format!("{} {address}", app.client_id),
+    };
+    limits.token.check(&key).map_err(too_many)?;
+    Ok(app)
+}
+
+fn too_many(wait: std::time::Duration) -> Response {
     let body = json!({"error": "temporarily_unavailable", "error_description": format!("too many requests from this client; retry in {} s", wait.as_secs().max(1))});
-    Some((StatusCode::TOO_MANY_REQUESTS, NO_STORE, retry_after(wait), Json(body)).into_response())
+    (StatusCode::TOO_MANY_REQUESTS, NO_STORE, retry_after(wait), Json(body)).into_response()
 }
 
 /// An RFC 6749 §5.2 error answer.
@@ -165,11 +223,11 @@ async fn sso_userinfo(
     body: Bytes,
 ) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Some(limited) = limit_client(&state, peer, &headers, &form, authorization) {
-        return limited;
-    }
-    match state.broker.sso_profile(form, authorization).await {
+    let app = match authenticated_client(&state, peer, &headers, &form).await {
+        Ok(app) => app,
+        Err(refused) => return refused,
+    };
+    match state.broker.sso_profile(&app, form).await {
         Ok(profile) => (NO_STORE, Json(profile)).into_response(),
         Err(SsoProfileError::Request(e)) => token_error(e),
         Err(SsoProfileError::InactiveToken) => invalid_token(),

@@ -1,12 +1,15 @@
 //! Abuse limits on the endpoints worth hammering: `authorize` per client address
-//! (each request costs an IdP discovery and a sealed state), `token` per client id
-//! (code guessing, secret guessing), and the admin API and console sign-in per
-//! client address (token guessing). GCRA buckets from `governor`: a client may
-//! spend a minute's allowance at once, then one request per 1/n minute.
+//! (each request costs an IdP discovery and a sealed state); the endpoints that take
+//! client credentials (`token`, `sso_userinfo`) per authenticated client, with
+//! failed authentications counted per (client, address) and requests naming no
+//! registered client per address — so nobody can spend a genuine client's allowance
+//! by claiming its id; and the admin API, console sign-in and `/metrics` per client
+//! address (token guessing). GCRA buckets from `governor`: a client may spend a
+//! minute's allowance at once, then one request per 1/n minute.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
@@ -46,9 +49,47 @@ impl Limit {
     }
 }
 
+/// A limit on failures: a key that has spent its allowance is refused *before* its
+/// next attempt is checked (so guessing stops), until the bucket refills. governor
+/// cannot look at a bucket without spending from it, so the verdict of the last
+/// failure is remembered.
+pub struct FailureLimit {
+    limit: Limit,
+    blocked: moka::sync::Cache<String, Instant>,
+}
+
+impl FailureLimit {
+    pub fn per_minute(name: &'static str, per_minute: u32) -> Self {
+        let blocked = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build();
+        FailureLimit { limit: Limit::per_minute(name, per_minute), blocked }
+    }
+
+    /// `Err(wait)` while `key` is refused.
+    pub fn check_blocked(&self, key: &str) -> Result<(), Duration> {
+        match self.blocked.get(key).map(|until| until.saturating_duration_since(Instant::now())) {
+            Some(wait) if !wait.is_zero() => {
+                telemetry::rate_limited(self.limit.name);
+                Err(wait)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one failure of `key`; `Err(wait)` when that was one too many.
+    pub fn record_failure(&self, key: &str) -> Result<(), Duration> {
+        self.limit.check(key).inspect_err(|wait| self.blocked.insert(key.to_owned(), Instant::now() + *wait))
+    }
+}
+
 pub struct RateLimits {
     pub authorize: Limit,
+    /// Requests of an authenticated client, by client id (public clients, which
+    /// anyone can name, by client id and address).
     pub token: Limit,
+    /// Failed client authentications of a registered client, by client and address.
+    pub client_auth_failures: FailureLimit,
+    /// Requests naming no registered client (or no client at all), by address.
+    pub unattributed_clients: FailureLimit,
     pub admin: Limit,
     trusted_proxies: Vec<IpNet>,
 }
@@ -58,6 +99,8 @@ impl RateLimits {
         RateLimits {
             authorize: Limit::per_minute("authorize", authorize),
             token: Limit::per_minute("token", token),
+            client_auth_failures: FailureLimit::per_minute("client_auth_failures", token),
+            unattributed_clients: FailureLimit::per_minute("unattributed_clients", token),
             admin: Limit::per_minute("admin", admin),
             trusted_proxies,
         }
@@ -72,6 +115,8 @@ impl RateLimits {
     pub fn forget_idle(&self) {
         self.authorize.forget_idle();
         self.token.forget_idle();
+        self.client_auth_failures.limit.forget_idle();
+        self.unattributed_clients.limit.forget_idle();
         self.admin.forget_idle();
     }
 }

@@ -79,6 +79,10 @@ pub enum SessionFilter<'a> {
     User(&'a str),
     /// The sessions an IdP's back-channel logout names: its subject, its session id, or both.
     Idp { connection_id: &'a str, sub: Option<&'a str>, sid: Option<&'a str> },
+    /// Every session signed in through a connection.
+    Connection(&'a str),
+    /// Every session of an organization's users.
+    Organization(&'a str),
 }
 
 /// A session that was ended, and what ending it revoked.
@@ -234,6 +238,9 @@ pub trait Logins: Send + Sync + 'static {
     /// Records that a one-time value (a logout token's `jti`) was used; false if it
     /// already was.
     async fn use_once(&self, hash: &str, expires_at: Timestamp) -> StoreResult<bool>;
+
+    /// Whether a one-time value was used (a console session signed out).
+    async fn is_used(&self, hash: &str) -> StoreResult<bool>;
 
     /// Stores a grant; for a sign-in that just completed at the IdP, also (in the same
     /// round trip) its new session and the mark that its login state is used — a

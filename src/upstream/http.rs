@@ -1,25 +1,24 @@
-//! The one HTTP client ssogate uses to reach identity providers: bounded timeouts,
-//! bounded response sizes, no redirects, no proxies from the environment, and every
-//! resolved address checked against the [`IdpNetworkPolicy`] (the SSRF guard).
+//! The HTTP client ssogate uses to reach identity providers: the SSRF-guarded client
+//! of [`crate::outbound`] (no redirects, no proxies from the environment, every
+//! resolved address checked against the [`NetworkPolicy`]), bounded response sizes,
+//! and a circuit per IdP.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Name, Resolve, Resolving};
 use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::UpstreamError;
 use crate::core::circuit::{Admission, Circuit, CircuitPolicy};
-use crate::core::network::IdpNetworkPolicy;
+use crate::core::network::NetworkPolicy;
 use crate::telemetry;
 
 #[derive(Clone)]
 pub struct IdpClient {
     http: reqwest::Client,
-    policy: Arc<IdpNetworkPolicy>,
+    policy: Arc<NetworkPolicy>,
     /// One circuit per IdP (`host:port`).
     circuits: Arc<Mutex<HashMap<String, Circuit>>>,
     circuit_policy: CircuitPolicy,
@@ -56,50 +55,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Resolves names with the system resolver, then drops every address the policy
-/// refuses, so that a public name pointing at a private address is still refused.
-struct GuardedResolver {
-    policy: Arc<IdpNetworkPolicy>,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| policy.allows_ip(a.ip())).collect();
-            if allowed.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> =
-                    format!("{host} resolves only to addresses ssogate may not contact (non-public network)").into();
-                return Err(err);
-            }
-            Ok(Box::new(allowed.into_iter()) as Box<dyn Iterator<Item = SocketAddr> + Send>)
-        })
-    }
-}
-
 impl IdpClient {
     pub fn new(
-        policy: IdpNetworkPolicy,
+        policy: NetworkPolicy,
         timeout: Duration,
         circuit_policy: CircuitPolicy,
         max_response_bytes: usize,
     ) -> Result<Self, UpstreamError> {
         let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ssogate/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5).min(timeout))
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
-            .build()
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        let http = crate::outbound::guarded_client(policy.clone(), timeout).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
         Ok(IdpClient { http, policy, circuits: Default::default(), circuit_policy, max_response_bytes })
     }
 
-    pub fn policy(&self) -> &IdpNetworkPolicy {
+    pub fn policy(&self) -> &NetworkPolicy {
         &self.policy
     }
 
@@ -223,20 +191,6 @@ fn describe(e: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
-    async fn resolves(dev: bool, host: &str) -> Result<Vec<SocketAddr>, String> {
-        let resolver = GuardedResolver { policy: Arc::new(IdpNetworkPolicy { dev, allowed_networks: vec![] }) };
-        let name: Name = host.parse().unwrap();
-        resolver.resolve(name).await.map(|a| a.collect()).map_err(|e| e.to_string())
-    }
-
-    #[tokio::test]
-    async fn names_resolving_to_private_addresses_are_refused() {
-        let err = resolves(false, "localhost").await.unwrap_err();
-        assert!(err.contains("non-public"), "{err}");
-        let ok = resolves(true, "localhost").await.unwrap();
-        assert!(ok.iter().all(|a| a.ip().is_loopback()));
-    }
-
     #[test]
     fn cache_control_max_age() {
         assert_eq!(cache_max_age("public, max-age=3600"), Some(Duration::from_secs(3600)));
@@ -246,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn ip_literal_urls_are_checked_before_any_request() {
-        let client = IdpClient::new(IdpNetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default(), 256 * 1024).unwrap();
+        let client = IdpClient::new(NetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default(), 256 * 1024).unwrap();
         let err = client.get_json::<serde_json::Value>("https://169.254.169.254/latest/meta-data").await.unwrap_err();
         assert!(matches!(err, UpstreamError::Forbidden(_)), "{err}");
     }

@@ -40,6 +40,8 @@ pub enum IdTokenError {
     MissingIssuedAt,
     #[error("the ID token's iat is too far from the current time")]
     IssuedAtOutOfRange,
+    #[error("the ID token is not valid yet (nbf)")]
+    NotYetValid,
     #[error("the ID token's nonce does not match the login request")]
     NonceMismatch,
     #[error("the ID token has no sub")]
@@ -69,6 +71,7 @@ impl IdTokenError {
             IdTokenError::Expired => "expired",
             IdTokenError::MissingIssuedAt => "missing_iat",
             IdTokenError::IssuedAtOutOfRange => "iat_out_of_range",
+            IdTokenError::NotYetValid => "not_yet_valid",
             IdTokenError::NonceMismatch => "nonce_mismatch",
             IdTokenError::MissingSubject => "missing_sub",
             IdTokenError::NotALogoutEvent => "not_a_logout_event",
@@ -142,7 +145,7 @@ pub fn verify_logout_token(token: &str, keys: &[Jwk], expected: &Expected) -> Re
 
 /// Checks the header's algorithm against the allow-list and the signature against
 /// the key it names; returns the claims, not yet checked.
-fn verify_signature(token: &str, keys: &[Jwk], hmac_secret: Option<&str>) -> Result<Claims, IdTokenError> {
+pub fn verify_signature(token: &str, keys: &[Jwk], hmac_secret: Option<&str>) -> Result<Claims, IdTokenError> {
     if token.split('.').count() != 3 {
         return Err(IdTokenError::Malformed);
     }
@@ -221,6 +224,15 @@ fn check_issuer_audience_and_times(c: &Claims, e: &Expected) -> Result<(), IdTok
     let iat = c.get("iat").and_then(Value::as_i64).ok_or(IdTokenError::MissingIssuedAt)?;
     if iat > e.now + CLOCK_SKEW_SECS || iat < e.now - MAX_TOKEN_AGE_SECS - CLOCK_SKEW_SECS {
         return Err(IdTokenError::IssuedAtOutOfRange);
+    }
+    // RFC 7519 §4.1.5, with the same leeway as `exp` and `iat`; optional, but a
+    // number when present.
+    match c.get("nbf") {
+        None => {}
+        Some(nbf) => match nbf.as_i64() {
+            Some(nbf) if nbf <= e.now + CLOCK_SKEW_SECS => {}
+            _ => return Err(IdTokenError::NotYetValid),
+        },
     }
     Ok(())
 }
@@ -339,6 +351,18 @@ mod tests {
             ),
             (
                 with(claims(), |c| {
+                    c.insert("nbf".into(), json!(NOW + CLOCK_SKEW_SECS + 1));
+                }),
+                IdTokenError::NotYetValid,
+            ),
+            (
+                with(claims(), |c| {
+                    c.insert("nbf".into(), json!("soon"));
+                }),
+                IdTokenError::NotYetValid,
+            ),
+            (
+                with(claims(), |c| {
                     c.insert("nonce".into(), json!("other"));
                 }),
                 IdTokenError::NonceMismatch,
@@ -364,6 +388,11 @@ mod tests {
         let ok = with(claims(), |c| {
             c.insert("aud".into(), json!(["ssogate", "other"]));
             c.insert("azp".into(), json!("ssogate"));
+        });
+        assert!(verify(&k.sign_jwt(&ok).unwrap(), &keys, &expected()).is_ok());
+        // A clock slightly ahead at the IdP is within the leeway.
+        let ok = with(claims(), |c| {
+            c.insert("nbf".into(), json!(NOW + CLOCK_SKEW_SECS));
         });
         assert!(verify(&k.sign_jwt(&ok).unwrap(), &keys, &expected()).is_ok());
     }

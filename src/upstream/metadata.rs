@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{IdpClient, UpstreamError};
 use crate::core::connection::WELL_KNOWN_SUFFIX;
-use crate::core::network::IdpNetworkPolicy;
+use crate::core::network::NetworkPolicy;
 
 /// The fields of a discovery document ssogate uses; the rest is ignored.
 #[derive(Clone, Debug, Deserialize)]
@@ -49,7 +49,7 @@ fn finding(code: &'static str, message: impl Into<String>) -> Finding {
 }
 
 /// What is wrong (problems) or merely worth knowing (warnings) about a discovery document.
-pub fn check_metadata(discovery_url: &str, m: &ProviderMetadata, policy: &IdpNetworkPolicy) -> (Vec<Finding>, Vec<Finding>) {
+pub fn check_metadata(discovery_url: &str, m: &ProviderMetadata, policy: &NetworkPolicy) -> (Vec<Finding>, Vec<Finding>) {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let expected = expected_issuer(discovery_url);
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_sound_document_has_no_problems() {
-        let (p, w) = check_metadata(URL, &metadata(json!({})), &IdpNetworkPolicy::default());
+        let (p, w) = check_metadata(URL, &metadata(json!({})), &NetworkPolicy::default());
         assert!(p.is_empty(), "{p:?}");
         assert!(w.is_empty(), "{w:?}");
     }
@@ -238,7 +238,7 @@ mod tests {
             "code_challenge_methods_supported": ["plain"],
             "userinfo_endpoint": null
         }));
-        let (p, w) = check_metadata(URL, &m, &IdpNetworkPolicy::default());
+        let (p, w) = check_metadata(URL, &m, &NetworkPolicy::default());
         assert_eq!(codes(&p), ["issuer_mismatch", "insecure_endpoint", "missing_endpoint", "code_flow_unsupported", "no_usable_alg"]);
         assert!(p[0].message.contains("trailing slash"));
         assert_eq!(codes(&w), ["no_userinfo", "no_pkce"]);

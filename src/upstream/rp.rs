@@ -25,6 +25,8 @@ pub struct AuthRequest<'a> {
     pub redirect_uri: &'a str,
     pub login_hint: Option<&'a str>,
     pub prompt_login: bool,
+    /// The application's `max_age`, passed on so the IdP re-authenticates too.
+    pub max_age: Option<u64>,
 }
 
 pub fn supports_pkce(m: &ProviderMetadata) -> bool {
@@ -48,6 +50,9 @@ pub fn authorization_url(m: &ProviderMetadata, c: &Connection, r: &AuthRequest) 
         }
         if let Some(h) = r.login_hint {
             q.append_pair("login_hint", h);
+        }
+        if let Some(max_age) = r.max_age {
+            q.append_pair("max_age", &max_age.to_string());
         }
         if r.prompt_login {
             q.append_pair("prompt", "login");

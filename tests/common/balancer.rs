@@ -71,7 +71,11 @@ impl Drop for Balancer {
 }
 
 async fn forward(State(s): State<Shared>, req: Request) -> Response<Body> {
-    let path = req.uri().path().to_owned();
+    // Every connection's callback counts as the one login step (recorded without its id).
+    let path = match req.uri().path() {
+        p if p.starts_with("/sso/callback/") => "/sso/callback".to_owned(),
+        p => p.to_owned(),
+    };
     let backends = s.backends.lock().unwrap().clone();
     if backends.is_empty() {
         return Response::builder().status(StatusCode::BAD_GATEWAY).body(Body::empty()).unwrap();

@@ -25,6 +25,8 @@ pub enum Fault {
     WrongAudience,
     WrongIssuer,
     Expired,
+    /// `nbf` an hour ahead.
+    NotYetValid,
     NonceMismatch,
     UnknownKid,
     UserinfoSubMismatch,
@@ -37,6 +39,16 @@ pub enum Fault {
     HugeClaims,
     /// The endpoint moved to `/<name>2` (and discovery says so); `/<name>` is 404.
     Moved(Endpoint),
+    /// Answers without RFC 9207 `iss` (and does not advertise it), as many IdPs do.
+    NoIssParam,
+    /// Says the email it sends is not verified.
+    UnverifiedEmail,
+    /// A malicious IdP of another tenant (RFC 9700 §4.4 mix-up): its authorization
+    /// endpoint forwards the browser to `to` (an honest IdP's authorization request
+    /// with the attacker's own nonce and PKCE challenge), keeping the victim's `state`.
+    MixUp {
+        to: String,
+    },
 }
 
 /// The endpoints the fake can move.
@@ -64,6 +76,14 @@ struct Inner {
     /// Per code: the nonce sent, and who signs in (`login_hint`, else `fake-user`).
     nonces: HashMap<String, (String, String)>,
     token_requests: usize,
+    /// Redirect URIs the IdP accepts (an honest IdP's client registration); empty: any.
+    registered_redirect_uris: Vec<String>,
+    /// Per code: the redirect URI of its authorization request (RFC 6749 §4.1.3).
+    code_redirect_uris: HashMap<String, String>,
+    /// Every code presented at the token endpoint.
+    codes_received: Vec<String>,
+    /// The query of every authorization request.
+    authorize_requests: Vec<HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -86,7 +106,16 @@ impl FakeOp {
         let op = FakeOp {
             issuer,
             client_id: client_id.into(),
-            inner: Arc::new(Mutex::new(Inner { fault: Fault::None, keys: vec![key], nonces: HashMap::new(), token_requests: 0 })),
+            inner: Arc::new(Mutex::new(Inner {
+                fault: Fault::None,
+                keys: vec![key],
+                nonces: HashMap::new(),
+                token_requests: 0,
+                registered_redirect_uris: vec![],
+                code_redirect_uris: HashMap::new(),
+                codes_received: vec![],
+                authorize_requests: vec![],
+            })),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -116,6 +145,24 @@ impl FakeOp {
     pub fn token_requests(&self) -> usize {
         self.inner.lock().unwrap().token_requests
     }
+
+    /// From now on, accepts only these redirect URIs (exactly), as an honest IdP does.
+    pub fn register_redirect_uris(&self, uris: &[&str]) {
+        self.inner.lock().unwrap().registered_redirect_uris = uris.iter().map(|u| u.to_string()).collect();
+    }
+
+    /// Accepts one more redirect URI (another client registration of the same IdP).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.inner.lock().unwrap().registered_redirect_uris.push(uri.to_owned());
+    }
+
+    pub fn codes_received(&self) -> Vec<String> {
+        self.inner.lock().unwrap().codes_received.clone()
+    }
+
+    pub fn authorize_requests(&self) -> Vec<HashMap<String, String>> {
+        self.inner.lock().unwrap().authorize_requests.clone()
+    }
 }
 
 async fn discovery(State(op): State<FakeOp>) -> Json<Value> {
@@ -134,7 +181,8 @@ async fn discovery(State(op): State<FakeOp>) -> Json<Value> {
         "response_types_supported": ["code"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
+        // A mix-up attacker does not promise iss either: the victim's IdP sends none.
+        "authorization_response_iss_parameter_supported": !matches!(fault, Fault::NoIssParam | Fault::MixUp { .. }),
     }))
 }
 
@@ -146,15 +194,34 @@ async fn jwks(State(op): State<FakeOp>) -> Json<Value> {
 /// Signs the user in at once: straight back to the redirect URI with a code.
 async fn authorize(State(op): State<FakeOp>, Query(q): Query<HashMap<String, String>>) -> Response {
     let code = format!("code-{}", ssogate::core::ids::new_id(ssogate::core::ids::IdKind::Event));
+    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
     let fault = {
         let mut inner = op.inner.lock().unwrap();
+        inner.authorize_requests.push(q.clone());
+        if !inner.registered_redirect_uris.is_empty() && !inner.registered_redirect_uris.contains(&redirect_uri) {
+            return (axum::http::StatusCode::BAD_REQUEST, "redirect_uri is not registered for this client").into_response();
+        }
         let who = q.get("login_hint").cloned().unwrap_or_else(|| "fake-user".into());
         inner.nonces.insert(code.clone(), (q.get("nonce").cloned().unwrap_or_default(), who));
+        inner.code_redirect_uris.insert(code.clone(), redirect_uri.clone());
         inner.fault.clone()
     };
-    let iss = if fault == Fault::IssParamMismatch { "https://someone-else.example.com".to_owned() } else { op.issuer.clone() };
-    let mut url = url::Url::parse(&q["redirect_uri"]).unwrap();
-    url.query_pairs_mut().append_pair("code", &code).append_pair("state", &q["state"]).append_pair("iss", &iss);
+    if let Fault::MixUp { to } = &fault {
+        let mut url = url::Url::parse(to).unwrap();
+        url.query_pairs_mut().append_pair("state", &q["state"]);
+        return Redirect::to(url.as_str()).into_response();
+    }
+    let mut url = url::Url::parse(&redirect_uri).unwrap();
+    url.query_pairs_mut().append_pair("code", &code).append_pair("state", &q["state"]);
+    match fault {
+        Fault::NoIssParam => {}
+        Fault::IssParamMismatch => {
+            url.query_pairs_mut().append_pair("iss", "https://someone-else.example.com");
+        }
+        _ => {
+            url.query_pairs_mut().append_pair("iss", &op.issuer);
+        }
+    }
     Redirect::to(url.as_str()).into_response()
 }
 
@@ -194,7 +261,12 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     let (fault, (nonce, sub)) = {
         let mut inner = op.inner.lock().unwrap();
         inner.token_requests += 1;
-        (inner.fault.clone(), inner.nonces.get(&form["code"]).cloned().unwrap_or_default())
+        let code = form.get("code").cloned().unwrap_or_default();
+        inner.codes_received.push(code.clone());
+        if inner.code_redirect_uris.get(&code).is_some_and(|sent| form.get("redirect_uri") != Some(sent)) {
+            return (axum::http::StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response();
+        }
+        (inner.fault.clone(), inner.nonces.get(&code).cloned().unwrap_or_default())
     };
     let email = if sub == "fake-user" { "fake.user@fake.test".to_owned() } else { format!("{sub}@fake.test") };
     match fault {
@@ -207,7 +279,7 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     let now = ssogate::core::now().unix_timestamp();
     let mut claims = json!({
         "iss": op.issuer, "aud": op.client_id, "sub": sub, "exp": now + 300, "iat": now,
-        "nonce": nonce, "email": email, "email_verified": true,
+        "nonce": nonce, "email": email, "email_verified": fault != Fault::UnverifiedEmail,
     });
     match fault {
         Fault::WrongAudience => claims["aud"] = json!("another-client"),
@@ -216,6 +288,7 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
             claims["exp"] = json!(now - 3600);
             claims["iat"] = json!(now - 4000);
         }
+        Fault::NotYetValid => claims["nbf"] = json!(now + 3600),
         Fault::NonceMismatch => claims["nonce"] = json!("not-the-nonce"),
         _ => {}
     }

@@ -73,7 +73,7 @@ try {
   await page.waitForSelector('#oidc-toggle');
   expect(await page.isHidden('#new-connection'), 'the connection form waits for the toggle');
   await page.check('#oidc-toggle');
-  expect((await text('#new-redirect-uri')) === `${input.base}/sso/callback`, 'the redirect URI to copy');
+  expect((await text('#new-redirect-uri-hint')).includes('own redirect URI'), 'the redirect URI comes with the connection');
   await page.fill('#connection-create-name', 'Globex IdP');
   await page.fill('#connection-create-client_id', input.client_id);
   await page.fill('#connection-create-client_secret', input.client_secret);
@@ -84,7 +84,13 @@ try {
   await page.waitForSelector('section.connection');
   const connectionId = (await page.getAttribute('section.connection', 'id')).replace('connection-', '');
   result.connection_id = connectionId;
-  expect((await text('#redirect-uri')) === `${input.base}/sso/callback`, 'the connection shows its redirect URI');
+  const redirectUri = await text('#redirect-uri');
+  expect(redirectUri === `${input.base}/sso/callback/${connectionId}`, 'the connection shows its own redirect URI');
+  // The IT admin registers it at the IdP.
+  const registered = await fetch(`${input.op_issuer}/test/clients/${input.client_id}`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [redirectUri] }),
+  });
+  expect(registered.status === 204, 'the IdP took the redirect URI');
   await screenshot(page, 'login-connection');
 
   // Test connection: discovery and JWKS check out against the real OP.

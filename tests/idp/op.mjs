@@ -13,7 +13,9 @@
 // Test controls, as an IdP admin would act:
 //   POST /test/accounts/<login>  (JSON body) replaces the account's claims;
 //   POST /test/revoke/<login>    revokes every grant (and refresh token) of the account;
-//   GET  /test/refreshes         lists the refresh_token grants served: [{account, at}].
+//   GET  /test/refreshes         lists the refresh_token grants served: [{account, at}];
+//   POST /test/clients/<id>      (JSON {"redirect_uris": [...]}) replaces a client's
+//                                redirect URIs, as an IdP admin registers a new one.
 import Provider from 'oidc-provider';
 import http from 'node:http';
 
@@ -87,7 +89,15 @@ async function body(req) {
 }
 
 async function testControl(req, res, [, action, who]) {
-  if (action === 'accounts') {
+  if (action === 'clients') {
+    const client = await provider.Client.find(who);
+    const { redirect_uris: uris } = await body(req);
+    if (!client || !Array.isArray(uris)) {
+      res.statusCode = 400;
+      return res.end('unknown client or no redirect_uris');
+    }
+    client.redirectUris = uris;
+  } else if (action === 'accounts') {
     accounts[who] = await body(req);
   } else {
     for (const id of grantsOf[who] || []) {
@@ -107,7 +117,7 @@ server.on('request', async (req, res) => {
     res.setHeader('content-type', 'application/json');
     return res.end(JSON.stringify(refreshes));
   }
-  const control = req.method === 'POST' && req.url.match(/^\/test\/(accounts|revoke)\/([^/?]+)$/);
+  const control = req.method === 'POST' && req.url.match(/^\/test\/(accounts|revoke|clients)\/([^/?]+)$/);
   if (control) return testControl(req, res, control);
   const match = req.url.match(/^\/interaction\/([^/?]+)/);
   if (!match) return handle(req, res);

@@ -42,7 +42,7 @@ async fn create(
     Extension(actor): Extension<Actor>,
     ApiJson(body): ApiJson<CreateApplication>,
 ) -> ApiResult<(StatusCode, Json<WithSecret>)> {
-    let new = body.validate()?;
+    let new = body.validate(&state.broker.app_client.policy)?;
     let (client_secret, hash) = match new.client_type {
         ClientType::Confidential => new_secret().map(|(s, h)| (Some(s), h))?,
         ClientType::Public => (None, String::new()),
@@ -83,7 +83,8 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateApplication>,
 ) -> ApiResult<Json<Application>> {
-    Ok(Json(state.store.update_application(&id, Box::new(|a| body.apply(a)), &actor).await?))
+    let policy = state.broker.app_client.policy.clone();
+    Ok(Json(state.store.update_application(&id, Box::new(move |a| body.apply(a, &policy)), &actor).await?))
 }
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<StatusCode> {

@@ -27,14 +27,31 @@ pub fn routes() -> Router<AppState> {
 struct ConnectionView {
     #[serde(flatten)]
     connection: Connection,
+    /// The redirect URI sign-ins use now.
     redirect_uri: String,
+    /// The connection's own redirect URI (the same as `redirect_uri` unless the
+    /// connection still uses the shared one).
+    own_redirect_uri: String,
+    /// What the admin should do, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<String>,
     post_logout_redirect_uri: String,
     backchannel_logout_uri: String,
 }
 
 fn view(state: &AppState, connection: Connection) -> ConnectionView {
+    let public_url = &state.config.public_url;
+    let own_redirect_uri = connection.own_redirect_uri(public_url);
+    let notice = connection.shared_redirect_uri.then(|| {
+        format!(
+            "This connection still uses the shared redirect URI, so its sign-ins work only while the IdP names itself in its answers \
+             (RFC 9207 `iss`). Register {own_redirect_uri} at the IdP, then set `shared_redirect_uri` to false."
+        )
+    });
     ConnectionView {
-        redirect_uri: state.config.callback_url(),
+        redirect_uri: connection.redirect_uri(public_url),
+        own_redirect_uri,
+        notice,
         post_logout_redirect_uri: state.broker.logged_out_url(),
         backchannel_logout_uri: format!("{}/sso/backchannel-logout/{}", state.config.public_url, connection.id),
         connection,
@@ -62,6 +79,8 @@ async fn create(
         user_match: s.user_match,
         group_sync: s.group_sync,
         allow_hmac_id_tokens: s.allow_hmac_id_tokens,
+        trust_unverified_email: s.trust_unverified_email,
+        shared_redirect_uri: false,
         created_at: t,
         updated_at: t,
     };
@@ -107,7 +126,7 @@ async fn update(
 }
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    state.store.delete_connection(&id, &actor).await?;
+    state.broker.delete_connection(&id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -60,6 +60,7 @@ async fn create(
         name: new.name,
         slug: new.slug,
         domains: new.domains,
+        email_policy: new.email_policy,
         created_at: t,
         updated_at: t,
     };
@@ -89,6 +90,6 @@ async fn update(
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(org): Path<String>) -> ApiResult<StatusCode> {
     let id = organization(&state, &org).await?.id;
-    state.store.delete_organization(&id, &actor).await?;
+    state.broker.delete_organization(&id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -150,6 +150,6 @@ async fn update(
 }
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    state.store.delete_user(&id, &actor).await?;
+    state.broker.delete_user(&id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

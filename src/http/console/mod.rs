@@ -66,24 +66,26 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     hardened(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
-/// The console session the request's cookie holds, if valid.
+/// The console session the request's cookie holds, if valid and not signed out.
 pub async fn session_of(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<ConsoleSession>> {
     let Some(sealed) = cookies(headers).remove(session::COOKIE) else { return Ok(None) };
     let Some(admin_hash) = state.admin_auth.current_hash(state.store.as_ref()).await? else { return Ok(None) };
-    Ok(ConsoleSession::open(&state.broker.sealer, &sealed, &admin_hash, now().unix_timestamp()))
+    let Some(session) = ConsoleSession::open(&state.broker.sealer, &sealed, &admin_hash, now().unix_timestamp()) else { return Ok(None) };
+    if state.store.is_used(&session.ended_handle()).await? {
+        return Ok(None);
+    }
+    Ok(Some(session))
 }
 
 fn session_cookie(state: &AppState, value: Option<&str>) -> HeaderValue {
     set_cookie(session::COOKIE, value, "/", session::LIFETIME, state.config.secure_cookies(), SameSite::Strict)
 }
 
-/// What the page needs besides the API: the CSRF token, and the addresses an IT
-/// admin copies into their IdP.
+/// What the page needs besides the API: the CSRF token and the public URL.
 fn session_info(state: &AppState, s: &ConsoleSession) -> Json<serde_json::Value> {
     Json(json!({
         "csrf": s.csrf,
         "expires_at": s.expires_at,
-        "redirect_uri": state.config.callback_url(),
         "public_url": state.config.public_url,
     }))
 }
@@ -124,10 +126,16 @@ async fn sign_in(
     Ok(hardened(resp))
 }
 
-async fn sign_out(State(state): State<AppState>) -> Response {
+/// Ends the console session for good (a copy of its cookie stops working on every
+/// replica), and clears the cookie.
+async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(session) = session_of(&state, &headers).await? {
+        let until = time::OffsetDateTime::from_unix_timestamp(session.expires_at).unwrap_or_else(|_| now());
+        state.store.use_once(&session.ended_handle(), until).await?;
+    }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().append(header::SET_COOKIE, session_cookie(&state, None));
-    resp
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! The console's session: a cookie sealed with the encryption key (so any replica
-//! can read it and nothing is stored), holding its expiry, the CSRF token the page
-//! must echo in a header, and a tag of the admin token it was opened with.
+//! can read it), holding its id, its expiry, the CSRF token the page must echo in a
+//! header, and a tag of the admin token it was opened with. Signing out records the
+//! id as used in the database, so a copied cookie dies on every replica at once.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,8 @@ const CONTEXT: &str = "console_session";
 
 #[derive(Serialize, Deserialize)]
 pub struct ConsoleSession {
+    /// Random; recorded as used when the session is signed out.
+    id: String,
     /// Unix seconds.
     pub expires_at: i64,
     pub csrf: String,
@@ -23,6 +26,7 @@ pub struct ConsoleSession {
 impl ConsoleSession {
     pub fn new(admin_hash: &str, now: i64) -> Option<Self> {
         Some(ConsoleSession {
+            id: random_token("").ok()?,
             expires_at: now + LIFETIME.as_secs() as i64,
             csrf: random_token("").ok()?,
             admin_tag: hash_secret(admin_hash),
@@ -38,6 +42,11 @@ impl ConsoleSession {
     pub fn open(sealer: &SecretBox, sealed: &str, admin_hash: &str, now: i64) -> Option<Self> {
         let s: ConsoleSession = serde_json::from_slice(&sealer.decrypt(CONTEXT, sealed).ok()?).ok()?;
         (s.expires_at > now && verify_secret(admin_hash, &s.admin_tag)).then_some(s)
+    }
+
+    /// The handle under which signing out records this session as ended.
+    pub fn ended_handle(&self) -> String {
+        hash_secret(&format!("console_session:{}", self.id))
     }
 
     /// Constant-time check of the CSRF header.

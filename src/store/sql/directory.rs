@@ -7,7 +7,10 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{conflict, cursor, flag, from_json, from_ms, json_value, ms, record, secret_context, to_json, Dialect, SqlStore, Tx};
+use super::{
+    conflict, cursor, enum_from_text, enum_text, flag, from_json, from_ms, json_value, ms, record, secret_context, to_json, Dialect,
+    SqlStore, Tx,
+};
 use crate::core::application::Application;
 use crate::core::audit::{self, Actor, AuditEvent};
 use crate::core::connection::Connection;
@@ -40,6 +43,7 @@ fn org_row(r: &AnyRow, domains: Vec<String>) -> StoreResult<Organization> {
         name: r.try_get("name")?,
         slug: r.try_get("slug")?,
         domains,
+        email_policy: enum_from_text(&r.try_get::<String, _>("email_policy")?)?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
     })
@@ -105,12 +109,13 @@ impl SqlStore {
                 n += 1;
             }
         }
-        sqlx::query("INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO organizations (id, name, slug, created_at, updated_at, email_policy) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&org.id)
             .bind(&org.name)
             .bind(&org.slug)
             .bind(ms(org.created_at))
             .bind(ms(org.updated_at))
+            .bind(enum_text(&org.email_policy))
             .execute(&mut *tx)
             .await?;
         save_domains(&mut tx, &org.id, &org.domains).await?;
@@ -155,6 +160,8 @@ fn connection_row(r: &AnyRow) -> StoreResult<Connection> {
         user_match: from_json(&r.try_get::<String, _>("user_match")?)?,
         group_sync: from_json(&r.try_get::<String, _>("group_sync")?)?,
         allow_hmac_id_tokens: flag(r, "allow_hmac_id_tokens")?,
+        trust_unverified_email: flag(r, "trust_unverified_email")?,
+        shared_redirect_uri: flag(r, "shared_redirect_uri")?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
     })
@@ -171,7 +178,7 @@ pub(super) fn application_row(r: &AnyRow) -> StoreResult<Application> {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         client_id: r.try_get("client_id")?,
-        client_type: from_json(&format!("\"{}\"", r.try_get::<String, _>("client_type")?))?,
+        client_type: enum_from_text(&r.try_get::<String, _>("client_type")?)?,
         id_token_signed_response_alg: r.try_get("id_token_signed_response_alg")?,
         redirect_uris: from_json(&r.try_get::<String, _>("redirect_uris")?)?,
         post_logout_redirect_uris: from_json(&r.try_get::<String, _>("post_logout_redirect_uris")?)?,
@@ -180,13 +187,6 @@ pub(super) fn application_row(r: &AnyRow) -> StoreResult<Application> {
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
     })
-}
-
-fn client_type_text(t: crate::core::application::ClientType) -> &'static str {
-    match t {
-        crate::core::application::ClientType::Confidential => "confidential",
-        crate::core::application::ClientType::Public => "public",
-    }
 }
 
 async fn load_application(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Application>> {
@@ -485,11 +485,12 @@ impl Directory for SqlStore {
         if slug_taken(&mut tx, &org.slug, &org.id).await? {
             return Err(conflict("slug", format!("the slug `{}` is taken", org.slug)));
         }
-        sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4 WHERE id = $1")
+        sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4, email_policy = $5 WHERE id = $1")
             .bind(&org.id)
             .bind(&org.name)
             .bind(&org.slug)
             .bind(ms(org.updated_at))
+            .bind(enum_text(&org.email_policy))
             .execute(&mut *tx)
             .await?;
         save_domains(&mut tx, &org.id, &org.domains).await?;
@@ -511,7 +512,7 @@ impl Directory for SqlStore {
         let sealed = self.secrets.encrypt_str(&secret_context(&c.id), client_secret).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
         load_org(&mut tx, &c.organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
-        sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at, allow_hmac_id_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+        sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at, allow_hmac_id_tokens, trust_unverified_email, shared_redirect_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)")
             .bind(&c.id)
             .bind(&c.organization_id)
             .bind(&c.name)
@@ -526,6 +527,8 @@ impl Directory for SqlStore {
             .bind(ms(c.created_at))
             .bind(ms(c.updated_at))
             .bind(i64::from(c.allow_hmac_id_tokens))
+            .bind(i64::from(c.trust_unverified_email))
+            .bind(i64::from(c.shared_redirect_uri))
             .execute(&mut *tx)
             .await?;
         record(&mut tx, Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c)).await?;
@@ -547,7 +550,7 @@ impl Directory for SqlStore {
         let mut c = before.clone();
         let new_secret = edit(&mut c)?;
         c.updated_at = now();
-        sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10, allow_hmac_id_tokens = $11 WHERE id = $1")
+        sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10, allow_hmac_id_tokens = $11, trust_unverified_email = $12, shared_redirect_uri = $13 WHERE id = $1")
             .bind(&c.id)
             .bind(&c.name)
             .bind(&c.client_id)
@@ -559,6 +562,8 @@ impl Directory for SqlStore {
             .bind(to_json(&c.group_sync))
             .bind(ms(c.updated_at))
             .bind(i64::from(c.allow_hmac_id_tokens))
+            .bind(i64::from(c.trust_unverified_email))
+            .bind(i64::from(c.shared_redirect_uri))
             .execute(&mut *tx)
             .await?;
         let mut changes = audit::diff(&json_value(&before), &json_value(&c));
@@ -601,7 +606,7 @@ impl Directory for SqlStore {
             .bind(i64::from(app.expose_idp_tokens))
             .bind(ms(app.created_at))
             .bind(ms(app.updated_at))
-            .bind(client_type_text(app.client_type))
+            .bind(enum_text(&app.client_type))
             .bind(&app.id_token_signed_response_alg)
             .bind(&app.backchannel_logout_uri)
             .execute(&mut *tx)

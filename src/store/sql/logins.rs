@@ -107,6 +107,8 @@ async fn find_user(conn: &mut AnyConnection, c: &Connection, p: &IdpProfile) -> 
         return Ok(by_sub);
     }
     let (column, value) = match c.user_match {
+        // An address the IdP does not say is verified may be anyone's typing.
+        UserMatch::Email if !(p.email_verified || c.trust_unverified_email) => return Ok(None),
         UserMatch::Email => ("email", p.email.as_deref()),
         UserMatch::PreferredUsername => ("username", p.username.as_deref()),
         UserMatch::Sub => return Ok(None),
@@ -474,6 +476,8 @@ impl Logins for SqlStore {
                 "connection_id = $1 AND ($2 IS NULL OR idp_sub = $2) AND ($3 IS NULL OR idp_sid = $3) AND ($2 IS NOT NULL OR $3 IS NOT NULL)",
                 vec![Some(connection_id), sub, sid],
             ),
+            SessionFilter::Connection(connection_id) => ("connection_id = $1", vec![Some(connection_id)]),
+            SessionFilter::Organization(organization_id) => ("organization_id = $1", vec![Some(organization_id)]),
         };
         let sql = format!("SELECT * FROM sessions WHERE {condition}{}", self.dialect.for_update());
         let mut tx = self.write_tx().await?;
@@ -612,6 +616,12 @@ impl Logins for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn is_used(&self, hash: &str) -> StoreResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM used_login_states WHERE state_hash = $1").bind(hash).fetch_optional(&self.pool).await?;
+        Ok(found.is_some())
     }
 
     async fn create_grant(&self, g: &Grant, sign_in: Option<SignIn<'_>>) -> StoreResult<()> {

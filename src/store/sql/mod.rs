@@ -168,6 +168,15 @@ pub(super) fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A unit enum as its bare serde name, as its column holds it (`confidential`).
+pub(super) fn enum_text<T: Serialize>(v: &T) -> String {
+    to_json(v).trim_matches('"').to_owned()
+}
+
+pub(super) fn enum_from_text<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    from_json(&format!("\"{text}\""))
+}
+
 pub(super) fn json_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("plain data serialises")
 }

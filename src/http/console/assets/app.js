@@ -5,7 +5,7 @@
 // at the form field they name.
 
 const main = document.getElementById('main');
-let session = null; // {csrf, redirect_uri, public_url}
+let session = null; // {csrf, public_url}
 
 // ---------- DOM and API helpers ----------
 
@@ -244,12 +244,15 @@ function connectionFields(c) {
     { name: 'scopes', label: 'Scopes', value: (c?.scopes ?? ['openid', 'profile', 'email']).join(' '), hint: 'Add offline_access for background token refresh, groups where the IdP needs it.' },
     { name: 'logout_url', label: 'Logout URL', value: c?.logout_url ?? '', hint: 'Optional: where to sign users out at the IdP if it has no end_session_endpoint.' },
     { name: 'provisioning', label: 'Provisioning', type: 'select', value: c?.provisioning ?? 'jit', options: [['jit', 'Create users at first sign-in'], ['existing_users', 'Only users created beforehand']] },
-    { name: 'user_match', label: 'Match users by', type: 'select', value: c?.user_match ?? 'email', options: [['email', 'Email'], ['preferred_username', 'Username'], ['sub', 'IdP subject (sub)']] },
+    { name: 'user_match', label: 'Match users by', type: 'select', value: c?.user_match ?? 'email', options: [['email', 'Verified email'], ['preferred_username', 'Username (not unique, not stable: see the warning)'], ['sub', 'IdP subject (sub)']],
+      hint: 'How a first sign-in finds a user created beforehand. Warning: a username is neither unique nor stable at most IdPs (OIDC Core §5.7); anyone who can pick one can take over the user who has it. Prefer email or sub.' },
+    { name: 'trust_unverified_email', label: 'Trust this IdP\'s unverified emails for matching', type: 'checkbox', value: c?.trust_unverified_email ?? false,
+      hint: 'Off: a first sign-in links to an existing user by email only when the IdP says the address is verified.' },
   ];
 }
 
 function connectionBody(v, existing) {
-  const body = { name: v.name, client_id: v.client_id, discovery_url: v.discovery_url, scopes: words(v.scopes), logout_url: v.logout_url.trim() || null, provisioning: v.provisioning, user_match: v.user_match };
+  const body = { name: v.name, client_id: v.client_id, discovery_url: v.discovery_url, scopes: words(v.scopes), logout_url: v.logout_url.trim() || null, provisioning: v.provisioning, user_match: v.user_match, trust_unverified_email: v.trust_unverified_email };
   if (v.client_secret || !existing) body.client_secret = v.client_secret;
   return body;
 }
@@ -274,7 +277,13 @@ function connectionCard(c) {
   const sync = c.group_sync;
   return h('section', { class: 'connection', id: `connection-${c.id}` },
     h('h2', {}, c.name),
-    h('p', {}, 'Redirect URI to register at the IdP: ', copyable(c.redirect_uri, 'redirect-uri')),
+    h('p', {}, 'Redirect URI to register at the IdP: ', copyable(c.own_redirect_uri, 'redirect-uri')),
+    c.shared_redirect_uri ? h('div', { class: 'card warning', id: 'shared-redirect-uri' },
+      h('p', {}, c.notice),
+      h('button', { type: 'button', id: 'use-own-redirect-uri', onclick: () => confirmThen('Switch to this connection\'s own redirect URI? Register it at the IdP first, or sign-ins will fail.', async () => {
+        await api('PATCH', `/connections/${enc(c.id)}`, { shared_redirect_uri: false });
+        route();
+      }) }, 'I registered it: switch to this URI')) : null,
     h('p', { class: 'muted' }, 'Post-logout redirect URI: ', copyable(c.post_logout_redirect_uri), h('br'), 'Back-channel logout URI: ', copyable(c.backchannel_logout_uri)),
     form({
       id: `connection-form-${c.id}`,
@@ -326,7 +335,7 @@ async function loginPage(slug) {
   const org = await api('GET', `/organizations/${enc(slug)}`);
   const conns = (await api('GET', `/organizations/${enc(org.id)}/connections?limit=200`)).data;
   const newForm = h('div', { id: 'new-connection', hidden: true },
-    h('p', {}, 'Register this redirect URI at the IdP: ', copyable(session.redirect_uri, 'new-redirect-uri')),
+    h('p', { class: 'muted', id: 'new-redirect-uri-hint' }, 'Each connection has its own redirect URI; it is shown once the connection is created. Register it at the IdP before signing in.'),
     form({
       id: 'connection-create',
       fields: connectionFields(null),
