@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+// Boolean variables take 1/0, true/false, yes/no, on/off, as systemd and compose files write them.
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
 
@@ -93,7 +95,7 @@ pub struct ServeArgs {
 
     /// Development mode: allow `http://` identity providers on loopback addresses
     /// and cookies without `Secure`. Never in production.
-    #[arg(long, env = "SSOGATE_DEV")]
+    #[arg(long, env = "SSOGATE_DEV", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub dev: bool,
 
     /// A non-public network (CIDR) that identity providers may be on, e.g. an
@@ -150,7 +152,7 @@ pub struct ServeArgs {
     /// Do not apply database migrations at start; refuse to start if any is pending.
     /// For a service role without DDL rights: run `ssogate migrate` as one that has
     /// them before deploying a new version.
-    #[arg(long, env = "SSOGATE_NO_MIGRATE")]
+    #[arg(long, env = "SSOGATE_NO_MIGRATE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub no_migrate: bool,
 
     /// Most bytes of one person's claims (ID token and userinfo together, as JSON);

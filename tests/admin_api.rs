@@ -503,3 +503,20 @@ async fn health_endpoints_and_graceful_shutdown() {
     let status = sso.wait_exit(std::time::Duration::from_secs(10)).expect("did not stop on SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+/// As a systemd `EnvironmentFile` or a compose file writes them: `1`/`0`, `yes`/`no`.
+#[tokio::test]
+async fn boolean_environment_variables_take_the_usual_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SSOGATE_DEV", "1"), ("SSOGATE_NO_MIGRATE", "0")].map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec();
+    let sso = Ssogate::start_with(dir.path(), Options { dev: false, env, ..Default::default() }).await;
+    sso.post("/organizations", json!({"name": "Acme", "slug": "acme"})).await;
+    let (s, c) = sso.post("/organizations/acme/connections", conn_body("http://127.0.0.1:9/")).await;
+    assert_eq!(s, StatusCode::CREATED, "SSOGATE_DEV=1 allows a loopback http IdP: {c}");
+    drop(sso);
+    let env = [("SSOGATE_DEV", "no")].map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec();
+    let sso = Ssogate::start_with(dir.path(), Options { dev: false, env, ..Default::default() }).await;
+    let got = sso.post("/organizations/acme/connections", conn_body("http://127.0.0.1:9/")).await;
+    assert_error(&got, 422, "invalid_field", Some("discovery_url"));
+    assert!(got.1["error"]["message"].as_str().unwrap().contains("--dev"), "the error names the flag: {}", got.1);
+}

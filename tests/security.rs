@@ -55,6 +55,14 @@ async fn organization(sso: &Ssogate, slug: &str, domains: &[&str], op: &FakeOp) 
     c
 }
 
+/// The usual scene: an application and an organization `acme` with a fake IdP.
+async fn acme() -> (FakeOp, Scene) {
+    let op = FakeOp::start("ssogate-client").await;
+    let s = scene(Options::default(), json!({})).await;
+    organization(&s.sso, "acme", &[], &op).await;
+    (op, s)
+}
+
 impl Scene {
     fn authorize_url(&self, extra: &str) -> String {
         format!(
@@ -96,6 +104,17 @@ impl Scene {
         self.exchange(&code).await
     }
 
+    /// The mix-up attacker's preparation: a sign-in of their own (`routing`) up to the
+    /// honest IdP; its authorization request without `state`, which carries the
+    /// attacker's nonce and PKCE challenge.
+    async fn attackers_own_request(&self, routing: &str, honest: &FakeOp) -> String {
+        let (at_honest, _) = Browser::new().follow(&self.authorize_url(routing), &honest.issuer).await;
+        let Landing::App(at_honest) = at_honest else { panic!("expected the honest IdP: {at_honest:?}") };
+        let mut forward = at_honest.clone();
+        forward.query_pairs_mut().clear().extend_pairs(at_honest.query_pairs().filter(|(k, _)| k != "state"));
+        forward.to_string()
+    }
+
     async fn userinfo(&self, access_token: &str) -> StatusCode {
         self.sso.raw().get(self.sso.url("/oauth2/userinfo")).bearer_auth(access_token).send().await.unwrap().status()
     }
@@ -125,17 +144,9 @@ async fn an_idp_mix_up_cannot_steal_another_tenants_code() {
     assert_ne!(victim_conn["redirect_uri"], attacker_conn["redirect_uri"], "each connection has its own redirect URI");
 
     // The attacker starts a sign-in of their own through the victim's connection, and
-    // keeps its nonce and PKCE challenge (their browser keeps the login cookie).
-    let attacker = Browser::new();
-    let (at_honest, _) =
-        attacker.follow(&s.authorize_url(&format!("connection={}", victim_conn["id"].as_str().unwrap())), &honest.issuer).await;
-    let Landing::App(at_honest) = at_honest else { panic!("expected the honest IdP: {at_honest:?}") };
-    let mut forward = at_honest.clone();
-    forward.query_pairs_mut().clear();
-    for (k, v) in at_honest.query_pairs().filter(|(k, _)| k != "state") {
-        forward.query_pairs_mut().append_pair(&k, &v);
-    }
-    attacker_idp.set_fault(Fault::MixUp { to: forward.to_string() });
+    // keeps its nonce and PKCE challenge.
+    let forward = s.attackers_own_request(&format!("connection={}", victim_conn["id"].as_str().unwrap()), &honest).await;
+    attacker_idp.set_fault(Fault::MixUp { to: forward });
 
     // The victim is lured into a sign-in through the attacker's connection.
     let victim = Browser::new();
@@ -189,15 +200,8 @@ async fn the_shared_redirect_uri_takes_only_answers_that_name_their_issuer() {
     // The mix-up through the shared URI: the honest IdP names itself, the login
     // expected the attacker's issuer, and the code goes nowhere.
     op.set_fault(Fault::None);
-    let attacker = Browser::new();
-    let (at_honest, _) = attacker.follow(&s.authorize_url("organization=legacy"), &op.issuer).await;
-    let Landing::App(at_honest) = at_honest else { panic!("{at_honest:?}") };
-    let mut forward = at_honest.clone();
-    forward.query_pairs_mut().clear();
-    for (k, v) in at_honest.query_pairs().filter(|(k, _)| k != "state") {
-        forward.query_pairs_mut().append_pair(&k, &v);
-    }
-    attacker_idp.set_fault(Fault::MixUp { to: forward.to_string() });
+    let forward = s.attackers_own_request("organization=legacy", &op).await;
+    attacker_idp.set_fault(Fault::MixUp { to: forward });
     let landing = s.sign_in(&Browser::new(), &format!("connection={}", attacker_conn["id"].as_str().unwrap())).await;
     assert!(landing.param("error_description").unwrap_or_default().contains("RFC 9207"), "{landing:?}");
     assert!(attacker_idp.codes_received().is_empty(), "the code reached the attacker");
@@ -328,9 +332,7 @@ async fn failed_client_authentications_do_not_lock_out_the_genuine_client() {
 /// no confirmation.
 #[tokio::test]
 async fn a_cross_site_logout_link_asks_the_user_first() {
-    let op = FakeOp::start("ssogate-client").await;
-    let s = scene(Options::default(), json!({})).await;
-    organization(&s.sso, "acme", &[], &op).await;
+    let (_op, s) = acme().await;
     let browser = Browser::new();
     let t = s.tokens(&browser, "organization=acme").await;
     let access = t["access_token"].as_str().unwrap();
@@ -368,9 +370,7 @@ async fn a_cross_site_logout_link_asks_the_user_first() {
 /// `auth_time`; with `prompt=none` it answers `login_required`.
 #[tokio::test]
 async fn max_age_sends_the_user_back_to_the_idp() {
-    let op = FakeOp::start("ssogate-client").await;
-    let s = scene(Options::default(), json!({})).await;
-    organization(&s.sso, "acme", &[], &op).await;
+    let (op, s) = acme().await;
     let browser = Browser::new();
     let first = claims(s.tokens(&browser, "organization=acme").await["id_token"].as_str().unwrap());
     assert_eq!(op.authorize_requests().len(), 1);

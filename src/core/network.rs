@@ -59,7 +59,12 @@ impl NetworkPolicy {
             "http" if self.dev => {
                 return Err(ValidationError::new(field, "must use https (http is allowed in --dev mode only for loopback hosts)"))
             }
-            "http" => return Err(ValidationError::new(field, "must use https")),
+            "http" => {
+                return Err(ValidationError::new(
+                    field,
+                    "must use https (http is allowed only for loopback hosts, with --dev / SSOGATE_DEV=1)",
+                ))
+            }
             other => return Err(ValidationError::new(field, format!("scheme `{other}` is not allowed; use https"))),
         }
         if !url.username().is_empty() || url.password().is_some() {
