@@ -25,6 +25,9 @@ const BATCH: u32 = 256;
 const CONCURRENCY: usize = 64;
 /// How long a claim keeps other replicas off a session being refreshed.
 const LEASE: Duration = Duration::from_secs(120);
+/// The longest one refresh may take (its IdP calls, with their own timeouts, and the
+/// store), well inside the lease.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(90);
 /// The pause when nothing is due.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -81,9 +84,12 @@ impl Broker {
     }
 
     async fn refresh_session(&self, session: Session) {
-        let failure = match self.try_refresh(&session).await {
-            Ok(()) => return telemetry::refresh("refreshed"),
-            Err(f) => f,
+        // A refresh that outlived its lease could be taken up by another replica too.
+        let attempt = tokio::time::timeout(REFRESH_DEADLINE, self.try_refresh(&session));
+        let failure = match attempt.await {
+            Ok(Ok(())) => return telemetry::refresh("refreshed"),
+            Ok(Err(f)) => f,
+            Err(_) => RefreshFailure::Transient(format!("the refresh took longer than {} s", REFRESH_DEADLINE.as_secs())),
         };
         let t = now();
         let end = match &failure {
@@ -129,6 +135,20 @@ impl Broker {
         })
         .await?;
         let t = now();
+        // Stored before anything else can fail: an IdP that rotates refresh tokens
+        // refuses the old one, so losing the new one would end the session at the
+        // next attempt.
+        let arrived = UpstreamTokens {
+            access_token: answer.access_token.clone(),
+            // The IdP may rotate the refresh token, or keep the old one valid.
+            refresh_token: answer.refresh_token.clone().or_else(|| previous.refresh_token.clone()),
+            id_token: answer.id_token.clone().or_else(|| previous.id_token.clone()),
+            expires_at: answer.expires_in.map(|e| t.unix_timestamp() + e),
+            ..previous.clone()
+        };
+        if !store.save_upstream_tokens(&s.id, &s.id_hash, &arrived).await? {
+            return Err(Final("the session ended while its tokens were refreshed".into()));
+        }
         let access_token = answer.access_token.ok_or_else(|| Transient("the refresh answer has no access token".into()))?;
 
         let sub = s.idp_sub.clone().unwrap_or_default();
@@ -189,16 +209,7 @@ impl Broker {
         let affected = store.reissue_grant_claims(&s.id_hash, &claims_for_scope).await?;
         self.forget_tokens(affected).await;
 
-        let tokens = UpstreamTokens {
-            access_token: Some(access_token),
-            // The IdP may rotate the refresh token, or keep the old one valid.
-            refresh_token: answer.refresh_token.or_else(|| previous.refresh_token.clone()),
-            id_token: answer.id_token.or_else(|| previous.id_token.clone()),
-            expires_at: answer.expires_in.map(|e| t.unix_timestamp() + e),
-            nonce: previous.nonce.clone(),
-            id_token_claims,
-            profile,
-        };
+        let tokens = UpstreamTokens { id_token_claims, profile, ..arrived };
         if !store.save_refreshed(&s.id_hash, &tokens, self.refresh.due_at(&tokens, t), t).await? {
             tracing::info!(session_id = %s.id, "the session ended while its tokens were refreshed");
         }

@@ -221,10 +221,12 @@ impl Broker {
             (None, Some(_)) => return Err(invalid_grant("a code_verifier was sent for a request without code_challenge")),
             (None, None) => {}
         }
+        // Not cached here: a replay of the code may revoke this token between its
+        // redemption and a cache insert, which would then serve it for the recheck
+        // window. Its first userinfo reads the store, which knows.
         let Value::Object(claims) = grant.claims.clone() else {
             return Err(token_error(500, "server_error", "stored claims are unreadable"));
         };
-        self.tokens.put(token_hash, CachedToken { body: grant.claims.to_string().into_bytes().into(), expires_at });
 
         let mut id_claims = claims;
         id_claims.insert("iss".into(), self.issuer.clone().into());

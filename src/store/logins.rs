@@ -220,6 +220,9 @@ pub trait Logins: Send + Sync + 'static {
     /// Claims up to `limit` sessions whose upstream refresh is due, each for one
     /// taker until `lease_until` (so a refresh runs once across replicas).
     async fn claim_due_refreshes(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Session>>;
+    /// Stores what the IdP just handed over (a rotated refresh token is usable once),
+    /// before anything else of the refresh can fail; false if the session is gone.
+    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, tokens: &UpstreamTokens) -> StoreResult<bool>;
     /// Stores refreshed upstream tokens and the next due time; false if the session is gone.
     async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp) -> StoreResult<bool>;
     /// Records a failed refresh and when to retry.

@@ -43,6 +43,11 @@ pub enum Fault {
     NoIssParam,
     /// Says the email it sends is not verified.
     UnverifiedEmail,
+    /// The next userinfo call answers 503 (once), as an IdP hiccup would.
+    UserinfoFailsOnce,
+    /// Code exchanges wait for `release_token`: the test holds a sign-in at the IdP
+    /// while it changes something, then lets it go on.
+    HoldTokenUntilReleased,
     /// A malicious IdP of another tenant (RFC 9700 §4.4 mix-up): its authorization
     /// endpoint forwards the browser to `to` (an honest IdP's authorization request
     /// with the attacker's own nonce and PKCE challenge), keeping the victim's `state`.
@@ -84,6 +89,14 @@ struct Inner {
     codes_received: Vec<String>,
     /// The query of every authorization request.
     authorize_requests: Vec<HashMap<String, String>>,
+    /// Refresh tokens rotate (as Okta, Auth0, oidc-provider do): each code and refresh
+    /// grant issues the next one, and only the latest of a subject is accepted.
+    rotating_refresh: bool,
+    latest_refresh: HashMap<String, u64>,
+    /// `expires_in` of the access tokens it issues.
+    token_lifetime: u64,
+    /// Every refresh token presented, in order.
+    refreshes: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -91,6 +104,8 @@ pub struct FakeOp {
     pub issuer: String,
     pub client_id: String,
     inner: Arc<Mutex<Inner>>,
+    /// Releases a token request held by `HoldTokenUntilReleased`.
+    hold: Arc<tokio::sync::Notify>,
 }
 
 impl FakeOp {
@@ -115,7 +130,12 @@ impl FakeOp {
                 code_redirect_uris: HashMap::new(),
                 codes_received: vec![],
                 authorize_requests: vec![],
+                rotating_refresh: false,
+                latest_refresh: HashMap::new(),
+                token_lifetime: 300,
+                refreshes: vec![],
             })),
+            hold: Arc::new(tokio::sync::Notify::new()),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -162,6 +182,23 @@ impl FakeOp {
 
     pub fn authorize_requests(&self) -> Vec<HashMap<String, String>> {
         self.inner.lock().unwrap().authorize_requests.clone()
+    }
+
+    /// Issues refresh tokens at sign-in and rotates them, refusing any but the latest;
+    /// access tokens last `lifetime`.
+    pub fn rotate_refresh_tokens(&self, lifetime: Duration) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.rotating_refresh = true;
+        inner.token_lifetime = lifetime.as_secs();
+    }
+
+    pub fn refreshes(&self) -> Vec<String> {
+        self.inner.lock().unwrap().refreshes.clone()
+    }
+
+    /// Lets a token request held by `HoldTokenUntilReleased` answer.
+    pub fn release_token(&self) {
+        self.hold.notify_one();
     }
 }
 
@@ -258,6 +295,9 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
         return refresh(&op, &form).into_response();
     }
+    if op.inner.lock().unwrap().fault == Fault::HoldTokenUntilReleased {
+        op.hold.notified().await;
+    }
     let (fault, (nonce, sub)) = {
         let mut inner = op.inner.lock().unwrap();
         inner.token_requests += 1;
@@ -318,7 +358,14 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
             _ => key.sign_jwt(&claims).unwrap(),
         }
     };
-    Json(json!({"access_token": format!("at.{sub}.0"), "token_type": "Bearer", "expires_in": 300, "id_token": id_token})).into_response()
+    let mut inner = op.inner.lock().unwrap();
+    let mut answer =
+        json!({"access_token": format!("at.{sub}.0"), "token_type": "Bearer", "expires_in": inner.token_lifetime, "id_token": id_token});
+    if inner.rotating_refresh {
+        inner.latest_refresh.insert(sub.clone(), 0);
+        answer["refresh_token"] = json!(format!("rt.{sub}.0"));
+    }
+    Json(answer).into_response()
 }
 
 /// `refresh_token` grants: refresh tokens read `rt.<sub>.<n>`; each use returns the
@@ -328,19 +375,42 @@ fn refresh(op: &FakeOp, form: &HashMap<String, String>) -> Response {
     let [_, sub, n] = parts[..] else {
         return (axum::http::StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response();
     };
-    let next: u64 = n.parse::<u64>().unwrap_or(0) + 1;
+    let presented: u64 = n.parse().unwrap_or(0);
+    {
+        let mut inner = op.inner.lock().unwrap();
+        inner.refreshes.push(form["refresh_token"].clone());
+        if inner.rotating_refresh {
+            if inner.latest_refresh.get(sub) != Some(&presented) {
+                return (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    Json(json!({"error": "invalid_grant", "error_description": "refresh token already used"})),
+                )
+                    .into_response();
+            }
+            inner.latest_refresh.insert(sub.to_owned(), presented + 1);
+        }
+    }
+    let next = presented + 1;
+    let lifetime = op.inner.lock().unwrap().token_lifetime;
     let now = ssogate::core::now().unix_timestamp();
     let claims = json!({"iss": op.issuer, "aud": op.client_id, "sub": sub, "exp": now + 300, "iat": now});
     let id_token = op.inner.lock().unwrap().keys[0].sign_jwt(&claims).unwrap();
     Json(json!({
         "access_token": format!("at.{sub}.{next}"), "refresh_token": format!("rt.{sub}.{next}"),
-        "token_type": "Bearer", "expires_in": 300, "id_token": id_token,
+        "token_type": "Bearer", "expires_in": lifetime, "id_token": id_token,
     }))
     .into_response()
 }
 
-async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> Json<Value> {
-    let fault = op.inner.lock().unwrap().fault.clone();
+async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> Response {
+    let fault = {
+        let mut inner = op.inner.lock().unwrap();
+        if inner.fault == Fault::UserinfoFailsOnce {
+            inner.fault = Fault::None;
+            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+        }
+        inner.fault.clone()
+    };
     // Access tokens name their subject (`at.<sub>.<n>`).
     let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let refreshed = bearer.and_then(|t| t.strip_prefix("at.")).and_then(|t| t.split('.').next());
@@ -353,5 +423,5 @@ async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> J
     if fault == Fault::HugeClaims {
         info["blob"] = json!("x".repeat(100 * 1024));
     }
-    Json(info)
+    Json(info).into_response()
 }

@@ -165,6 +165,49 @@ fn refresh_profile<'q>(
         .bind(i64::from(is_login))
 }
 
+impl SqlStore {
+    /// Fast path, one statement: the IdP subject has signed in here before.
+    async fn signed_in_before(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Option<Box<UserView>>> {
+        let mut conn = self.conn().await?;
+        let row =
+            refresh_profile(&self.queries.refresh_by_subject, c, p, login_at, &c.organization_id, true).fetch_optional(&mut *conn).await?;
+        row.as_ref().map(|r| user_view_row(r).map(Box::new)).transpose()
+    }
+
+    /// First sign-in of this subject: match by the connection's rule, or create.
+    async fn first_sign_in(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
+        let mut tx = self.write_tx().await?;
+        let existing = find_user(&mut tx, c, p).await?;
+        let id = match existing.clone() {
+            Some(id) => id,
+            None if c.provisioning == Provisioning::ExistingUsers => return Ok(Provisioned::NotAllowed),
+            None => {
+                if let Err(max) = claim_seat(&mut tx, self.dialect, &c.organization_id).await? {
+                    return Ok(Provisioned::NoSeat(max));
+                }
+                let id = new_id(IdKind::User);
+                sqlx::query("INSERT INTO users (id, organization_id, connection_id, email, email_verified, idp_sub, idp_groups, attributes, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, '[]', '{}', $6, $6)")
+                    .bind(&id)
+                    .bind(&c.organization_id)
+                    .bind(&c.id)
+                    .bind(&p.email)
+                    .bind(&p.idp_sub)
+                    .bind(ms(login_at))
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        let row = refresh_profile(&self.queries.refresh_by_id, c, p, login_at, &id, true).fetch_one(&mut *tx).await?;
+        let user = user_view_row(&row)?;
+        let action = if existing.is_some() { "user.linked" } else { "user.provisioned" };
+        let actor = Actor(format!("login:{}", c.id));
+        record(&mut tx, Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;
+        tx.commit().await?;
+        Ok(Provisioned::User(Box::new(user)))
+    }
+}
+
 #[async_trait]
 impl Logins for SqlStore {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
@@ -250,44 +293,18 @@ impl Logins for SqlStore {
     }
 
     async fn provision_user(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
-        // Fast path, one statement: the IdP subject has signed in here before.
-        let mut conn = self.conn().await?;
-        if let Some(row) =
-            refresh_profile(&self.queries.refresh_by_subject, c, p, login_at, &c.organization_id, true).fetch_optional(&mut *conn).await?
-        {
-            return Ok(Provisioned::User(Box::new(user_view_row(&row)?)));
+        if let Some(user) = self.signed_in_before(c, p, login_at).await? {
+            return Ok(Provisioned::User(user));
         }
-        drop(conn);
-        // First sign-in of this subject: match by the connection's rule, or create.
-        let mut tx = self.write_tx().await?;
-        let existing = find_user(&mut tx, c, p).await?;
-        let id = match existing.clone() {
-            Some(id) => id,
-            None if c.provisioning == Provisioning::ExistingUsers => return Ok(Provisioned::NotAllowed),
-            None => {
-                if let Err(max) = claim_seat(&mut tx, self.dialect, &c.organization_id).await? {
-                    return Ok(Provisioned::NoSeat(max));
-                }
-                let id = new_id(IdKind::User);
-                sqlx::query("INSERT INTO users (id, organization_id, connection_id, email, email_verified, idp_sub, idp_groups, attributes, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, '[]', '{}', $6, $6)")
-                    .bind(&id)
-                    .bind(&c.organization_id)
-                    .bind(&c.id)
-                    .bind(&p.email)
-                    .bind(&p.idp_sub)
-                    .bind(ms(login_at))
-                    .execute(&mut *tx)
-                    .await?;
-                id
-            }
-        };
-        let row = refresh_profile(&self.queries.refresh_by_id, c, p, login_at, &id, true).fetch_one(&mut *tx).await?;
-        let user = user_view_row(&row)?;
-        let action = if existing.is_some() { "user.linked" } else { "user.provisioned" };
-        let actor = Actor(format!("login:{}", c.id));
-        record(&mut tx, Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;
-        tx.commit().await?;
-        Ok(Provisioned::User(Box::new(user)))
+        match self.first_sign_in(c, p, login_at).await {
+            // Another sign-in of the same person created the user meanwhile (PostgreSQL
+            // runs both lookups before either insert): theirs is ours.
+            Err(conflict @ StoreError::Conflict { .. }) => match self.signed_in_before(c, p, login_at).await? {
+                Some(user) => Ok(Provisioned::User(user)),
+                None => Err(conflict),
+            },
+            other => other,
+        }
     }
 
     async fn sync_groups(
@@ -561,6 +578,15 @@ impl Logins for SqlStore {
         .bind(ms(at))
         .execute(&self.pool)
         .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, tokens: &UpstreamTokens) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE sessions SET upstream_enc = $2 WHERE id_hash = $1")
+            .bind(id_hash)
+            .bind(self.seal_upstream(session_id, tokens)?)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
