@@ -64,8 +64,10 @@ impl AppClient {
 
     /// Why `uri` may not be called, if it may not (scheme, credentials, IP literal).
     pub fn refusal(&self, uri: &str) -> Option<String> {
-        let url = Url::parse(uri).map_err(|e| e.to_string()).ok()?;
-        self.policy.check_url("backchannel_logout_uri", &url).err().map(|e| e.message)
+        match Url::parse(uri) {
+            Ok(url) => self.policy.check_url("backchannel_logout_uri", &url).err().map(|e| e.message),
+            Err(e) => Some(format!("not a URL: {e}")),
+        }
     }
 }
 
@@ -94,6 +96,7 @@ mod tests {
         let refused = client.refusal("https://169.254.169.254/latest").unwrap();
         assert!(refused.contains("--allow-app-network"), "{refused}");
         assert!(client.refusal("http://app.example.com/bcl").is_some());
+        assert!(client.refusal("not a url").is_some(), "fails closed");
         let allowed = NetworkPolicy::for_applications(false, vec!["10.0.0.0/8".parse().unwrap()]);
         assert!(AppClient::new(allowed, Duration::from_secs(1)).unwrap().refusal("https://10.1.2.3/bcl").is_none());
     }

@@ -41,6 +41,16 @@ async fn each_limit_refuses_with_429_and_retry_after() {
     assert_eq!(admin("198.51.100.2").await.unwrap().status(), StatusCode::OK);
     // A forged left-most entry does not buy a new allowance.
     assert_eq!(admin("203.0.113.50, 198.51.100.1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    // Nor does a forged header line of its own before the proxy's line.
+    let two_lines = http
+        .get(sso.url("/api/v1/organizations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-forwarded-for", "203.0.113.51")
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two_lines.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // authorize: three per minute per address, then a page (never a redirect).
     let authorize = || http.get(sso.url("/oauth2/authorize?client_id=nobody&response_type=code")).send();

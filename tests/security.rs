@@ -263,10 +263,23 @@ async fn another_tenants_idp_cannot_vouch_for_an_email_in_our_domain() {
     organization(&s.sso, "attacker", &["attacker.test"], &op).await;
 
     let id_token = |t: &Value| claims(t["id_token"].as_str().unwrap());
-    let t = s.tokens(&Browser::new(), "organization=attacker&login_hint=ceo").await;
+    let signed_in = Browser::new();
+    let t = s.tokens(&signed_in, "organization=attacker&login_hint=ceo").await;
     let c = id_token(&t);
     assert_eq!((c["email"].as_str(), c["org_slug"].as_str()), (Some("ceo@fake.test"), Some("attacker")));
     assert_eq!(c["email_verified"], false, "another organization's domain is not vouched for: {c}");
+    // The SSO user info endpoint says the same, keeping the IdP's own word apart.
+    let r = s
+        .sso
+        .raw()
+        .post(s.sso.url("/oauth2/sso_userinfo"))
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .form(&[("token", t["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    let live: Value = r.json().await.unwrap();
+    assert_eq!((&live["email_verified"], &live["idp_email_verified"]), (&json!(false), &json!(true)), "{live}");
     // The organization owning the domain: verified.
     let t = s.tokens(&Browser::new(), "organization=victim&login_hint=ceo").await;
     assert_eq!(id_token(&t)["email_verified"], true);
@@ -276,6 +289,9 @@ async fn another_tenants_idp_cannot_vouch_for_an_email_in_our_domain() {
     let landing = s.sign_in(&Browser::new(), "organization=attacker&login_hint=ceo").await;
     assert_eq!(landing.param("error").as_deref(), Some("access_denied"));
     assert!(landing.param("error_description").unwrap().contains("not in one of your organization's domains"), "{landing:?}");
+    // Nor does a session opened before the policy tightened sign in anew.
+    let landing = s.sign_in(&signed_in, "organization=attacker&prompt=none").await;
+    assert_eq!(landing.param("error").as_deref(), Some("access_denied"), "{landing:?}");
 
     s.sso.patch("/organizations/attacker", json!({"email_policy": "any"})).await;
     let t = s.tokens(&Browser::new(), "organization=attacker&login_hint=ceo2").await;
@@ -389,6 +405,17 @@ async fn max_age_sends_the_user_back_to_the_idp() {
     assert!(fresh["auth_time"].as_i64().unwrap() >= first["auth_time"].as_i64().unwrap() + 2, "{first} {fresh}");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     assert!(now - fresh["auth_time"].as_i64().unwrap() <= 1 + 1, "auth_time is the new sign-in's");
+
+    // An IdP that ignores max_age (or prompt=login) and reuses an old authentication
+    // is caught by its auth_time; the application is never told it was fresh.
+    op.set_fault(Fault::StaleAuthTime);
+    for routing in ["organization=acme&max_age=60", "organization=acme&prompt=login"] {
+        let landing = s.sign_in(&Browser::new(), routing).await;
+        assert_eq!(landing.param("error").as_deref(), Some("access_denied"), "{routing}: {landing:?}");
+        assert!(landing.param("error_description").unwrap().contains("did not authenticate the user again"), "{landing:?}");
+    }
+    let old = claims(s.tokens(&Browser::new(), "organization=acme").await["id_token"].as_str().unwrap());
+    assert!(now - old["auth_time"].as_i64().unwrap() >= 7000, "the IdP's auth_time is passed on: {old}");
 }
 
 // ---------------------------------------------------------------- another tenant's admin, the operator

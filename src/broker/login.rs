@@ -8,7 +8,7 @@ use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
-use crate::core::claims::{self, Claims, IdpProfile};
+use crate::core::claims::{self, Claims};
 use crate::core::connection::Connection;
 use crate::core::group_sync::{self, SyncRules};
 use crate::core::ids::{new_id, IdKind};
@@ -130,13 +130,16 @@ impl Broker {
         let connection = self.route(req).await?;
         self.check_licence(&connection.organization_id).await?;
         if !req.prompt_login {
-            let fresh_enough = |s: &Session| req.max_age.is_none_or(|max| (now() - s.auth_time).whole_seconds() <= max as i64);
+            // max_age=0 asks for a fresh authentication every time.
+            let fresh_enough = |s: &Session| req.max_age.is_none_or(|max| max > 0 && (now() - s.auth_time).whole_seconds() <= max as i64);
             // A session authenticated longer ago than max_age is not reused: the user
             // authenticates at the IdP again (OIDC Core §3.1.2.1), or with prompt=none
             // gets login_required.
             if let Some(session) = self.current_session(cookies, &connection).await?.filter(fresh_enough) {
                 let user = self.store.get_user(&session.user_id).await.map_err(store_failure)?;
                 if let Some(user) = user {
+                    // The organization's email policy may have tightened since the sign-in.
+                    self.check_email_policy(&connection.organization_id, user.user.email.as_deref()).await?;
                     return self.issue_code(app, req, &user, &session, None).await;
                 }
             }
@@ -262,10 +265,10 @@ impl Broker {
 
     /// Refuses a sign-in whose email lies outside the organization's domains, when the
     /// organization asks for that.
-    async fn check_email_policy(&self, c: &Connection, profile: &IdpProfile) -> Result<(), OAuthError> {
-        let org = self.config.organization(self.store.as_ref(), &c.organization_id).await.map_err(store_failure)?;
+    async fn check_email_policy(&self, organization_id: &str, email: Option<&str>) -> Result<(), OAuthError> {
+        let org = self.config.organization(self.store.as_ref(), organization_id).await.map_err(store_failure)?;
         let org = org.ok_or_else(|| oauth("access_denied", "the organization was removed during sign-in"))?;
-        let inside = profile.email.as_deref().is_some_and(|e| org.email_policy.vouches_for(&org.domains, e));
+        let inside = email.is_some_and(|e| org.email_policy.vouches_for(&org.domains, e));
         if org.email_policy == EmailPolicy::RequireDomains && !inside {
             return Err(oauth("access_denied", "your email address is not in one of your organization's domains; ask its administrator"));
         }
@@ -399,8 +402,12 @@ impl Broker {
         self.check_licence(&connection.organization_id).await?;
         let UpstreamIdentity { tokens, id_claims, userinfo, merged, sub } = self.upstream_identity(login, &connection, params).await?;
         let profile = claims::normalize(&merged);
-        self.check_email_policy(&connection, &profile).await?;
+        self.check_email_policy(&connection.organization_id, profile.email.as_deref()).await?;
         let login_at: Timestamp = now();
+        let started_at = login.expires_at - self.lifetimes.login_state.as_secs() as i64;
+        let idp_auth_time = id_claims.get("auth_time").and_then(serde_json::Value::as_i64);
+        let auth_time = authorize::authenticated_at(req, idp_auth_time, started_at, login_at.unix_timestamp())?;
+        let auth_time = Timestamp::from_unix_timestamp(auth_time).unwrap_or(login_at);
         let user = match self.store.provision_user(&connection, &profile, login_at).await {
             Ok(Provisioned::User(u)) => *u,
             Ok(Provisioned::NoSeat(max)) => {
@@ -440,7 +447,7 @@ impl Broker {
             user_id: user.user.id.clone(),
             organization_id: connection.organization_id.clone(),
             connection_id: Some(connection.id.clone()),
-            auth_time: login_at,
+            auth_time,
             created_at: login_at,
             expires_at,
             idle_expires_at: lifetimes.idle_until(login_at, expires_at),

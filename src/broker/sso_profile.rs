@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::{handle, Broker, TokenError};
 use crate::core::application::{Application, ClientType};
+use crate::core::claims;
 use crate::core::now;
 use crate::store::StoreError;
 
@@ -49,8 +50,16 @@ impl Broker {
             issued.filter(|i| !i.revoked && i.expires_at > t && i.application_id == app.id).ok_or(SsoProfileError::InactiveToken)?;
         let session = self.use_session(&issued.session_hash).await?.ok_or(SsoProfileError::InactiveToken)?;
         let upstream = session.upstream.unwrap_or_default();
+        let org = self.config.organization(self.store.as_ref(), &session.organization_id).await?.ok_or(SsoProfileError::InactiveToken)?;
+        // The IdP's own word stays in `id_token_decrypted` and as `idp_email_verified`;
+        // `email_verified` is what ssogate vouches for, as in the ID token.
+        let idp = claims::normalize(&upstream.profile);
+        let vouched = idp.email.as_deref().is_some_and(|e| idp.email_verified && org.email_policy.vouches_for(&org.domains, e));
 
         let mut out: Map<String, Value> = upstream.profile;
+        if let Some(raw) = out.insert("email_verified".into(), vouched.into()) {
+            out.insert("idp_email_verified".into(), raw);
+        }
         out.insert("id_token".into(), upstream.id_token.map_or(Value::Null, Value::String));
         out.insert("id_token_decrypted".into(), Value::Object(upstream.id_token_claims));
         if app.expose_idp_tokens {

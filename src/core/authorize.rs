@@ -132,6 +132,30 @@ pub fn validate(params: &HashMap<String, String>, app: &Application, redirect_ur
     })
 }
 
+/// How much the IdP's clock may differ from ours when its `auth_time` is judged.
+const AUTH_TIME_LEEWAY_SECS: i64 = 60;
+
+/// When the user authenticated, as far as the application may be told, checked
+/// against what the request demanded (OIDC Core §3.1.2.1, §3.1.3.7 point 13): with
+/// `max_age` the IdP must say (`auth_time`) and it must be recent enough; with
+/// `prompt=login` an `auth_time` from before the sign-in started shows the IdP did
+/// not re-authenticate. Without a word from the IdP, the sign-in's own time.
+pub fn authenticated_at(req: &AuthorizeRequest, idp_auth_time: Option<i64>, started_at: i64, now: i64) -> Result<i64, OAuthError> {
+    let stale = |why: &str| OAuthError::new("access_denied", format!("the identity provider did not authenticate the user again: {why}"));
+    match (idp_auth_time, req.max_age) {
+        (None, Some(_)) => return Err(stale("its ID token has no auth_time, which max_age requires")),
+        (Some(at), Some(max)) if now - at > max as i64 + AUTH_TIME_LEEWAY_SECS => {
+            return Err(stale(&format!("it last authenticated the user {} s ago, more than max_age", now - at)))
+        }
+        (Some(at), _) if req.prompt_login && at < started_at - AUTH_TIME_LEEWAY_SECS => {
+            return Err(stale("its auth_time is from before this sign-in started, though prompt=login asked it to"))
+        }
+        _ => {}
+    }
+    // An auth_time ahead of our clock is the IdP's clock; never later than now.
+    Ok(idp_auth_time.map_or(now, |at| at.min(now)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +238,20 @@ mod tests {
         check(&[("prompt", "none login")], ClientType::Confidential, "invalid_request");
         check(&[("max_age", "-1")], ClientType::Confidential, "invalid_request");
         check(&[("max_age", "soon")], ClientType::Confidential, "invalid_request");
+    }
+
+    #[test]
+    fn the_idps_auth_time_must_meet_max_age_and_prompt_login() {
+        let req = |max_age: Option<u64>, prompt_login: bool| AuthorizeRequest { max_age, prompt_login, ..Default::default() };
+        let (started, now) = (1_000, 1_010);
+        assert_eq!(authenticated_at(&req(None, false), None, started, now), Ok(now));
+        assert_eq!(authenticated_at(&req(None, false), Some(500), started, now), Ok(500), "the IdP's time is passed on");
+        assert_eq!(authenticated_at(&req(Some(60), false), Some(1_005), started, now), Ok(1_005));
+        assert!(authenticated_at(&req(Some(60), false), None, started, now).is_err(), "max_age needs auth_time");
+        assert!(authenticated_at(&req(Some(1), false), Some(now - 7200), started, now).is_err(), "an IdP that ignored max_age");
+        assert!(authenticated_at(&req(None, true), Some(now - 7200), started, now).is_err(), "an IdP that ignored prompt=login");
+        assert_eq!(authenticated_at(&req(None, true), None, started, now), Ok(now), "IdPs need not send auth_time for prompt=login");
+        assert_eq!(authenticated_at(&req(None, false), Some(now + 30), started, now), Ok(now), "never in the future");
     }
 
     #[test]

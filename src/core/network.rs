@@ -151,6 +151,7 @@ fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
                 || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+                || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
                 || a >= 240) // reserved
         }
@@ -165,6 +166,9 @@ fn is_public(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (seg0 & 0xfe00) == 0xfc00 // unique local
                 || (seg0 & 0xffc0) == 0xfe80 // link local
+                || (seg0 & 0xffc0) == 0xfec0 // site local (deprecated, still routed in places)
+                || seg0 == 0x2001 && v6.segments()[1] == 0x0002 && v6.segments()[2] == 0 // benchmarking
+                || seg0 == 0x2001 && (v6.segments()[1] & 0xfff0) == 0x0010 // ORCHID
                 || seg0 == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
                 || seg0 == 0x0064 && v6.segments()[1] == 0xff9b // NAT64 (and local-use NAT64) could reach private v4
                 || seg0 == 0x0100 && v6.segments()[1..4] == [0, 0, 0]) // discard-only
@@ -211,6 +215,10 @@ mod tests {
             "2001:0:808:808::f5ff:fffe", // public Teredo server, client 10.0.0.1
             "64:ff9b:1::a00:1",
             "100::1",
+            "fec0::1",
+            "192.88.99.1",
+            "2001:2::1",
+            "2001:10::1",
         ] {
             assert!(!p.allows_ip(ip.parse().unwrap()), "{ip} should be refused");
         }

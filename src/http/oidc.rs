@@ -86,7 +86,12 @@ fn logout_confirmation(issuer: &str, fields: &[(String, String)]) -> Response {
 }
 
 async fn logout(State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    let r = state.broker.end_session(params(&method, query, &body), &cookies(&headers)).await;
+    let mut params = params(&method, query, &body);
+    // The confirmation comes from the page's form, never in a URL (which leaks to logs).
+    if method == Method::GET {
+        params.retain(|(name, _)| name != "confirm");
+    }
+    let r = state.broker.end_session(params, &cookies(&headers)).await;
     reply(&state, r)
 }
 

@@ -108,8 +108,8 @@ impl RateLimits {
 
     /// The client's address, as a limit key.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> String {
-        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        client_ip(peer, forwarded, &self.trusted_proxies).to_string()
+        let forwarded: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        client_ip(peer, &forwarded, &self.trusted_proxies).to_string()
     }
 
     pub fn forget_idle(&self) {

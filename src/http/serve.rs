@@ -81,10 +81,12 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits,
             },
             () = &mut shutdown => break,
         };
-        let admitted = if limits.per_address == 0 || limits.exempt.iter().any(|net| net.contains(&peer.ip())) {
+        // A dual-stack listener sees IPv4 peers as IPv4-mapped addresses.
+        let ip = peer.ip().to_canonical();
+        let admitted = if limits.per_address == 0 || limits.exempt.iter().any(|net| net.contains(&ip)) {
             None
         } else {
-            match open.admit(peer.ip(), limits.per_address) {
+            match open.admit(ip, limits.per_address) {
                 Some(a) => Some(a),
                 None => {
                     crate::telemetry::rate_limited("connections_per_address");

@@ -41,6 +41,8 @@ pub enum Fault {
     Moved(Endpoint),
     /// Answers without RFC 9207 `iss` (and does not advertise it), as many IdPs do.
     NoIssParam,
+    /// Reuses an old authentication whatever the request asked (`auth_time` two hours back).
+    StaleAuthTime,
     /// Says the email it sends is not verified.
     UnverifiedEmail,
     /// The next userinfo call answers 503 (once), as an IdP hiccup would.
@@ -320,6 +322,7 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     let mut claims = json!({
         "iss": op.issuer, "aud": op.client_id, "sub": sub, "exp": now + 300, "iat": now,
         "nonce": nonce, "email": email, "email_verified": fault != Fault::UnverifiedEmail,
+        "auth_time": if fault == Fault::StaleAuthTime { now - 7200 } else { now },
     });
     match fault {
         Fault::WrongAudience => claims["aud"] = json!("another-client"),
