@@ -15,6 +15,20 @@ async fn env(provisioning: &str) -> Env {
     Env::start(EnvOptions { provisioning, ..Default::default() }).await
 }
 
+/// Issuers that end in `/` (LemonLDAP::NG's default, Auth0's): the admin pastes the
+/// issuer, the document is fetched at `<issuer without />/.well-known/…` (OIDC
+/// Discovery 1.0 §4.1) and its `issuer` kept exactly, for the ID token's `iss`.
+#[tokio::test]
+async fn an_issuer_ending_in_a_slash_signs_users_in() {
+    let env = Env::start(EnvOptions { op: json!({"issuer_suffix": "/"}), ..Default::default() }).await;
+    assert!(env.idp.issuer.ends_with('/'), "{}", env.idp.issuer);
+    let (_, report) = env.sso.post(&format!("/connections/{}/test", env.connection_id), json!({})).await;
+    assert_eq!(report["problems"], json!([]), "{report}");
+    let (result, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await;
+    let signed_in = result.unwrap_or_else(|e| panic!("{e}\n{}", env.sso.log()));
+    assert_eq!(signed_in["id_token_claims"]["email"], "alice@acme.test");
+}
+
 #[tokio::test]
 async fn jit_login_gives_the_app_a_verified_normalized_profile() {
     let env = env("jit").await;
@@ -337,6 +351,93 @@ async fn prompt_none_without_a_session_is_login_required() {
     assert!(!env.went_to_idp(&visited));
 }
 
+/// An application renewing its session sends `prompt=none` without naming an
+/// organization: the browser's session answers (OIDC Core §3.1.2.1), and a browser
+/// without one gets `login_required`, never the IdP. Every claim issued is one that
+/// discovery lists in `claims_supported`.
+#[tokio::test]
+async fn prompt_none_without_a_routing_hint_signs_in_from_the_session() {
+    let env = env("jit").await;
+    let browser = Browser::new();
+    let (first, _) = env.login(&browser, json!({"organization": "acme", "login_hint": "alice"})).await;
+    let first = first.unwrap();
+    let (renewed, visited) = env.login(&browser, json!({"prompt": "none"})).await;
+    let renewed = renewed.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!env.went_to_idp(&visited));
+    assert_eq!(renewed["id_token_claims"]["sub"], first["id_token_claims"]["sub"]);
+    assert_eq!(renewed["id_token_claims"]["sid"], first["id_token_claims"]["sid"]);
+
+    let started = env.rp.start(json!({"prompt": "none"}));
+    let (landing, visited) = Browser::new().follow(&started.url, APP_REDIRECT).await;
+    assert_eq!(landing.param("error").as_deref(), Some("login_required"), "{landing:?}");
+    assert!(!env.went_to_idp(&visited));
+
+    let discovery: Value = env.sso.raw().get(env.sso.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let supported = discovery["claims_supported"].as_array().unwrap();
+    for claim in renewed["id_token_claims"].as_object().unwrap().keys().chain(renewed["userinfo"].as_object().unwrap().keys()) {
+        assert!(supported.contains(&json!(claim)), "`{claim}` is issued but not in claims_supported");
+    }
+}
+
+/// RFC 6750 §2.2: the access token in a form body (pyoidc's default), as well as in
+/// the header; both at once is a bad request (§2).
+#[tokio::test]
+async fn userinfo_takes_the_token_in_a_form_body() {
+    let env = env("jit").await;
+    let (r, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await;
+    let token = r.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let url = env.sso.url("/oauth2/userinfo");
+    let http = env.sso.raw();
+    let by_form = http.post(&url).form(&[("access_token", token.as_str())]).send().await.unwrap();
+    assert_eq!(by_form.status(), StatusCode::OK);
+    let by_form: Value = by_form.json().await.unwrap();
+    let by_header: Value = http.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(by_form, by_header);
+    assert_eq!(by_form["email"], "alice@acme.test");
+    let both = http.post(&url).bearer_auth(&token).form(&[("access_token", token.as_str())]).send().await.unwrap();
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(both.json::<Value>().await.unwrap()["error"], "invalid_request");
+    let wrong = http.post(&url).form(&[("access_token", "not-a-token")]).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    // Not in the query (RFC 6750 §2.3 is not offered: URLs end up in logs).
+    let query = http.get(format!("{url}?access_token={token}")).send().await.unwrap();
+    assert_eq!(query.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// RFC 8252 §7.3: a native app registers `http://127.0.0.1/cb` and listens on a port
+/// the OS gives it; openid-client signs in through any port. A confidential client's
+/// loopback URI stays exact, and `localhost` is no IP literal.
+#[tokio::test]
+async fn a_native_apps_loopback_redirect_uri_matches_any_port() {
+    let env = env("jit").await;
+    let app = |client_type: &str| json!({"name": "CLI", "client_type": client_type, "redirect_uris": ["http://127.0.0.1/cb", "http://localhost/cb"]});
+    let (_, native) = env.sso.post("/applications", app("public")).await;
+    let redirect = "http://127.0.0.1:51234/cb";
+    let rp = RelyingParty {
+        issuer: env.sso.base.clone(),
+        client_id: native["client_id"].as_str().unwrap().into(),
+        client_secret: None,
+        redirect_uri: redirect.into(),
+        client_metadata: json!({"token_endpoint_auth_method": "none"}),
+    };
+    let started = rp.start(json!({"organization": "acme", "login_hint": "bob"}));
+    let (landing, _) = Browser::new().follow(&started.url, redirect).await;
+    let result = rp.finish(&started, landing.app().as_str()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(result["id_token_claims"]["email"], "bob@acme.test");
+
+    let (_, web) = env.sso.post("/applications", app("confidential")).await;
+    for (client_id, uri) in [(&web["client_id"], redirect), (&native["client_id"], "http://localhost:51234/cb")] {
+        let url = format!(
+            "{}/oauth2/authorize?client_id={}&redirect_uri={uri}&response_type=code&scope=openid&state=s&organization=acme&code_challenge=x&code_challenge_method=S256",
+            env.sso.base,
+            client_id.as_str().unwrap()
+        );
+        let (landing, visited) = Browser::new().follow(&url, uri).await;
+        assert!(matches!(landing, Landing::Page(StatusCode::BAD_REQUEST, _)), "{uri}: {landing:?}");
+        assert_eq!(visited.len(), 1, "{uri}: never redirected");
+    }
+}
+
 #[tokio::test]
 async fn the_session_id_is_rotated_at_login_and_cookies_are_locked_down() {
     let env = env("jit").await;
@@ -470,8 +571,13 @@ async fn groups_are_synced_from_the_idp_at_every_login() {
     assert_eq!(env.sso.patch(&conn, sync("realm_access.roles")).await.0, StatusCode::OK);
     let gus = claims_of("gus").await;
     assert_eq!((gus["groups"].clone(), gus["role"].clone()), (json!(["builder"]), json!("builder")));
-    // No groups claim at all: end-user.
-    assert_eq!(claims_of("bob").await["groups"], json!(["end-user"]));
+    // No groups claim at all: the IdP said nothing about groups, so memberships stay
+    // as they are (none yet: the end-user role), and the audit log says why.
+    let bob = claims_of("bob").await;
+    assert_eq!((bob["groups"].clone(), bob["role"].clone()), (json!([]), json!("end-user")));
+    let (_, events) =
+        env.sso.get(&format!("/organizations/acme/events?action=user.groups_not_synced&target_id={}", bob["sub"].as_str().unwrap())).await;
+    assert!(events["data"][0]["changes"]["reason"].as_str().unwrap().contains("realm_access.roles"), "{events}");
 
     // Hand-set groups are replaced at the next login; without group sync in the
     // licence, logins leave them alone.

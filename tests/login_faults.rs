@@ -301,10 +301,8 @@ async fn an_idp_that_moves_an_endpoint_is_followed_without_a_restart() {
 /// and finishes, every user synced.
 #[tokio::test]
 async fn a_sync_job_cut_short_by_a_crash_is_finished_after_the_restart() {
-    use ssogate::core::audit::Actor;
     use ssogate::core::claims::IdpProfile;
-    use ssogate::core::group_sync::{IdpGroup, Resolution};
-    use ssogate::store::{Directory, Logins, Provisioned, SqlStore};
+    use ssogate::store::{Directory, IdpGroupsSource, Logins, Provisioned, SqlStore};
 
     const PEOPLE: usize = 3000;
     let op = FakeOp::start("ssogate-client").await;
@@ -315,26 +313,34 @@ async fn a_sync_job_cut_short_by_a_crash_is_finished_after_the_restart() {
     let (_, connections) = sso.get("/organizations/big/connections").await;
     let connection_id = connections["data"][0]["id"].as_str().unwrap().to_owned();
 
-    // People who signed in before, each reported in IdP group "Engineering", written
-    // straight to the database (thousands of sign-ins would take minutes).
+    // People who signed in while group sync put IdP group Engineering in `end-user`,
+    // provisioned and synced through the store (thousands of sign-ins would take minutes).
+    let rule = |group: &str| json!({"group_sync": {"enabled": true, "mapping": format!("Engineering -> {group}")}});
+    let (s, body) = sso.patch(&format!("/connections/{connection_id}"), rule("end-user")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    common::eventually(Duration::from_secs(20), "the first (empty) job to finish", || async {
+        let (_, jobs) = sso.get("/organizations/big/sync-jobs").await;
+        (jobs["data"][0]["status"] == "done").then_some(())
+    })
+    .await;
     let key = ssogate::crypto::SecretBox::parse_key(&std::fs::read_to_string(dir.path().join("ssogate.db.key")).unwrap()).unwrap();
     let url = format!("sqlite://{}/ssogate.db", dir.path().display());
     let store = SqlStore::connect(&url, std::sync::Arc::new(ssogate::crypto::SecretBox::new(&key))).await.unwrap();
     let connection = store.get_connection(&connection_id).await.unwrap().unwrap();
-    let engineering = [IdpGroup { name: "Engineering".into(), id: None }];
+    let said: ssogate::core::claims::Claims = serde_json::from_value(json!({"groups": ["Engineering"]})).unwrap();
+    let actor = ssogate::core::audit::Actor("test".into());
     for i in 0..PEOPLE {
         let profile = IdpProfile { idp_sub: format!("person-{i}"), email: Some(format!("person-{i}@big.test")), ..Default::default() };
         let Provisioned::User(user) = store.provision_user(&connection, &profile, ssogate::core::now()).await.unwrap() else {
             panic!("not provisioned")
         };
-        let nothing = Box::new(|_: &std::collections::HashSet<&str>| Resolution::default());
-        store.sync_groups(&user.user.id, &engineering, nothing, &Actor("test".into())).await.unwrap();
+        let reported = IdpGroupsSource::Reported { id_token: &said, userinfo: None };
+        assert_eq!(store.sync_groups(&user.user.id, &connection_id, reported, &actor).await.unwrap().groups, ["end-user"]);
     }
     drop(store);
 
     // The new rule puts Engineering in `builder`: a job re-syncs all of them.
-    let rule = json!({"group_sync": {"enabled": true, "mapping": "Engineering -> builder"}});
-    let (s, body) = sso.patch(&format!("/connections/{connection_id}"), rule).await;
+    let (s, body) = sso.patch(&format!("/connections/{connection_id}"), rule("builder")).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let (_, jobs) = sso.get("/organizations/big/sync-jobs").await;
     let job_path = format!("/sync-jobs/{}", jobs["data"][0]["id"].as_str().unwrap());

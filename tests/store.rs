@@ -303,6 +303,27 @@ async fn concurrent_writers_all_succeed(db: &TestDb) {
     assert_eq!(slugs.len(), 24, "slugs must stay unique under concurrency");
 }
 
+/// Admin edits of one row at once each see the one before: none is lost.
+async fn concurrent_edits_of_one_row_are_not_lost(db: &TestDb) {
+    let o = db.store.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = db.store.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    let edits = (0..12).map(|i| {
+        let (store, id) = (db.store.clone(), c.id.clone());
+        tokio::spawn(async move {
+            let add = Box::new(move |c: &mut Connection| {
+                c.scopes.push(format!("scope-{i}"));
+                Ok(None)
+            });
+            store.update_connection(&id, add, &actor()).await
+        })
+    });
+    for edit in futures_util::future::join_all(edits).await {
+        edit.unwrap().unwrap();
+    }
+    let scopes = db.store.get_connection(&c.id).await.unwrap().unwrap().scopes;
+    assert_eq!(scopes.iter().filter(|s| s.starts_with("scope-")).count(), 12, "{scopes:?}");
+}
+
 fn idp_profile(sub: &str, email: &str) -> IdpProfile {
     IdpProfile {
         idp_sub: sub.into(),
@@ -413,19 +434,23 @@ async fn seats_hold_under_concurrent_first_logins(db: &TestDb) {
 }
 
 async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
-    use ssogate::core::group_mapping::GroupMapping;
-    use ssogate::core::group_sync::{resolve, IdpGroup};
+    use ssogate::core::group_sync::IdpGroup;
+    use ssogate::store::IdpGroupsSource;
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
-    let c = s.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    let mut synced = connection(&o.id);
+    synced.group_sync =
+        GroupSync { enabled: true, mapping: "Engineering -> engineers".into(), create_missing_groups: true, ..GroupSync::default() };
+    let c = s.create_connection(synced, "x", &actor()).await.unwrap();
     s.create_group(&o.id, NewGroup { name: "engineers".into(), description: None, permissions: vec!["manage_apps".into()] }, &actor())
         .await
         .unwrap();
     let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
     s.update_user(&u.user.id, Box::new(|_| Ok(Some(vec!["admin".into()]))), &actor()).await.unwrap();
     let idp = vec![IdpGroup { name: "Engineering".into(), id: None }, IdpGroup { name: "Ops".into(), id: Some("g-9".into()) }];
-    let mapping = GroupMapping::parse("Engineering -> engineers").unwrap();
-    let synced = s.sync_groups(&u.user.id, &idp, Box::new(|existing| resolve(&idp, &mapping, existing, true)), &actor()).await.unwrap();
+    let claims = claims(json!({"groups": ["Engineering", {"id": "g-9", "displayName": "Ops"}]}));
+    let reported = IdpGroupsSource::Reported { id_token: &claims, userinfo: None };
+    let synced = s.sync_groups(&u.user.id, &c.id, reported, &actor()).await.unwrap();
     // The hand-set admin membership is replaced; Ops is created as a group.
     assert_eq!(synced.groups, ["Ops", "engineers"]);
     assert_eq!(synced.role.as_str(), "builder");
@@ -442,7 +467,7 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     assert_eq!(events[0].changes["removed"], json!(["admin"]));
     assert_eq!(events[0].changes["role"], json!({"from": "admin", "to": "builder"}));
     // Syncing the same groups again changes nothing and records nothing.
-    s.sync_groups(&u.user.id, &idp, Box::new(|existing| resolve(&idp, &mapping, existing, true)), &actor()).await.unwrap();
+    s.sync_groups(&u.user.id, &c.id, reported, &actor()).await.unwrap();
     let again = s
         .list_events(
             &EventFilter { organization_id: Some(o.id.clone()), action: Some("user.groups_synced".into()), target_id: None },
@@ -451,6 +476,114 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
+
+    // A re-sync reads the rules as they are now and the IdP groups kept on the user,
+    // and leaves those groups as they were.
+    let remap = Box::new(|c: &mut Connection| {
+        c.group_sync.mapping = "Engineering -> platform".into();
+        Ok(None)
+    });
+    s.update_connection(&c.id, remap, &actor()).await.unwrap();
+    let resynced = s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Stored, &actor()).await.unwrap();
+    assert_eq!(resynced.groups, ["Ops", "platform"]);
+    assert_eq!(resynced.user.idp_groups, idp);
+    // With group sync turned off meanwhile, a sync changes nothing.
+    let off = Box::new(|c: &mut Connection| {
+        c.group_sync.enabled = false;
+        Ok(None)
+    });
+    s.update_connection(&c.id, off, &actor()).await.unwrap();
+    let none = self::claims(json!({"groups": []}));
+    let untouched =
+        s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Reported { id_token: &none, userinfo: None }, &actor()).await.unwrap();
+    assert_eq!((&untouched.groups, &untouched.user.idp_groups), (&resynced.groups, &idp));
+
+    // Back on: an IdP that leaves the claim out (Entra's overage, a scope not
+    // granted) has not said "no groups": memberships stay, and the audit log says why.
+    let on = Box::new(|c: &mut Connection| {
+        c.group_sync.enabled = true;
+        Ok(None)
+    });
+    s.update_connection(&c.id, on, &actor()).await.unwrap();
+    let silent = self::claims(json!({"sub": "u1"}));
+    let kept =
+        s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Reported { id_token: &silent, userinfo: Some(&silent) }, &actor()).await.unwrap();
+    assert_eq!((&kept.groups, &kept.user.idp_groups), (&resynced.groups, &idp));
+    let why = s
+        .list_events(
+            &EventFilter { organization_id: Some(o.id.clone()), action: Some("user.groups_not_synced".into()), target_id: None },
+            &page(5),
+        )
+        .await
+        .unwrap();
+    assert!(why[0].changes["reason"].as_str().unwrap().contains("`groups` claim"), "{:?}", why[0].changes);
+    // Present and empty still means no groups.
+    let emptied = s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Reported { id_token: &none, userinfo: None }, &actor()).await.unwrap();
+    assert_eq!(emptied.groups, ["end-user"]);
+    assert!(emptied.user.idp_groups.is_empty());
+
+    // A user the IdP never reported groups for (signed in while sync was off) is left
+    // as they are by a re-sync, not stripped.
+    let Provisioned::User(quiet) = s.provision_user(&c, &idp_profile("u2", "b@x.test"), now()).await.unwrap() else { panic!() };
+    s.update_user(&quiet.user.id, Box::new(|_| Ok(Some(vec!["admin".into()]))), &actor()).await.unwrap();
+    let resynced = s.sync_groups(&quiet.user.id, &c.id, IdpGroupsSource::Stored, &actor()).await.unwrap();
+    assert_eq!(resynced.groups, ["admin"]);
+    // Nor can another organization's connection sync this organization's users.
+    let other = s.create_organization(org("B", "org-b", &[]), true, &actor()).await.unwrap();
+    let mut theirs = connection(&other.id);
+    theirs.group_sync.enabled = true;
+    let theirs = s.create_connection(theirs, "x", &actor()).await.unwrap();
+    let refused = s.sync_groups(&quiet.user.id, &theirs.id, IdpGroupsSource::Reported { id_token: &none, userinfo: None }, &actor()).await;
+    assert!(matches!(refused, Err(StoreError::NotFound("connection"))), "{refused:?}");
+}
+
+fn claims(v: serde_json::Value) -> ssogate::core::claims::Claims {
+    serde_json::from_value(v).unwrap()
+}
+
+/// Concurrent syncs take turns. Many users at once reaching groups that do not
+/// exist yet each find the group (created by whichever came first); syncs of one user
+/// at once (two sign-ins, or a sign-in and a refresh) all succeed and leave exactly
+/// the memberships of the IdP groups left, never the union of two.
+async fn concurrent_group_syncs_take_turns(db: &TestDb) {
+    use ssogate::store::IdpGroupsSource;
+    let s = db.store.clone();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let mut synced = connection(&o.id);
+    synced.group_sync = GroupSync { enabled: true, mapping: "A -> a, B -> b".into(), create_missing_groups: true, ..GroupSync::default() };
+    let c = s.create_connection(synced, "x", &actor()).await.unwrap();
+    let mut users = vec![];
+    for i in 0..8 {
+        let Provisioned::User(u) = s.provision_user(&c, &idp_profile(&format!("u{i}"), &format!("{i}@x.test")), now()).await.unwrap()
+        else {
+            panic!()
+        };
+        users.push(u.user.id);
+    }
+    let sync = |user: String, names: Vec<&'static str>| {
+        let (s, conn) = (s.clone(), c.id.clone());
+        tokio::spawn(async move {
+            let said = claims(json!({ "groups": names }));
+            s.sync_groups(&user, &conn, IdpGroupsSource::Reported { id_token: &said, userinfo: None }, &actor()).await
+        })
+    };
+    let first = futures_util::future::join_all(users.iter().map(|u| sync(u.clone(), vec!["A", "B"]))).await;
+    for done in first {
+        assert_eq!(done.unwrap().unwrap().groups, ["a", "b"]);
+    }
+    let created = s.list_groups(&o.id, &page(50)).await.unwrap().into_iter().filter(|g| g.name == "a" || g.name == "b").count();
+    assert_eq!(created, 2, "each group created once");
+
+    let one = &users[0];
+    for round in 0..5 {
+        let syncs = (0..8).map(|i| sync(one.clone(), vec![if (i + round) % 2 == 0 { "A" } else { "B" }]));
+        for done in futures_util::future::join_all(syncs).await {
+            done.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let now_ = s.get_user(one).await.unwrap().unwrap();
+        let expected = now_.user.idp_groups[0].name.to_lowercase();
+        assert_eq!(now_.groups, [expected], "round {round}");
+    }
 }
 
 async fn sync_jobs_queue_once_per_connection_and_are_taken_once(db: &TestDb) {
@@ -641,12 +774,26 @@ async fn sessions_end_with_their_tokens_and_refreshes_are_claimed_once(db: &Test
     assert!(s.claim_due_refreshes(t, lease, 10).await.unwrap().is_empty(), "claimed sessions wait for their lease");
     // A saved refresh releases the claim and sets the next due time; a failure sets a retry.
     let next = t + Duration::from_secs(300);
-    assert!(s.save_refreshed(&sessions[0].id_hash, &upstream, Some(next), t).await.unwrap());
-    s.save_refresh_failure(&sessions[1].id_hash, t, t, "idp down").await.unwrap();
-    let retried = s.claim_due_refreshes(t + Duration::from_secs(1), lease, 10).await.unwrap();
+    assert!(s.holds_refresh_lease(&sessions[0].id_hash, lease).await.unwrap());
+    assert!(s.save_upstream_tokens(&sessions[0].id, &sessions[0].id_hash, lease, &upstream).await.unwrap());
+    assert!(s.save_refreshed(&sessions[0].id_hash, lease, &upstream, Some(next), t).await.unwrap());
+    assert!(!s.holds_refresh_lease(&sessions[0].id_hash, lease).await.unwrap(), "saving ends the lease");
+    assert!(s.save_refresh_failure(&sessions[1].id_hash, lease, t, t, "idp down").await.unwrap());
+    let later = t + Duration::from_secs(1);
+    let retried = s.claim_due_refreshes(later, later + Duration::from_secs(120), 10).await.unwrap();
     assert_eq!(retried.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), [sessions[1].id.as_str()]);
     assert_eq!(retried[0].refresh.last_error.as_deref(), Some("idp down"));
     assert_eq!(s.session(&sessions[0].id_hash).await.unwrap().unwrap().refresh.due_at, Some(next));
+    // A refresh that outlived its lease (the session was claimed again since) writes nothing.
+    let late = &sessions[1];
+    assert!(!s.holds_refresh_lease(&late.id_hash, lease).await.unwrap());
+    let mut stale = upstream.clone();
+    stale.refresh_token = Some("spent".into());
+    assert!(!s.save_upstream_tokens(&late.id, &late.id_hash, lease, &stale).await.unwrap());
+    assert!(!s.save_refreshed(&late.id_hash, lease, &stale, Some(next), t).await.unwrap());
+    assert!(!s.save_refresh_failure(&late.id_hash, lease, t, t, "late").await.unwrap());
+    let kept = s.session(&late.id_hash).await.unwrap().unwrap();
+    assert_eq!((kept.upstream.as_ref(), kept.refresh.last_error.as_deref()), (Some(&upstream), Some("idp down")));
 
     // Ending a session revokes its tokens; the IdP can name it by sid or by subject.
     let ended = s
@@ -801,11 +948,13 @@ on_both_databases!(
     events_paginate_newest_first_with_filters,
     settings_first_writer_wins,
     concurrent_writers_all_succeed,
+    concurrent_edits_of_one_row_are_not_lost,
     provisioning_matches_within_the_organization_only,
     grants_redeem_once_and_replays_revoke_tokens,
     existing_users_are_matched_by_the_connection_rule,
     seats_hold_under_concurrent_first_logins,
     group_sync_replaces_memberships_in_one_transaction,
+    concurrent_group_syncs_take_turns,
     sync_jobs_queue_once_per_connection_and_are_taken_once,
     signing_keys_are_sealed_and_rotation_retires,
     sessions_end_with_their_tokens_and_refreshes_are_claimed_once,

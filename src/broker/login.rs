@@ -1,6 +1,6 @@
 //! `authorize` and the upstream `callback`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::login_state::{self, LoginState};
 use super::trial::trial_failed;
@@ -10,7 +10,7 @@ use crate::core::audit::Actor;
 use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
 use crate::core::claims::{self, Claims};
 use crate::core::connection::Connection;
-use crate::core::group_sync::{self, SyncRules};
+use crate::core::group_sync;
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::EmailPolicy;
 use crate::core::session::UpstreamTokens;
@@ -18,7 +18,7 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
-use crate::store::{Grant, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
+use crate::store::{Grant, IdpGroupsSource, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
 use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, AuthRequest, Endpoint, LoginError};
@@ -127,7 +127,17 @@ impl Broker {
 
     /// Signs in from the browser's session when it can, else sends it to the IdP.
     async fn start(&self, app: &Application, req: &AuthorizeRequest, cookies: &HashMap<String, String>) -> Result<Reply, OAuthError> {
-        let connection = self.route(req).await?;
+        let connection = if req.names_where_to_sign_in() {
+            self.route(req).await?
+        } else {
+            // A request that names nowhere (an app renewing a session with
+            // prompt=none, say) goes where the browser's session is.
+            match self.session_connection(cookies).await? {
+                Some(c) => c,
+                None if req.prompt_none => return Err(oauth("login_required", "the user is not signed in")),
+                None => self.route(req).await?,
+            }
+        };
         self.check_licence(&connection.organization_id).await?;
         if !req.prompt_login {
             // max_age=0 asks for a fresh authentication every time.
@@ -256,11 +266,8 @@ impl Broker {
         if !licence.group_sync {
             return Ok(user);
         }
-        let claim = &c.group_sync.claim;
-        let groups = group_sync::reported_groups(id_claims, userinfo, claim).unwrap_or_default();
-        let rules = SyncRules::of(&c.group_sync);
-        let resolve = Box::new(|existing: &HashSet<&str>| rules.resolve(&groups, existing));
-        self.store.sync_groups(&user.user.id, &groups, resolve, actor).await.map_err(store_failure)
+        let reported = IdpGroupsSource::Reported { id_token: id_claims, userinfo };
+        self.store.sync_groups(&user.user.id, &c.id, reported, actor).await.map_err(store_failure)
     }
 
     /// Refuses a sign-in whose email lies outside the organization's domains, when the
@@ -286,6 +293,14 @@ impl Broker {
 
     /// The browser's session, if it is live and signed in through this connection;
     /// using it counts as activity.
+    /// The connection of the browser's live session, if it has one.
+    async fn session_connection(&self, cookies: &HashMap<String, String>) -> Result<Option<Connection>, OAuthError> {
+        let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
+        let session = self.store.session(&handle(id)).await.map_err(store_failure)?;
+        let Some(connection_id) = session.and_then(|s| s.connection_id) else { return Ok(None) };
+        self.config.connection(self.store.as_ref(), &connection_id).await.map_err(store_failure)
+    }
+
     async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
         let s = self.use_session(&handle(id)).await.map_err(store_failure)?;

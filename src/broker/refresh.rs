@@ -13,21 +13,23 @@ use serde_json::Value;
 use super::Broker;
 use crate::core::audit::Actor;
 use crate::core::claims::{self, Claims};
-use crate::core::now;
 use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
+use crate::core::{now, Timestamp};
 use crate::store::{Session, SessionFilter, StoreError, StoreResult};
 use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, Endpoint, LoginError};
 
 /// Sessions claimed per round, and refreshed at once within it.
-const BATCH: u32 = 256;
+/// Sessions refreshed at once; a claim takes no more than this, so every claimed
+/// session starts at once and its whole lease is its own.
 const CONCURRENCY: usize = 64;
-/// How long a claim keeps other replicas off a session being refreshed.
-const LEASE: Duration = Duration::from_secs(120);
-/// The longest one refresh may take (its IdP calls, with their own timeouts, and the
-/// store), well inside the lease.
-const REFRESH_DEADLINE: Duration = Duration::from_secs(90);
+/// How many IdP requests' worth of time a claim keeps other replicas off a session:
+/// the longest refresh makes eight (metadata, token, keys and userinfo, each maybe
+/// followed to a moved endpoint), and the rest is headroom.
+const LEASE_IN_IDP_REQUESTS: u32 = 12;
+/// The shortest lease, for short IdP timeouts.
+const MIN_LEASE: Duration = Duration::from_secs(120);
 /// The pause when nothing is due.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -40,6 +42,10 @@ enum RefreshFailure {
     /// Worth retrying (IdP down or slow, database hiccup).
     #[error("{0}")]
     Transient(String),
+    /// The session ended meanwhile, or its lease ran out and another replica may
+    /// hold it: nothing more is written.
+    #[error("the session ended or its refresh lease was lost")]
+    LeaseLost,
 }
 
 impl From<StoreError> for RefreshFailure {
@@ -77,22 +83,37 @@ impl Broker {
     /// Claims the sessions due now and refreshes them; returns how many it claimed.
     pub async fn refresh_due_sessions(&self) -> StoreResult<usize> {
         let t = now();
-        let due = self.store.claim_due_refreshes(t, t + LEASE, BATCH).await?;
+        let lease = self.refresh_lease();
+        let lease_until = t + lease;
+        let due = self.store.claim_due_refreshes(t, lease_until, CONCURRENCY as u32).await?;
         let claimed = due.len();
-        futures_util::stream::iter(due).for_each_concurrent(CONCURRENCY, |s| self.refresh_session(s)).await;
+        // Past this, the lease may be taken by another replica; the store refuses
+        // every write of a lease that was lost, so a late refresh changes nothing.
+        let deadline = tokio::time::Instant::now() + lease - lease / 4;
+        futures_util::stream::iter(due).for_each_concurrent(CONCURRENCY, |s| self.refresh_session(s, lease_until, deadline)).await;
         Ok(claimed)
     }
 
-    async fn refresh_session(&self, session: Session) {
-        // A refresh that outlived its lease could be taken up by another replica too.
-        let attempt = tokio::time::timeout(REFRESH_DEADLINE, self.try_refresh(&session));
+    fn refresh_lease(&self) -> Duration {
+        (self.providers.client().request_timeout() * LEASE_IN_IDP_REQUESTS).max(MIN_LEASE)
+    }
+
+    async fn refresh_session(&self, session: Session, lease: Timestamp, deadline: tokio::time::Instant) {
+        // Every IdP request is bounded by the IdP timeout, so the token request (the
+        // step whose answer must not be lost) ends long before the deadline; what
+        // the deadline cuts is a later step, after the new tokens were stored.
+        let attempt = tokio::time::timeout_at(deadline, self.try_refresh(&session, lease));
         let failure = match attempt.await {
             Ok(Ok(())) => return telemetry::refresh("refreshed"),
             Ok(Err(f)) => f,
-            Err(_) => RefreshFailure::Transient(format!("the refresh took longer than {} s", REFRESH_DEADLINE.as_secs())),
+            Err(_) => RefreshFailure::Transient("the refresh took longer than its lease allows".into()),
         };
         let t = now();
         let end = match &failure {
+            RefreshFailure::LeaseLost => {
+                tracing::info!(session_id = %session.id, "the session ended, or its refresh outlived its lease, while it was refreshed");
+                return telemetry::refresh("lease_lost");
+            }
             RefreshFailure::Final(_) => true,
             RefreshFailure::Transient(why) => {
                 let since = session.refresh.failing_since.unwrap_or(t);
@@ -100,7 +121,7 @@ impl Broker {
                     AfterFailure::RetryAt(at) => {
                         tracing::warn!(session_id = %session.id, error = %why, retry_at = %at, "refreshing upstream tokens failed; will retry");
                         telemetry::refresh("retrying");
-                        if let Err(e) = self.store.save_refresh_failure(&session.id_hash, since, at, why).await {
+                        if let Err(e) = self.store.save_refresh_failure(&session.id_hash, lease, since, at, why).await {
                             tracing::warn!(session_id = %session.id, error = %e, "recording a failed refresh failed");
                         }
                         false
@@ -110,6 +131,13 @@ impl Broker {
             }
         };
         if end {
+            // A refusal after the lease was lost may be of a token another replica
+            // already replaced: only the lease holder ends the session.
+            match self.store.holds_refresh_lease(&session.id_hash, lease).await {
+                Ok(true) => {}
+                Ok(false) => return telemetry::refresh("lease_lost"),
+                Err(e) => return tracing::warn!(session_id = %session.id, error = %e, "checking a refresh lease failed"),
+            }
             tracing::warn!(session_id = %session.id, error = %failure, "upstream refresh failed for good; ending the session");
             telemetry::refresh("session_ended");
             let actor = Actor(format!("refresh:{}", session.connection_id.as_deref().unwrap_or("-")));
@@ -119,8 +147,8 @@ impl Broker {
         }
     }
 
-    async fn try_refresh(&self, s: &Session) -> Result<(), RefreshFailure> {
-        use RefreshFailure::{Final, Transient};
+    async fn try_refresh(&self, s: &Session, lease: Timestamp) -> Result<(), RefreshFailure> {
+        use RefreshFailure::{Final, LeaseLost, Transient};
         let previous = s.upstream.as_ref().ok_or_else(|| Final("the session holds no upstream tokens".into()))?;
         let refresh_token = previous.refresh_token.as_deref().ok_or_else(|| Final("no refresh token".into()))?;
         let connection_id = s.connection_id.as_deref().ok_or_else(|| Final("the session has no connection".into()))?;
@@ -146,8 +174,8 @@ impl Broker {
             expires_at: answer.expires_in.map(|e| t.unix_timestamp() + e),
             ..previous.clone()
         };
-        if !store.save_upstream_tokens(&s.id, &s.id_hash, &arrived).await? {
-            return Err(Final("the session ended while its tokens were refreshed".into()));
+        if !store.save_upstream_tokens(&s.id, &s.id_hash, lease, &arrived).await? {
+            return Err(LeaseLost);
         }
         let access_token = answer.access_token.ok_or_else(|| Transient("the refresh answer has no access token".into()))?;
 
@@ -210,8 +238,8 @@ impl Broker {
         self.forget_tokens(affected).await;
 
         let tokens = UpstreamTokens { id_token_claims, profile, ..arrived };
-        if !store.save_refreshed(&s.id_hash, &tokens, self.refresh.due_at(&tokens, t), t).await? {
-            tracing::info!(session_id = %s.id, "the session ended while its tokens were refreshed");
+        if !store.save_refreshed(&s.id_hash, lease, &tokens, self.refresh.due_at(&tokens, t), t).await? {
+            return Err(LeaseLost);
         }
         Ok(())
     }

@@ -3,14 +3,13 @@
 //! new sign-in needed. Jobs live in the store, so any replica may run them and a job
 //! cut short by a restart is taken up again.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Broker;
 use crate::core::audit::Actor;
-use crate::core::group_sync::{SyncJob, SyncRules};
+use crate::core::group_sync::SyncJob;
 use crate::core::now;
-use crate::store::StoreResult;
+use crate::store::{IdpGroupsSource, StoreError, StoreResult};
 
 /// A running job records progress after every page of users.
 const PAGE: u32 = 200;
@@ -68,7 +67,7 @@ impl Broker {
     }
 
     /// Re-syncs every user of the job's connection; the users done so far on failure.
-    async fn resync_connection(&self, job: &SyncJob) -> Result<u64, (u64, crate::store::StoreError)> {
+    async fn resync_connection(&self, job: &SyncJob) -> Result<u64, (u64, StoreError)> {
         let fail = |done: u64| move |e| (done, e);
         let store = self.store.as_ref();
         let Some(c) = store.get_connection(&job.connection_id).await.map_err(fail(0))? else { return Ok(0) };
@@ -78,7 +77,6 @@ impl Broker {
         }
         let total = store.connection_user_count(&c.id).await.map_err(fail(0))?;
         store.update_sync_job(&job.id, "running", total, 0, None).await.map_err(fail(0))?;
-        let rules = SyncRules::of(&c.group_sync);
         let actor = Actor(format!("sync_job:{}", job.id));
         let (mut after, mut done) = (String::new(), 0);
         loop {
@@ -86,9 +84,15 @@ impl Broker {
             let Some(last) = users.last() else { break };
             after = last.user.id.clone();
             for u in &users {
-                let groups = &u.user.idp_groups;
-                let resolve = Box::new(|existing: &HashSet<&str>| rules.resolve(groups, existing));
-                store.sync_groups(&u.user.id, groups, resolve, &actor).await.map_err(fail(done))?;
+                // The page only names the users: each one's IdP groups and the rules
+                // are read again under the row lock, as they are by then.
+                match store.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Stored, &actor).await {
+                    // Deleted since the page was read: nothing left to sync.
+                    Ok(_) | Err(StoreError::NotFound("user")) => {}
+                    // The connection was deleted: so were its users' sessions; stop.
+                    Err(StoreError::NotFound("connection")) => return Ok(done),
+                    Err(e) => return Err((done, e)),
+                }
                 done += 1;
             }
             store.update_sync_job(&job.id, "running", total.max(done), done, None).await.map_err(fail(done))?;

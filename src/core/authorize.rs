@@ -28,6 +28,17 @@ pub struct AuthorizeRequest {
     pub domain_hint: Option<String>,
 }
 
+impl AuthorizeRequest {
+    /// Whether the request says where to sign in: a connection, an organization, or
+    /// a domain (given, or that of an email `login_hint`).
+    pub fn names_where_to_sign_in(&self) -> bool {
+        self.connection.is_some()
+            || self.organization.is_some()
+            || self.domain_hint.is_some()
+            || self.login_hint.as_deref().and_then(super::validate::email_domain).is_some()
+    }
+}
+
 /// An error to report to the application at its redirect URI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OAuthError {
@@ -52,15 +63,42 @@ pub fn single_valued(pairs: Vec<(String, String)>) -> Result<HashMap<String, Str
     Ok(map)
 }
 
-/// Checks the redirect URI against the application's list, byte for byte. An
-/// error here must be shown as a page, never redirected.
+/// Checks the redirect URI against the application's list, byte for byte (RFC 9700
+/// §2.1), except for the loopback port of a public client. An error here must be
+/// shown as a page, never redirected.
 pub fn trusted_redirect_uri(params: &HashMap<String, String>, app: &Application) -> Result<String, String> {
     let uri = params.get("redirect_uri").ok_or("the request has no redirect_uri")?;
-    if app.redirect_uris.iter().any(|r| r == uri) {
+    let public = app.client_type == ClientType::Public;
+    if app.redirect_uris.iter().any(|r| r == uri || (public && same_loopback_uri_but_port(r, uri))) {
         Ok(uri.clone())
     } else {
         Err(format!("the redirect_uri `{uri}` is not registered for this application"))
     }
+}
+
+/// A native app listens on a port the OS picks at run time, so a loopback IP
+/// literal redirect URI (`http://127.0.0.1/cb`, `http://[::1]/cb`) matches with any
+/// port (RFC 8252 §7.3). Everything else must still be identical, and the requested
+/// URI already in its canonical form (what the browser will be sent to). `localhost`
+/// is not an IP literal and stays exact (RFC 8252 §8.3).
+fn same_loopback_uri_but_port(registered: &str, requested: &str) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use url::{Host, Url};
+    let loopback_literal = |u: &Url| {
+        let literal = match u.host() {
+            Some(Host::Ipv4(ip)) => ip == Ipv4Addr::LOCALHOST,
+            Some(Host::Ipv6(ip)) => ip == Ipv6Addr::LOCALHOST,
+            _ => false,
+        };
+        u.scheme() == "http" && literal
+    };
+    let (Ok(mut r), Ok(mut q)) = (Url::parse(registered), Url::parse(requested)) else { return false };
+    if q.as_str() != requested || !loopback_literal(&r) || !loopback_literal(&q) {
+        return false;
+    }
+    // Loopback IP URLs always have a host, so clearing the port cannot fail.
+    let (Ok(()), Ok(())) = (r.set_port(None), q.set_port(None)) else { return false };
+    r == q
 }
 
 /// Validates the rest, once client and redirect URI are trusted.
@@ -214,6 +252,39 @@ mod tests {
             assert!(trusted_redirect_uri(&params(&b), &app(ClientType::Confidential)).is_err(), "{bad}");
         }
         assert!(trusted_redirect_uri(&params(&base()[..1]), &app(ClientType::Confidential)).is_err());
+    }
+
+    #[test]
+    fn a_public_clients_loopback_redirect_uri_matches_any_port() {
+        let mut native = app(ClientType::Public);
+        native.redirect_uris = vec!["http://127.0.0.1/cb".into(), "http://[::1]:8080/cb?x=1".into(), "http://localhost/cb".into()];
+        let asks = |app: &Application, uri: &str| {
+            let mut b = base();
+            b[1] = ("redirect_uri", uri);
+            trusted_redirect_uri(&params(&b), app)
+        };
+        for good in ["http://127.0.0.1:51234/cb", "http://127.0.0.1/cb", "http://[::1]:1/cb?x=1", "http://[::1]/cb?x=1"] {
+            assert_eq!(asks(&native, good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.1:5000/cb/",
+            "http://127.0.0.1:5000/other",
+            "http://127.0.0.1:5000/cb?x=1",
+            "http://127.0.0.2:5000/cb",
+            "https://127.0.0.1:5000/cb",
+            "http://user@127.0.0.1:5000/cb",
+            "http://127.0.0.1:5000/a/../cb",
+            "http://127.0.0.1:5000/cb#f",
+            "http://localhost:5000/cb",
+            "http://[::1]:5000/cb",
+        ] {
+            assert!(asks(&native, bad).is_err(), "{bad}");
+        }
+        // Confidential clients stay exact.
+        let mut web = native.clone();
+        web.client_type = ClientType::Confidential;
+        assert!(asks(&web, "http://127.0.0.1:51234/cb").is_err());
+        assert!(asks(&web, "http://127.0.0.1/cb").is_ok());
     }
 
     #[test]

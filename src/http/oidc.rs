@@ -258,13 +258,32 @@ async fn backchannel_logout(State(state): State<AppState>, Path(connection_id): 
     }
 }
 
-async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The token comes in the `Authorization` header (RFC 6750 §2.1) or, on a POST, in
+/// a form body (§2.2, pyoidc's default); never both (§2: one method per request).
+async fn userinfo(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    let result = match bearer {
-        Some(t) => state.broker.userinfo(t.trim()).await,
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+    let in_body = (method == Method::POST && form)
+        .then(|| url::form_urlencoded::parse(&body).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned()))
+        .flatten();
+    let token = match (bearer, in_body) {
+        (Some(_), Some(_)) => {
+            let why = "the access token was sent both in the Authorization header and in the body";
+            return (StatusCode::BAD_REQUEST, NO_STORE, Json(json!({"error": "invalid_request", "error_description": why})))
+                .into_response();
+        }
+        (Some(t), None) | (None, Some(t)) => Some(t),
+        (None, None) => None,
+    };
+    let result = match token {
+        Some(t) => state.broker.userinfo(&t).await,
         None => Err(UserinfoError::InvalidToken),
     };
     match result {

@@ -8,9 +8,9 @@ use serde_json::Value;
 use super::{Page, StoreResult};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
-use crate::core::claims::IdpProfile;
+use crate::core::claims::{Claims, IdpProfile};
 use crate::core::connection::Connection;
-use crate::core::group_sync::{IdpGroup, Resolution, SyncJob};
+use crate::core::group_sync::SyncJob;
 use crate::core::organization::Organization;
 use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
@@ -95,8 +95,20 @@ pub struct EndedSession {
     pub application_ids: Vec<String>,
 }
 
-/// Group sync's rules, applied to the organization's existing group names.
-pub type ResolveGroups<'a> = Box<dyn FnOnce(&std::collections::HashSet<&str>) -> Resolution + Send + 'a>;
+/// The IdP groups a group sync applies.
+#[derive(Clone, Copy, Debug)]
+pub enum IdpGroupsSource<'a> {
+    /// What the IdP just said (a sign-in or a refresh): its groups claim is read at
+    /// the path the connection names when the sync commits, applied, and kept on the
+    /// user. Without the claim, memberships stay as they are (and the audit log says
+    /// why): an IdP that leaves it out has not said "no groups".
+    Reported { id_token: &'a Claims, userinfo: Option<&'a Claims> },
+    /// The ones kept on the user (a re-sync after an admin change): read inside the
+    /// transaction, under the row lock, and never written back, so a sign-in that
+    /// landed meanwhile is not undone. A user whose groups the IdP never reported
+    /// is left as they are.
+    Stored,
+}
 
 /// What a sign-in completed at the IdP stores with its first grant.
 #[derive(Clone, Copy, Debug)]
@@ -179,12 +191,13 @@ pub trait Logins: Send + Sync + 'static {
     /// the connection's organization, and refreshes their profile from it.
     async fn provision_user(&self, connection: &Connection, profile: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned>;
 
-    /// Replaces the user's group memberships with those group sync resolves from the
-    /// IdP's groups (given the organization's groups as they are inside the
-    /// transaction), creating the groups it asks for, keeping the raw IdP groups on the
-    /// user, and recording what changed.
-    async fn sync_groups(&self, user_id: &str, idp_groups: &[IdpGroup], resolve: ResolveGroups<'_>, actor: &Actor)
-        -> StoreResult<UserView>;
+    /// Replaces the user's group memberships with those the connection's group sync
+    /// resolves from the IdP's groups, creating the groups it asks for and recording
+    /// what changed. The user's row is held for the whole transaction, and the rules
+    /// and the organization's groups are read inside it: a mapping changed while a
+    /// sign-in was at the IdP applies to that sign-in too, and two syncs of one user
+    /// take turns. With group sync off on the connection by then, nothing changes.
+    async fn sync_groups(&self, user_id: &str, connection_id: &str, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView>;
 
     /// Queues a re-sync of the users of `connection_id`, or of every connection of the
     /// organization with group sync on; a connection with a job already queued is not
@@ -218,15 +231,36 @@ pub trait Logins: Send + Sync + 'static {
     async fn adopt_grants(&self, old_hash: &str, new: &Session) -> StoreResult<()>;
 
     /// Claims up to `limit` sessions whose upstream refresh is due, each for one
-    /// taker until `lease_until` (so a refresh runs once across replicas).
+    /// taker until `lease_until` (so a refresh runs once across replicas). The
+    /// writes below take that `lease` back and do nothing once it is no longer the
+    /// session's: a refresh that outlived its lease cannot undo the next one's work.
     async fn claim_due_refreshes(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Session>>;
     /// Stores what the IdP just handed over (a rotated refresh token is usable once),
-    /// before anything else of the refresh can fail; false if the session is gone.
-    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, tokens: &UpstreamTokens) -> StoreResult<bool>;
-    /// Stores refreshed upstream tokens and the next due time; false if the session is gone.
-    async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp) -> StoreResult<bool>;
-    /// Records a failed refresh and when to retry.
-    async fn save_refresh_failure(&self, id_hash: &str, failing_since: Timestamp, retry_at: Timestamp, error: &str) -> StoreResult<()>;
+    /// before anything else of the refresh can fail; false if the session is gone or
+    /// the lease lost.
+    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, lease: Timestamp, tokens: &UpstreamTokens) -> StoreResult<bool>;
+    /// Stores refreshed upstream tokens and the next due time, ending the lease;
+    /// false if the session is gone or the lease lost.
+    async fn save_refreshed(
+        &self,
+        id_hash: &str,
+        lease: Timestamp,
+        tokens: &UpstreamTokens,
+        due_at: Option<Timestamp>,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Records a failed refresh and when to retry, ending the lease; false if the
+    /// session is gone or the lease lost.
+    async fn save_refresh_failure(
+        &self,
+        id_hash: &str,
+        lease: Timestamp,
+        failing_since: Timestamp,
+        retry_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Whether the session is still claimed under `lease`.
+    async fn holds_refresh_lease(&self, id_hash: &str, lease: Timestamp) -> StoreResult<bool>;
     /// Refreshes a signed-in user's profile from the IdP (not a sign-in: the last
     /// login time stays); `None` if the user is gone.
     async fn refresh_user_profile(&self, connection: &Connection, profile: &IdpProfile, at: Timestamp) -> StoreResult<Option<UserView>>;

@@ -3,6 +3,18 @@
 //!
 //! The store owns encryption at rest: secrets go in and come out as plaintext, and
 //! only ever touch the database sealed by the [`SecretBox`](crate::crypto::SecretBox).
+//!
+//! Two rules keep replicas and concurrent requests from losing updates (each has a
+//! race test in `tests/races.rs` or `tests/store.rs`):
+//! - Every read-modify-write of one row's state (a user's profile or groups, a
+//!   connection's or organization's settings, a session's upstream tokens) is one
+//!   method here, in one transaction that holds the row (`hold_row`: `FOR UPDATE` on
+//!   PostgreSQL; SQLite's `BEGIN IMMEDIATE` holds the database) or checks a version
+//!   (a session's refresh lease). What it depends on (group-sync rules, the user's
+//!   stored IdP groups) is read inside that transaction, never passed in from an
+//!   earlier read.
+//! - What an IdP hands over once and ssogate needs again (a rotated refresh token)
+//!   is stored before anything else that can fail is attempted.
 
 mod changes;
 mod logins;

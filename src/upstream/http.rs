@@ -22,6 +22,8 @@ pub struct IdpClient {
     /// One circuit per IdP (`host:port`).
     circuits: Arc<Mutex<HashMap<String, Circuit>>>,
     circuit_policy: CircuitPolicy,
+    /// The bound on each request, connection included.
+    timeout: Duration,
     /// Discovery documents, JWKS and token answers are small; anything bigger is a
     /// misconfiguration or an attack.
     max_response_bytes: usize,
@@ -64,11 +66,16 @@ impl IdpClient {
     ) -> Result<Self, UpstreamError> {
         let policy = Arc::new(policy);
         let http = crate::outbound::guarded_client(policy.clone(), timeout).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        Ok(IdpClient { http, policy, circuits: Default::default(), circuit_policy, max_response_bytes })
+        Ok(IdpClient { http, policy, circuits: Default::default(), circuit_policy, timeout, max_response_bytes })
     }
 
     pub fn policy(&self) -> &NetworkPolicy {
         &self.policy
+    }
+
+    /// The longest one request to an IdP can take.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// GETs a JSON document, refusing URLs the policy forbids, non-200 answers,

@@ -33,9 +33,13 @@ pub struct ProviderMetadata {
 /// never on it: HMAC would let anyone holding the (shared) client secret mint tokens.
 pub const ALLOWED_SIGNING_ALGS: [&str; 9] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
-/// The issuer a discovery URL promises: the URL without the well-known suffix.
-pub fn expected_issuer(discovery_url: &str) -> &str {
-    discovery_url.strip_suffix(WELL_KNOWN_SUFFIX).unwrap_or(discovery_url)
+/// Whether `issuer` is the one a discovery URL promises: the URL without the
+/// well-known suffix, or that with a terminating `/`, which OIDC Discovery 1.0 §4.1
+/// removes before appending the suffix (LemonLDAP::NG's and Auth0's issuers end in
+/// `/`). ID tokens' `iss` is then compared exactly with the document's `issuer`.
+pub fn issuer_matches(discovery_url: &str, issuer: &str) -> bool {
+    let promised = discovery_url.strip_suffix(WELL_KNOWN_SUFFIX).unwrap_or(discovery_url);
+    issuer == promised || issuer.strip_suffix('/') == Some(promised)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -52,16 +56,14 @@ fn finding(code: &'static str, message: impl Into<String>) -> Finding {
 pub fn check_metadata(discovery_url: &str, m: &ProviderMetadata, policy: &NetworkPolicy) -> (Vec<Finding>, Vec<Finding>) {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let expected = expected_issuer(discovery_url);
-    if m.issuer != expected {
-        let hint = if m.issuer.trim_end_matches('/') == expected.trim_end_matches('/') {
-            " (they differ only by a trailing slash, which OpenID Connect does not allow)"
-        } else {
-            ""
-        };
+    if !issuer_matches(discovery_url, &m.issuer) {
+        let expected = discovery_url.strip_suffix(WELL_KNOWN_SUFFIX).unwrap_or(discovery_url);
         problems.push(finding(
             "issuer_mismatch",
-            format!("the document's issuer `{}` is not `{expected}`, the issuer its URL belongs to{hint}", m.issuer),
+            format!(
+                "the document's issuer `{}` is not `{expected}`, the issuer its URL belongs to (OpenID Connect Discovery 1.0 §4.3)",
+                m.issuer
+            ),
         ));
     }
     let endpoints = [
@@ -230,7 +232,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported() {
         let m = metadata(json!({
-            "issuer": "https://idp.example.com/realms/acme/",
+            "issuer": "https://idp.example.com/realms/other",
             "token_endpoint": "http://idp.example.com/token",
             "jwks_uri": null,
             "response_types_supported": ["id_token"],
@@ -240,8 +242,23 @@ mod tests {
         }));
         let (p, w) = check_metadata(URL, &m, &NetworkPolicy::default());
         assert_eq!(codes(&p), ["issuer_mismatch", "insecure_endpoint", "missing_endpoint", "code_flow_unsupported", "no_usable_alg"]);
-        assert!(p[0].message.contains("trailing slash"));
+        assert!(p[0].message.contains("§4.3"));
         assert_eq!(codes(&w), ["no_userinfo", "no_pkce"]);
+    }
+
+    #[test]
+    fn an_issuer_may_end_in_a_slash_the_discovery_url_leaves_out() {
+        // OIDC Discovery 1.0 §4.1: `https://host/` is looked up at `https://host/.well-known/…`.
+        let root = "https://idp.example.com/.well-known/openid-configuration";
+        assert!(issuer_matches(root, "https://idp.example.com/"));
+        assert!(issuer_matches(root, "https://idp.example.com"));
+        assert!(issuer_matches(URL, "https://idp.example.com/realms/acme/"));
+        assert!(!issuer_matches(URL, "https://idp.example.com/realms/acme//"));
+        assert!(!issuer_matches(URL, "https://idp.example.com/realms/acm"));
+        assert!(!issuer_matches(URL, "https://idp.example.com/realms"));
+        assert!(!issuer_matches(root, "https://idp.example.com.evil.test/"));
+        let (p, _) = check_metadata(URL, &metadata(json!({"issuer": "https://idp.example.com/realms/acme/"})), &NetworkPolicy::default());
+        assert!(p.is_empty(), "{p:?}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::Jwk;
 use serde_json::Value;
 
-use super::metadata::{expected_issuer, usable_signing_keys, ProviderMetadata};
+use super::metadata::{issuer_matches, usable_signing_keys, ProviderMetadata};
 use super::{IdpClient, UpstreamError};
 
 const MIN_TTL: Duration = Duration::from_secs(60);
@@ -77,7 +77,7 @@ impl Providers {
 
     async fn fetch_metadata(&self, discovery_url: &str) -> Result<Arc<ProviderMetadata>, UpstreamError> {
         let (m, max_age): (ProviderMetadata, _) = self.client.get_json_with_max_age(discovery_url).await?;
-        if m.issuer != expected_issuer(discovery_url) {
+        if !issuer_matches(discovery_url, &m.issuer) {
             return Err(UpstreamError::Malformed(format!("the discovery document's issuer `{}` does not match its URL", m.issuer)));
         }
         if m.authorization_endpoint.is_none() || m.token_endpoint.is_none() || m.jwks_uri.is_none() {

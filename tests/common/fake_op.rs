@@ -99,6 +99,10 @@ struct Inner {
     token_lifetime: u64,
     /// Every refresh token presented, in order.
     refreshes: Vec<String>,
+    /// The `groups` userinfo reports.
+    groups: Vec<String>,
+    /// Code exchanges that have waited at `HoldTokenUntilReleased`.
+    held: usize,
 }
 
 #[derive(Clone)]
@@ -136,6 +140,8 @@ impl FakeOp {
                 latest_refresh: HashMap::new(),
                 token_lifetime: 300,
                 refreshes: vec![],
+                groups: vec!["Engineering".into(), "Sales Team".into()],
+                held: 0,
             })),
             hold: Arc::new(tokio::sync::Notify::new()),
         };
@@ -196,6 +202,16 @@ impl FakeOp {
 
     pub fn refreshes(&self) -> Vec<String> {
         self.inner.lock().unwrap().refreshes.clone()
+    }
+
+    /// From now on, userinfo reports these groups.
+    pub fn set_groups(&self, groups: &[&str]) {
+        self.inner.lock().unwrap().groups = groups.iter().map(|g| g.to_string()).collect();
+    }
+
+    /// How many code exchanges have reached `HoldTokenUntilReleased`.
+    pub fn held_token_requests(&self) -> usize {
+        self.inner.lock().unwrap().held
     }
 
     /// Lets a token request held by `HoldTokenUntilReleased` answer.
@@ -297,7 +313,12 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
     if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
         return refresh(&op, &form).into_response();
     }
-    if op.inner.lock().unwrap().fault == Fault::HoldTokenUntilReleased {
+    let hold = {
+        let mut inner = op.inner.lock().unwrap();
+        inner.held += usize::from(inner.fault == Fault::HoldTokenUntilReleased);
+        inner.fault == Fault::HoldTokenUntilReleased
+    };
+    if hold {
         op.hold.notified().await;
     }
     let (fault, (nonce, sub)) = {
@@ -422,7 +443,8 @@ async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> R
         (Some("fake-user") | None, _) => ("fake-user", "fake"),
         (Some(sub), _) => (sub, sub),
     };
-    let mut info = json!({"sub": sub, "preferred_username": username, "groups": ["Engineering", "Sales Team"]});
+    let groups = op.inner.lock().unwrap().groups.clone();
+    let mut info = json!({"sub": sub, "preferred_username": username, "groups": groups});
     if fault == Fault::HugeClaims {
         info["blob"] = json!("x".repeat(100 * 1024));
     }

@@ -57,7 +57,7 @@ impl TestIdp {
     }
 
     pub fn discovery_url(&self) -> String {
-        format!("{}/.well-known/openid-configuration", self.issuer)
+        format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'))
     }
 }
 

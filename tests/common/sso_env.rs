@@ -100,8 +100,9 @@ impl Env {
         let op_port = free_port();
         let (s, _) = sso.post("/organizations", json!({"name": "Acme", "slug": "acme", "domains": ["acme.test"]})).await;
         assert_eq!(s, StatusCode::CREATED);
+        let issuer_suffix = o.op.get("issuer_suffix").and_then(Value::as_str).unwrap_or_default();
         let mut connection = json!({"name": "Acme IdP", "client_id": "ssogate", "client_secret": IDP_SECRET,
-                                    "discovery_url": format!("http://127.0.0.1:{op_port}"), "provisioning": o.provisioning});
+                                    "discovery_url": format!("http://127.0.0.1:{op_port}{issuer_suffix}"), "provisioning": o.provisioning});
         if let Some(scopes) = o.scopes {
             connection["scopes"] = scopes;
         }

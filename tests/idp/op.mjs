@@ -26,7 +26,8 @@ const refreshes = [];
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(config.port || 0, '127.0.0.1', resolve));
-const issuer = `http://127.0.0.1:${server.address().port}`;
+// "issuer_suffix": "/" gives an issuer ending in a slash, as LemonLDAP::NG's and Auth0's do.
+const issuer = `http://127.0.0.1:${server.address().port}${config.issuer_suffix || ''}`;
 
 const provider = new Provider(issuer, {
   clients: config.clients || [],

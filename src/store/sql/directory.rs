@@ -478,6 +478,7 @@ impl Directory for SqlStore {
 
     async fn update_organization(&self, id: &str, edit: Edit<'_, Organization, ()>, actor: &Actor) -> StoreResult<Organization> {
         let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "organizations", id).await?;
         let before = load_org(&mut tx, id).await?.ok_or(StoreError::NotFound("organization"))?;
         let mut org = before.clone();
         edit(&mut org)?;
@@ -546,6 +547,7 @@ impl Directory for SqlStore {
 
     async fn update_connection(&self, id: &str, edit: Edit<'_, Connection, Option<String>>, actor: &Actor) -> StoreResult<Connection> {
         let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "connections", id).await?;
         let before = load_connection(&mut tx, id).await?.ok_or(StoreError::NotFound("connection"))?;
         let mut c = before.clone();
         let new_secret = edit(&mut c)?;
@@ -631,6 +633,7 @@ impl Directory for SqlStore {
 
     async fn update_application(&self, id: &str, edit: Edit<'_, Application, ()>, actor: &Actor) -> StoreResult<Application> {
         let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "applications", id).await?;
         let before = load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
         let mut app = before.clone();
         edit(&mut app)?;
@@ -713,6 +716,7 @@ impl Directory for SqlStore {
 
     async fn update_user(&self, id: &str, edit: Edit<'_, User, Option<Vec<String>>>, actor: &Actor) -> StoreResult<UserView> {
         let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "users", id).await?;
         let before = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let mut u = before.user.clone();
         let groups = edit(&mut u)?;
@@ -775,6 +779,7 @@ impl Directory for SqlStore {
 
     async fn update_group(&self, id: &str, edit: Edit<'_, Group, ()>, actor: &Actor) -> StoreResult<Group> {
         let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "groups", id).await?;
         let before = load_group(&mut tx, id).await?.ok_or(StoreError::NotFound("group"))?;
         let mut g = before.clone();
         edit(&mut g)?;

@@ -13,7 +13,7 @@ use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
-use crate::core::group_sync::{IdpGroup, SyncJob};
+use crate::core::group_sync::{self, SyncJob, SyncRules};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::now;
 use crate::core::organization::Organization;
@@ -21,7 +21,7 @@ use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
-    EndedSession, Grant, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, ResolveGroups, Session, SessionFilter, SignIn,
+    EndedSession, Grant, IdpGroupsSource, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter, SignIn,
     StoreError, StoreResult, StoredSigningKey,
 };
 
@@ -307,35 +307,87 @@ impl Logins for SqlStore {
         }
     }
 
-    async fn sync_groups(
-        &self,
-        user_id: &str,
-        idp_groups: &[IdpGroup],
-        resolve: ResolveGroups<'_>,
-        actor: &Actor,
-    ) -> StoreResult<UserView> {
+    async fn sync_groups(&self, user_id: &str, connection_id: &str, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView> {
         let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "users", user_id).await?;
         let before = self.load_user(&mut tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
         let org = before.user.organization_id.clone();
+        // Only a connection of the user's own organization syncs their groups.
+        let settings: Option<String> = sqlx::query_scalar("SELECT group_sync FROM connections WHERE id = $1 AND organization_id = $2")
+            .bind(connection_id)
+            .bind(&org)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let settings: GroupSync = match settings {
+            Some(json) => from_json(&json)?,
+            None => return Err(StoreError::NotFound("connection")),
+        };
+        if !settings.enabled {
+            return Ok(before);
+        }
+        let reported = match groups {
+            IdpGroupsSource::Reported { id_token, userinfo } => match group_sync::reported_groups(id_token, userinfo, &settings.claim) {
+                Some(groups) => Some(groups),
+                None => {
+                    let why = format!("the IdP did not send the `{}` claim; memberships were left as they were", settings.claim);
+                    record(
+                        &mut tx,
+                        Some(&before.user.organization_id),
+                        actor,
+                        "user.groups_not_synced",
+                        ("user", user_id),
+                        serde_json::json!({"reason": why}),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(before);
+                }
+            },
+            IdpGroupsSource::Stored => None,
+        };
+        let idp_groups = match &reported {
+            Some(groups) => groups,
+            None => {
+                let reported: Option<i64> =
+                    sqlx::query_scalar("SELECT idp_groups_at FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *tx).await?;
+                if reported.is_none() {
+                    return Ok(before);
+                }
+                &before.user.idp_groups
+            }
+        };
         let rows = sqlx::query("SELECT id, name FROM groups WHERE organization_id = $1").bind(&org).fetch_all(&mut *tx).await?;
         let mut ids: HashMap<String, String> =
             rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("id")?))).collect::<StoreResult<_>>()?;
-        let resolution = resolve(&ids.keys().map(String::as_str).collect());
+        let resolution = SyncRules::of(&settings).resolve(idp_groups, &ids.keys().map(String::as_str).collect());
         let t = now();
         for name in &resolution.to_create {
-            let id = new_id(IdKind::Group);
-            sqlx::query(
+            let created: Option<String> = sqlx::query_scalar(
                 "INSERT INTO groups (id, organization_id, name, description, permissions, is_default, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'Created by group sync.', '[]', 0, $4, $4) ON CONFLICT (organization_id, name) DO NOTHING",
+                 VALUES ($1, $2, $3, 'Created by group sync.', '[]', 0, $4, $4) ON CONFLICT (organization_id, name) DO NOTHING RETURNING id",
             )
-            .bind(&id)
+            .bind(new_id(IdKind::Group))
             .bind(&org)
             .bind(name)
             .bind(ms(t))
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            record(&mut tx, Some(&org), actor, "group.created", ("group", &id), serde_json::json!({"name": name, "by": "group sync"}))
-                .await?;
+            let id = match created {
+                Some(id) => {
+                    let changes = serde_json::json!({"name": name, "by": "group sync"});
+                    record(&mut tx, Some(&org), actor, "group.created", ("group", &id), changes).await?;
+                    id
+                }
+                // Another user's sync (or an admin) created it since this one read the
+                // organization's groups: use theirs.
+                None => {
+                    sqlx::query_scalar("SELECT id FROM groups WHERE organization_id = $1 AND name = $2")
+                        .bind(&org)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
             ids.insert(name.clone(), id);
         }
         sqlx::query("DELETE FROM group_memberships WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
@@ -350,7 +402,14 @@ impl Logins for SqlStore {
             }
             q.execute(&mut *tx).await?;
         }
-        sqlx::query("UPDATE users SET idp_groups = $2 WHERE id = $1").bind(user_id).bind(to_json(idp_groups)).execute(&mut *tx).await?;
+        if let Some(groups) = &reported {
+            sqlx::query("UPDATE users SET idp_groups = $2, idp_groups_at = $3 WHERE id = $1")
+                .bind(user_id)
+                .bind(to_json(groups))
+                .bind(ms(t))
+                .execute(&mut *tx)
+                .await?;
+        }
         let after = self.load_user(&mut tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
         let added: Vec<&String> = after.groups.iter().filter(|g| !before.groups.contains(g)).collect();
         let removed: Vec<&String> = before.groups.iter().filter(|g| !after.groups.contains(g)).collect();
@@ -562,7 +621,14 @@ impl Logins for SqlStore {
         rows.iter().map(|r| self.session_row(r)).collect()
     }
 
-    async fn save_refreshed(&self, id_hash: &str, tokens: &UpstreamTokens, due_at: Option<Timestamp>, at: Timestamp) -> StoreResult<bool> {
+    async fn save_refreshed(
+        &self,
+        id_hash: &str,
+        lease: Timestamp,
+        tokens: &UpstreamTokens,
+        due_at: Option<Timestamp>,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
         let Some(id) =
             sqlx::query_scalar::<_, String>("SELECT id FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?
         else {
@@ -570,38 +636,57 @@ impl Logins for SqlStore {
         };
         let r = sqlx::query(
             "UPDATE sessions SET upstream_enc = $2, refresh_at = $3, refreshed_at = $4, refresh_claimed_until = NULL, \
-             refresh_failing_since = NULL, refresh_error = NULL WHERE id_hash = $1",
+             refresh_failing_since = NULL, refresh_error = NULL WHERE id_hash = $1 AND refresh_claimed_until = $5",
         )
         .bind(id_hash)
         .bind(self.seal_upstream(&id, tokens)?)
         .bind(due_at.map(ms))
         .bind(ms(at))
+        .bind(ms(lease))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
     }
 
-    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, tokens: &UpstreamTokens) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE sessions SET upstream_enc = $2 WHERE id_hash = $1")
+    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, lease: Timestamp, tokens: &UpstreamTokens) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE sessions SET upstream_enc = $2 WHERE id_hash = $1 AND refresh_claimed_until = $3")
             .bind(id_hash)
             .bind(self.seal_upstream(session_id, tokens)?)
+            .bind(ms(lease))
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
     }
 
-    async fn save_refresh_failure(&self, id_hash: &str, failing_since: Timestamp, retry_at: Timestamp, error: &str) -> StoreResult<()> {
-        sqlx::query(
+    async fn save_refresh_failure(
+        &self,
+        id_hash: &str,
+        lease: Timestamp,
+        failing_since: Timestamp,
+        retry_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
             "UPDATE sessions SET refresh_at = $2, refresh_failing_since = $3, refresh_error = $4, refresh_claimed_until = NULL \
-             WHERE id_hash = $1",
+             WHERE id_hash = $1 AND refresh_claimed_until = $5",
         )
         .bind(id_hash)
         .bind(ms(retry_at))
         .bind(ms(failing_since))
         .bind(error)
+        .bind(ms(lease))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn holds_refresh_lease(&self, id_hash: &str, lease: Timestamp) -> StoreResult<bool> {
+        let held = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sessions WHERE id_hash = $1 AND refresh_claimed_until = $2")
+            .bind(id_hash)
+            .bind(ms(lease))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(held == 1)
     }
 
     async fn refresh_user_profile(&self, c: &Connection, p: &IdpProfile, at: Timestamp) -> StoreResult<Option<UserView>> {

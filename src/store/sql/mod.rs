@@ -290,6 +290,16 @@ impl SqlStore {
         Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
     }
 
+    /// Holds one row of `table` for the rest of a write transaction, so a
+    /// read-modify-write of it cannot interleave with another (PostgreSQL; SQLite's
+    /// write transaction holds the whole database already).
+    pub(super) async fn hold_row(&self, tx: &mut Tx, table: &'static str, id: &str) -> StoreResult<()> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1 FOR UPDATE")).bind(id).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.pool.acquire().await?)
     }
