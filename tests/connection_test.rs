@@ -33,9 +33,14 @@ fn codes(report: &Value, key: &str) -> Vec<String> {
     report[key].as_array().unwrap().iter().map(|p| p["code"].as_str().unwrap().to_owned()).collect()
 }
 
+/// The real oidc-provider, with the connection's client registered: everything
+/// checks out, the client credentials included; with a wrong secret the test says so
+/// (the token endpoint answers `invalid_client` to a code that cannot be valid).
 #[tokio::test]
-async fn a_real_openid_provider_passes() {
-    let idp = TestIdp::start(json!({}));
+async fn a_real_openid_provider_passes_and_a_wrong_secret_is_caught() {
+    let client = json!({"client_id": "ssogate", "client_secret": "secret-secret", "redirect_uris": ["https://unused.example.test/cb"],
+                        "grant_types": ["authorization_code", "refresh_token"]});
+    let idp = TestIdp::start(json!({"clients": [client]}));
     let dir = tempfile::tempdir().unwrap();
     let sso = Ssogate::start(dir.path()).await;
     // The issuer URL alone is enough: the well-known suffix is added.
@@ -46,6 +51,16 @@ async fn a_real_openid_provider_passes() {
     assert_eq!(report["pkce"], true);
     assert!(report["signing_keys"].as_u64().unwrap() >= 1, "{report}");
     assert_eq!(report["problems"], json!([]));
+    assert_eq!(report["client_credentials"], "accepted");
+    assert_eq!(report["refresh_tokens"], true);
+    assert_eq!(report["logout_channels"], json!(["back_channel", "end_session"]));
+    assert!(report["signing_algs"].as_array().unwrap().contains(&json!("RS256")), "{report}");
+
+    let (s, _) = sso.patch(&format!("/connections/{id}"), json!({"client_secret": "not-the-secret"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let report = test_report(&sso, &id).await;
+    assert_eq!((report["ok"].clone(), report["client_credentials"].clone()), (json!(false), json!("refused")), "{report}");
+    assert_eq!(codes(&report, "problems"), ["invalid_client"]);
 }
 
 #[tokio::test]

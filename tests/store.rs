@@ -439,8 +439,13 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
     let mut synced = connection(&o.id);
-    synced.group_sync =
-        GroupSync { enabled: true, mapping: "Engineering -> engineers".into(), create_missing_groups: true, ..GroupSync::default() };
+    synced.group_sync = GroupSync {
+        enabled: true,
+        mapping: "Engineering -> engineers".into(),
+        create_missing_groups: true,
+        authoritative: true,
+        ..GroupSync::default()
+    };
     let c = s.create_connection(synced, "x", &actor()).await.unwrap();
     s.create_group(&o.id, NewGroup { name: "engineers".into(), description: None, permissions: vec!["manage_apps".into()] }, &actor())
         .await
@@ -451,7 +456,8 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     let claims = claims(json!({"groups": ["Engineering", {"id": "g-9", "displayName": "Ops"}]}));
     let reported = IdpGroupsSource::Reported { id_token: &claims, userinfo: None };
     let synced = s.sync_groups(&u.user.id, &c.id, reported, &actor()).await.unwrap();
-    // The hand-set admin membership is replaced; Ops is created as a group.
+    // Sync is authoritative here: the hand-set admin membership is replaced; Ops is
+    // created as a group.
     assert_eq!(synced.groups, ["Ops", "engineers"]);
     assert_eq!(synced.role.as_str(), "builder");
     assert_eq!(synced.user.idp_groups, idp);
@@ -498,29 +504,54 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
         s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Reported { id_token: &none, userinfo: None }, &actor()).await.unwrap();
     assert_eq!((&untouched.groups, &untouched.user.idp_groups), (&resynced.groups, &idp));
 
-    // Back on: an IdP that leaves the claim out (Entra's overage, a scope not
-    // granted) has not said "no groups": memberships stay, and the audit log says why.
+    // Back on. An IdP that says the claim is elsewhere (OIDC Core §5.6.2, Entra ID's
+    // group overage) has not said "no groups": memberships stay, and the audit log
+    // says why.
     let on = Box::new(|c: &mut Connection| {
         c.group_sync.enabled = true;
         Ok(None)
     });
     s.update_connection(&c.id, on, &actor()).await.unwrap();
-    let silent = self::claims(json!({"sub": "u1"}));
-    let kept =
-        s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Reported { id_token: &silent, userinfo: Some(&silent) }, &actor()).await.unwrap();
-    assert_eq!((&kept.groups, &kept.user.idp_groups), (&resynced.groups, &idp));
-    let why = s
-        .list_events(
-            &EventFilter { organization_id: Some(o.id.clone()), action: Some("user.groups_not_synced".into()), target_id: None },
-            &page(5),
-        )
-        .await
-        .unwrap();
-    assert!(why[0].changes["reason"].as_str().unwrap().contains("`groups` claim"), "{:?}", why[0].changes);
-    // Present and empty still means no groups.
-    let emptied = s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Reported { id_token: &none, userinfo: None }, &actor()).await.unwrap();
+    let (user_id, connection_id) = (u.user.id.as_str(), c.id.as_str());
+    let sync = |id_token: &serde_json::Value| {
+        let said = self::claims(id_token.clone());
+        async move {
+            s.sync_groups(user_id, connection_id, IdpGroupsSource::Reported { id_token: &said, userinfo: None }, &actor()).await.unwrap()
+        }
+    };
+    let reasons = || async {
+        let filter = EventFilter { organization_id: Some(o.id.clone()), action: Some("user.groups_not_synced".into()), target_id: None };
+        s.list_events(&filter, &page(5))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.changes["reason"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let overage =
+        sync(&json!({"_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph.example/x"}}})).await;
+    assert_eq!((&overage.groups, &overage.user.idp_groups), (&resynced.groups, &idp));
+    assert!(reasons().await[0].contains("elsewhere"), "{:?}", reasons().await);
+    // An absent claim: kept where the connection says so...
+    let keep = Box::new(|c: &mut Connection| {
+        c.group_sync.when_claim_missing = ssogate::core::connection::WhenClaimMissing::Keep;
+        Ok(None)
+    });
+    s.update_connection(&c.id, keep, &actor()).await.unwrap();
+    assert_eq!(sync(&json!({"sub": "u1"})).await.groups, resynced.groups);
+    assert!(reasons().await[0].contains("did not send the `groups` claim"), "{:?}", reasons().await);
+    // ...and by default, as Okta and Entra ID leave an empty claim out, no groups.
+    let clear = Box::new(|c: &mut Connection| {
+        c.group_sync.when_claim_missing = Default::default();
+        Ok(None)
+    });
+    s.update_connection(&c.id, clear, &actor()).await.unwrap();
+    let emptied = sync(&json!({"sub": "u1"})).await;
     assert_eq!(emptied.groups, ["end-user"]);
     assert!(emptied.user.idp_groups.is_empty());
+    // With no synced group left, nothing kept is worth an audit entry.
+    assert_eq!(sync(&json!({"hasgroups": true})).await.groups, ["end-user"]);
+    assert_eq!(reasons().await.len(), 2);
 
     // A user the IdP never reported groups for (signed in while sync was off) is left
     // as they are by a re-sync, not stripped.
@@ -584,6 +615,49 @@ async fn concurrent_group_syncs_take_turns(db: &TestDb) {
         let expected = now_.user.idp_groups[0].name.to_lowercase();
         assert_eq!(now_.groups, [expected], "round {round}");
     }
+}
+
+/// By default sync replaces only the memberships it made (peers' most common
+/// complaint is sync wiping an admin's): hand-set ones stay, and an admin's list keeps
+/// each kept group's origin.
+async fn hand_set_memberships_survive_group_sync(db: &TestDb) {
+    use ssogate::store::IdpGroupsSource;
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let mut synced = connection(&o.id);
+    synced.group_sync =
+        GroupSync { enabled: true, mapping: "Engineering -> engineers".into(), create_missing_groups: true, ..GroupSync::default() };
+    let c = s.create_connection(synced, "x", &actor()).await.unwrap();
+    let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
+    let id = u.user.id.as_str();
+    let admin = actor();
+    let set_by_hand = |groups: &[&str]| {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        s.update_user(id, Box::new(move |_| Ok(Some(groups))), &admin)
+    };
+    let engineering = claims(json!({"groups": ["Engineering"]}));
+    let nothing = claims(json!({"groups": []}));
+    let sync = |said| s.sync_groups(id, &c.id, IdpGroupsSource::Reported { id_token: said, userinfo: None }, &admin);
+    let groups = |v: &ssogate::core::user::UserView| (v.groups.clone(), v.synced_groups.clone(), v.role.as_str().to_owned());
+    let names = |g: &[&str]| g.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    set_by_hand(&["admin"]).await.unwrap();
+    assert_eq!(groups(&sync(&engineering).await.unwrap()), (names(&["admin", "engineers"]), names(&["engineers"]), "admin".into()));
+    // The IdP drops the group: the synced one goes, the admin's stays (no fallback needed).
+    assert_eq!(groups(&sync(&nothing).await.unwrap()), (names(&["admin"]), names(&[]), "admin".into()));
+    // An admin's list keeps a synced group synced, and adds hand-set ones.
+    sync(&engineering).await.unwrap();
+    assert_eq!(
+        groups(&set_by_hand(&["engineers", "builder"]).await.unwrap()),
+        (names(&["builder", "engineers"]), names(&["engineers"]), "builder".into())
+    );
+    assert_eq!(groups(&sync(&nothing).await.unwrap()), (names(&["builder"]), names(&[]), "builder".into()));
+    // With no group left at all, the fallback.
+    set_by_hand(&[]).await.unwrap();
+    assert_eq!(groups(&sync(&nothing).await.unwrap()), (names(&["end-user"]), names(&["end-user"]), "end-user".into()));
+    // IdP groups named like the default groups match in any case.
+    let shouting = claims(json!({"groups": ["ADMIN"]}));
+    assert_eq!(groups(&sync(&shouting).await.unwrap()), (names(&["admin"]), names(&["admin"]), "admin".into()));
 }
 
 async fn sync_jobs_queue_once_per_connection_and_are_taken_once(db: &TestDb) {
@@ -955,6 +1029,7 @@ on_both_databases!(
     seats_hold_under_concurrent_first_logins,
     group_sync_replaces_memberships_in_one_transaction,
     concurrent_group_syncs_take_turns,
+    hand_set_memberships_survive_group_sync,
     sync_jobs_queue_once_per_connection_and_are_taken_once,
     signing_keys_are_sealed_and_rotation_retires,
     sessions_end_with_their_tokens_and_refreshes_are_claimed_once,

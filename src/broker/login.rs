@@ -130,9 +130,10 @@ impl Broker {
         let connection = if req.names_where_to_sign_in() {
             self.route(req).await?
         } else {
-            // A request that names nowhere (an app renewing a session with
-            // prompt=none, say) goes where the browser's session is.
-            match self.session_connection(cookies).await? {
+            // A request that names nowhere (an app renewing its session with
+            // prompt=none) goes where the browser's session is, if this application
+            // signed in under it before: another one learns nothing of it.
+            match self.session_connection(app, cookies).await? {
                 Some(c) => c,
                 None if req.prompt_none => return Err(oauth("login_required", "the user is not signed in")),
                 None => self.route(req).await?,
@@ -293,10 +294,14 @@ impl Broker {
 
     /// The browser's session, if it is live and signed in through this connection;
     /// using it counts as activity.
-    /// The connection of the browser's live session, if it has one.
-    async fn session_connection(&self, cookies: &HashMap<String, String>) -> Result<Option<Connection>, OAuthError> {
+    /// The connection of the browser's session, if it has one under which `app` signed in.
+    async fn session_connection(&self, app: &Application, cookies: &HashMap<String, String>) -> Result<Option<Connection>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
-        let session = self.store.session(&handle(id)).await.map_err(store_failure)?;
+        let id_hash = handle(id);
+        if !self.store.session_has_signed_in(&id_hash, &app.id).await.map_err(store_failure)? {
+            return Ok(None);
+        }
+        let session = self.store.session(&id_hash).await.map_err(store_failure)?;
         let Some(connection_id) = session.and_then(|s| s.connection_id) else { return Ok(None) };
         self.config.connection(self.store.as_ref(), &connection_id).await.map_err(store_failure)
     }

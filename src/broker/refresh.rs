@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::Broker;
@@ -15,14 +14,14 @@ use crate::core::audit::Actor;
 use crate::core::claims::{self, Claims};
 use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
 use crate::core::{now, Timestamp};
-use crate::store::{Session, SessionFilter, StoreError, StoreResult};
+use crate::store::{Session, SessionFilter, StoreError};
 use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, Endpoint, LoginError};
 
 /// Sessions claimed per round, and refreshed at once within it.
-/// Sessions refreshed at once; a claim takes no more than this, so every claimed
-/// session starts at once and its whole lease is its own.
+/// Sessions refreshed at once; a claim takes no more than the free slots, so every
+/// claimed session starts at once and its whole lease is its own.
 const CONCURRENCY: usize = 64;
 /// How many IdP requests' worth of time a claim keeps other replicas off a session:
 /// the longest refresh makes eight (metadata, token, keys and userinfo, each maybe
@@ -66,32 +65,42 @@ impl From<LoginError> for RefreshFailure {
 }
 
 impl Broker {
-    /// Runs for the life of the process.
+    /// Runs for the life of the process: claims due sessions as refresh slots free
+    /// up, so a slow IdP holds only the slots of its own sessions (and no more than
+    /// its in-flight cap lets through), never a whole round of everyone's.
     pub async fn run_refresher(self: Arc<Self>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         loop {
-            match self.refresh_due_sessions().await {
-                Ok(0) => tokio::time::sleep(IDLE_POLL).await,
-                Ok(_) => {}
+            let Ok(first) = slots.clone().acquire_owned().await else { return };
+            let free = 1 + slots.available_permits();
+            let t = now();
+            let lease = self.refresh_lease();
+            let lease_until = t + lease;
+            let due = match self.store.claim_due_refreshes(t, lease_until, free as u32).await {
+                Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming sessions to refresh failed");
-                    tokio::time::sleep(IDLE_POLL).await;
+                    Vec::new()
                 }
+            };
+            if due.is_empty() {
+                drop(first);
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+            // Past this, the lease may be taken by another replica; the store refuses
+            // every write of a lease that was lost, so a late refresh changes nothing.
+            let deadline = tokio::time::Instant::now() + lease - lease / 4;
+            // Only this loop takes slots, so the `free` ones are there to take.
+            let permits = std::iter::once(Some(first)).chain(std::iter::repeat_with(|| slots.clone().try_acquire_owned().ok()));
+            for (session, permit) in due.into_iter().zip(permits) {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.refresh_session(session, lease_until, deadline).await;
+                    drop(permit);
+                });
             }
         }
-    }
-
-    /// Claims the sessions due now and refreshes them; returns how many it claimed.
-    pub async fn refresh_due_sessions(&self) -> StoreResult<usize> {
-        let t = now();
-        let lease = self.refresh_lease();
-        let lease_until = t + lease;
-        let due = self.store.claim_due_refreshes(t, lease_until, CONCURRENCY as u32).await?;
-        let claimed = due.len();
-        // Past this, the lease may be taken by another replica; the store refuses
-        // every write of a lease that was lost, so a late refresh changes nothing.
-        let deadline = tokio::time::Instant::now() + lease - lease / 4;
-        futures_util::stream::iter(due).for_each_concurrent(CONCURRENCY, |s| self.refresh_session(s, lease_until, deadline)).await;
-        Ok(claimed)
     }
 
     fn refresh_lease(&self) -> Duration {

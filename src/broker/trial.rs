@@ -13,10 +13,13 @@ use super::login_state::LoginState;
 use super::{Broker, Reply};
 use crate::core::authorize::{AuthorizeRequest, OAuthError};
 use crate::core::claims::{self, Claims, IdpProfile};
+use crate::core::connection::Connection;
 use crate::core::group::Group;
 use crate::core::group_sync::{self, SyncRules, FALLBACK_GROUP};
 use crate::core::roles::derive_role;
-use crate::store::Page;
+use crate::store::{Page, StoreResult};
+use crate::upstream::metadata::{self, ConnectionReport};
+use crate::upstream::rp::{self, LoginError};
 
 /// What the preview page shows.
 #[derive(Debug)]
@@ -41,6 +44,24 @@ pub struct TrialPreview {
 }
 
 impl Broker {
+    /// "Test connection": the discovery document, the keys, and the client ID and
+    /// secret, which are checked by a token request with a code that cannot be valid
+    /// (`invalid_grant` means the IdP authenticated the client; `invalid_client`, that
+    /// it did not, RFC 6749 §5.2).
+    pub async fn test_connection(&self, c: &Connection) -> StoreResult<ConnectionReport> {
+        let secret = self.config.client_secret(self.store.as_ref(), &c.id).await?;
+        let redirect_uri = c.redirect_uri(&self.issuer);
+        let providers = &self.providers;
+        Ok(metadata::test_connection(providers.client(), &c.discovery_url, |m| async move {
+            const NO_SUCH_CODE: &str = "ssogate-connection-test-not-a-code";
+            match rp::exchange_code(providers, &m, c, &secret, NO_SUCH_CODE, &redirect_uri, None).await {
+                Err(LoginError::TokenRejected { error, .. }) => metadata::credentials_verdict(&error),
+                _ => Ok("unknown"),
+            }
+        })
+        .await)
+    }
+
     /// Starts a trial sign-in through the connection (the console checked the admin).
     pub async fn start_trial(&self, connection_id: &str, login_hint: Option<String>) -> Reply {
         let connection = match self.config.connection(self.store.as_ref(), connection_id).await {

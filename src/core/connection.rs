@@ -41,6 +41,26 @@ pub struct GroupSync {
     pub mapping: String,
     #[serde(default)]
     pub create_missing_groups: bool,
+    /// Sync owns every membership, hand-set ones included. Off (the default), it
+    /// replaces only the memberships it made, and an admin's stay.
+    #[serde(default)]
+    pub authoritative: bool,
+    /// A sign-in or refresh whose groups claim is absent altogether.
+    #[serde(default)]
+    pub when_claim_missing: WhenClaimMissing,
+}
+
+/// What an absent groups claim means. Okta (with a groups filter), Entra ID and others
+/// leave an empty claim out, so by default absent is empty: a user removed from their
+/// last group loses it. `keep` suits an IdP that leaves it out for other reasons. A
+/// claim the IdP says it sent elsewhere (OIDC Core §5.6.2 distributed claims, Entra
+/// ID's group overage) always keeps memberships as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenClaimMissing {
+    #[default]
+    Clear,
+    Keep,
 }
 
 impl<'de> Deserialize<'de> for GroupSync {
@@ -61,7 +81,14 @@ fn default_groups_claim() -> String {
 
 impl Default for GroupSync {
     fn default() -> Self {
-        GroupSync { enabled: false, claim: default_groups_claim(), mapping: String::new(), create_missing_groups: false }
+        GroupSync {
+            enabled: false,
+            claim: default_groups_claim(),
+            mapping: String::new(),
+            create_missing_groups: false,
+            authoritative: false,
+            when_claim_missing: WhenClaimMissing::Clear,
+        }
     }
 }
 

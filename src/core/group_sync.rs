@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::claims::Claims;
 use super::connection::GroupSync;
 use super::group_mapping::GroupMapping;
+use super::roles::DEFAULT_GROUPS;
 use super::Timestamp;
 use serde::Serialize;
 
@@ -23,6 +24,34 @@ pub struct IdpGroup {
 /// ID token, or else in userinfo. `None` when neither has it.
 pub fn reported_groups(id_token: &Claims, userinfo: Option<&Claims>, path: &str) -> Option<Vec<IdpGroup>> {
     idp_groups(id_token, path).or_else(|| userinfo.and_then(|u| idp_groups(u, path)))
+}
+
+/// What an IdP said of a user's groups at sign-in or refresh.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GroupsReport {
+    Groups(Vec<IdpGroup>),
+    /// The claim is elsewhere (OIDC Core §5.6.2 distributed claims: `_claim_names`
+    /// names it; Entra ID's `hasgroups`): too many groups to carry, not none.
+    Elsewhere,
+    /// No claim at all.
+    Absent,
+}
+
+/// The groups claim at `path` in the ID token or userinfo, or why there is none.
+pub fn groups_report(id_token: &Claims, userinfo: Option<&Claims>, path: &str) -> GroupsReport {
+    if let Some(groups) = reported_groups(id_token, userinfo, path) {
+        return GroupsReport::Groups(groups);
+    }
+    let claim = path.split('.').next().unwrap_or(path);
+    let elsewhere = |c: &Claims| {
+        c.get("_claim_names").and_then(Value::as_object).is_some_and(|names| names.contains_key(claim))
+            || c.get("hasgroups") == Some(&Value::Bool(true))
+    };
+    if elsewhere(id_token) || userinfo.is_some_and(elsewhere) {
+        GroupsReport::Elsewhere
+    } else {
+        GroupsReport::Absent
+    }
 }
 
 /// The groups claim at `path` (dotted for nested claims, e.g. `realm_access.roles`):
@@ -63,17 +92,22 @@ pub struct Resolution {
     pub groups: BTreeSet<String>,
     /// Groups to create first (`create_missing_groups`), as custom groups without permissions.
     pub to_create: BTreeSet<String>,
+    /// No IdP group led anywhere: `groups` is the fallback `end-user` alone.
+    pub fell_back: bool,
 }
 
 pub const FALLBACK_GROUP: &str = "end-user";
 
 /// Applies the rules: an IdP group named in the mapping (by name or id) goes where the
 /// mapping says; otherwise it joins the ssogate group of exactly the same name, which
-/// is created when missing if `create_missing` allows, and is ignored if not. A user in
-/// no group lands in `end-user`. Mapping targets are created when missing too, if allowed.
+/// is created when missing if `create_missing` allows, and is ignored if not. The
+/// default groups match in any case (`Admin` is `admin`, as ToolJet does); others
+/// exactly. A user in no group lands in `end-user`. Mapping targets are created when
+/// missing too, if allowed.
 pub fn resolve(idp: &[IdpGroup], mapping: &GroupMapping, existing: &HashSet<&str>, create_missing: bool) -> Resolution {
     let mut r = Resolution::default();
     let place = |name: &str, r: &mut Resolution| {
+        let name = DEFAULT_GROUPS.iter().find(|d| d.eq_ignore_ascii_case(name)).copied().unwrap_or(name);
         if existing.contains(name) {
             r.groups.insert(name.to_owned());
         } else if create_missing {
@@ -89,6 +123,7 @@ pub fn resolve(idp: &[IdpGroup], mapping: &GroupMapping, existing: &HashSet<&str
     }
     if r.groups.is_empty() {
         r.groups.insert(FALLBACK_GROUP.to_owned());
+        r.fell_back = true;
     }
     r
 }
@@ -194,6 +229,19 @@ mod tests {
         // No groups at all: end-user.
         let r = resolve(&[], &none, &existing(&[]), false);
         assert_eq!(r.groups, set(&["end-user"]));
+        assert!(r.fell_back);
+        let r = resolve(&names(&["end-user"]), &none, &existing(&[]), false);
+        assert!(!r.fell_back, "end-user named by the IdP");
+    }
+
+    #[test]
+    fn default_group_names_match_in_any_case() {
+        let none = GroupMapping::default();
+        let r = resolve(&names(&["Admin", "BUILDER", "End-User"]), &none, &existing(&[]), true);
+        assert_eq!(r.groups, set(&["admin", "builder", "end-user"]));
+        assert!(r.to_create.is_empty(), "no look-alike default groups are created");
+        let m = GroupMapping::parse("Engineering -> Builder").unwrap();
+        assert_eq!(resolve(&names(&["Engineering"]), &m, &existing(&[]), true).groups, set(&["builder"]));
     }
 
     #[test]
@@ -231,6 +279,13 @@ mod tests {
         );
         assert_eq!(idp_groups(c, "realm_access.roles").unwrap(), names(&["admin"]));
         assert_eq!(idp_groups(c, "missing"), None);
+        assert_eq!(groups_report(c, None, "groups"), GroupsReport::Groups(names(&["a", "b"])));
+        assert_eq!(groups_report(c, None, "missing"), GroupsReport::Absent);
+        let overage = json!({"_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph.example/x"}}});
+        assert_eq!(groups_report(&Claims::new(), overage.as_object(), "groups"), GroupsReport::Elsewhere);
+        assert_eq!(groups_report(overage.as_object().unwrap(), None, "roles"), GroupsReport::Absent);
+        let implicit = json!({"hasgroups": true});
+        assert_eq!(groups_report(implicit.as_object().unwrap(), None, "groups"), GroupsReport::Elsewhere);
         assert_eq!(idp_groups(c, "realm_access.nothing"), None);
     }
 }

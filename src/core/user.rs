@@ -40,6 +40,9 @@ pub struct UserView {
     #[serde(flatten)]
     pub user: User,
     pub groups: Vec<String>,
+    /// Those of `groups` group sync put the user in (from the IdP's groups); the rest
+    /// were set by an admin.
+    pub synced_groups: Vec<String>,
     pub role: Role,
 }
 

@@ -270,17 +270,18 @@ async fn userinfo(State(state): State<AppState>, method: Method, headers: Header
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
-    let in_body = (method == Method::POST && form)
-        .then(|| url::form_urlencoded::parse(&body).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned()))
-        .flatten();
-    let token = match (bearer, in_body) {
-        (Some(_), Some(_)) => {
-            let why = "the access token was sent both in the Authorization header and in the body";
-            return (StatusCode::BAD_REQUEST, NO_STORE, Json(json!({"error": "invalid_request", "error_description": why})))
-                .into_response();
-        }
-        (Some(t), None) | (None, Some(t)) => Some(t),
-        (None, None) => None,
+    let mut in_body: Vec<String> = Vec::new();
+    if method == Method::POST && form {
+        in_body = url::form_urlencoded::parse(&body).filter(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned()).collect();
+    }
+    let invalid_request = |why: &str| {
+        (StatusCode::BAD_REQUEST, NO_STORE, Json(json!({"error": "invalid_request", "error_description": why}))).into_response()
+    };
+    let token = match (bearer, in_body.len()) {
+        (Some(_), 1..) => return invalid_request("the access token was sent both in the Authorization header and in the body"),
+        (None, 2..) => return invalid_request("access_token was sent more than once"),
+        (Some(t), _) => Some(t),
+        (None, _) => in_body.pop(),
     };
     let result = match token {
         Some(t) => state.broker.userinfo(&t).await,

@@ -229,6 +229,8 @@ pub trait Logins: Send + Sync + 'static {
     /// Moves a user's grants from their previous session to the one that replaced it
     /// at a new sign-in, so their applications stay signed in.
     async fn adopt_grants(&self, old_hash: &str, new: &Session) -> StoreResult<()>;
+    /// Whether the application was given a code under the session before.
+    async fn session_has_signed_in(&self, session_hash: &str, application_id: &str) -> StoreResult<bool>;
 
     /// Claims up to `limit` sessions whose upstream refresh is due, each for one
     /// taker until `lease_until` (so a refresh runs once across replicas). The

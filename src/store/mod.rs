@@ -8,7 +8,7 @@
 //! race test in `tests/races.rs` or `tests/store.rs`):
 //! - Every read-modify-write of one row's state (a user's profile or groups, a
 //!   connection's or organization's settings, a session's upstream tokens) is one
-//!   method here, in one transaction that holds the row (`hold_row`: `FOR UPDATE` on
+//!   method here, in one transaction that holds the row (`hold_row`: `FOR NO KEY UPDATE` on
 //!   PostgreSQL; SQLite's `BEGIN IMMEDIATE` holds the database) or checks a version
 //!   (a session's refresh lease). What it depends on (group-sync rules, the user's
 //!   stored IdP groups) is read inside that transaction, never passed in from an

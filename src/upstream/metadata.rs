@@ -27,6 +27,14 @@ pub struct ProviderMetadata {
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    #[serde(default)]
+    pub grant_types_supported: Vec<String>,
+    #[serde(default)]
+    pub backchannel_logout_supported: bool,
+    #[serde(default)]
+    pub frontchannel_logout_supported: bool,
 }
 
 /// Asymmetric algorithms ssogate accepts for ID tokens. `none` and the HMAC family are
@@ -148,10 +156,46 @@ pub struct ConnectionReport {
     pub warnings: Vec<Finding>,
     pub signing_keys: usize,
     pub pkce: bool,
+    /// Whether the IdP accepted the connection's client ID and secret: `accepted`,
+    /// `refused`, or `unknown` (its answer did not tell).
+    pub client_credentials: &'static str,
+    /// Whether the IdP advertises refresh tokens (`offline_access`, the
+    /// `refresh_token` grant); without them a session cannot follow the IdP.
+    pub refresh_tokens: bool,
+    /// How the IdP can tell ssogate a user signed out: `back_channel`,
+    /// `front_channel` (OIDC Back-/Front-Channel Logout 1.0), and `end_session`
+    /// (ssogate can send the browser to its logout, RP-Initiated Logout 1.0).
+    pub logout_channels: Vec<&'static str>,
+    /// The algorithms the IdP says it signs ID tokens with.
+    pub signing_algs: Vec<String>,
 }
 
-/// Fetches the discovery document and JWKS and reports every problem found.
-pub async fn test_connection(client: &IdpClient, discovery_url: &str) -> ConnectionReport {
+/// How the IdP answers a token request carrying the connection's credentials and a
+/// code that cannot be valid: a verdict on the credentials alone.
+pub fn credentials_verdict(error: &str) -> Result<&'static str, Finding> {
+    match error {
+        // RFC 6749 §5.2: the client authenticated; only the grant was refused.
+        "invalid_grant" | "invalid_request" => Ok("accepted"),
+        "invalid_client" | "http_401" => Err(finding(
+            "invalid_client",
+            "the IdP refused the client ID or secret (invalid_client): copy them again from the IdP's application settings",
+        )),
+        "unauthorized_client" => Err(finding(
+            "unauthorized_client",
+            "the IdP knows the client but does not let it use the authorization code grant: enable it in the IdP's application settings",
+        )),
+        _ => Ok("unknown"),
+    }
+}
+
+/// Fetches the discovery document and JWKS and reports every problem found;
+/// `credentials` checks the client ID and secret at the token endpoint, given the
+/// discovery document.
+pub async fn test_connection<F, Fut>(client: &IdpClient, discovery_url: &str, credentials: F) -> ConnectionReport
+where
+    F: FnOnce(ProviderMetadata) -> Fut,
+    Fut: std::future::Future<Output = Result<&'static str, Finding>>,
+{
     let mut report = ConnectionReport {
         ok: false,
         discovery_url: discovery_url.to_owned(),
@@ -160,6 +204,10 @@ pub async fn test_connection(client: &IdpClient, discovery_url: &str) -> Connect
         warnings: vec![],
         signing_keys: 0,
         pkce: false,
+        client_credentials: "unknown",
+        refresh_tokens: false,
+        logout_channels: vec![],
+        signing_algs: vec![],
     };
     let metadata: ProviderMetadata = match client.get_json(discovery_url).await {
         Ok(m) => m,
@@ -170,6 +218,18 @@ pub async fn test_connection(client: &IdpClient, discovery_url: &str) -> Connect
     };
     report.issuer = Some(metadata.issuer.clone());
     report.pkce = metadata.code_challenge_methods_supported.as_ref().is_some_and(|m| m.iter().any(|x| x == "S256"));
+    report.refresh_tokens = metadata.scopes_supported.iter().any(|s| s == "offline_access")
+        || metadata.grant_types_supported.iter().any(|g| g == "refresh_token");
+    for (offered, channel) in [
+        (metadata.backchannel_logout_supported, "back_channel"),
+        (metadata.frontchannel_logout_supported, "front_channel"),
+        (metadata.end_session_endpoint.is_some(), "end_session"),
+    ] {
+        if offered {
+            report.logout_channels.push(channel);
+        }
+    }
+    report.signing_algs = metadata.id_token_signing_alg_values_supported.clone();
     let (problems, warnings) = check_metadata(discovery_url, &metadata, client.policy());
     report.problems = problems;
     report.warnings = warnings;
@@ -180,6 +240,20 @@ pub async fn test_connection(client: &IdpClient, discovery_url: &str) -> Connect
             }
             Ok(keys) => report.signing_keys = keys.len(),
             Err(e) => report.problems.push(finding(fetch_code("jwks", &e), format!("JWKS: {e}"))),
+        }
+    }
+    if metadata.token_endpoint.is_some() && report.problems.is_empty() {
+        match credentials(metadata).await {
+            Ok(verdict) => report.client_credentials = verdict,
+            Err(problem) => {
+                report.client_credentials = "refused";
+                report.problems.push(problem);
+            }
+        }
+        if report.client_credentials == "unknown" {
+            report
+                .warnings
+                .push(finding("credentials_unchecked", "the IdP's token endpoint did not say whether the client ID and secret are right"));
         }
     }
     report.ok = report.problems.is_empty();

@@ -98,6 +98,7 @@ try {
   await page.waitForSelector('#test-report');
   expect((await text('#test-report')).includes('reachable and usable'), 'the test passes');
   expect(Number(await text('#test-keys')) > 0, 'the OP publishes signing keys');
+  expect((await text('#test-credentials')) === 'accepted', 'the OP accepted the client ID and secret');
   await screenshot(page, 'test-connection');
 
   // Group sync: a mapping entry without "->" is refused, with the parser's message at the field.

@@ -12,7 +12,7 @@ use crate::core::now;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
-use crate::upstream::metadata::{test_connection, ConnectionReport};
+use crate::upstream::metadata::ConnectionReport;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -130,8 +130,9 @@ async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Fetches the IdP's discovery document and keys and reports what would break logins.
+/// Checks the IdP's discovery document, keys and the client credentials, and reports
+/// what would break logins.
 async fn test(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ConnectionReport>> {
     let c = find(&state, &id).await?;
-    Ok(Json(test_connection(&state.idp, &c.discovery_url).await))
+    Ok(Json(state.broker.test_connection(&c).await?))
 }

@@ -138,8 +138,9 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(user(&state, &id).await?))
 }
 
-/// Note: on a connection with group sync, hand-set groups are replaced at the
-/// user's next login by what the IdP says.
+/// `groups` is the user's whole list: groups kept stay as they were (synced or set
+/// by hand), new ones are hand-set, which group sync leaves alone unless the
+/// connection's sync is authoritative.
 async fn update(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -284,12 +284,13 @@ fn user_row(r: &AnyRow) -> StoreResult<User> {
 pub(super) fn user_view_row(r: &AnyRow) -> StoreResult<UserView> {
     let user = user_row(r)?;
     let raw: Option<String> = r.try_get("memberships")?;
-    let mut groups: Vec<(String, i64, String)> = from_json(raw.as_deref().unwrap_or("[]"))?;
+    let mut groups: Vec<(String, i64, String, String)> = from_json(raw.as_deref().unwrap_or("[]"))?;
     groups.sort();
-    let permissions = groups.iter().map(|(_, _, p)| from_json::<Vec<String>>(p)).collect::<StoreResult<Vec<_>>>()?;
+    let permissions = groups.iter().map(|(_, _, p, _)| from_json::<Vec<String>>(p)).collect::<StoreResult<Vec<_>>>()?;
     let role =
-        derive_role(groups.iter().zip(&permissions).map(|((name, default, _), perms)| (name.as_str(), *default != 0, perms.as_slice())));
-    Ok(UserView { user, groups: groups.into_iter().map(|(name, _, _)| name).collect(), role })
+        derive_role(groups.iter().zip(&permissions).map(|((name, default, _, _), perms)| (name.as_str(), *default != 0, perms.as_slice())));
+    let synced_groups = groups.iter().filter(|(_, _, _, source)| source == "sync").map(|(name, ..)| name.clone()).collect();
+    Ok(UserView { user, groups: groups.into_iter().map(|(name, ..)| name).collect(), synced_groups, role })
 }
 
 fn entitlements_row(r: &AnyRow) -> StoreResult<Entitlements> {
@@ -342,7 +343,9 @@ async fn check_user_unique(conn: &mut AnyConnection, org_id: &str, user_id: &str
     Ok(())
 }
 
-/// Replaces a user's hand-set memberships with the named groups of their organization.
+/// Sets a user's memberships to the named groups of their organization. A group the
+/// user keeps stays as it was (set by group sync, or by hand); a new one is set by
+/// hand, so group sync leaves it alone.
 async fn set_manual_groups(conn: &mut AnyConnection, org_id: &str, user_id: &str, names: &[String]) -> StoreResult<()> {
     let mut ids = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
@@ -353,11 +356,15 @@ async fn set_manual_groups(conn: &mut AnyConnection, org_id: &str, user_id: &str
             .await?;
         ids.push(id.ok_or_else(|| ValidationError::new(format!("groups[{i}]"), format!("the organization has no group named `{name}`")))?);
     }
+    let kept: Vec<(String, String)> =
+        sqlx::query_as("SELECT group_id, source FROM group_memberships WHERE user_id = $1").bind(user_id).fetch_all(&mut *conn).await?;
     sqlx::query("DELETE FROM group_memberships WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
     for id in ids {
-        sqlx::query("INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES ($1, $2, 'manual', $3)")
-            .bind(id)
+        let source = kept.iter().find(|(group, _)| *group == id).map_or("manual", |(_, source)| source.as_str());
+        sqlx::query("INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING")
+            .bind(&id)
             .bind(user_id)
+            .bind(source)
             .bind(ms(now()))
             .execute(&mut *conn)
             .await?;

@@ -12,8 +12,8 @@ use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
-use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
-use crate::core::group_sync::{self, SyncJob, SyncRules};
+use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch, WhenClaimMissing};
+use crate::core::group_sync::{self, GroupsReport, SyncJob, SyncRules};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::now;
 use crate::core::organization::Organization;
@@ -326,23 +326,33 @@ impl Logins for SqlStore {
             return Ok(before);
         }
         let reported = match groups {
-            IdpGroupsSource::Reported { id_token, userinfo } => match group_sync::reported_groups(id_token, userinfo, &settings.claim) {
-                Some(groups) => Some(groups),
-                None => {
-                    let why = format!("the IdP did not send the `{}` claim; memberships were left as they were", settings.claim);
-                    record(
-                        &mut tx,
-                        Some(&before.user.organization_id),
-                        actor,
-                        "user.groups_not_synced",
-                        ("user", user_id),
-                        serde_json::json!({"reason": why}),
-                    )
-                    .await?;
+            IdpGroupsSource::Reported { id_token, userinfo } => {
+                let report = group_sync::groups_report(id_token, userinfo, &settings.claim);
+                let claim = &settings.claim;
+                let left_alone_because = match (&report, settings.when_claim_missing) {
+                    (GroupsReport::Elsewhere, _) => {
+                        Some(format!("the IdP sent the `{claim}` claim elsewhere (distributed claims, as Entra ID does for many groups), which is not fetched"))
+                    }
+                    (GroupsReport::Absent, WhenClaimMissing::Keep) => Some(format!("the IdP did not send the `{claim}` claim")),
+                    (GroupsReport::Absent, WhenClaimMissing::Clear) | (GroupsReport::Groups(_), _) => None,
+                };
+                if let Some(why) = left_alone_because {
+                    // Recorded when something was kept: a user without synced groups
+                    // (or with the fallback alone) would otherwise add an entry at
+                    // every sign-in and refresh.
+                    if before.synced_groups.iter().any(|g| g != group_sync::FALLBACK_GROUP) {
+                        let changes = serde_json::json!({"reason": format!("{why}; memberships were left as they were")});
+                        record(&mut tx, Some(&before.user.organization_id), actor, "user.groups_not_synced", ("user", user_id), changes)
+                            .await?;
+                    }
                     tx.commit().await?;
                     return Ok(before);
                 }
-            },
+                match report {
+                    GroupsReport::Groups(groups) => Some(groups),
+                    GroupsReport::Absent | GroupsReport::Elsewhere => Some(vec![]),
+                }
+            }
             IdpGroupsSource::Stored => None,
         };
         let idp_groups = match &reported {
@@ -390,12 +400,21 @@ impl Logins for SqlStore {
             };
             ids.insert(name.clone(), id);
         }
-        sqlx::query("DELETE FROM group_memberships WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        // Sync replaces the memberships it made; an admin's stay (and a group the
+        // admin set stays theirs), unless the connection's sync is authoritative.
+        let replaced = if settings.authoritative { "" } else { " AND source = 'sync'" };
+        sqlx::query(&format!("DELETE FROM group_memberships WHERE user_id = $1{replaced}")).bind(user_id).execute(&mut *tx).await?;
+        // The fallback `end-user` only stands in for "no group at all".
+        let hand_set = !settings.authoritative && before.synced_groups.len() < before.groups.len();
+        let group_ids: Vec<&String> =
+            resolution.groups.iter().filter(|_| !(resolution.fell_back && hand_set)).filter_map(|name| ids.get(name)).collect();
         // Many memberships per statement: a user may be in hundreds of groups.
-        let group_ids: Vec<&String> = resolution.groups.iter().filter_map(|name| ids.get(name)).collect();
         for chunk in group_ids.chunks(200) {
             let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, $1, 'sync', $2)", i + 3)).collect();
-            let sql = format!("INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES {}", values.join(", "));
+            let sql = format!(
+                "INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES {} ON CONFLICT (group_id, user_id) DO NOTHING",
+                values.join(", ")
+            );
             let mut q = sqlx::query(&sql).bind(user_id).bind(ms(t));
             for id in chunk {
                 q = q.bind(*id);
@@ -591,6 +610,15 @@ impl Logins for SqlStore {
         }
         tx.commit().await?;
         Ok(ended)
+    }
+
+    async fn session_has_signed_in(&self, session_hash: &str, application_id: &str) -> StoreResult<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM grants WHERE session_hash = $1 AND application_id = $2 LIMIT 1")
+            .bind(session_hash)
+            .bind(application_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
     }
 
     async fn adopt_grants(&self, old_hash: &str, new: &Session) -> StoreResult<()> {

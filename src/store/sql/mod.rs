@@ -41,16 +41,16 @@ impl Dialect {
     }
 
     /// A correlated subquery giving a user's groups as JSON
-    /// `[[name, is_default, permissions_json], …]`, so a user and their groups come
+    /// `[[name, is_default, permissions_json, source], …]`, so a user and their groups come
     /// back in one statement (the aggregate is the one thing the dialects spell apart).
     fn memberships(self) -> &'static str {
         match self {
             Dialect::Sqlite => {
-                "(SELECT json_group_array(json_array(g.name, g.is_default, g.permissions)) \
+                "(SELECT json_group_array(json_array(g.name, g.is_default, g.permissions, m.source)) \
                  FROM group_memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id)"
             }
             Dialect::Postgres => {
-                "(SELECT COALESCE(json_agg(json_build_array(g.name, g.is_default, g.permissions))::text, '[]') \
+                "(SELECT COALESCE(json_agg(json_build_array(g.name, g.is_default, g.permissions, m.source))::text, '[]') \
                  FROM group_memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = users.id)"
             }
         }
@@ -295,7 +295,9 @@ impl SqlStore {
     /// write transaction holds the whole database already).
     pub(super) async fn hold_row(&self, tx: &mut Tx, table: &'static str, id: &str) -> StoreResult<()> {
         if self.dialect == Dialect::Postgres {
-            sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1 FOR UPDATE")).bind(id).execute(&mut **tx).await?;
+            // NO KEY: the id is never changed, so rows that only reference it (a
+            // membership's group) can still be inserted meanwhile.
+            sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1 FOR NO KEY UPDATE")).bind(id).execute(&mut **tx).await?;
         }
         Ok(())
     }

@@ -263,11 +263,15 @@ function testReport(report) {
     ...report.warnings.map((w) => h('li', { class: 'warning' }, h('b', {}, w.code), ': ', w.message)),
   ];
   return h('div', { id: 'test-report', class: 'card' },
-    report.ok ? banner('ok', 'The IdP is reachable and usable: discovery and signing keys check out.') : banner('err', 'Sign-ins through this connection would fail.'),
+    report.ok ? banner('ok', 'The IdP is reachable and usable: discovery, signing keys and the client credentials check out.') : banner('err', 'Sign-ins through this connection would fail.'),
     h('table', {},
       h('tr', {}, h('th', {}, 'Issuer'), h('td', {}, report.issuer ?? '—')),
+      h('tr', {}, h('th', {}, 'Client ID and secret'), h('td', { id: 'test-credentials' }, report.client_credentials)),
       h('tr', {}, h('th', {}, 'Signing keys'), h('td', { id: 'test-keys' }, String(report.signing_keys ?? 0))),
-      h('tr', {}, h('th', {}, 'PKCE'), h('td', {}, report.pkce ? 'supported' : 'not advertised'))),
+      h('tr', {}, h('th', {}, 'Signs ID tokens with'), h('td', {}, (report.signing_algs ?? []).join(', ') || 'not advertised')),
+      h('tr', {}, h('th', {}, 'PKCE'), h('td', {}, report.pkce ? 'supported' : 'not advertised')),
+      h('tr', {}, h('th', {}, 'Refresh tokens'), h('td', {}, report.refresh_tokens ? 'offered (add the offline_access scope to keep sessions in step with the IdP)' : 'not advertised')),
+      h('tr', {}, h('th', {}, 'Logout'), h('td', { id: 'test-logout' }, (report.logout_channels ?? []).join(', ') || 'none advertised'))),
     items.length ? h('ul', { class: 'report' }, items) : null);
 }
 
@@ -312,11 +316,12 @@ function connectionCard(c) {
         { name: 'claim', label: 'Groups claim', value: sync.claim, hint: 'Claim name or dotted path (realm_access.roles).' },
         { name: 'mapping', label: 'Group mapping', type: 'textarea', value: sync.mapping, placeholder: 'Marketing Team -> marketing, Sales Team -> sales', hint: 'IdP group -> ssogate group, separated by commas or new lines.' },
         { name: 'create_missing_groups', label: 'Create ssogate groups for unmapped IdP groups', type: 'checkbox', value: sync.create_missing_groups },
+        { name: 'authoritative', label: 'Sync owns every membership (also replaces groups set by hand)', type: 'checkbox', value: sync.authoritative },
       ],
       submitLabel: 'Save group sync',
       submit: async (v) => {
         try {
-          await api('PATCH', `/connections/${enc(c.id)}`, { group_sync: { enabled: v.enabled, claim: v.claim, mapping: v.mapping, create_missing_groups: v.create_missing_groups } });
+          await api('PATCH', `/connections/${enc(c.id)}`, { group_sync: { enabled: v.enabled, claim: v.claim, mapping: v.mapping, create_missing_groups: v.create_missing_groups, authoritative: v.authoritative } });
         } catch (err) {
           // The API names nested fields `group_sync.<name>`; show them at the field.
           if (err instanceof ApiError && err.field?.startsWith('group_sync.')) err.field = err.field.slice('group_sync.'.length);
@@ -392,7 +397,8 @@ async function userPage(id) {
   const org = await api('GET', `/organizations/${enc(u.organization_id)}`);
   const groups = (await api('GET', `/organizations/${enc(org.id)}/groups?limit=200`)).data;
   const sessions = (await api('GET', `/users/${enc(id)}/sessions`)).data;
-  const boxes = groups.map((g) => h('label', { class: 'pill' }, h('input', { type: 'checkbox', value: g.name, checked: u.groups.includes(g.name) }), ' ', g.name));
+  const boxes = groups.map((g) => h('label', { class: 'pill' }, h('input', { type: 'checkbox', value: g.name, checked: u.groups.includes(g.name) }), ' ', g.name,
+    u.synced_groups.includes(g.name) ? h('span', { class: 'muted', title: 'From the IdP\'s groups: group sync keeps it up to date' }, ' (synced)') : null));
   const groupStatus = h('div', {});
   return [
     h('p', { class: 'muted' }, h('a', { href: `#/organizations/${enc(org.slug)}/users` }, org.name), ' / ', u.email ?? u.id),
