@@ -296,6 +296,33 @@ async fn an_idp_that_moves_an_endpoint_is_followed_without_a_restart() {
     }
 }
 
+/// An IdP that carries groups in the ID token and refreshes without a new one (OIDC
+/// Core §12.2 allows it): the old ID token's groups are stale, so a refresh takes the
+/// groups from userinfo, which tells what they are now.
+#[tokio::test]
+async fn a_refresh_without_a_new_id_token_takes_the_groups_from_userinfo() {
+    let env = env_with(vec!["--refresh-margin".into(), "1s".into()]).await;
+    env.op.rotate_refresh_tokens(Duration::from_secs(3));
+    env.op.keep_id_token_groups_across_refreshes();
+    env.op.set_groups(&["Engineering"]);
+    let id = connection_id(&env).await;
+    let settings = json!({"scopes": ["openid", "email", "offline_access"],
+                          "group_sync": {"enabled": true, "create_missing_groups": true, "mapping": "Engineering -> eng"}});
+    assert_eq!(env.sso.patch(&format!("/connections/{id}"), settings).await.0, StatusCode::OK);
+    assert_eq!(env.login().await, None);
+    let groups = || async {
+        let (_, users) = env.sso.get("/organizations/fake/users").await;
+        users["data"][0]["groups"].clone()
+    };
+    assert_eq!(groups().await, json!(["eng"]));
+    env.op.set_groups(&["Research"]);
+    common::eventually(Duration::from_secs(20), "a refresh to bring the new groups", || async {
+        (groups().await == json!(["Research"])).then_some(())
+    })
+    .await;
+    assert!(!env.op.refreshes().is_empty());
+}
+
 /// ssogate is killed while a group re-sync is half done. The job stays visible as
 /// running; once it has made no progress for the stall timeout it is taken up again
 /// and finishes, every user synced.

@@ -660,6 +660,40 @@ async fn hand_set_memberships_survive_group_sync(db: &TestDb) {
     assert_eq!(groups(&sync(&shouting).await.unwrap()), (names(&["admin"]), names(&["admin"]), "admin".into()));
 }
 
+/// Two IdP subjects with the same verified email signing in at once for the first
+/// time, both matching one pre-created user: one links it, the other is refused as
+/// someone else — never both linked in turn, the second overwriting the first.
+async fn one_user_is_linked_to_one_subject_under_concurrency(db: &TestDb) {
+    let o = db.store.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = db.store.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    for round in 0..10 {
+        let email = format!("boss{round}@x.test");
+        let boss = db.store.create_user(&o.id, profile(&email), vec![], &actor()).await.unwrap();
+        let signs_in = |sub: String| {
+            let (store, c, email) = (db.store.clone(), c.clone(), email.clone());
+            tokio::spawn(async move { store.provision_user(&c, &idp_profile(&sub, &email), now()).await })
+        };
+        let (a, b) = tokio::join!(signs_in(format!("a{round}")), signs_in(format!("b{round}")));
+        let linked = [a.unwrap(), b.unwrap()].into_iter().filter(|r| matches!(r, Ok(Provisioned::User(_)))).count();
+        assert_eq!(linked, 1, "round {round}: one subject links the user");
+        let now_ = db.store.get_user(&boss.user.id).await.unwrap().unwrap();
+        let events = db
+            .store
+            .list_events(
+                &EventFilter {
+                    organization_id: Some(o.id.clone()),
+                    action: Some("user.linked".into()),
+                    target_id: Some(boss.user.id.clone()),
+                },
+                &page(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "round {round}: linked once");
+        assert!(now_.user.idp_sub.as_deref().is_some_and(|s| s.ends_with(&round.to_string())), "{:?}", now_.user.idp_sub);
+    }
+}
+
 async fn sync_jobs_queue_once_per_connection_and_are_taken_once(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
@@ -1030,6 +1064,7 @@ on_both_databases!(
     group_sync_replaces_memberships_in_one_transaction,
     concurrent_group_syncs_take_turns,
     hand_set_memberships_survive_group_sync,
+    one_user_is_linked_to_one_subject_under_concurrency,
     sync_jobs_queue_once_per_connection_and_are_taken_once,
     signing_keys_are_sealed_and_rotation_retires,
     sessions_end_with_their_tokens_and_refreshes_are_claimed_once,

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::Broker;
 use crate::core::audit::Actor;
 use crate::core::claims::{self, Claims};
+use crate::core::group_sync;
 use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
 use crate::core::{now, Timestamp};
 use crate::store::{Session, SessionFilter, StoreError};
@@ -230,10 +231,19 @@ impl Broker {
             .await?
             .ok_or_else(|| Final("the user was removed".into()))?;
         let actor = Actor(format!("refresh:{}", connection.id));
-        let user = self
-            .sync_groups(&connection, user, &id_token_claims, userinfo.as_ref(), &actor)
-            .await
-            .map_err(|e| Transient(format!("group sync: {}", e.description)))?;
+        // Groups the IdP carries only in the ID token cannot be read again without a
+        // new one: then userinfo's groups count, if it has them, and otherwise the
+        // refresh has nothing new to say about groups (the old ID token's are stale).
+        let no_id_token = Claims::new();
+        let said_now = if answer.id_token.is_some() { &id_token_claims } else { &no_id_token };
+        let groups_in_userinfo = userinfo.as_ref().is_some_and(|u| group_sync::idp_groups(u, &connection.group_sync.claim).is_some());
+        let user = if answer.id_token.is_some() || groups_in_userinfo {
+            self.sync_groups(&connection, user, said_now, userinfo.as_ref(), &actor)
+                .await
+                .map_err(|e| Transient(format!("group sync: {}", e.description)))?
+        } else {
+            user
+        };
         let org = self
             .config
             .organization(store, &user.user.organization_id)

@@ -103,6 +103,9 @@ struct Inner {
     groups: Vec<String>,
     /// Code exchanges that have waited at `HoldTokenUntilReleased`.
     held: usize,
+    /// The ID token carries the groups too, and refreshes answer without a new ID
+    /// token (OIDC Core §12.2 allows it).
+    id_token_groups_not_refreshed: bool,
 }
 
 #[derive(Clone)]
@@ -142,6 +145,7 @@ impl FakeOp {
                 refreshes: vec![],
                 groups: vec!["Engineering".into(), "Sales Team".into()],
                 held: 0,
+                id_token_groups_not_refreshed: false,
             })),
             hold: Arc::new(tokio::sync::Notify::new()),
         };
@@ -207,6 +211,12 @@ impl FakeOp {
     /// From now on, userinfo reports these groups.
     pub fn set_groups(&self, groups: &[&str]) {
         self.inner.lock().unwrap().groups = groups.iter().map(|g| g.to_string()).collect();
+    }
+
+    /// Puts the groups in the sign-in's ID token too, and answers refreshes without
+    /// a new ID token: only userinfo can tell a refresh what the groups are now.
+    pub fn keep_id_token_groups_across_refreshes(&self) {
+        self.inner.lock().unwrap().id_token_groups_not_refreshed = true;
     }
 
     /// How many code exchanges have reached `HoldTokenUntilReleased`.
@@ -356,6 +366,12 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
         Fault::NonceMismatch => claims["nonce"] = json!("not-the-nonce"),
         _ => {}
     }
+    {
+        let inner = op.inner.lock().unwrap();
+        if inner.id_token_groups_not_refreshed {
+            claims["groups"] = json!(inner.groups);
+        }
+    }
     let id_token = {
         let inner = op.inner.lock().unwrap();
         let key = &inner.keys[0];
@@ -418,12 +434,15 @@ fn refresh(op: &FakeOp, form: &HashMap<String, String>) -> Response {
     let lifetime = op.inner.lock().unwrap().token_lifetime;
     let now = ssogate::core::now().unix_timestamp();
     let claims = json!({"iss": op.issuer, "aud": op.client_id, "sub": sub, "exp": now + 300, "iat": now});
-    let id_token = op.inner.lock().unwrap().keys[0].sign_jwt(&claims).unwrap();
-    Json(json!({
+    let inner = op.inner.lock().unwrap();
+    let mut answer = json!({
         "access_token": format!("at.{sub}.{next}"), "refresh_token": format!("rt.{sub}.{next}"),
-        "token_type": "Bearer", "expires_in": lifetime, "id_token": id_token,
-    }))
-    .into_response()
+        "token_type": "Bearer", "expires_in": lifetime,
+    });
+    if !inner.id_token_groups_not_refreshed {
+        answer["id_token"] = json!(inner.keys[0].sign_jwt(&claims).unwrap());
+    }
+    Json(answer).into_response()
 }
 
 async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> Response {

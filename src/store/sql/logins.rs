@@ -177,7 +177,13 @@ impl SqlStore {
     /// First sign-in of this subject: match by the connection's rule, or create.
     async fn first_sign_in(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Provisioned> {
         let mut tx = self.write_tx().await?;
-        let existing = find_user(&mut tx, c, p).await?;
+        let mut existing = find_user(&mut tx, c, p).await?;
+        if let Some(found) = &existing {
+            // Two subjects matching one user at once: the first to hold the row links
+            // it, and the other finds it linked to someone else.
+            self.hold_row(&mut tx, "users", found).await?;
+            existing = find_user(&mut tx, c, p).await?;
+        }
         let id = match existing.clone() {
             Some(id) => id,
             None if c.provisioning == Provisioning::ExistingUsers => return Ok(Provisioned::NotAllowed),
