@@ -5,7 +5,7 @@ mod common;
 
 use common::browser::{Browser, Landing};
 use common::idp::TestIdp;
-use common::rp::RelyingParty;
+use common::rp::{Library, RelyingParty};
 use common::sso_env::{Env, EnvOptions, APP_REDIRECT, IDP_SECRET};
 use common::Ssogate;
 use reqwest::StatusCode;
@@ -27,6 +27,29 @@ async fn an_issuer_ending_in_a_slash_signs_users_in() {
     let (result, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await;
     let signed_in = result.unwrap_or_else(|e| panic!("{e}\n{}", env.sso.log()));
     assert_eq!(signed_in["id_token_claims"]["email"], "alice@acme.test");
+}
+
+/// A second certified relying party, oauth4webapi, strict where openid-client is
+/// lenient: the RFC 9207 `iss` of the authorization response, PKCE, the nonce, and
+/// `auth_time` within `max_age` (OIDC Core §3.1.2.1) — at a first sign-in and at one
+/// from the session; then userinfo.
+#[tokio::test]
+async fn oauth4webapi_signs_in_and_checks_iss_and_max_age() {
+    let env = env("jit").await;
+    let strict = RelyingParty { library: Library::Oauth4webapi, ..env.rp.clone() };
+    let browser = Browser::new();
+    let mut auth_times = vec![];
+    for params in [json!({"organization": "acme", "login_hint": "alice", "max_age": 300}), json!({"organization": "acme", "max_age": 300})]
+    {
+        let started = strict.start(params);
+        let (landing, _) = browser.follow(&started.url, APP_REDIRECT).await;
+        assert!(landing.param("iss").is_some(), "RFC 9207: {landing:?}");
+        let signed_in = strict.finish(&started, landing.app().as_str()).unwrap_or_else(|e| panic!("oauth4webapi refused: {e}"));
+        assert_eq!(signed_in["id_token_claims"]["email"], "alice@acme.test");
+        assert_eq!(signed_in["userinfo"]["email"], "alice@acme.test");
+        auth_times.push(signed_in["id_token_claims"]["auth_time"].clone());
+    }
+    assert_eq!(auth_times[0], auth_times[1], "the second came from the session");
 }
 
 #[tokio::test]
@@ -248,6 +271,7 @@ async fn public_clients_use_pkce_and_es256_tokens_verify() {
         client_secret: None,
         redirect_uri: APP_REDIRECT.into(),
         client_metadata: json!({"id_token_signed_response_alg": "ES256", "token_endpoint_auth_method": "none"}),
+        library: Default::default(),
     };
     let started = rp.start(json!({"organization": "acme", "login_hint": "bob"}));
     let (landing, _) = Browser::new().follow(&started.url, APP_REDIRECT).await;
@@ -380,6 +404,7 @@ async fn prompt_none_without_a_routing_hint_signs_in_from_the_session() {
         client_secret: Some(other["client_secret"].as_str().unwrap().into()),
         redirect_uri: APP_REDIRECT.into(),
         client_metadata: json!({}),
+        library: Default::default(),
     };
     let started = other.start(json!({"prompt": "none"}));
     let (landing, visited) = browser.follow(&started.url, APP_REDIRECT).await;
@@ -435,6 +460,7 @@ async fn a_native_apps_loopback_redirect_uri_matches_any_port() {
         client_secret: None,
         redirect_uri: redirect.into(),
         client_metadata: json!({"token_endpoint_auth_method": "none"}),
+        library: Default::default(),
     };
     let started = rp.start(json!({"organization": "acme", "login_hint": "bob"}));
     let (landing, _) = Browser::new().follow(&started.url, redirect).await;

@@ -205,6 +205,45 @@ async fn an_idp_back_channel_logout_ends_the_session_and_reaches_the_app() {
     }
 }
 
+/// OIDC Front-Channel Logout 1.0, for IdPs that offer no back channel (LemonLDAP::NG):
+/// the IdP loads the connection's front-channel URI in an iframe with its `iss` and
+/// the session's `sid`. The page may be framed by that IdP alone; the named session
+/// ends, the application is told over its back channel. A wrong `iss` or a missing
+/// `sid` ends nothing (a cross-site page cannot sign users out by guessing).
+#[tokio::test]
+async fn an_idp_front_channel_logout_ends_the_session_it_names() {
+    let backend = AppBackend::start().await;
+    let env = Env::start(EnvOptions { app: json!({"backchannel_logout_uri": backend.backchannel_logout_uri}), ..Default::default() }).await;
+    let signed_in = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await.0.unwrap();
+    let user = signed_in["id_token_claims"]["sub"].as_str().unwrap();
+    let sid = env.sessions_of(user).await[0]["idp_sid"].as_str().expect("the IdP names its session").to_owned();
+    let (_, connection) = env.sso.get(&format!("/connections/{}", env.connection_id)).await;
+    let uri = connection["frontchannel_logout_uri"].as_str().unwrap().to_owned();
+    assert_eq!(uri, env.sso.url(&format!("/sso/frontchannel-logout/{}", env.connection_id)));
+    let http = env.sso.raw();
+    for refused in
+        [format!("{uri}?iss=https://evil.example.test&sid={sid}"), format!("{uri}?iss={}", env.idp.issuer), format!("{uri}?sid={sid}")]
+    {
+        let r = http.get(&refused).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{refused}");
+    }
+    assert_eq!(env.sessions_of(user).await.len(), 1, "nothing ended");
+    let wrong_sid = http.get(format!("{uri}?iss={}&sid=not-{sid}", env.idp.issuer)).send().await.unwrap();
+    assert_eq!(wrong_sid.status(), StatusCode::OK);
+    assert_eq!(env.sessions_of(user).await.len(), 1, "a guessed sid ends nothing");
+
+    let r = http.get(format!("{uri}?iss={}&sid={sid}", env.idp.issuer)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("frame-ancestors {};", env.idp.issuer)), "only the IdP may frame it: {csp}");
+    assert!(r.headers().get("x-frame-options").is_none());
+    assert!(env.sessions_of(user).await.is_empty(), "the session ended");
+    assert!(env.app_userinfo(&signed_in).is_err(), "its tokens stopped");
+    let tokens = backend.logout_tokens(1, Duration::from_secs(10)).await;
+    let claims = env.rp.run("verify_logout_token", json!({"logout_token": tokens[0]})).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["sid"], signed_in["id_token_claims"]["sid"]);
+}
+
 #[tokio::test]
 async fn admins_list_and_revoke_sessions_and_idle_sessions_lapse() {
     // Long enough for two sign-ins on a loaded two-core machine (each runs openid-client

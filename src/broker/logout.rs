@@ -238,4 +238,36 @@ impl Broker {
         tracing::info!(connection_id, sessions = ended.len(), "back-channel logout from the IdP");
         Ok(ended.len())
     }
+
+    /// A front-channel logout from the IdP of `connection_id` (OIDC Front-Channel
+    /// Logout 1.0 §2–3): the IdP loads this URI in an iframe, with its `iss` and the
+    /// IdP session's `sid`. A cross-site iframe carries no ssogate cookie (SameSite),
+    /// so the pair names the session: `iss` must be the connection's issuer and `sid`
+    /// is required (a guess ends nothing). Returns how many sessions ended and the
+    /// IdP's origin, the one page that may frame the answer.
+    pub async fn frontchannel_logout(
+        &self,
+        connection_id: &str,
+        params: &HashMap<String, String>,
+    ) -> Result<(usize, String), BackchannelError> {
+        let invalid = |m: &str| BackchannelError::InvalidRequest(m.to_owned());
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "front-channel logout failed");
+            BackchannelError::Unavailable
+        };
+        let store = self.store.as_ref();
+        let connection = self.config.connection(store, connection_id).await.map_err(|e| unavailable(&e))?;
+        let connection = connection.ok_or_else(|| invalid("there is no such connection"))?;
+        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| unavailable(&e))?;
+        if params.get("iss") != Some(&metadata.issuer) {
+            return Err(invalid("iss is missing or is not this connection's issuer"));
+        }
+        let sid = params.get("sid").ok_or_else(|| invalid("sid is missing: register the URI with frontchannel_logout_session_required"))?;
+        let origin = url::Url::parse(&metadata.issuer).map_err(|_| invalid("the issuer is not a URL"))?.origin().ascii_serialization();
+        let filter = SessionFilter::Idp { connection_id: &connection.id, sub: None, sid: Some(sid) };
+        let actor = Actor(format!("idp:{}", connection.id));
+        let ended = self.end_sessions(filter, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?;
+        tracing::info!(connection_id, sessions = ended.len(), "front-channel logout from the IdP");
+        Ok((ended.len(), origin))
+    }
 }

@@ -14,7 +14,7 @@ use cookie::SameSite;
 use serde_json::json;
 
 use super::cookies::{cookies, set_cookie};
-use super::pages::{escape, form_page, message_page};
+use super::pages::{escape, form_page, message_page, page_framed_by};
 use super::rate_limit::retry_after;
 use super::AppState;
 use crate::broker::{client_credentials, BackchannelError, ClientAuthFailure, Reply, SsoProfileError, TokenError, UserinfoError};
@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/sso_userinfo", axum::routing::post(sso_userinfo))
         .route("/sso/logged-out", get(logged_out))
         .route("/sso/backchannel-logout/{connection_id}", axum::routing::post(backchannel_logout))
+        .route("/sso/frontchannel-logout/{connection_id}", get(frontchannel_logout))
 }
 
 async fn configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -247,6 +248,17 @@ async fn logged_out(State(state): State<AppState>, RawQuery(query): RawQuery) ->
 
 /// OpenID Connect Back-Channel Logout 1.0 §2.8: 200 when done, 400 with an OAuth
 /// error when the token is refused.
+async fn frontchannel_logout(State(state): State<AppState>, Path(connection_id): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let params: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    match state.broker.frontchannel_logout(&connection_id, &params).await {
+        Ok((_, idp_origin)) => page_framed_by(200, "Signed out", "You are signed out of ssogate.", &idp_origin),
+        Err(BackchannelError::InvalidRequest(why)) => message_page(400, "Invalid logout request", &why),
+        Err(BackchannelError::Unavailable) => {
+            message_page(503, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.")
+        }
+    }
+}
+
 async fn backchannel_logout(State(state): State<AppState>, Path(connection_id): Path<String>, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     match state.broker.backchannel_logout(&connection_id, &form).await {

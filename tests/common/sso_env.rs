@@ -115,6 +115,8 @@ impl Env {
                 "redirect_uris": [conn["redirect_uri"]],
                 "post_logout_redirect_uris": [conn["post_logout_redirect_uri"]],
                 "backchannel_logout_uri": conn["backchannel_logout_uri"],
+                // Its ID tokens then carry `sid`, which its logout messages name.
+                "backchannel_logout_session_required": true,
                 "grant_types": ["authorization_code", "refresh_token"],
             }],
             "accounts": accounts(),
@@ -131,6 +133,7 @@ impl Env {
             client_secret: Some(app["client_secret"].as_str().unwrap().into()),
             redirect_uri: APP_REDIRECT.into(),
             client_metadata: json!({}),
+            library: Default::default(),
         };
         Env { idp, connection_id: conn["id"].as_str().unwrap().into(), sso, other_replicas, balancer, rp, app, _dir: dir, _pg: pg }
     }

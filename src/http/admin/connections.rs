@@ -37,6 +37,9 @@ struct ConnectionView {
     notice: Option<String>,
     post_logout_redirect_uri: String,
     backchannel_logout_uri: String,
+    /// For IdPs that only do front-channel logout (LemonLDAP::NG): register it with
+    /// `frontchannel_logout_session_required`, so the IdP sends `iss` and `sid`.
+    frontchannel_logout_uri: String,
 }
 
 fn view(state: &AppState, connection: Connection) -> ConnectionView {
@@ -53,7 +56,8 @@ fn view(state: &AppState, connection: Connection) -> ConnectionView {
         own_redirect_uri,
         notice,
         post_logout_redirect_uri: state.broker.logged_out_url(),
-        backchannel_logout_uri: format!("{}/sso/backchannel-logout/{}", state.config.public_url, connection.id),
+        backchannel_logout_uri: format!("{public_url}/sso/backchannel-logout/{}", connection.id),
+        frontchannel_logout_uri: format!("{public_url}/sso/frontchannel-logout/{}", connection.id),
         connection,
     }
 }

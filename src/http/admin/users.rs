@@ -35,6 +35,8 @@ struct SessionView {
     expires_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
     idle_expires_at: Timestamp,
+    /// The IdP's session (its `sid` claim), which its logout messages name.
+    idp_sid: Option<String>,
     upstream: UpstreamView,
 }
 
@@ -61,6 +63,7 @@ impl From<Session> for SessionView {
             last_active_at: s.last_active_at,
             expires_at: s.expires_at,
             idle_expires_at: s.idle_expires_at,
+            idp_sid: s.idp_sid,
             upstream: UpstreamView {
                 has_refresh_token: upstream.refresh_token.is_some(),
                 access_token_expires_at: upstream.expires_at,

@@ -288,7 +288,8 @@ function connectionCard(c) {
         await api('PATCH', `/connections/${enc(c.id)}`, { shared_redirect_uri: false });
         route();
       }) }, 'I registered it: switch to this URI')) : null,
-    h('p', { class: 'muted' }, 'Post-logout redirect URI: ', copyable(c.post_logout_redirect_uri), h('br'), 'Back-channel logout URI: ', copyable(c.backchannel_logout_uri)),
+    h('p', { class: 'muted' }, 'Post-logout redirect URI: ', copyable(c.post_logout_redirect_uri), h('br'), 'Back-channel logout URI: ', copyable(c.backchannel_logout_uri),
+      h('br'), 'Front-channel logout URI (IdPs without back-channel logout; send iss and sid): ', copyable(c.frontchannel_logout_uri)),
     form({
       id: `connection-form-${c.id}`,
       fields: connectionFields(c),
