@@ -4,7 +4,7 @@
 mod common;
 
 use common::browser::{Browser, Landing};
-use common::idp::TestIdp;
+use common::idp::{Provider, TestIdp};
 use common::rp::{Library, RelyingParty};
 use common::sso_env::{Env, EnvOptions, APP_REDIRECT, IDP_SECRET};
 use common::Ssogate;
@@ -27,6 +27,47 @@ async fn an_issuer_ending_in_a_slash_signs_users_in() {
     let (result, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await;
     let signed_in = result.unwrap_or_else(|e| panic!("{e}\n{}", env.sso.log()));
     assert_eq!(signed_in["id_token_claims"]["email"], "alice@acme.test");
+}
+
+/// A second real OpenID Provider upstream, django-oauth-toolkit (PyPI): an issuer with
+/// a path (`/o`), endpoints ending in `/`, no RFC 9207 `iss`, refresh tokens rotated.
+/// The connection test passes (credentials included), a sign-in brings the groups
+/// through group sync, and a background refresh brings a change of groups.
+#[tokio::test]
+async fn django_oauth_toolkit_signs_users_in_and_refreshes() {
+    let env = Env::start(EnvOptions {
+        provider: Provider::DjangoOauthToolkit,
+        op: json!({"ttl": {"AccessToken": 4}}),
+        sso_args: vec!["--refresh-margin".into(), "2s".into()],
+        scopes: Some(json!(["openid", "email", "profile", "groups"])),
+        ..Default::default()
+    })
+    .await;
+    assert!(env.idp.issuer.ends_with("/o"), "{}", env.idp.issuer);
+    let sync = json!({"group_sync": {"enabled": true, "create_missing_groups": true, "mapping": "Engineering -> engineers"}});
+    assert_eq!(env.sso.patch(&format!("/connections/{}", env.connection_id), sync).await.0, StatusCode::OK);
+    let (_, report) = env.sso.post(&format!("/connections/{}/test", env.connection_id), json!({})).await;
+    assert_eq!((report["ok"].clone(), report["client_credentials"].clone()), (json!(true), json!("accepted")), "{report}");
+
+    let (result, visited) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "dana"})).await;
+    let signed_in = result.unwrap_or_else(|e| panic!("{e}\n{}", env.sso.log()));
+    assert!(env.went_to_idp(&visited));
+    assert_eq!(signed_in["id_token_claims"]["email"], "dana@acme.test");
+    assert_eq!(signed_in["id_token_claims"]["groups"], json!(["admin", "engineers"]));
+    assert_eq!(signed_in["id_token_claims"]["role"], "admin");
+
+    // At the IdP, dana leaves the admins; a refresh (the access token lives 4 s) brings it.
+    let changed = json!({"email": "dana@acme.test", "groups": ["Engineering"]});
+    let r = env.sso.raw().post(env.idp.control_url("/test/accounts/dana")).json(&changed).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let user = signed_in["id_token_claims"]["sub"].as_str().unwrap().to_owned();
+    common::eventually(std::time::Duration::from_secs(20), "a refresh to bring the new groups", || async {
+        let (_, u) = env.sso.get(&format!("/users/{user}")).await;
+        (u["groups"] == json!(["engineers"])).then_some(())
+    })
+    .await;
+    let session = &env.sessions_of(&user).await[0];
+    assert!(session["upstream"]["failing_since"].is_null() && !session["upstream"]["last_refreshed_at"].is_null(), "{session}");
 }
 
 /// A second certified relying party, oauth4webapi, strict where openid-client is

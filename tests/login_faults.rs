@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::fake_op::{Endpoint, FakeOp, Fault};
+use common::fake_op::{Endpoint, FakeOp, Fault, GroupsElsewhere};
 use common::{Options, Ssogate};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -321,6 +321,38 @@ async fn a_refresh_without_a_new_id_token_takes_the_groups_from_userinfo() {
     })
     .await;
     assert!(!env.op.refreshes().is_empty());
+}
+
+/// A user in too many groups for a token (Entra ID's group overage; OIDC Core §5.6.2
+/// distributed claims): the ID token names a source instead of the groups, and ssogate
+/// fetches them with the user's access token — from a Graph `getMemberObjects` call
+/// (group ids, mapped by id) or as a JWT the IdP signed. A source that fails leaves the
+/// memberships as they were, and the audit log says why.
+#[tokio::test]
+async fn groups_sent_elsewhere_are_fetched_from_their_source() {
+    let env = env().await;
+    let id = connection_id(&env).await;
+    let sync =
+        json!({"group_sync": {"enabled": true, "mapping": "Engineering -> engineers, Sales Team -> sales", "create_missing_groups": true}});
+    assert_eq!(env.sso.patch(&format!("/connections/{id}"), sync).await.0, StatusCode::OK);
+    let groups = || async {
+        let (_, users) = env.sso.get("/organizations/fake/users").await;
+        users["data"][0]["groups"].clone()
+    };
+    for (elsewhere, idp_groups, expected) in [
+        (GroupsElsewhere::EntraGraph, vec!["Engineering"], json!(["engineers"])),
+        (GroupsElsewhere::SignedJwt, vec!["Engineering", "Sales Team"], json!(["engineers", "sales"])),
+    ] {
+        env.op.set_groups(&idp_groups);
+        env.op.send_groups_elsewhere(elsewhere);
+        assert_eq!(env.login().await, None, "{elsewhere:?}");
+        assert_eq!(groups().await, expected, "{elsewhere:?}");
+    }
+    env.op.send_groups_elsewhere(GroupsElsewhere::Broken);
+    assert_eq!(env.login().await, None);
+    assert_eq!(groups().await, json!(["engineers", "sales"]), "kept");
+    let (_, events) = env.sso.get("/organizations/fake/events?action=user.groups_not_synced").await;
+    assert!(events["data"][0]["changes"]["reason"].as_str().unwrap().contains("elsewhere"), "{events}");
 }
 
 /// ssogate is killed while a group re-sync is half done. The job stays visible as

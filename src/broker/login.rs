@@ -10,7 +10,7 @@ use crate::core::audit::Actor;
 use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
 use crate::core::claims::{self, Claims};
 use crate::core::connection::Connection;
-use crate::core::group_sync;
+use crate::core::group_sync::{self, GroupsReport};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::EmailPolicy;
 use crate::core::session::UpstreamTokens;
@@ -250,14 +250,16 @@ impl Broker {
         }
     }
 
-    /// Group sync at sign-in, when the connection has it on and the licence allows it:
-    /// the groups claim is read from the ID token, or else from userinfo.
+    /// Group sync at sign-in or refresh, when the connection has it on and the licence
+    /// allows it: the groups claim is read from the ID token, or else from userinfo,
+    /// or else fetched from where the IdP says it sent it (distributed claims, with the
+    /// user's `access_token`).
     pub(super) async fn sync_groups(
         &self,
         c: &Connection,
         user: UserView,
-        id_claims: &Claims,
-        userinfo: Option<&Claims>,
+        said: (&Claims, Option<&Claims>),
+        access_token: &str,
         actor: &Actor,
     ) -> Result<UserView, OAuthError> {
         if !c.group_sync.enabled {
@@ -267,8 +269,42 @@ impl Broker {
         if !licence.group_sync {
             return Ok(user);
         }
-        let reported = IdpGroupsSource::Reported { id_token: id_claims, userinfo };
+        let (id_claims, userinfo) = said;
+        let fetched = match group_sync::groups_report(id_claims, userinfo, &c.group_sync.claim) {
+            GroupsReport::Elsewhere => {
+                self.distributed_groups(c, said, user.user.idp_sub.as_deref().unwrap_or_default(), access_token).await
+            }
+            GroupsReport::Groups(_) | GroupsReport::Absent => None,
+        };
+        // Fetched groups stand in for the claim; a failed fetch leaves the memberships
+        // as they are (the store audits why).
+        let reported = match &fetched {
+            Some(claims) => IdpGroupsSource::Reported { id_token: claims, userinfo: None },
+            None => IdpGroupsSource::Reported { id_token: id_claims, userinfo },
+        };
         self.store.sync_groups(&user.user.id, &c.id, reported, actor).await.map_err(store_failure)
+    }
+
+    /// The groups claim fetched from its distributed source, as claims holding it alone.
+    async fn distributed_groups(&self, c: &Connection, said: (&Claims, Option<&Claims>), sub: &str, access_token: &str) -> Option<Claims> {
+        let claim = c.group_sync.claim.split('.').next().unwrap_or_default();
+        let names_it = |claims: &&Claims| claims.get("_claim_names").and_then(|n| n.get(claim)).is_some();
+        let source = [Some(said.0), said.1].into_iter().flatten().find(names_it)?;
+        let fetched = match self.providers.metadata(&c.discovery_url).await {
+            Ok(m) => rp::distributed_claim(&self.providers, &m, source, claim, sub, access_token).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let checked = fetched.and_then(|value| {
+            let count = value.as_ref().and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+            self.claim_limits.check_groups(count).map(|()| value)
+        });
+        match checked {
+            Ok(value) => Some(Claims::from_iter([(claim.to_owned(), value?)])),
+            Err(why) => {
+                tracing::warn!(connection_id = %c.id, error = %why, "fetching the distributed groups claim failed; memberships stay as they are");
+                None
+            }
+        }
     }
 
     /// Refuses a sign-in whose email lies outside the organization's domains, when the
@@ -445,7 +481,8 @@ impl Broker {
             Err(e) => return Err(store_failure(e)),
         };
         let actor = Actor(format!("login:{}", connection.id));
-        let user = self.sync_groups(&connection, user, &id_claims, userinfo.as_ref(), &actor).await?;
+        let access_token = tokens.access_token.as_deref().unwrap_or_default();
+        let user = self.sync_groups(&connection, user, (&id_claims, userinfo.as_ref()), access_token, &actor).await?;
         tracing::info!(user_id = %user.user.id, organization_id = %connection.organization_id, connection_id = %connection.id, "signed in");
         let idp_sid = id_claims.get("sid").and_then(|v| v.as_str()).map(str::to_owned);
         let upstream = UpstreamTokens {

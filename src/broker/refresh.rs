@@ -238,7 +238,7 @@ impl Broker {
         let said_now = if answer.id_token.is_some() { &id_token_claims } else { &no_id_token };
         let groups_in_userinfo = userinfo.as_ref().is_some_and(|u| group_sync::idp_groups(u, &connection.group_sync.claim).is_some());
         let user = if answer.id_token.is_some() || groups_in_userinfo {
-            self.sync_groups(&connection, user, said_now, userinfo.as_ref(), &actor)
+            self.sync_groups(&connection, user, (said_now, userinfo.as_ref()), &access_token, &actor)
                 .await
                 .map_err(|e| Transient(format!("group sync: {}", e.description)))?
         } else {

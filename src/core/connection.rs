@@ -54,7 +54,8 @@ pub struct GroupSync {
 /// leave an empty claim out, so by default absent is empty: a user removed from their
 /// last group loses it. `keep` suits an IdP that leaves it out for other reasons. A
 /// claim the IdP says it sent elsewhere (OIDC Core §5.6.2 distributed claims, Entra
-/// ID's group overage) always keeps memberships as they are.
+/// ID's group overage) is fetched from there, and keeps memberships as they are
+/// when it cannot be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenClaimMissing {

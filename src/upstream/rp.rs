@@ -288,6 +288,56 @@ pub async fn userinfo(providers: &Providers, m: &ProviderMetadata, access_token:
     Ok(claims)
 }
 
+/// A claim the IdP sent elsewhere (OIDC Core §5.6.2 distributed claims), found in
+/// `claims` by its `_claim_names` and `_claim_sources`, fetched with the source's
+/// access token or else the user's, through the guarded client. Two answers are
+/// understood: Microsoft Entra ID's group overage, whose source is a Graph
+/// `getMemberObjects` call answering `{"value": [group ids]}` (given as group objects
+/// with ids, which mappings match by id); and the standard one, a JWT the IdP signed
+/// for this user (`iss` and `sub` checked). `None`: `claims` does not name a source.
+pub async fn distributed_claim(
+    providers: &Providers,
+    m: &ProviderMetadata,
+    claims: &Claims,
+    claim: &str,
+    sub: &str,
+    access_token: &str,
+) -> Result<Option<Value>, LoginError> {
+    let malformed = |why: &str| LoginError::Upstream(UpstreamError::Malformed(format!("distributed `{claim}` claim: {why}")));
+    let Some(source_name) = claims.get("_claim_names").and_then(|n| n.get(claim)).and_then(Value::as_str) else { return Ok(None) };
+    let source = claims.get("_claim_sources").and_then(|s| s.get(source_name)).ok_or_else(|| malformed("no such source"))?;
+    let endpoint = source.get("endpoint").and_then(Value::as_str).ok_or_else(|| malformed("the source has no endpoint"))?;
+    let token = source.get("access_token").and_then(Value::as_str).unwrap_or(access_token);
+    let client = providers.client();
+    let mut url = client.checked(endpoint)?;
+    if url.path().ends_with("/getMemberObjects") {
+        // Entra ID still names the retired Azure AD Graph; Microsoft Graph answers the same call.
+        if url.host_str() == Some("graph.windows.net") {
+            let user = url.path_segments().and_then(|s| s.rev().nth(1)).ok_or_else(|| malformed("no user in the Graph endpoint"))?;
+            url = client.checked(&format!("https://graph.microsoft.com/v1.0/users/{user}/getMemberObjects"))?;
+        }
+        let req = client.request(reqwest::Method::POST, url).bearer_auth(token).json(&serde_json::json!({"securityEnabledOnly": false}));
+        let (status, _, body) = client.send(req).await?;
+        if !status.is_success() {
+            return Err(UpstreamError::BadStatus(status.as_u16()).into());
+        }
+        let answer: Value = super::http::parse(&body)?;
+        let ids = answer.get("value").and_then(Value::as_array).ok_or_else(|| malformed("the Graph answer has no `value`"))?;
+        return Ok(Some(Value::Array(ids.iter().filter_map(Value::as_str).map(|id| serde_json::json!({"id": id})).collect())));
+    }
+    let req = client.request(reqwest::Method::GET, url).bearer_auth(token).header(reqwest::header::ACCEPT, "application/jwt");
+    let (status, _, body) = client.send(req).await?;
+    if !status.is_success() {
+        return Err(UpstreamError::BadStatus(status.as_u16()).into());
+    }
+    let jwt = String::from_utf8_lossy(&body).trim().to_owned();
+    let signed = with_signing_keys(providers, m, "distributed_claims", |keys| id_token::verify_signature(&jwt, keys, None)).await?;
+    if signed.get("iss").and_then(Value::as_str) != Some(m.issuer.as_str()) || signed.get("sub").and_then(Value::as_str) != Some(sub) {
+        return Err(malformed("the JWT is not the IdP's, or not about this user"));
+    }
+    Ok(signed.get(claim).cloned())
+}
+
 /// A PKCE verifier and its S256 challenge.
 pub fn pkce_pair(verifier: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());

@@ -106,6 +106,20 @@ struct Inner {
     /// The ID token carries the groups too, and refreshes answer without a new ID
     /// token (OIDC Core §12.2 allows it).
     id_token_groups_not_refreshed: bool,
+    /// Where the groups are, if not in userinfo (distributed claims).
+    groups_elsewhere: Option<GroupsElsewhere>,
+}
+
+/// Groups sent elsewhere (OIDC Core §5.6.2): the ID token names a source instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupsElsewhere {
+    /// Microsoft Entra ID's group overage: a Graph `getMemberObjects` call answering
+    /// the groups' ids (`{"value": [...]}`), with the user's access token.
+    EntraGraph,
+    /// The standard form: a JWT the OP signs, with the groups in it.
+    SignedJwt,
+    /// A source that fails (500).
+    Broken,
 }
 
 #[derive(Clone)]
@@ -146,6 +160,7 @@ impl FakeOp {
                 groups: vec!["Engineering".into(), "Sales Team".into()],
                 held: 0,
                 id_token_groups_not_refreshed: false,
+                groups_elsewhere: None,
             })),
             hold: Arc::new(tokio::sync::Notify::new()),
         };
@@ -158,6 +173,8 @@ impl FakeOp {
             .route("/token2", post(token))
             .route("/userinfo", get(userinfo))
             .route("/userinfo2", get(userinfo))
+            .route("/graph/users/{user}/getMemberObjects", post(graph_member_objects))
+            .route("/claims/{user}", get(signed_claims))
             .layer(axum::middleware::from_fn_with_state(op.clone(), gone_if_moved))
             .with_state(op.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
@@ -217,6 +234,11 @@ impl FakeOp {
     /// a new ID token: only userinfo can tell a refresh what the groups are now.
     pub fn keep_id_token_groups_across_refreshes(&self) {
         self.inner.lock().unwrap().id_token_groups_not_refreshed = true;
+    }
+
+    /// From now on, the groups are not in userinfo but where `elsewhere` says.
+    pub fn send_groups_elsewhere(&self, elsewhere: GroupsElsewhere) {
+        self.inner.lock().unwrap().groups_elsewhere = Some(elsewhere);
     }
 
     /// How many code exchanges have reached `HoldTokenUntilReleased`.
@@ -371,6 +393,14 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
         if inner.id_token_groups_not_refreshed {
             claims["groups"] = json!(inner.groups);
         }
+        if let Some(elsewhere) = inner.groups_elsewhere {
+            let endpoint = match elsewhere {
+                GroupsElsewhere::EntraGraph => format!("{}/graph/users/{sub}/getMemberObjects", op.issuer),
+                GroupsElsewhere::SignedJwt | GroupsElsewhere::Broken => format!("{}/claims/{sub}", op.issuer),
+            };
+            claims["_claim_names"] = json!({"groups": "src1"});
+            claims["_claim_sources"] = json!({"src1": {"endpoint": endpoint}});
+        }
     }
     let id_token = {
         let inner = op.inner.lock().unwrap();
@@ -462,10 +492,49 @@ async fn userinfo(State(op): State<FakeOp>, headers: axum::http::HeaderMap) -> R
         (Some("fake-user") | None, _) => ("fake-user", "fake"),
         (Some(sub), _) => (sub, sub),
     };
-    let groups = op.inner.lock().unwrap().groups.clone();
-    let mut info = json!({"sub": sub, "preferred_username": username, "groups": groups});
+    let (groups, elsewhere) = {
+        let inner = op.inner.lock().unwrap();
+        (inner.groups.clone(), inner.groups_elsewhere.is_some())
+    };
+    let mut info = json!({"sub": sub, "preferred_username": username});
+    if !elsewhere {
+        info["groups"] = json!(groups);
+    }
     if fault == Fault::HugeClaims {
         info["blob"] = json!("x".repeat(100 * 1024));
     }
     Json(info).into_response()
+}
+
+/// The subject an access token (`at.<sub>.<n>`) names, if it is one of this OP's.
+fn bearer_subject(headers: &axum::http::HeaderMap) -> Option<String> {
+    let token = headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
+    token.strip_prefix("at.")?.split('.').next().map(str::to_owned)
+}
+
+/// Entra ID's group overage source, as Microsoft Graph answers it: the ids of the
+/// user's groups (here: each group name is its id).
+async fn graph_member_objects(
+    State(op): State<FakeOp>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if bearer_subject(&headers).as_deref() != Some(user.as_str()) {
+        return (axum::http::StatusCode::UNAUTHORIZED, "bad token").into_response();
+    }
+    Json(json!({"value": op.inner.lock().unwrap().groups})).into_response()
+}
+
+/// The standard distributed claims source: a JWT the OP signs for the user.
+async fn signed_claims(
+    State(op): State<FakeOp>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let inner = op.inner.lock().unwrap();
+    if inner.groups_elsewhere == Some(GroupsElsewhere::Broken) || bearer_subject(&headers).as_deref() != Some(user.as_str()) {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "no").into_response();
+    }
+    let claims = json!({"iss": op.issuer, "sub": user, "groups": inner.groups});
+    ([(axum::http::header::CONTENT_TYPE, "application/jwt")], inner.keys[0].sign_jwt(&claims).unwrap()).into_response()
 }

@@ -1,4 +1,6 @@
-//! The npm `oidc-provider` (a certified OpenID Provider), run on a free loopback port.
+//! Real OpenID Providers run on a free loopback port: npm `oidc-provider` (certified;
+//! tests/idp/op.mjs) and PyPI `django-oauth-toolkit` (tests/dot/op.py). Both take the
+//! same JSON configuration and print `{"issuer": …}` once they listen.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -11,22 +13,44 @@ pub struct TestIdp {
     pub issuer: String,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Provider {
+    #[default]
+    OidcProvider,
+    DjangoOauthToolkit,
+}
+
+impl Provider {
+    /// What the issuer adds to `http://127.0.0.1:<port>`.
+    pub fn issuer_path(self) -> &'static str {
+        match self {
+            Provider::OidcProvider => "",
+            Provider::DjangoOauthToolkit => "/o",
+        }
+    }
+}
+
 impl TestIdp {
-    /// Starts the OP with `config` (`{"clients": [...], "accounts": {...}}`, see tests/idp/op.mjs).
+    /// Starts oidc-provider with `config` (`{"clients": [...], "accounts": {...}}`, see tests/idp/op.mjs).
     pub fn start(config: Value) -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
-        assert!(
-            dir.join("node_modules/oidc-provider").exists(),
-            "the test IdP is not installed: run `npm ci --prefix tests/idp` (scripts/test does this)"
-        );
-        let mut child = Command::new("node")
-            .arg("op.mjs")
+        Self::start_provider(Provider::OidcProvider, config)
+    }
+
+    pub fn start_provider(provider: Provider, config: Value) -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let (dir, program, script, installed) = match provider {
+            Provider::OidcProvider => (root.join("tests/idp"), PathBuf::from("node"), "op.mjs", "node_modules/oidc-provider"),
+            Provider::DjangoOauthToolkit => (root.join("tests/dot"), root.join("tests/dot/.venv/bin/python"), "op.py", ".venv/bin/python"),
+        };
+        assert!(dir.join(installed).exists(), "the test IdP in {} is not installed: scripts/test installs it", dir.display());
+        let mut child = Command::new(&program)
+            .arg(script)
             .current_dir(&dir)
             .env("OP_CONFIG", config.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("starting node (is Node.js installed?)");
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
@@ -54,6 +78,11 @@ impl TestIdp {
     pub fn stop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
+    }
+
+    /// A test control of the OP (`/test/...`, served at its origin), as an IdP admin acts.
+    pub fn control_url(&self, path: &str) -> String {
+        format!("{}{path}", url::Url::parse(&self.issuer).unwrap().origin().ascii_serialization())
     }
 
     pub fn discovery_url(&self) -> String {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::balancer::Balancer;
 use super::browser::Browser;
-use super::idp::TestIdp;
+use super::idp::{Provider, TestIdp};
 use super::pg::PgDatabase;
 use super::rp::RelyingParty;
 use super::{free_port, Options, Ssogate};
@@ -43,11 +43,21 @@ pub struct EnvOptions<'a> {
     /// More than one: that many replicas on one PostgreSQL database behind a load
     /// balancer (otherwise one process on SQLite).
     pub replicas: usize,
+    /// Which real OpenID Provider the connection uses.
+    pub provider: Provider,
 }
 
 impl Default for EnvOptions<'_> {
     fn default() -> Self {
-        EnvOptions { provisioning: "jit", app: json!({}), op: json!({}), sso_args: vec![], scopes: None, replicas: 1 }
+        EnvOptions {
+            provisioning: "jit",
+            app: json!({}),
+            op: json!({}),
+            sso_args: vec![],
+            scopes: None,
+            replicas: 1,
+            provider: Provider::OidcProvider,
+        }
     }
 }
 
@@ -100,7 +110,7 @@ impl Env {
         let op_port = free_port();
         let (s, _) = sso.post("/organizations", json!({"name": "Acme", "slug": "acme", "domains": ["acme.test"]})).await;
         assert_eq!(s, StatusCode::CREATED);
-        let issuer_suffix = o.op.get("issuer_suffix").and_then(Value::as_str).unwrap_or_default();
+        let issuer_suffix = o.op.get("issuer_suffix").and_then(Value::as_str).unwrap_or(o.provider.issuer_path());
         let mut connection = json!({"name": "Acme IdP", "client_id": "ssogate", "client_secret": IDP_SECRET,
                                     "discovery_url": format!("http://127.0.0.1:{op_port}{issuer_suffix}"), "provisioning": o.provisioning});
         if let Some(scopes) = o.scopes {
@@ -122,7 +132,7 @@ impl Env {
             "accounts": accounts(),
         });
         merge(&mut op, o.op);
-        let idp = TestIdp::start(op);
+        let idp = TestIdp::start_provider(o.provider, op);
         let mut app = json!({"name": "App", "redirect_uris": [APP_REDIRECT]});
         merge(&mut app, o.app);
         let (s, app) = sso.post("/applications", app).await;
