@@ -20,7 +20,6 @@ use crate::telemetry;
 use crate::upstream::id_token::{Expected, Nonce};
 use crate::upstream::rp::{self, Endpoint, LoginError};
 
-/// Sessions claimed per round, and refreshed at once within it.
 /// Sessions refreshed at once; a claim takes no more than the free slots, so every
 /// claimed session starts at once and its whole lease is its own.
 const CONCURRENCY: usize = 64;
