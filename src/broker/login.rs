@@ -287,9 +287,8 @@ impl Broker {
 
     /// The groups claim fetched from its distributed source, as claims holding it alone.
     async fn distributed_groups(&self, c: &Connection, said: (&Claims, Option<&Claims>), sub: &str, access_token: &str) -> Option<Claims> {
-        let claim = c.group_sync.claim.split('.').next().unwrap_or_default();
-        let names_it = |claims: &&Claims| claims.get("_claim_names").and_then(|n| n.get(claim)).is_some();
-        let source = [Some(said.0), said.1].into_iter().flatten().find(names_it)?;
+        let claim = group_sync::top_claim(&c.group_sync.claim);
+        let source = [Some(said.0), said.1].into_iter().flatten().find(|claims| group_sync::distributed_source(claims, claim).is_some())?;
         let fetched = match self.providers.metadata(&c.discovery_url).await {
             Ok(m) => rp::distributed_claim(&self.providers, &m, source, claim, sub, access_token).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -328,8 +327,6 @@ impl Broker {
         }
     }
 
-    /// The browser's session, if it is live and signed in through this connection;
-    /// using it counts as activity.
     /// The connection of the browser's session, if it has one under which `app` signed in.
     async fn session_connection(&self, app: &Application, cookies: &HashMap<String, String>) -> Result<Option<Connection>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
@@ -342,6 +339,8 @@ impl Broker {
         self.config.connection(self.store.as_ref(), &connection_id).await.map_err(store_failure)
     }
 
+    /// The browser's session, if it is live and signed in through this connection;
+    /// using it counts as activity.
     async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
         let s = self.use_session(&handle(id)).await.map_err(store_failure)?;

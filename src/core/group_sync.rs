@@ -42,16 +42,24 @@ pub fn groups_report(id_token: &Claims, userinfo: Option<&Claims>, path: &str) -
     if let Some(groups) = reported_groups(id_token, userinfo, path) {
         return GroupsReport::Groups(groups);
     }
-    let claim = path.split('.').next().unwrap_or(path);
-    let elsewhere = |c: &Claims| {
-        c.get("_claim_names").and_then(Value::as_object).is_some_and(|names| names.contains_key(claim))
-            || c.get("hasgroups") == Some(&Value::Bool(true))
-    };
+    let claim = top_claim(path);
+    let elsewhere = |c: &Claims| distributed_source(c, claim).is_some() || c.get("hasgroups") == Some(&Value::Bool(true));
     if elsewhere(id_token) || userinfo.is_some_and(elsewhere) {
         GroupsReport::Elsewhere
     } else {
         GroupsReport::Absent
     }
+}
+
+/// The claim a dotted path starts at (`realm_access` of `realm_access.roles`).
+pub fn top_claim(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+/// What `claims` gives in `_claim_names` for `claim` (OIDC Core §5.6.2: the name of
+/// its source), if anything.
+pub fn distributed_source<'c>(claims: &'c Claims, claim: &str) -> Option<&'c Value> {
+    claims.get("_claim_names")?.get(claim)
 }
 
 /// The groups claim at `path` (dotted for nested claims, e.g. `realm_access.roles`):

@@ -304,7 +304,8 @@ pub async fn distributed_claim(
     access_token: &str,
 ) -> Result<Option<Value>, LoginError> {
     let malformed = |why: &str| LoginError::Upstream(UpstreamError::Malformed(format!("distributed `{claim}` claim: {why}")));
-    let Some(source_name) = claims.get("_claim_names").and_then(|n| n.get(claim)).and_then(Value::as_str) else { return Ok(None) };
+    let Some(source_name) = crate::core::group_sync::distributed_source(claims, claim) else { return Ok(None) };
+    let source_name = source_name.as_str().ok_or_else(|| malformed("the source name is not a string"))?;
     let source = claims.get("_claim_sources").and_then(|s| s.get(source_name)).ok_or_else(|| malformed("no such source"))?;
     let endpoint = source.get("endpoint").and_then(Value::as_str).ok_or_else(|| malformed("the source has no endpoint"))?;
     let token = source.get("access_token").and_then(Value::as_str).unwrap_or(access_token);
