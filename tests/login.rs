@@ -4,7 +4,7 @@
 mod common;
 
 use common::browser::{Browser, Landing};
-use common::idp::{Provider, TestIdp};
+use common::idp::{IdpSoftware, TestIdp};
 use common::rp::{Library, RelyingParty};
 use common::sso_env::{Env, EnvOptions, APP_REDIRECT, IDP_SECRET};
 use common::Ssogate;
@@ -36,7 +36,7 @@ async fn an_issuer_ending_in_a_slash_signs_users_in() {
 #[tokio::test]
 async fn django_oauth_toolkit_signs_users_in_and_refreshes() {
     let env = Env::start(EnvOptions {
-        provider: Provider::DjangoOauthToolkit,
+        provider: IdpSoftware::DjangoOauthToolkit,
         op: json!({"ttl": {"AccessToken": 4}}),
         sso_args: vec!["--refresh-margin".into(), "2s".into()],
         scopes: Some(json!(["openid", "email", "profile", "groups"])),
@@ -68,6 +68,40 @@ async fn django_oauth_toolkit_signs_users_in_and_refreshes() {
     .await;
     let session = &env.sessions_of(&user).await[0];
     assert!(session["upstream"]["failing_since"].is_null() && !session["upstream"]["last_refreshed_at"].is_null(), "{session}");
+}
+
+/// A third real OpenID Provider upstream, LemonLDAP::NG (Debian; OpenID-certified): its
+/// issuer ends in `/`, it signs people in through its own form, sends no RFC 9207 `iss`
+/// and puts the profile and groups in userinfo only (the ID token has `sub` and no
+/// more). The connection test sees its credentials accepted and its one logout channel;
+/// a sign-in merges userinfo into the profile and brings the groups through group sync.
+#[tokio::test]
+async fn lemonldap_signs_users_in_with_claims_from_userinfo() {
+    let env = Env::start(EnvOptions {
+        provider: IdpSoftware::LemonLdap,
+        scopes: Some(json!(["openid", "email", "profile", "groups"])),
+        ..Default::default()
+    })
+    .await;
+    assert!(env.idp.issuer.ends_with('/'), "{}", env.idp.issuer);
+    let sync = json!({"group_sync": {"enabled": true, "create_missing_groups": true, "mapping": "Engineering -> engineers"}});
+    assert_eq!(env.sso.patch(&format!("/connections/{}", env.connection_id), sync).await.0, StatusCode::OK);
+    let (_, report) = env.sso.post(&format!("/connections/{}/test", env.connection_id), json!({})).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["client_credentials"], "accepted", "{report}");
+    assert_eq!(report["logout_channels"], json!(["front_channel", "end_session"]), "{report}");
+
+    let (result, visited) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "dana"})).await;
+    let signed_in = result.unwrap_or_else(|e| panic!("{e}\n{}", env.sso.log()));
+    assert!(env.went_to_idp(&visited));
+    let claims = &signed_in["id_token_claims"];
+    assert_eq!((claims["idp_sub"].clone(), claims["email"].clone()), (json!("dana"), json!("dana@acme.test")));
+    assert_eq!(claims["groups"], json!(["admin", "engineers"]));
+    assert_eq!(claims["role"], "admin");
+    // One of LemonLDAP's own Demo users, whose profile is only in its directory.
+    let (result, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "dwho", "prompt": "login"})).await;
+    let claims = result.unwrap_or_else(|e| panic!("{e}\n{}", env.sso.log()))["id_token_claims"].clone();
+    assert_eq!((claims["idp_sub"].clone(), claims["given_name"].clone()), (json!("dwho"), json!("Doctor")), "{claims}");
 }
 
 /// A second certified relying party, oauth4webapi, strict where openid-client is

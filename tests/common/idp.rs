@@ -1,6 +1,7 @@
 //! Real OpenID Providers run on a free loopback port: npm `oidc-provider` (certified;
-//! tests/idp/op.mjs) and PyPI `django-oauth-toolkit` (tests/dot/op.py). Both take the
-//! same JSON configuration and print `{"issuer": …}` once they listen.
+//! tests/idp/op.mjs), PyPI `django-oauth-toolkit` (tests/dot/op.py) and Debian's
+//! LemonLDAP::NG (certified; tests/lemonldap/op.pl). All take the same JSON
+//! configuration and print `{"issuer": …}` once they listen.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,18 +15,21 @@ pub struct TestIdp {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Provider {
+pub enum IdpSoftware {
     #[default]
     OidcProvider,
     DjangoOauthToolkit,
+    /// Signs users in through an HTML form and logs out over the front channel only.
+    LemonLdap,
 }
 
-impl Provider {
+impl IdpSoftware {
     /// What the issuer adds to `http://127.0.0.1:<port>`.
     pub fn issuer_path(self) -> &'static str {
         match self {
-            Provider::OidcProvider => "",
-            Provider::DjangoOauthToolkit => "/o",
+            IdpSoftware::OidcProvider => "",
+            IdpSoftware::DjangoOauthToolkit => "/o",
+            IdpSoftware::LemonLdap => "/",
         }
     }
 }
@@ -33,16 +37,22 @@ impl Provider {
 impl TestIdp {
     /// Starts oidc-provider with `config` (`{"clients": [...], "accounts": {...}}`, see tests/idp/op.mjs).
     pub fn start(config: Value) -> Self {
-        Self::start_provider(Provider::OidcProvider, config)
+        Self::start_provider(IdpSoftware::OidcProvider, config)
     }
 
-    pub fn start_provider(provider: Provider, config: Value) -> Self {
+    pub fn start_provider(provider: IdpSoftware, config: Value) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let (dir, program, script, installed) = match provider {
-            Provider::OidcProvider => (root.join("tests/idp"), PathBuf::from("node"), "op.mjs", "node_modules/oidc-provider"),
-            Provider::DjangoOauthToolkit => (root.join("tests/dot"), root.join("tests/dot/.venv/bin/python"), "op.py", ".venv/bin/python"),
+            IdpSoftware::OidcProvider => (root.join("tests/idp"), PathBuf::from("node"), "op.mjs", "node_modules/oidc-provider"),
+            IdpSoftware::DjangoOauthToolkit => {
+                (root.join("tests/dot"), root.join("tests/dot/.venv/bin/python"), "op.py", ".venv/bin/python")
+            }
+            // Installed from Debian's packages, outside the repository (an absolute path wins the join).
+            IdpSoftware::LemonLdap => {
+                (root.join("tests/lemonldap"), PathBuf::from("perl"), "op.pl", "/usr/share/perl5/Lemonldap/NG/Portal.pm")
+            }
         };
-        assert!(dir.join(installed).exists(), "the test IdP in {} is not installed: scripts/test installs it", dir.display());
+        assert!(dir.join(installed).exists(), "the test IdP in {} is not installed: see its README or scripts/test", dir.display());
         let mut child = Command::new(&program)
             .arg(script)
             .current_dir(&dir)

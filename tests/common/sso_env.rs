@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::balancer::Balancer;
-use super::browser::Browser;
-use super::idp::{Provider, TestIdp};
+use super::browser::{Browser, Landing};
+use super::idp::{IdpSoftware, TestIdp};
 use super::pg::PgDatabase;
 use super::rp::RelyingParty;
 use super::{free_port, Options, Ssogate};
@@ -25,6 +25,7 @@ pub struct Env {
     pub rp: RelyingParty,
     pub connection_id: String,
     pub app: Value,
+    pub provider: IdpSoftware,
     _dir: tempfile::TempDir,
     /// Last: the database goes once the replicas are stopped.
     _pg: Option<PgDatabase>,
@@ -44,7 +45,7 @@ pub struct EnvOptions<'a> {
     /// balancer (otherwise one process on SQLite).
     pub replicas: usize,
     /// Which real OpenID Provider the connection uses.
-    pub provider: Provider,
+    pub provider: IdpSoftware,
 }
 
 impl Default for EnvOptions<'_> {
@@ -56,7 +57,7 @@ impl Default for EnvOptions<'_> {
             sso_args: vec![],
             scopes: None,
             replicas: 1,
-            provider: Provider::OidcProvider,
+            provider: IdpSoftware::OidcProvider,
         }
     }
 }
@@ -131,6 +132,10 @@ impl Env {
             }],
             "accounts": accounts(),
         });
+        if o.provider == IdpSoftware::LemonLdap {
+            // It offers no back channel; its front-channel logout needs the URI registered.
+            op["clients"][0]["frontchannel_logout_uri"] = conn["frontchannel_logout_uri"].clone();
+        }
         merge(&mut op, o.op);
         let idp = TestIdp::start_provider(o.provider, op);
         let mut app = json!({"name": "App", "redirect_uris": [APP_REDIRECT]});
@@ -145,13 +150,30 @@ impl Env {
             client_metadata: json!({}),
             library: Default::default(),
         };
-        Env { idp, connection_id: conn["id"].as_str().unwrap().into(), sso, other_replicas, balancer, rp, app, _dir: dir, _pg: pg }
+        Env {
+            idp,
+            connection_id: conn["id"].as_str().unwrap().into(),
+            sso,
+            other_replicas,
+            balancer,
+            rp,
+            app,
+            provider: o.provider,
+            _dir: dir,
+            _pg: pg,
+        }
     }
 
-    /// One sign-in from the application's point of view.
+    /// One sign-in from the application's point of view. Where the IdP shows a sign-in
+    /// form (LemonLDAP::NG), the person types `login_hint` as login and password.
     pub async fn login(&self, browser: &Browser, params: Value) -> (Result<Value, Value>, Vec<String>) {
-        let started = self.rp.start(params);
-        let (landing, visited) = browser.follow(&started.url, APP_REDIRECT).await;
+        let started = self.rp.start(params.clone());
+        let (mut landing, mut visited) = browser.follow(&started.url, APP_REDIRECT).await;
+        if let (IdpSoftware::LemonLdap, Landing::Page(_, form), Some(login)) = (self.provider, &landing, params["login_hint"].as_str()) {
+            let form_url = visited.last().expect("the form was shown somewhere").clone();
+            let (signed_in, more) = browser.submit_form(&form_url, form, &[("user", login), ("password", login)], APP_REDIRECT).await;
+            (landing, visited) = (signed_in, [visited, more].concat());
+        }
         let callback = landing.app();
         (self.rp.finish(&started, callback.as_str()), visited)
     }
