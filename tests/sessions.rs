@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::app_backend::AppBackend;
 use common::browser::{Browser, Landing};
 use common::eventually;
+use common::idp::IdpSoftware;
 use common::sso_env::{Env, EnvOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -242,6 +243,60 @@ async fn an_idp_front_channel_logout_ends_the_session_it_names() {
     let tokens = backend.logout_tokens(1, Duration::from_secs(10)).await;
     let claims = env.rp.run("verify_logout_token", json!({"logout_token": tokens[0]})).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claims["sid"], signed_in["id_token_claims"]["sid"]);
+}
+
+/// LemonLDAP::NG (Debian), a real IdP with front-channel logout only: its logout page
+/// frames each RP's front-channel URI with `sid=<the user's subject>` (Portal/Issuer/
+/// OpenIDConnect.pm `logout`), and its ID tokens carry no `sid` to match. By default
+/// that ends nothing: anyone can load the URI, and a subject is no secret. With the
+/// connection's `frontchannel_logout_by_subject` on, the admin accepts that trade-off
+/// (a sign-out, never a sign-in) and the user's sessions through this connection that
+/// carry no IdP session id end; another user's do not.
+#[tokio::test]
+async fn lemonldap_front_channel_logout_names_users_by_subject_only_when_allowed() {
+    let backend = AppBackend::start().await;
+    let app = json!({"backchannel_logout_uri": backend.backchannel_logout_uri});
+    let env = Env::start(EnvOptions { provider: IdpSoftware::LemonLdap, app, ..Default::default() }).await;
+    let (_, connection) = env.sso.get(&format!("/connections/{}", env.connection_id)).await;
+    let frontchannel_uri = connection["frontchannel_logout_uri"].as_str().unwrap().to_owned();
+    assert_eq!(connection["frontchannel_logout_by_subject"], false);
+    let (_, bob) = sign_in(&env, "bob").await;
+    let (first_browser, first) = sign_in(&env, "alice").await;
+    let alice = first["id_token_claims"]["sub"].as_str().unwrap().to_owned();
+    assert!(env.sessions_of(&alice).await[0]["idp_sid"].is_null(), "LemonLDAP names no session");
+    logout_at_idp(&env, &frontchannel_uri, first_browser).await;
+    assert_eq!(env.sessions_of(&alice).await.len(), 1, "by default a subject ends nothing");
+    assert!(env.app_userinfo(&first).is_ok());
+
+    let allow = json!({"frontchannel_logout_by_subject": true});
+    assert_eq!(env.sso.patch(&format!("/connections/{}", env.connection_id), allow).await.0, StatusCode::OK);
+    let (second_browser, second) = sign_in(&env, "alice").await;
+    assert_eq!(env.sessions_of(&alice).await.len(), 2);
+    logout_at_idp(&env, &frontchannel_uri, second_browser).await;
+    assert!(env.sessions_of(&alice).await.is_empty(), "both of her sessions through this connection ended");
+    assert!(env.app_userinfo(&first).is_err() && env.app_userinfo(&second).is_err());
+    assert_eq!(backend.logout_tokens(2, Duration::from_secs(10)).await.len(), 2, "the application heard of both");
+    assert!(env.app_userinfo(&bob).is_ok(), "another user's session stays");
+}
+
+async fn sign_in(env: &Env, login: &str) -> (Browser, Value) {
+    let browser = Browser::new();
+    let signed_in = env.login(&browser, json!({"organization": "acme", "login_hint": login})).await.0.unwrap_or_else(|e| panic!("{e}"));
+    (browser, signed_in)
+}
+
+/// The user signs out at LemonLDAP's portal, and her browser loads the page's iframe.
+async fn logout_at_idp(env: &Env, frontchannel_uri: &str, browser: Browser) {
+    let page = browser.http().get(format!("{}?logout=1", env.idp.issuer)).send().await.unwrap().text().await.unwrap();
+    let frames: Vec<String> = page
+        .split("<iframe")
+        .skip(1)
+        .filter_map(|tag| Some(tag.split("src=\"").nth(1)?.split('"').next()?.replace("&amp;", "&")))
+        .collect();
+    assert_eq!(frames.len(), 1, "one RP signed in: {page}");
+    assert!(frames[0].starts_with(frontchannel_uri) && frames[0].contains("sid=alice"), "{frames:?}");
+    let r = browser.http().get(&frames[0]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", frames[0]);
 }
 
 #[tokio::test]

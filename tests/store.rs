@@ -110,6 +110,7 @@ fn connection(org_id: &str) -> Connection {
         group_sync: GroupSync::default(),
         allow_hmac_id_tokens: false,
         trust_unverified_email: false,
+        frontchannel_logout_by_subject: false,
         shared_redirect_uri: false,
         created_at: t,
         updated_at: t,

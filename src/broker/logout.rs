@@ -243,7 +243,9 @@ impl Broker {
     /// Logout 1.0 §2–3): the IdP loads this URI in an iframe, with its `iss` and the
     /// IdP session's `sid`. A cross-site iframe carries no ssogate cookie (SameSite),
     /// so the pair names the session: `iss` must be the connection's issuer and `sid`
-    /// is required (a guess ends nothing). Returns how many sessions ended and the
+    /// is required (a guess ends nothing). With `frontchannel_logout_by_subject`, a
+    /// `sid` that is the user's subject also ends that user's sessions that carry no
+    /// IdP session id. Returns how many sessions ended and the
     /// IdP's origin, the one page that may frame the answer.
     pub async fn frontchannel_logout(
         &self,
@@ -264,10 +266,14 @@ impl Broker {
         }
         let sid = params.get("sid").ok_or_else(|| invalid("sid is missing: register the URI with frontchannel_logout_session_required"))?;
         let origin = url::Url::parse(&metadata.issuer).map_err(|_| invalid("the issuer is not a URL"))?.origin().ascii_serialization();
-        let filter = SessionFilter::Idp { connection_id: &connection.id, sub: None, sid: Some(sid) };
         let actor = Actor(format!("idp:{}", connection.id));
-        let ended = self.end_sessions(filter, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?;
-        tracing::info!(connection_id, sessions = ended.len(), "front-channel logout from the IdP");
-        Ok((ended.len(), origin))
+        let by_sid = SessionFilter::Idp { connection_id: &connection.id, sub: None, sid: Some(sid) };
+        let mut ended = self.end_sessions(by_sid, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?.len();
+        if connection.frontchannel_logout_by_subject {
+            let by_subject = SessionFilter::IdpSubjectWithoutSid { connection_id: &connection.id, sub: sid };
+            ended += self.end_sessions(by_subject, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?.len();
+        }
+        tracing::info!(connection_id, sessions = ended, "front-channel logout from the IdP");
+        Ok((ended, origin))
     }
 }

@@ -122,6 +122,12 @@ pub struct Connection {
     /// verified. Off by default: an IdP that lets people type any address would let
     /// them take over the pre-created user who has it.
     pub trust_unverified_email: bool,
+    /// A front-channel logout whose `sid` is the user's subject at the IdP ends that
+    /// user's sessions from this connection that carry no IdP session id. For IdPs
+    /// that send the subject as `sid` and no `sid` in their ID tokens (LemonLDAP::NG
+    /// 2.16). Off by default: a cross-site page that knows a subject could then sign
+    /// that user out.
+    pub frontchannel_logout_by_subject: bool,
     /// Created before connections had their own redirect URI: still answered at the
     /// shared `/sso/callback`, which is safe only when the IdP names itself in its
     /// answer (RFC 9207 `iss`), since every connection shares it (RFC 9700 §4.4).
@@ -153,6 +159,8 @@ pub struct CreateConnection {
     pub allow_hmac_id_tokens: bool,
     #[serde(default)]
     pub trust_unverified_email: bool,
+    #[serde(default)]
+    pub frontchannel_logout_by_subject: bool,
 }
 
 /// The settings of a connection apart from identity and timestamps, validated.
@@ -168,6 +176,7 @@ pub struct ConnectionSettings {
     pub group_sync: GroupSync,
     pub allow_hmac_id_tokens: bool,
     pub trust_unverified_email: bool,
+    pub frontchannel_logout_by_subject: bool,
 }
 
 /// The shared redirect URI of connections created before each had its own.
@@ -232,6 +241,7 @@ impl CreateConnection {
             group_sync: self.group_sync.validated().map_err(|e| e.within("group_sync"))?,
             allow_hmac_id_tokens: self.allow_hmac_id_tokens,
             trust_unverified_email: self.trust_unverified_email,
+            frontchannel_logout_by_subject: self.frontchannel_logout_by_subject,
         };
         Ok((settings, secret))
     }
@@ -262,6 +272,8 @@ pub struct UpdateConnection {
     pub allow_hmac_id_tokens: Option<bool>,
     #[serde(default, deserialize_with = "patch::present")]
     pub trust_unverified_email: Option<bool>,
+    #[serde(default, deserialize_with = "patch::present")]
+    pub frontchannel_logout_by_subject: Option<bool>,
     #[serde(default, deserialize_with = "patch::present")]
     pub shared_redirect_uri: Option<bool>,
 }
@@ -298,6 +310,9 @@ impl UpdateConnection {
         }
         if let Some(v) = self.trust_unverified_email {
             c.trust_unverified_email = v;
+        }
+        if let Some(v) = self.frontchannel_logout_by_subject {
+            c.frontchannel_logout_by_subject = v;
         }
         match self.shared_redirect_uri {
             Some(true) if !c.shared_redirect_uri => {

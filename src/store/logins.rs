@@ -79,6 +79,9 @@ pub enum SessionFilter<'a> {
     User(&'a str),
     /// The sessions an IdP's back-channel logout names: its subject, its session id, or both.
     Idp { connection_id: &'a str, sub: Option<&'a str>, sid: Option<&'a str> },
+    /// A user's sessions through a connection whose IdP named no session of its own:
+    /// what a front-channel logout naming the user by subject ends.
+    IdpSubjectWithoutSid { connection_id: &'a str, sub: &'a str },
     /// Every session signed in through a connection.
     Connection(&'a str),
     /// Every session of an organization's users.

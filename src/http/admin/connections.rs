@@ -84,6 +84,7 @@ async fn create(
         group_sync: s.group_sync,
         allow_hmac_id_tokens: s.allow_hmac_id_tokens,
         trust_unverified_email: s.trust_unverified_email,
+        frontchannel_logout_by_subject: s.frontchannel_logout_by_subject,
         shared_redirect_uri: false,
         created_at: t,
         updated_at: t,

@@ -161,6 +161,7 @@ fn connection_row(r: &AnyRow) -> StoreResult<Connection> {
         group_sync: from_json(&r.try_get::<String, _>("group_sync")?)?,
         allow_hmac_id_tokens: flag(r, "allow_hmac_id_tokens")?,
         trust_unverified_email: flag(r, "trust_unverified_email")?,
+        frontchannel_logout_by_subject: flag(r, "frontchannel_logout_by_subject")?,
         shared_redirect_uri: flag(r, "shared_redirect_uri")?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
@@ -520,7 +521,7 @@ impl Directory for SqlStore {
         let sealed = self.secrets.encrypt_str(&secret_context(&c.id), client_secret).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
         load_org(&mut tx, &c.organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
-        sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at, allow_hmac_id_tokens, trust_unverified_email, shared_redirect_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)")
+        sqlx::query("INSERT INTO connections (id, organization_id, name, client_id, client_secret_enc, discovery_url, scopes, logout_url, provisioning, user_match, group_sync, created_at, updated_at, allow_hmac_id_tokens, trust_unverified_email, shared_redirect_uri, frontchannel_logout_by_subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)")
             .bind(&c.id)
             .bind(&c.organization_id)
             .bind(&c.name)
@@ -537,6 +538,7 @@ impl Directory for SqlStore {
             .bind(i64::from(c.allow_hmac_id_tokens))
             .bind(i64::from(c.trust_unverified_email))
             .bind(i64::from(c.shared_redirect_uri))
+            .bind(i64::from(c.frontchannel_logout_by_subject))
             .execute(&mut *tx)
             .await?;
         record(&mut tx, Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c)).await?;
@@ -559,7 +561,7 @@ impl Directory for SqlStore {
         let mut c = before.clone();
         let new_secret = edit(&mut c)?;
         c.updated_at = now();
-        sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10, allow_hmac_id_tokens = $11, trust_unverified_email = $12, shared_redirect_uri = $13 WHERE id = $1")
+        sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10, allow_hmac_id_tokens = $11, trust_unverified_email = $12, shared_redirect_uri = $13, frontchannel_logout_by_subject = $14 WHERE id = $1")
             .bind(&c.id)
             .bind(&c.name)
             .bind(&c.client_id)
@@ -573,6 +575,7 @@ impl Directory for SqlStore {
             .bind(i64::from(c.allow_hmac_id_tokens))
             .bind(i64::from(c.trust_unverified_email))
             .bind(i64::from(c.shared_redirect_uri))
+            .bind(i64::from(c.frontchannel_logout_by_subject))
             .execute(&mut *tx)
             .await?;
         let mut changes = audit::diff(&json_value(&before), &json_value(&c));

@@ -577,6 +577,9 @@ impl Logins for SqlStore {
                 "connection_id = $1 AND ($2 IS NULL OR idp_sub = $2) AND ($3 IS NULL OR idp_sid = $3) AND ($2 IS NOT NULL OR $3 IS NOT NULL)",
                 vec![Some(connection_id), sub, sid],
             ),
+            SessionFilter::IdpSubjectWithoutSid { connection_id, sub } => {
+                ("connection_id = $1 AND idp_sub = $2 AND idp_sid IS NULL", vec![Some(connection_id), Some(sub)])
+            }
             SessionFilter::Connection(connection_id) => ("connection_id = $1", vec![Some(connection_id)]),
             SessionFilter::Organization(organization_id) => ("organization_id = $1", vec![Some(organization_id)]),
         };

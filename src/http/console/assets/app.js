@@ -248,11 +248,13 @@ function connectionFields(c) {
       hint: 'How a first sign-in finds a user created beforehand. Warning: a username is neither unique nor stable at most IdPs (OIDC Core §5.7); anyone who can pick one can take over the user who has it. Prefer email or sub.' },
     { name: 'trust_unverified_email', label: 'Trust this IdP\'s unverified emails for matching', type: 'checkbox', value: c?.trust_unverified_email ?? false,
       hint: 'Off: a first sign-in links to an existing user by email only when the IdP says the address is verified.' },
+    { name: 'frontchannel_logout_by_subject', label: 'Front-channel logout names users by subject', type: 'checkbox', value: c?.frontchannel_logout_by_subject ?? false,
+      hint: 'For IdPs that send the user\'s subject as sid and no sid in ID tokens (LemonLDAP::NG). Then any page that knows a subject can sign that user out.' },
   ];
 }
 
 function connectionBody(v, existing) {
-  const body = { name: v.name, client_id: v.client_id, discovery_url: v.discovery_url, scopes: words(v.scopes), logout_url: v.logout_url.trim() || null, provisioning: v.provisioning, user_match: v.user_match, trust_unverified_email: v.trust_unverified_email };
+  const body = { name: v.name, client_id: v.client_id, discovery_url: v.discovery_url, scopes: words(v.scopes), logout_url: v.logout_url.trim() || null, provisioning: v.provisioning, user_match: v.user_match, trust_unverified_email: v.trust_unverified_email, frontchannel_logout_by_subject: v.frontchannel_logout_by_subject };
   if (v.client_secret || !existing) body.client_secret = v.client_secret;
   return body;
 }
