@@ -9,7 +9,10 @@
 //! (200), BENCH_LOAD_ORGS (50), BENCH_DATABASE_URL (default: SQLite in a temp dir;
 //! e.g. postgres://postgres@127.0.0.1/ssogate_load for PostgreSQL), BENCH_PIN=0.
 
-#[path = "../tests/common/fake_op.rs"]
+// A benchmark stops at the first failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/it/common/fake_op.rs"]
 #[allow(dead_code)] // the fault knobs serve the tests, not the benchmark
 mod fake_op;
 mod support;

@@ -6,7 +6,10 @@
 //! `cargo bench --bench login` — knobs: BENCH_LOGINS (default 2000), BENCH_CONCURRENCY
 //! (default 8), BENCH_USERINFO_SECS (default 5), BENCH_PIN=0 (see `pinned`).
 
-#[path = "../tests/common/fake_op.rs"]
+// A benchmark stops at the first failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/it/common/fake_op.rs"]
 #[allow(dead_code)] // the fault knobs serve the tests, not the benchmark
 mod fake_op;
 mod support;

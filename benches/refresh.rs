@@ -7,7 +7,10 @@
 //!
 //! `cargo bench --bench refresh` — knobs: BENCH_SESSIONS (default 10000), BENCH_PIN=0.
 
-#[path = "../tests/common/fake_op.rs"]
+// A benchmark stops at the first failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/it/common/fake_op.rs"]
 #[allow(dead_code)] // the fault knobs serve the tests, not the benchmark
 mod fake_op;
 mod support;

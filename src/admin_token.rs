@@ -54,7 +54,7 @@ pub async fn bootstrap(store: &dyn Store, configured: Option<&str>) -> Result<(A
     if store.setting(SETTING).await?.is_some() {
         return Ok((AdminAuth { configured_hash: None }, None));
     }
-    let token = random_token(PREFIX)?;
+    let token = random_token(PREFIX);
     let hash = hash_secret(&token);
     // Another replica may win the race; then its token is the one in force.
     let in_force = store.put_setting_if_absent(SETTING, &hash).await?;
@@ -63,7 +63,7 @@ pub async fn bootstrap(store: &dyn Store, configured: Option<&str>) -> Result<(A
 
 /// Replaces the stored token with a new one and returns it.
 pub async fn rotate(store: &dyn Store) -> Result<String, AdminTokenError> {
-    let token = random_token(PREFIX)?;
+    let token = random_token(PREFIX);
     store.put_setting(SETTING, &hash_secret(&token)).await?;
     Ok(token)
 }

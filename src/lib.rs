@@ -20,5 +20,6 @@ pub mod oidc;
 pub mod outbound;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod upstream;

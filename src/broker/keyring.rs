@@ -12,6 +12,7 @@ use crate::core::ids::{new_id, IdKind};
 use crate::core::{now, Timestamp};
 use crate::oidc::keys::{KeyError, SigningAlg, SigningKey};
 use crate::store::{Store, StoreError, StoredSigningKey};
+use crate::sync;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -74,8 +75,8 @@ impl KeyRing {
             }
         }
         let keys: Vec<_> = stored.iter().map(|k| k.public_jwk.clone()).collect();
-        *self.jwks.write().unwrap() = Arc::new(json!({ "keys": keys }).to_string());
-        *self.active.write().unwrap() = active;
+        *sync::write(&self.jwks) = Arc::new(json!({ "keys": keys }).to_string());
+        *sync::write(&self.active) = active;
         Ok(())
     }
 
@@ -86,10 +87,10 @@ impl KeyRing {
     }
 
     pub fn signer(&self, alg: SigningAlg) -> Option<Arc<SigningKey>> {
-        self.active.read().unwrap().get(&alg).cloned()
+        sync::read(&self.active).get(&alg).cloned()
     }
 
     pub fn jwks(&self) -> Arc<String> {
-        self.jwks.read().unwrap().clone()
+        sync::read(&self.jwks).clone()
     }
 }

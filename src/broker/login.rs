@@ -4,14 +4,15 @@ use std::collections::HashMap;
 
 use super::login_state::{self, LoginState};
 use super::trial::trial_failed;
-use super::{handle, Broker, Reply, SetCookie, SESSION_COOKIE};
+use super::{handle, Broker, PageKind, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
-use crate::core::authorize::{self, AuthorizeRequest, OAuthError};
+use crate::core::authorize::{self, AuthorizeRequest};
 use crate::core::claims::{self, Claims};
 use crate::core::connection::Connection;
 use crate::core::group_sync::{self, GroupsReport};
 use crate::core::ids::{new_id, IdKind};
+use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::core::organization::EmailPolicy;
 use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
@@ -25,27 +26,18 @@ use crate::upstream::rp::{self, AuthRequest, Endpoint, LoginError};
 use crate::upstream::UpstreamError;
 
 /// Everything that ends a login early, with the OAuth error it becomes.
-pub(super) fn oauth(error: &'static str, description: impl Into<String>) -> OAuthError {
-    OAuthError::new(error, description)
-}
-
-pub(super) fn store_failure(e: StoreError) -> OAuthError {
-    if let StoreError::Unavailable(_) = e {
-        tracing::warn!(error = %e, "database unavailable during login");
-        return oauth("temporarily_unavailable", "ssogate's database is not reachable; try again shortly");
-    }
-    tracing::error!(error = %e, "store failure during login");
-    oauth("server_error", "ssogate could not complete the sign-in; try again")
+pub(super) fn oauth(code: ErrorCode, description: impl Into<String>) -> OAuthError {
+    OAuthError::new(code, description)
 }
 
 fn login_failure(e: LoginError) -> OAuthError {
     tracing::warn!(error = %e, "upstream login failed");
     match e {
         LoginError::Upstream(UpstreamError::Forbidden(_) | UpstreamError::Malformed(_)) => {
-            oauth("server_error", format!("the organization's identity provider is misconfigured: {e}"))
+            oauth(ErrorCode::ServerError, format!("the organization's identity provider is misconfigured: {e}"))
         }
-        LoginError::Upstream(_) => oauth("temporarily_unavailable", e.to_string()),
-        _ => oauth("access_denied", e.to_string()),
+        LoginError::Upstream(_) => oauth(ErrorCode::TemporarilyUnavailable, e.to_string()),
+        _ => oauth(ErrorCode::AccessDenied, e.to_string()),
     }
 }
 
@@ -58,13 +50,11 @@ fn answered_where_sent(login: &LoginState, at: Option<&str>, params: &HashMap<St
     match (at, login.shared_callback) {
         (Some(id), false) if id == login.connection_id => Ok(()),
         (None, true) if params.contains_key("iss") => Ok(()),
-        (None, true) => Err(oauth(
-            "access_denied",
+        (None, true) => Err(oauth(ErrorCode::AccessDenied,
             "the identity provider did not name itself in its answer (RFC 9207 iss), which the shared redirect URI requires; \
              the organization's admin must register the connection's own redirect URI at the IdP and switch the connection to it",
         )),
-        _ => Err(oauth(
-            "access_denied",
+        _ => Err(oauth(ErrorCode::AccessDenied,
             "the identity provider's answer arrived at another connection's redirect URI; refused as a possible mix-up attack (RFC 9700 §4.4)",
         )),
     }
@@ -80,33 +70,41 @@ pub(super) struct UpstreamIdentity {
     pub sub: String,
 }
 
-fn random() -> String {
-    random_token("").expect("the system random generator works")
-}
-
 impl Broker {
     /// The application's authorization request.
     pub async fn authorize(&self, pairs: Vec<(String, String)>, cookies: &HashMap<String, String>) -> Reply {
         let params = match authorize::single_valued(pairs) {
             Ok(p) => p,
-            Err(name) => return Reply::page(400, "Invalid sign-in request", format!("The parameter `{name}` was given more than once.")),
+            Err(name) => {
+                return Reply::page(
+                    PageKind::BadRequest,
+                    "Invalid sign-in request",
+                    format!("The parameter `{name}` was given more than once."),
+                )
+            }
         };
         let Some(client_id) = params.get("client_id") else {
-            return Reply::page(400, "Invalid sign-in request", "The request names no application (client_id).");
+            return Reply::page(PageKind::BadRequest, "Invalid sign-in request", "The request names no application (client_id).");
         };
         let app = match self.config.application(self.store.as_ref(), client_id).await {
             Ok(Some((app, _))) => app,
             Ok(None) => {
-                return Reply::page(400, "Unknown application", "The application that sent you here is not registered with ssogate.")
+                return Reply::page(
+                    PageKind::BadRequest,
+                    "Unknown application",
+                    "The application that sent you here is not registered with ssogate.",
+                )
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failure during authorize");
-                return Reply::page(503, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
+                return Reply::page(PageKind::Unavailable, "Sign-in unavailable", "ssogate cannot reach its database; try again shortly.");
             }
         };
         let redirect_uri = match authorize::trusted_redirect_uri(&params, &app) {
             Ok(u) => u,
-            Err(why) => return Reply::page(400, "Invalid redirect URI", format!("{why}. The application's settings need fixing.")),
+            Err(why) => {
+                return Reply::page(PageKind::BadRequest, "Invalid redirect URI", format!("{why}. The application's settings need fixing."))
+            }
         };
         // Enough of the request to send an error back to the application.
         let fallback = AuthorizeRequest {
@@ -135,7 +133,7 @@ impl Broker {
             // signed in under it before: another one learns nothing of it.
             match self.session_connection(app, cookies).await? {
                 Some(c) => c,
-                None if req.prompt_none => return Err(oauth("login_required", "the user is not signed in")),
+                None if req.prompt_none => return Err(oauth(ErrorCode::LoginRequired, "the user is not signed in")),
                 None => self.route(req).await?,
             }
         };
@@ -147,7 +145,7 @@ impl Broker {
             // authenticates at the IdP again (OIDC Core §3.1.2.1), or with prompt=none
             // gets login_required.
             if let Some(session) = self.current_session(cookies, &connection).await?.filter(fresh_enough) {
-                let user = self.store.get_user(&session.user_id).await.map_err(store_failure)?;
+                let user = self.store.get_user(&session.user_id).await?;
                 if let Some(user) = user {
                     // The organization's email policy may have tightened since the sign-in.
                     self.check_email_policy(&connection.organization_id, user.user.email.as_deref()).await?;
@@ -156,7 +154,7 @@ impl Broker {
             }
         }
         if req.prompt_none {
-            return Err(oauth("login_required", "the user is not signed in"));
+            return Err(oauth(ErrorCode::LoginRequired, "the user is not signed in"));
         }
         self.redirect_to_idp(&connection, req, false).await
     }
@@ -165,9 +163,9 @@ impl Broker {
     /// `trial`: an admin's try-it sign-in, which ends on a preview page.
     pub(super) async fn redirect_to_idp(&self, connection: &Connection, req: &AuthorizeRequest, trial: bool) -> Result<Reply, OAuthError> {
         let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
-        let state = random();
-        let nonce = random();
-        let verifier = rp::supports_pkce(&metadata).then(random);
+        let state = random_token("");
+        let nonce = random_token("");
+        let verifier = rp::supports_pkce(&metadata).then(|| random_token(""));
         let challenge = verifier.as_deref().map(rp::pkce_pair);
         let callback = connection.redirect_uri(&self.issuer);
         let location = rp::authorization_url(
@@ -196,10 +194,10 @@ impl Broker {
             shared_callback: connection.shared_redirect_uri,
         };
         let sealed = login_state::seal(&self.sealer, &state_hash, &login)
-            .ok_or_else(|| oauth("server_error", "ssogate could not start the sign-in; try again"))?;
+            .ok_or_else(|| oauth(ErrorCode::ServerError, "ssogate could not start the sign-in; try again"))?;
         if sealed.len() > login_state::MAX_SEALED_LEN {
             return Err(oauth(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "the request is too large to carry through the sign-in; shorten state, nonce or login_hint",
             ));
         }
@@ -216,37 +214,40 @@ impl Broker {
     /// of the organization named, or of the organization owning the email's domain.
     async fn route(&self, req: &AuthorizeRequest) -> Result<Connection, OAuthError> {
         if let Some(id) = &req.connection {
-            let c = self.config.connection(self.store.as_ref(), id).await.map_err(store_failure)?;
-            let c = c.ok_or_else(|| oauth("invalid_request", format!("there is no connection `{id}`")))?;
+            let c = self.config.connection(self.store.as_ref(), id).await?;
+            let c = c.ok_or_else(|| oauth(ErrorCode::InvalidRequest, format!("there is no connection `{id}`")))?;
             if let Some(org) = &req.organization {
-                let o = self.config.organization(self.store.as_ref(), org).await.map_err(store_failure)?;
+                let o = self.config.organization(self.store.as_ref(), org).await?;
                 if o.is_none_or(|o| o.id != c.organization_id) {
-                    return Err(oauth("invalid_request", "the connection does not belong to the organization named"));
+                    return Err(oauth(ErrorCode::InvalidRequest, "the connection does not belong to the organization named"));
                 }
             }
             return Ok(c);
         }
         let org = if let Some(org) = &req.organization {
-            let o = self.config.organization(self.store.as_ref(), org).await.map_err(store_failure)?;
-            o.ok_or_else(|| oauth("invalid_request", format!("there is no organization `{org}`")))?
+            let o = self.config.organization(self.store.as_ref(), org).await?;
+            o.ok_or_else(|| oauth(ErrorCode::InvalidRequest, format!("there is no organization `{org}`")))?
         } else {
             let domain =
                 req.domain_hint.clone().or_else(|| req.login_hint.as_deref().and_then(email_domain).map(str::to_owned)).ok_or_else(
                     || {
                         oauth(
-                            "invalid_request",
+                            ErrorCode::InvalidRequest,
                             "no organization to sign in to: pass organization, connection, login_hint (an email) or domain_hint",
                         )
                     },
                 )?;
-            let o = self.config.organization_by_domain(self.store.as_ref(), &domain).await.map_err(store_failure)?;
-            o.ok_or_else(|| oauth("invalid_request", format!("no organization owns the domain `{domain}`")))?
+            let o = self.config.organization_by_domain(self.store.as_ref(), &domain).await?;
+            o.ok_or_else(|| oauth(ErrorCode::InvalidRequest, format!("no organization owns the domain `{domain}`")))?
         };
-        let mut conns = self.config.organization_connections(self.store.as_ref(), &org.id).await.map_err(store_failure)?;
+        let mut conns = self.config.organization_connections(self.store.as_ref(), &org.id).await?;
         match conns.len() {
-            0 => Err(oauth("invalid_request", format!("the organization `{}` has no identity provider connection", org.slug))),
+            0 => Err(oauth(ErrorCode::InvalidRequest, format!("the organization `{}` has no identity provider connection", org.slug))),
             1 => Ok(conns.remove(0)),
-            _ => Err(oauth("invalid_request", format!("the organization `{}` has several connections; pass connection=<id>", org.slug))),
+            _ => Err(oauth(
+                ErrorCode::InvalidRequest,
+                format!("the organization `{}` has several connections; pass connection=<id>", org.slug),
+            )),
         }
     }
 
@@ -265,7 +266,7 @@ impl Broker {
         if !c.group_sync.enabled {
             return Ok(user);
         }
-        let licence = self.config.entitlements(self.store.as_ref(), &c.organization_id).await.map_err(store_failure)?;
+        let licence = self.config.entitlements(self.store.as_ref(), &c.organization_id).await?;
         if !licence.group_sync {
             return Ok(user);
         }
@@ -282,7 +283,7 @@ impl Broker {
             Some(claims) => IdpGroupsSource::Reported { id_token: claims, userinfo: None },
             None => IdpGroupsSource::Reported { id_token: id_claims, userinfo },
         };
-        self.store.sync_groups(&user.user.id, &c.id, reported, actor).await.map_err(store_failure)
+        self.store.sync_groups(&user.user.id, &c.id, reported, actor).await.map_err(OAuthError::from)
     }
 
     /// The groups claim fetched from its distributed source, as claims holding it alone.
@@ -309,20 +310,23 @@ impl Broker {
     /// Refuses a sign-in whose email lies outside the organization's domains, when the
     /// organization asks for that.
     async fn check_email_policy(&self, organization_id: &str, email: Option<&str>) -> Result<(), OAuthError> {
-        let org = self.config.organization(self.store.as_ref(), organization_id).await.map_err(store_failure)?;
-        let org = org.ok_or_else(|| oauth("access_denied", "the organization was removed during sign-in"))?;
+        let org = self.config.organization(self.store.as_ref(), organization_id).await?;
+        let org = org.ok_or_else(|| oauth(ErrorCode::AccessDenied, "the organization was removed during sign-in"))?;
         let inside = email.is_some_and(|e| org.email_policy.vouches_for(&org.domains, e));
         if org.email_policy == EmailPolicy::RequireDomains && !inside {
-            return Err(oauth("access_denied", "your email address is not in one of your organization's domains; ask its administrator"));
+            return Err(oauth(
+                ErrorCode::AccessDenied,
+                "your email address is not in one of your organization's domains; ask its administrator",
+            ));
         }
         Ok(())
     }
 
     /// Refuses sign-ins the organization's licence does not allow.
     async fn check_licence(&self, organization_id: &str) -> Result<(), OAuthError> {
-        let e = self.config.entitlements(self.store.as_ref(), organization_id).await.map_err(store_failure)?;
+        let e = self.config.entitlements(self.store.as_ref(), organization_id).await?;
         match e.sso_refusal(now()) {
-            Some(why) => Err(oauth("access_denied", why)),
+            Some(why) => Err(oauth(ErrorCode::AccessDenied, why)),
             None => Ok(()),
         }
     }
@@ -331,19 +335,19 @@ impl Broker {
     async fn session_connection(&self, app: &Application, cookies: &HashMap<String, String>) -> Result<Option<Connection>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
         let id_hash = handle(id);
-        if !self.store.session_has_signed_in(&id_hash, &app.id).await.map_err(store_failure)? {
+        if !self.store.session_has_signed_in(&id_hash, &app.id).await? {
             return Ok(None);
         }
-        let session = self.store.session(&id_hash).await.map_err(store_failure)?;
+        let session = self.store.session(&id_hash).await?;
         let Some(connection_id) = session.and_then(|s| s.connection_id) else { return Ok(None) };
-        self.config.connection(self.store.as_ref(), &connection_id).await.map_err(store_failure)
+        self.config.connection(self.store.as_ref(), &connection_id).await.map_err(OAuthError::from)
     }
 
     /// The browser's session, if it is live and signed in through this connection;
     /// using it counts as activity.
     async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
-        let s = self.use_session(&handle(id)).await.map_err(store_failure)?;
+        let s = self.use_session(&handle(id)).await?;
         Ok(s.filter(|s| s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())))
     }
 
@@ -358,10 +362,10 @@ impl Broker {
         session: &Session,
         completed: Option<(&str, SetCookie)>,
     ) -> Result<Reply, OAuthError> {
-        let org = self.config.organization(self.store.as_ref(), &user.user.organization_id).await.map_err(store_failure)?;
-        let org = org.ok_or_else(|| oauth("access_denied", "the organization was removed during sign-in"))?;
+        let org = self.config.organization(self.store.as_ref(), &user.user.organization_id).await?;
+        let org = org.ok_or_else(|| oauth(ErrorCode::AccessDenied, "the organization was removed during sign-in"))?;
         let claims = claims::user_claims(user, &org, &req.scopes);
-        let code = random();
+        let code = random_token("");
         let t = now();
         let sign_in =
             completed.as_ref().map(|(state_hash, _)| SignIn { session, state_hash, state_expires_at: t + self.lifetimes.login_state });
@@ -386,12 +390,12 @@ impl Broker {
             .await
             .map_err(|e| match e {
                 StoreError::Conflict { field, .. } if field == "state_hash" => {
-                    oauth("access_denied", "this sign-in was already completed; start again")
+                    oauth(ErrorCode::AccessDenied, "this sign-in was already completed; start again")
                 }
-                e => store_failure(e),
+                e => OAuthError::from(e),
             })?;
         let cookies = completed.map(|(_, cookie)| cookie).into_iter().collect();
-        Ok(Reply::Redirect { location: self.redirect_to_app(req, &[("code", &code)]), cookies })
+        Ok(self.redirect_to_app(req, &[("code", &code)], cookies))
     }
 
     /// The identity provider's answer at `/sso/callback/<connection id>` (`at`), or at
@@ -400,7 +404,11 @@ impl Broker {
     pub async fn callback(&self, at: Option<&str>, pairs: Vec<(String, String)>, cookies: &HashMap<String, String>) -> Reply {
         let params: HashMap<String, String> = pairs.into_iter().collect();
         let Some(state) = params.get("state") else {
-            return Reply::page(400, "Sign-in failed", "The identity provider's answer has no state. Start again from the application.");
+            return Reply::page(
+                PageKind::BadRequest,
+                "Sign-in failed",
+                "The identity provider's answer has no state. Start again from the application.",
+            );
         };
         let state_hash = handle(state);
         let cookie_name = login_state::cookie_name(&state_hash);
@@ -408,7 +416,7 @@ impl Broker {
         let spent = SetCookie { name: cookie_name.clone(), value: None, path: "/sso", max_age: std::time::Duration::ZERO };
         let Some(login) = cookies.get(&cookie_name).and_then(|sealed| login_state::open(&self.sealer, &state_hash, sealed)) else {
             return Reply::page(
-                400,
+                PageKind::BadRequest,
                 "Sign-in failed",
                 "This sign-in is unknown here: it was started in another browser, its cookie was lost, or it has expired. Start again from the application.",
             );
@@ -421,14 +429,18 @@ impl Broker {
             }
             return reply;
         }
-        let too_slow = || oauth("access_denied", "the sign-in took too long; try again");
+        let too_slow = || oauth(ErrorCode::AccessDenied, "the sign-in took too long; try again");
         let mut reply = match (login.trial, login.expires_at < now().unix_timestamp()) {
             (true, true) => trial_failed(&login.connection_id, too_slow()),
             (true, false) => self.finish_trial(&login, &params).await,
             (false, true) => self.error_redirect(&login.request, too_slow()),
             (false, false) => {
                 let finished = self.finish(&login, &state_hash, &params, cookies).await;
-                telemetry::login(&login.organization_id, &login.connection_id, finished.as_ref().map_or_else(|e| e.error, |_| "success"));
+                telemetry::login(
+                    &login.organization_id,
+                    &login.connection_id,
+                    finished.as_ref().map_or_else(|e| e.code.as_str(), |_| "success"),
+                );
                 match finished {
                     Ok(reply) => reply,
                     Err(e) => self.error_redirect(&login.request, e),
@@ -449,9 +461,9 @@ impl Broker {
         cookies: &HashMap<String, String>,
     ) -> Result<Reply, OAuthError> {
         let req = &login.request;
-        let app = match self.config.application(self.store.as_ref(), &req.client_id).await.map_err(store_failure)? {
+        let app = match self.config.application(self.store.as_ref(), &req.client_id).await? {
             Some((app, _)) => app,
-            None => return Err(oauth("invalid_request", "the application was removed during sign-in")),
+            None => return Err(oauth(ErrorCode::InvalidRequest, "the application was removed during sign-in")),
         };
         let connection = self.connection_of(login).await?;
         self.check_licence(&connection.organization_id).await?;
@@ -466,18 +478,24 @@ impl Broker {
         let user = match self.store.provision_user(&connection, &profile, login_at).await {
             Ok(Provisioned::User(u)) => *u,
             Ok(Provisioned::NoSeat(max)) => {
-                return Err(oauth("access_denied", format!("your organization has used all of its {max} seats; ask its administrator")))
+                return Err(oauth(
+                    ErrorCode::AccessDenied,
+                    format!("your organization has used all of its {max} seats; ask its administrator"),
+                ))
             }
             Ok(Provisioned::NotAllowed) => {
-                return Err(oauth("access_denied", "you have no account in this organization yet; ask its administrator to add you"))
+                return Err(oauth(
+                    ErrorCode::AccessDenied,
+                    "you have no account in this organization yet; ask its administrator to add you",
+                ))
             }
             Err(StoreError::Conflict { field, .. }) => {
                 return Err(oauth(
-                    "access_denied",
+                    ErrorCode::AccessDenied,
                     format!("another user of this organization already has this {field}; ask its administrator"),
                 ))
             }
-            Err(e) => return Err(store_failure(e)),
+            Err(e) => return Err(OAuthError::from(e)),
         };
         let actor = Actor(format!("login:{}", connection.id));
         let access_token = tokens.access_token.as_deref().unwrap_or_default();
@@ -494,7 +512,7 @@ impl Broker {
             id_token_claims: id_claims,
         };
         // A fresh session id at every login (no fixation).
-        let session_secret = random();
+        let session_secret = random_token("");
         let lifetimes = self.lifetimes.session;
         let expires_at = login_at + lifetimes.absolute;
         let session = Session {
@@ -519,19 +537,19 @@ impl Broker {
         // new one; anyone else's sign-in through it is ended.
         if let Some(old) = cookies.get(SESSION_COOKIE) {
             let old = handle(old);
-            self.store.adopt_grants(&old, &session).await.map_err(store_failure)?;
-            self.end_sessions(SessionFilter::Handle(&old), "replaced", &actor).await.map_err(store_failure)?;
+            self.store.adopt_grants(&old, &session).await?;
+            self.end_sessions(SessionFilter::Handle(&old), "replaced", &actor).await?;
         }
         Ok(reply)
     }
     /// The connection a login started with, still in that login's organization.
     pub(super) async fn connection_of(&self, login: &LoginState) -> Result<Connection, OAuthError> {
-        let connection = self.config.connection(self.store.as_ref(), &login.connection_id).await.map_err(store_failure)?;
+        let connection = self.config.connection(self.store.as_ref(), &login.connection_id).await?;
         // Tenant isolation: the login finishes only with the connection it started
         // with, and only inside that connection's organization.
         connection
             .filter(|c| c.organization_id == login.organization_id)
-            .ok_or_else(|| oauth("access_denied", "the organization's connection was removed during sign-in"))
+            .ok_or_else(|| oauth(ErrorCode::AccessDenied, "the organization's connection was removed during sign-in"))
     }
 
     /// The IdP's answer checked (RFC 9207 `iss`, errors), its code exchanged, its ID
@@ -546,31 +564,32 @@ impl Broker {
         match params.get("iss") {
             Some(iss) if *iss != metadata.issuer => {
                 return Err(oauth(
-                    "access_denied",
+                    ErrorCode::AccessDenied,
                     "the answer came from another identity provider than the one asked (RFC 9207 iss mismatch)",
                 ))
             }
             None if metadata.authorization_response_iss_parameter_supported => {
-                return Err(oauth("access_denied", "the identity provider's answer lacks the iss parameter it promises (RFC 9207)"))
+                return Err(oauth(ErrorCode::AccessDenied, "the identity provider's answer lacks the iss parameter it promises (RFC 9207)"))
             }
             _ => {}
         }
         if let Some(error) = params.get("error") {
-            const PASSED_ON: [&str; 7] = [
-                "access_denied",
-                "login_required",
-                "consent_required",
-                "interaction_required",
-                "account_selection_required",
-                "temporarily_unavailable",
-                "server_error",
+            use ErrorCode::*;
+            const PASSED_ON: [ErrorCode; 7] = [
+                AccessDenied,
+                LoginRequired,
+                ConsentRequired,
+                InteractionRequired,
+                AccountSelectionRequired,
+                TemporarilyUnavailable,
+                ServerError,
             ];
-            let code = PASSED_ON.iter().find(|c| *c == error).copied().unwrap_or("access_denied");
+            let code = ErrorCode::parse(error).filter(|c| PASSED_ON.contains(c)).unwrap_or(AccessDenied);
             let detail = params.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
             return Err(oauth(code, format!("the identity provider refused the sign-in ({error}{detail})")));
         }
-        let code = params.get("code").ok_or_else(|| oauth("access_denied", "the identity provider's answer has no code"))?;
-        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await.map_err(store_failure)?;
+        let code = params.get("code").ok_or_else(|| oauth(ErrorCode::AccessDenied, "the identity provider's answer has no code"))?;
+        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await?;
         let callback = login.redirect_uri(&self.issuer);
         let (providers, url) = (&self.providers, connection.discovery_url.as_str());
         let tokens = rp::following_moves(providers, url, &mut metadata, Endpoint::Token, |m| {
@@ -606,7 +625,7 @@ impl Broker {
             _ => None,
         };
         let merged = claims::merge(&id_claims, userinfo.as_ref());
-        self.check_claim_limits(connection, &id_claims, userinfo.as_ref(), &merged).map_err(|why| oauth("access_denied", why))?;
+        self.check_claim_limits(connection, &id_claims, userinfo.as_ref(), &merged).map_err(|why| oauth(ErrorCode::AccessDenied, why))?;
         Ok(UpstreamIdentity { tokens, id_claims, userinfo, merged, sub })
     }
 

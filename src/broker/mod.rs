@@ -23,15 +23,16 @@ pub use config_cache::{ConfigCache, CONFIG_TTL};
 pub use keyring::{KeyRing, KeyRingError};
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
-pub use token::{client_credentials, ClientAuthFailure, TokenCache, TokenError, TokenReply, UserinfoError};
+pub use token::{client_credentials, ClientAuthFailure, TokenCache, TokenReply, UserinfoError};
 pub use trial::{pretty, TrialOutcome, TrialPreview};
 
-use crate::core::authorize::{AuthorizeRequest, OAuthError};
+use crate::core::authorize::AuthorizeRequest;
 use crate::core::claims::ClaimLimits;
+use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::core::session::{RefreshPolicy, SessionLifetimes};
 use crate::crypto::{hash_secret, SecretBox};
 use crate::outbound::AppClient;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::upstream::Providers;
 
 /// Lifetimes of what a login creates.
@@ -77,7 +78,7 @@ pub enum Reply {
     /// Redirecting would be unsafe (unknown client or redirect URI, a login from
     /// another browser): show a page.
     ErrorPage {
-        status: u16,
+        kind: PageKind,
         title: String,
         message: String,
     },
@@ -97,9 +98,20 @@ pub enum Reply {
     },
 }
 
+/// What went wrong, for an error page; the HTTP layer picks its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    /// The request cannot be served as sent.
+    BadRequest,
+    /// What it names does not exist.
+    NotFound,
+    /// ssogate cannot serve it right now (its database is out of reach).
+    Unavailable,
+}
+
 impl Reply {
-    fn page(status: u16, title: &str, message: impl Into<String>) -> Self {
-        Reply::ErrorPage { status, title: title.into(), message: message.into() }
+    fn page(kind: PageKind, title: &str, message: impl Into<String>) -> Self {
+        Reply::ErrorPage { kind, title: title.into(), message: message.into() }
     }
 }
 
@@ -125,9 +137,16 @@ pub struct Broker {
 
 impl Broker {
     /// The application's redirect URI with `params` added to its query, plus `iss`
-    /// (RFC 9207) so the client can tell which provider answered.
-    fn redirect_to_app(&self, req: &AuthorizeRequest, params: &[(&str, &str)]) -> String {
-        let mut url = url::Url::parse(&req.redirect_uri).expect("registered redirect URIs are valid URLs");
+    /// (RFC 9207) so the client can tell which provider answered. Registered URIs are
+    /// validated as URLs, so the page is for a registration older than that check.
+    fn redirect_to_app(&self, req: &AuthorizeRequest, params: &[(&str, &str)], cookies: Vec<SetCookie>) -> Reply {
+        let Ok(mut url) = url::Url::parse(&req.redirect_uri) else {
+            return Reply::page(
+                PageKind::BadRequest,
+                "Invalid redirect URI",
+                "The application's registered redirect URI is not a valid URL.",
+            );
+        };
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in params {
@@ -138,14 +157,26 @@ impl Broker {
             }
             q.append_pair("iss", &self.issuer);
         }
-        url.into()
+        Reply::Redirect { location: url.into(), cookies }
     }
 
     /// An OAuth error sent back to the application (RFC 6749 §4.1.2.1).
     fn error_redirect(&self, req: &AuthorizeRequest, e: OAuthError) -> Reply {
-        tracing::info!(client_id = %req.client_id, error = e.error, description = %e.description, "login failed");
-        let location = self.redirect_to_app(req, &[("error", e.error), ("error_description", &e.description)]);
-        Reply::Redirect { location, cookies: vec![] }
+        tracing::info!(client_id = %req.client_id, error = %e.code, description = %e.description, "login failed");
+        self.redirect_to_app(req, &[("error", e.code.as_str()), ("error_description", &e.description)], vec![])
+    }
+}
+
+/// ssogate's own failure, as the protocols report it: a database out of reach is worth
+/// retrying (`temporarily_unavailable`); anything else is `server_error`, logged in full.
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        if let StoreError::Unavailable(_) = e {
+            tracing::warn!(error = %e, "database unavailable");
+            return OAuthError::new(ErrorCode::TemporarilyUnavailable, "ssogate's database is not reachable; try again shortly");
+        }
+        tracing::error!(error = %e, "store failure");
+        OAuthError::new(ErrorCode::ServerError, "ssogate could not complete the request; try again")
     }
 }
 

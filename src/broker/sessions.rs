@@ -62,7 +62,7 @@ impl Broker {
                 "aud": app.client_id,
                 "iat": t.unix_timestamp(),
                 "exp": (t + LOGOUT_TOKEN_TTL).unix_timestamp(),
-                "jti": random_token("").unwrap_or_default(),
+                "jti": random_token(""),
                 "sub": ended.session.user_id,
                 "sid": ended.session.id,
                 "events": { LOGOUT_EVENT: {} },

@@ -8,17 +8,18 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{handle, Broker, TokenError};
+use super::{handle, Broker};
 use crate::core::application::{Application, ClientType};
 use crate::core::claims;
 use crate::core::now;
+use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SsoProfileError {
     /// Client authentication or the request failed (RFC 6749 §5.2 shape).
     #[error(transparent)]
-    Request(#[from] TokenError),
+    Request(#[from] OAuthError),
     /// The user's token is unknown, expired, revoked, another application's, or its
     /// session has ended.
     #[error("the access token is not active")]
@@ -32,18 +33,10 @@ impl Broker {
     pub async fn sso_profile(&self, app: &Application, form: HashMap<String, String>) -> Result<Value, SsoProfileError> {
         // Only a backend that can keep a secret may read a user's upstream profile.
         if app.client_type != ClientType::Confidential {
-            return Err(TokenError {
-                status: 401,
-                error: "invalid_client",
-                description: "only confidential clients may read SSO user info".into(),
-            }
-            .into());
+            return Err(OAuthError::new(ErrorCode::InvalidClient, "only confidential clients may read SSO user info").into());
         }
-        let token = form.get("token").ok_or_else(|| TokenError {
-            status: 400,
-            error: "invalid_request",
-            description: "send the user's access token as `token`".into(),
-        })?;
+        let token =
+            form.get("token").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "send the user's access token as `token`"))?;
         let t = now();
         let issued = self.store.issued_token(&handle(token)).await?;
         let issued =

@@ -10,53 +10,30 @@ use serde_json::Value;
 
 use super::{handle, Broker};
 use crate::core::application::{Application, ClientType};
+use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::core::{now, Timestamp};
 use crate::crypto::{random_token, verify_secret};
 use crate::oidc::keys::{at_hash, SigningAlg};
 use crate::store::{Redemption, StoreError};
 
-/// A token-endpoint error (RFC 6749 §5.2).
-#[derive(Debug, thiserror::Error)]
-#[error("{error}: {description}")]
-pub struct TokenError {
-    pub status: u16,
-    pub error: &'static str,
-    pub description: String,
-}
-
-fn token_error(status: u16, error: &'static str, description: impl Into<String>) -> TokenError {
-    TokenError { status, error, description: description.into() }
-}
-
-fn invalid_grant(description: &str) -> TokenError {
-    token_error(400, "invalid_grant", description)
-}
-
-impl From<StoreError> for TokenError {
-    fn from(e: StoreError) -> Self {
-        if let StoreError::Unavailable(_) = e {
-            tracing::warn!(error = %e, "database unavailable at the token endpoint");
-            return token_error(503, "temporarily_unavailable", "ssogate's database is not reachable; try again shortly");
-        }
-        tracing::error!(error = %e, "store failure at the token endpoint");
-        token_error(500, "server_error", "ssogate could not issue tokens; try again")
-    }
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, description)
 }
 
 /// Why client authentication failed, as the abuse limits count it.
 #[derive(Debug)]
 pub enum ClientAuthFailure {
     /// No usable credentials, or a client id nobody registered: counted by address.
-    Unattributed(TokenError),
+    Unattributed(OAuthError),
     /// A registered client, with the wrong secret or authentication method:
     /// counted by client and address.
-    Refused { client_id: String, error: TokenError },
+    Refused { client_id: String, error: OAuthError },
     /// ssogate could not tell (its database failed): counted nowhere.
-    Store(TokenError),
+    Store(OAuthError),
 }
 
 impl ClientAuthFailure {
-    pub fn into_error(self) -> TokenError {
+    pub fn into_error(self) -> OAuthError {
         match self {
             ClientAuthFailure::Unattributed(e) | ClientAuthFailure::Refused { error: e, .. } | ClientAuthFailure::Store(e) => e,
         }
@@ -129,22 +106,22 @@ impl TokenCache {
 
 /// Client credentials from `Authorization: Basic` (form-encoded parts, RFC 6749
 /// §2.3.1) or from the form; never both.
-pub fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str>) -> Result<(String, Option<String>), TokenError> {
+pub fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str>) -> Result<(String, Option<String>), OAuthError> {
     let basic = authorization.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")));
     match (basic, form.get("client_secret")) {
-        (Some(_), Some(_)) => Err(token_error(400, "invalid_request", "use one client authentication method, not two")),
+        (Some(_), Some(_)) => Err(OAuthError::new(ErrorCode::InvalidRequest, "use one client authentication method, not two")),
         (Some(b), None) => {
             let decoded = STANDARD.decode(b.trim()).ok().and_then(|d| String::from_utf8(d).ok());
             let (id, secret) = decoded
                 .as_deref()
                 .and_then(|d| d.split_once(':'))
-                .ok_or_else(|| token_error(401, "invalid_client", "malformed Basic credentials"))?;
+                .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "malformed Basic credentials"))?;
             let dec =
                 |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
             Ok((dec(id), Some(dec(secret))))
         }
         (None, secret) => {
-            let id = form.get("client_id").cloned().ok_or_else(|| token_error(401, "invalid_client", "no client authentication"))?;
+            let id = form.get("client_id").cloned().ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "no client authentication"))?;
             Ok((id, secret.cloned()))
         }
     }
@@ -167,7 +144,7 @@ impl Broker {
         authorization: Option<&str>,
     ) -> Result<Application, ClientAuthFailure> {
         let (client_id, secret) = client_credentials(form, authorization).map_err(ClientAuthFailure::Unattributed)?;
-        let bad_client = || token_error(401, "invalid_client", "client authentication failed");
+        let bad_client = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
         let found = self.config.application(self.store.as_ref(), &client_id).await.map_err(|e| ClientAuthFailure::Store(e.into()))?;
         let Some((app, secret_hash)) = found else { return Err(ClientAuthFailure::Unattributed(bad_client())) };
         match (app.client_type, secret.as_deref()) {
@@ -178,16 +155,16 @@ impl Broker {
     }
 
     /// `grant_type=authorization_code` at the token endpoint, for an authenticated client.
-    pub async fn token(&self, app: &Application, form: HashMap<String, String>) -> Result<TokenReply, TokenError> {
+    pub async fn token(&self, app: &Application, form: HashMap<String, String>) -> Result<TokenReply, OAuthError> {
         let client_id = &app.client_id;
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => {}
-            Some(other) => return Err(token_error(400, "unsupported_grant_type", format!("grant_type `{other}` is not supported"))),
-            None => return Err(token_error(400, "invalid_request", "grant_type is missing")),
+            Some(other) => return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type `{other}` is not supported"))),
+            None => return Err(OAuthError::new(ErrorCode::InvalidRequest, "grant_type is missing")),
         }
-        let code = form.get("code").ok_or_else(|| token_error(400, "invalid_request", "code is missing"))?;
+        let code = form.get("code").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "code is missing"))?;
         let t = now();
-        let access_token = random_token("").map_err(|_| token_error(500, "server_error", "no randomness"))?;
+        let access_token = random_token("");
         let token_hash = handle(&access_token);
         let expires_at = t + self.lifetimes.access_token;
         let grant = match self.store.redeem_grant(&handle(code), &token_hash, expires_at, t).await? {
@@ -225,7 +202,7 @@ impl Broker {
         // redemption and a cache insert, which would then serve it for the recheck
         // window. Its first userinfo reads the store, which knows.
         let Value::Object(claims) = grant.claims.clone() else {
-            return Err(token_error(500, "server_error", "stored claims are unreadable"));
+            return Err(OAuthError::new(ErrorCode::ServerError, "stored claims are unreadable"));
         };
 
         let mut id_claims = claims;
@@ -244,8 +221,8 @@ impl Broker {
             id_claims.insert("nonce".into(), n.clone().into());
         }
         let alg = SigningAlg::parse(&app.id_token_signed_response_alg).unwrap_or(SigningAlg::RS256);
-        let signer = self.keys.signer(alg).ok_or_else(|| token_error(500, "server_error", "no signing key"))?;
-        let id_token = signer.sign_jwt(&id_claims).map_err(|_| token_error(500, "server_error", "signing failed"))?;
+        let signer = self.keys.signer(alg).ok_or_else(|| OAuthError::new(ErrorCode::ServerError, "no signing key"))?;
+        let id_token = signer.sign_jwt(&id_claims).map_err(|_| OAuthError::new(ErrorCode::ServerError, "signing failed"))?;
         Ok(TokenReply {
             access_token,
             token_type: "Bearer",
@@ -296,7 +273,7 @@ mod tests {
         assert_eq!(client_credentials(&form(&[]), Some(&basic)).unwrap(), ("client:1".into(), Some("s+cret".into())));
         assert_eq!(client_credentials(&form(&[("client_id", "c"), ("client_secret", "s")]), None).unwrap(), ("c".into(), Some("s".into())));
         assert_eq!(client_credentials(&form(&[("client_id", "c")]), None).unwrap(), ("c".into(), None));
-        assert_eq!(client_credentials(&form(&[("client_secret", "s")]), Some(&basic)).unwrap_err().error, "invalid_request");
-        assert_eq!(client_credentials(&form(&[]), None).unwrap_err().error, "invalid_client");
+        assert_eq!(client_credentials(&form(&[("client_secret", "s")]), Some(&basic)).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(client_credentials(&form(&[]), None).unwrap_err().code, ErrorCode::InvalidClient);
     }
 }

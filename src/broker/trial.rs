@@ -8,14 +8,15 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::login::{store_failure, UpstreamIdentity};
+use super::login::UpstreamIdentity;
 use super::login_state::LoginState;
-use super::{Broker, Reply};
-use crate::core::authorize::{AuthorizeRequest, OAuthError};
+use super::{Broker, PageKind, Reply};
+use crate::core::authorize::AuthorizeRequest;
 use crate::core::claims::{self, Claims, IdpProfile};
 use crate::core::connection::Connection;
 use crate::core::group::Group;
 use crate::core::group_sync::{self, SyncRules, FALLBACK_GROUP};
+use crate::core::oauth::OAuthError;
 use crate::core::roles::derive_role;
 use crate::store::{Page, StoreResult};
 use crate::upstream::metadata::{self, ConnectionReport};
@@ -66,8 +67,10 @@ impl Broker {
     pub async fn start_trial(&self, connection_id: &str, login_hint: Option<String>) -> Reply {
         let connection = match self.config.connection(self.store.as_ref(), connection_id).await {
             Ok(Some(c)) => c,
-            Ok(None) => return Reply::page(404, "No such connection", "The connection was not found; it may have been removed."),
-            Err(e) => return trial_failed(connection_id, store_failure(e)),
+            Ok(None) => {
+                return Reply::page(PageKind::NotFound, "No such connection", "The connection was not found; it may have been removed.")
+            }
+            Err(e) => return trial_failed(connection_id, OAuthError::from(e)),
         };
         let req = AuthorizeRequest { login_hint: login_hint.filter(|h| !h.is_empty()), prompt_login: true, ..Default::default() };
         match self.redirect_to_idp(&connection, &req, true).await {
@@ -90,12 +93,12 @@ impl Broker {
 
     async fn preview(&self, c: &crate::core::connection::Connection, who: UpstreamIdentity) -> Result<TrialPreview, OAuthError> {
         let store = self.store.as_ref();
-        let licence = self.config.entitlements(store, &c.organization_id).await.map_err(store_failure)?;
+        let licence = self.config.entitlements(store, &c.organization_id).await?;
         let mut notes = vec![];
         let mut org_groups: Vec<Group> = vec![];
         let mut page = Page { limit: 200, cursor: None };
         loop {
-            let batch = store.list_groups(&c.organization_id, &page).await.map_err(store_failure)?;
+            let batch = store.list_groups(&c.organization_id, &page).await?;
             let Some(last) = batch.last() else { break };
             page.cursor = Some(last.id.clone());
             org_groups.extend(batch);

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::application::{Application, ClientType};
 use super::claims::SUPPORTED_SCOPES;
+use super::oauth::{ErrorCode, OAuthError};
 
 /// A validated authorization request.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -36,19 +37,6 @@ impl AuthorizeRequest {
             || self.organization.is_some()
             || self.domain_hint.is_some()
             || self.login_hint.as_deref().and_then(super::validate::email_domain).is_some()
-    }
-}
-
-/// An error to report to the application at its redirect URI.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OAuthError {
-    pub error: &'static str,
-    pub description: String,
-}
-
-impl OAuthError {
-    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { error, description: description.into() }
     }
 }
 
@@ -105,52 +93,59 @@ fn same_loopback_uri_but_port(registered: &str, requested: &str) -> bool {
 pub fn validate(params: &HashMap<String, String>, app: &Application, redirect_uri: String) -> Result<AuthorizeRequest, OAuthError> {
     let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned);
     if params.contains_key("request") || params.contains_key("request_uri") {
-        return Err(OAuthError::new("request_not_supported", "request objects are not supported"));
+        return Err(OAuthError::new(ErrorCode::RequestNotSupported, "request objects are not supported"));
     }
     match get("response_type").as_deref() {
         Some("code") => {}
         Some(other) => {
-            return Err(OAuthError::new("unsupported_response_type", format!("response_type `{other}` is not supported; use `code`")))
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                format!("response_type `{other}` is not supported; use `code`"),
+            ))
         }
-        None => return Err(OAuthError::new("invalid_request", "response_type is missing")),
+        None => return Err(OAuthError::new(ErrorCode::InvalidRequest, "response_type is missing")),
     }
     if get("response_mode").is_some_and(|m| m != "query") {
-        return Err(OAuthError::new("invalid_request", "only response_mode=query is supported"));
+        return Err(OAuthError::new(ErrorCode::InvalidRequest, "only response_mode=query is supported"));
     }
     let scopes: Vec<String> = get("scope").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
     if !scopes.iter().any(|s| s == "openid") {
-        return Err(OAuthError::new("invalid_scope", "scope must include `openid`"));
+        return Err(OAuthError::new(ErrorCode::InvalidScope, "scope must include `openid`"));
     }
     let scopes: Vec<String> = scopes.into_iter().filter(|s| SUPPORTED_SCOPES.contains(&s.as_str())).collect();
     let code_challenge = get("code_challenge");
     match (code_challenge.as_deref(), get("code_challenge_method").as_deref()) {
         (Some(_), Some("S256")) => {}
         (Some(_), Some(m)) => {
-            return Err(OAuthError::new("invalid_request", format!("code_challenge_method `{m}` is not supported; use S256")))
+            return Err(OAuthError::new(ErrorCode::InvalidRequest, format!("code_challenge_method `{m}` is not supported; use S256")))
         }
-        (Some(_), None) => return Err(OAuthError::new("invalid_request", "code_challenge_method must be S256 (plain is not supported)")),
+        (Some(_), None) => {
+            return Err(OAuthError::new(ErrorCode::InvalidRequest, "code_challenge_method must be S256 (plain is not supported)"))
+        }
         (None, _) if app.client_type == ClientType::Public => {
-            return Err(OAuthError::new("invalid_request", "public clients must use PKCE (code_challenge with S256)"))
+            return Err(OAuthError::new(ErrorCode::InvalidRequest, "public clients must use PKCE (code_challenge with S256)"))
         }
         (None, _) => {}
     }
     if let Some(ch) = &code_challenge {
         if ch.len() != 43 || !ch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(OAuthError::new("invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)"));
+            return Err(OAuthError::new(ErrorCode::InvalidRequest, "code_challenge must be a base64url SHA-256 (43 characters)"));
         }
     }
     let prompts: Vec<String> = get("prompt").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
     let prompt_none = prompts.iter().any(|p| p == "none");
     if prompt_none && prompts.len() > 1 {
-        return Err(OAuthError::new("invalid_request", "prompt=none cannot be combined with other prompts"));
+        return Err(OAuthError::new(ErrorCode::InvalidRequest, "prompt=none cannot be combined with other prompts"));
     }
     let max_age = match get("max_age") {
         None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| OAuthError::new("invalid_request", "max_age must be a whole number of seconds"))?),
+        Some(v) => {
+            Some(v.parse::<u64>().map_err(|_| OAuthError::new(ErrorCode::InvalidRequest, "max_age must be a whole number of seconds"))?)
+        }
     };
     for (name, max) in [("state", 2048), ("nonce", 512), ("login_hint", 512)] {
         if params.get(name).is_some_and(|v| v.len() > max) {
-            return Err(OAuthError::new("invalid_request", format!("{name} is longer than {max} characters")));
+            return Err(OAuthError::new(ErrorCode::InvalidRequest, format!("{name} is longer than {max} characters")));
         }
     }
     Ok(AuthorizeRequest {
@@ -179,7 +174,8 @@ const AUTH_TIME_LEEWAY_SECS: i64 = 60;
 /// `prompt=login` an `auth_time` from before the sign-in started shows the IdP did
 /// not re-authenticate. Without a word from the IdP, the sign-in's own time.
 pub fn authenticated_at(req: &AuthorizeRequest, idp_auth_time: Option<i64>, started_at: i64, now: i64) -> Result<i64, OAuthError> {
-    let stale = |why: &str| OAuthError::new("access_denied", format!("the identity provider did not authenticate the user again: {why}"));
+    let stale =
+        |why: &str| OAuthError::new(ErrorCode::AccessDenied, format!("the identity provider did not authenticate the user again: {why}"));
     match (idp_auth_time, req.max_age) {
         (None, Some(_)) => return Err(stale("its ID token has no auth_time, which max_age requires")),
         (Some(at), Some(max)) if now - at > max as i64 + AUTH_TIME_LEEWAY_SECS => {
@@ -295,7 +291,7 @@ mod tests {
                 b.insert(k.to_string(), v.to_string());
             }
             let err = validate(&b, &app(kind), "https://app.example.com/cb".into()).unwrap_err();
-            assert_eq!(err.error, want, "{extra:?}: {}", err.description);
+            assert_eq!(err.code.as_str(), want, "{extra:?}: {}", err.description);
         };
         check(&[("response_type", "token")], ClientType::Confidential, "unsupported_response_type");
         check(&[("scope", "email")], ClientType::Confidential, "invalid_scope");

@@ -3,6 +3,7 @@
 //! The random part is a lowercase ULID: sortable by creation time, so an id doubles
 //! as a stable pagination cursor, and 80 bits of randomness make ids unguessable.
 
+use crate::sync;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -47,7 +48,7 @@ static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
 /// A fresh id of the given kind, e.g. `org_01jd3m…`.
 pub fn new_id(kind: IdKind) -> String {
     let ulid = {
-        let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = sync::lock(&GENERATOR);
         guard.get_or_insert_with(ulid::Generator::new).generate().unwrap_or_else(|_| ulid::Ulid::new())
     };
     format!("{}_{}", kind.prefix(), ulid.to_string().to_ascii_lowercase())

@@ -15,6 +15,7 @@ pub mod group_mapping;
 pub mod group_sync;
 pub mod ids;
 pub mod network;
+pub mod oauth;
 pub mod organization;
 pub mod patch;
 pub mod roles;

@@ -119,7 +119,8 @@ impl RefreshPolicy {
 /// Whether an IdP's refusal of a refresh means the grant is gone for good (RFC 6749
 /// §5.2), as opposed to a failure worth retrying.
 pub fn refusal_is_final(oauth_error: &str) -> bool {
-    matches!(oauth_error, "invalid_grant" | "invalid_client" | "unauthorized_client" | "invalid_scope")
+    use super::oauth::ErrorCode::*;
+    matches!(super::oauth::ErrorCode::parse(oauth_error), Some(InvalidGrant | InvalidClient | UnauthorizedClient | InvalidScope))
 }
 
 #[cfg(test)]

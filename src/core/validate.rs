@@ -81,7 +81,11 @@ pub fn domain(field: &str, value: &str) -> Validated<String> {
             && !l.ends_with('-')
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    if v.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) || labels.last().unwrap().bytes().all(|b| b.is_ascii_digit()) {
+    if v.len() > 253
+        || labels.len() < 2
+        || !labels.iter().all(label_ok)
+        || labels.last().is_none_or(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(ValidationError::new(field, format!("`{}` is not a valid domain name (e.g. acme.com)", value.trim())));
     }
     Ok(v)

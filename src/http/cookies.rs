@@ -24,6 +24,7 @@ pub fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
 }
 
 /// A `Set-Cookie` value; no value clears the cookie.
+#[expect(clippy::expect_used, reason = "every cookie ssogate sets holds URL-safe base64 (random or sealed), never a control character")]
 pub fn set_cookie(name: &str, value: Option<&str>, path: &str, max_age: Duration, secure: bool, same_site: SameSite) -> HeaderValue {
     let max_age = if value.is_some() { max_age } else { Duration::ZERO };
     let cookie = Cookie::build((name, value.unwrap_or_default()))

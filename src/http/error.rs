@@ -1,11 +1,14 @@
-//! Every error of every layer becomes an HTTP answer here, and only here:
-//! `{"error": {"code": "…", "message": "…", "field": "…"}}` with the right status.
+//! Every error of every layer becomes an HTTP answer here, and only here: the admin
+//! API's `{"error": {"code": "…", "message": "…", "field": "…"}}`, the protocol
+//! endpoints' OAuth errors (RFC 6749 §5.2), and the statuses of error pages.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::broker::PageKind;
+use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::core::ValidationError;
 use crate::store::StoreError;
 
@@ -95,5 +98,52 @@ impl From<StoreError> for ApiError {
             }
             other => ApiError::internal(&other),
         }
+    }
+}
+
+/// The status of an OAuth error at a JSON endpoint (token, userinfo, SSO user info,
+/// back-channel logout): RFC 6749 §5.2 answers 400, or 401 for a client that failed
+/// to authenticate; RFC 6750 §3.1 answers 401 for a bad bearer token; ssogate's own
+/// failures are 500, or 503 when retrying soon can help.
+pub fn oauth_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// An OAuth error as a JSON answer (RFC 6749 §5.2), never cached, with the challenge
+/// its status calls for (RFC 6749 §5.2 `Basic`, RFC 6750 §3 `Bearer`).
+pub struct OAuthJson(pub OAuthError);
+
+impl IntoResponse for OAuthJson {
+    fn into_response(self) -> Response {
+        let OAuthError { code, description } = self.0;
+        let mut resp = (
+            oauth_status(code),
+            [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+            Json(json!({"error": code.as_str(), "error_description": description})),
+        )
+            .into_response();
+        let challenge = match code {
+            ErrorCode::InvalidClient => Some("Basic realm=\"ssogate\""),
+            ErrorCode::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(c));
+        }
+        resp
+    }
+}
+
+/// The status of an error page.
+pub fn page_status(kind: PageKind) -> u16 {
+    match kind {
+        PageKind::BadRequest => 400,
+        PageKind::NotFound => 404,
+        PageKind::Unavailable => 503,
     }
 }

@@ -14,11 +14,13 @@ use cookie::SameSite;
 use serde_json::json;
 
 use super::cookies::{cookies, set_cookie};
+use super::error::{page_status, OAuthJson};
 use super::pages::{escape, form_page, message_page, page_framed_by};
 use super::rate_limit::retry_after;
 use super::AppState;
-use crate::broker::{client_credentials, BackchannelError, ClientAuthFailure, Reply, SsoProfileError, TokenError, UserinfoError};
+use crate::broker::{client_credentials, BackchannelError, ClientAuthFailure, Reply, SsoProfileError, UserinfoError};
 use crate::core::application::{Application, ClientType};
+use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::oidc::discovery::discovery;
 
 pub fn routes() -> Router<AppState> {
@@ -55,7 +57,7 @@ fn params(method: &Method, query: Option<String>, body: &Bytes) -> Vec<(String, 
 pub(super) fn reply(state: &AppState, r: Reply) -> Response {
     let (mut resp, cookies) = match r {
         Reply::Redirect { location, cookies } => (Redirect::to(&location).into_response(), cookies),
-        Reply::ErrorPage { status, title, message } => (message_page(status, &title, &message), vec![]),
+        Reply::ErrorPage { kind, title, message } => (message_page(page_status(kind), &title, &message), vec![]),
         Reply::ConfirmLogout { fields } => (logout_confirmation(&state.broker.issuer, &fields), vec![]),
         Reply::SignedOut { cookies } => {
             (message_page(200, "Signed out", "You are signed out of ssogate. You can close this window."), cookies)
@@ -142,7 +144,7 @@ async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Soc
     };
     match state.broker.token(&app, form).await {
         Ok(t) => (NO_STORE, Json(t)).into_response(),
-        Err(e) => token_error(e),
+        Err(e) => OAuthJson(e).into_response(),
     }
 }
 
@@ -175,7 +177,7 @@ async fn authenticated_client(
                 ClientAuthFailure::Store(_) => Ok(()),
             };
             over.map_err(too_many)?;
-            return Err(token_error(failure.into_error()));
+            return Err(OAuthJson(failure.into_error()).into_response());
         }
     };
     // Anyone can name a public client: its allowance is also per address.
@@ -192,33 +194,12 @@ fn too_many(wait: std::time::Duration) -> Response {
     (StatusCode::TOO_MANY_REQUESTS, NO_STORE, retry_after(wait), Json(body)).into_response()
 }
 
-/// An RFC 6749 §5.2 error answer.
-fn token_error(TokenError { status, error, description }: TokenError) -> Response {
-    let mut resp = (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-        NO_STORE,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response();
-    if status == 401 {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ssogate\""));
-    }
-    resp
-}
-
 fn invalid_token() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        NO_STORE,
-        [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
-        Json(json!({"error": "invalid_token", "error_description": "the access token is missing, unknown, expired or revoked"})),
-    )
-        .into_response()
+    OAuthJson(OAuthError::new(ErrorCode::InvalidToken, "the access token is missing, unknown, expired or revoked")).into_response()
 }
 
-fn unavailable(e: &dyn std::fmt::Display, at: &str) -> Response {
-    tracing::error!(error = %e, endpoint = at, "store failure");
-    (StatusCode::SERVICE_UNAVAILABLE, NO_STORE, Json(json!({"error": "temporarily_unavailable"}))).into_response()
+fn invalid_request(why: impl Into<String>) -> Response {
+    OAuthJson(OAuthError::new(ErrorCode::InvalidRequest, why)).into_response()
 }
 
 /// The live SSO profile, for application backends (form: `token`, plus client authentication).
@@ -235,9 +216,9 @@ async fn sso_userinfo(
     };
     match state.broker.sso_profile(&app, form).await {
         Ok(profile) => (NO_STORE, Json(profile)).into_response(),
-        Err(SsoProfileError::Request(e)) => token_error(e),
+        Err(SsoProfileError::Request(e)) => OAuthJson(e).into_response(),
         Err(SsoProfileError::InactiveToken) => invalid_token(),
-        Err(SsoProfileError::Store(e)) => unavailable(&e, "sso_userinfo"),
+        Err(SsoProfileError::Store(e)) => OAuthJson(e.into()).into_response(),
     }
 }
 
@@ -246,9 +227,20 @@ async fn logged_out(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     reply(&state, r)
 }
 
-/// OpenID Connect Back-Channel Logout 1.0 §2.8: 200 when done, 400 with an OAuth
-/// error when the token is refused.
-async fn frontchannel_logout(State(state): State<AppState>, Path(connection_id): Path<String>, RawQuery(query): RawQuery) -> Response {
+/// OpenID Connect Front-Channel Logout 1.0 §2–3: a page the IdP frames, 400 for a
+/// request that names no session of this connection's IdP; limited per address.
+async fn frontchannel_logout(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(connection_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(wait) = state.limits.frontchannel_logout.check(&state.limits.client(peer.ip(), &headers)) {
+        let page =
+            message_page(429, "Too many sign-out requests", "Too many sign-outs came from your network. Wait a moment, then try again.");
+        return (retry_after(wait), page).into_response();
+    }
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     match state.broker.frontchannel_logout(&connection_id, &params).await {
         Ok((_, idp_origin)) => page_framed_by(200, "Signed out", "You are signed out of ssogate.", &idp_origin),
@@ -259,14 +251,17 @@ async fn frontchannel_logout(State(state): State<AppState>, Path(connection_id):
     }
 }
 
+/// OpenID Connect Back-Channel Logout 1.0 §2.8: 200 when done, 400 with an OAuth
+/// error when the token is refused.
 async fn backchannel_logout(State(state): State<AppState>, Path(connection_id): Path<String>, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     match state.broker.backchannel_logout(&connection_id, &form).await {
         Ok(_) => (StatusCode::OK, NO_STORE).into_response(),
-        Err(BackchannelError::InvalidRequest(why)) => {
-            (StatusCode::BAD_REQUEST, NO_STORE, Json(json!({"error": "invalid_request", "error_description": why}))).into_response()
+        Err(BackchannelError::InvalidRequest(why)) => invalid_request(why),
+        Err(BackchannelError::Unavailable) => {
+            OAuthJson(OAuthError::new(ErrorCode::TemporarilyUnavailable, "ssogate cannot reach its database; try again shortly"))
+                .into_response()
         }
-        Err(e @ BackchannelError::Unavailable) => unavailable(&e, "backchannel_logout"),
     }
 }
 
@@ -286,9 +281,6 @@ async fn userinfo(State(state): State<AppState>, method: Method, headers: Header
     if method == Method::POST && form {
         in_body = url::form_urlencoded::parse(&body).filter(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned()).collect();
     }
-    let invalid_request = |why: &str| {
-        (StatusCode::BAD_REQUEST, NO_STORE, Json(json!({"error": "invalid_request", "error_description": why}))).into_response()
-    };
     let token = match (bearer, in_body.len()) {
         (Some(_), 1..) => return invalid_request("the access token was sent both in the Authorization header and in the body"),
         (None, 2..) => return invalid_request("access_token was sent more than once"),
@@ -304,6 +296,6 @@ async fn userinfo(State(state): State<AppState>, method: Method, headers: Header
             ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], Bytes::from_owner(body)).into_response()
         }
         Err(UserinfoError::InvalidToken) => invalid_token(),
-        Err(UserinfoError::Store(e)) => unavailable(&e, "userinfo"),
+        Err(UserinfoError::Store(e)) => OAuthJson(e.into()).into_response(),
     }
 }

@@ -83,6 +83,9 @@ impl FailureLimit {
 
 pub struct RateLimits {
     pub authorize: Limit,
+    /// Front-channel logouts, by address: they carry no secret, so guessing is
+    /// slowed like sign-ins (with the same allowance, counted apart).
+    pub frontchannel_logout: Limit,
     /// Requests of an authenticated client, by client id (public clients, which
     /// anyone can name, by client id and address).
     pub token: Limit,
@@ -98,6 +101,7 @@ impl RateLimits {
     pub fn new(authorize: u32, token: u32, admin: u32, trusted_proxies: Vec<IpNet>) -> Self {
         RateLimits {
             authorize: Limit::per_minute("authorize", authorize),
+            frontchannel_logout: Limit::per_minute("frontchannel_logout", authorize),
             token: Limit::per_minute("token", token),
             client_auth_failures: FailureLimit::per_minute("client_auth_failures", token),
             unattributed_clients: FailureLimit::per_minute("unattributed_clients", token),
@@ -114,6 +118,7 @@ impl RateLimits {
 
     pub fn forget_idle(&self) {
         self.authorize.forget_idle();
+        self.frontchannel_logout.forget_idle();
         self.token.forget_idle();
         self.client_auth_failures.limit.forget_idle();
         self.unattributed_clients.limit.forget_idle();

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::sync;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -38,7 +39,7 @@ struct Admitted {
 
 impl OpenConnections {
     fn admit(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Option<Admitted> {
-        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = sync::lock(&self.0);
         let n = open.entry(ip).or_default();
         if *n >= cap {
             return None;
@@ -50,7 +51,7 @@ impl OpenConnections {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut open = self.open.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = sync::lock(&self.open.0);
         if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

@@ -5,7 +5,7 @@
 //! only ever touch the database sealed by the [`SecretBox`](crate::crypto::SecretBox).
 //!
 //! Two rules keep replicas and concurrent requests from losing updates (each has a
-//! race test in `tests/races.rs` or `tests/store.rs`):
+//! race test in `tests/it/races.rs` or `tests/it/store.rs`):
 //! - Every read-modify-write of one row's state (a user's profile or groups, a
 //!   connection's or organization's settings, a session's upstream tokens) is one
 //!   method here, in one transaction that holds the row (`hold_row`: `FOR NO KEY UPDATE` on

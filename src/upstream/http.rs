@@ -13,6 +13,7 @@ use url::Url;
 use super::UpstreamError;
 use crate::core::circuit::{Admission, Circuit, CircuitPolicy};
 use crate::core::network::NetworkPolicy;
+use crate::sync;
 use crate::telemetry;
 
 #[derive(Clone)]
@@ -40,7 +41,7 @@ struct InFlight<'c> {
 impl InFlight<'_> {
     fn finish(mut self, failed: bool) {
         self.finished = true;
-        let mut circuits = self.client.circuits.lock().unwrap();
+        let mut circuits = sync::lock(&self.client.circuits);
         if let Some(c) = circuits.get_mut(&self.key) {
             c.finish(failed, Instant::now(), &self.client.circuit_policy);
         }
@@ -50,7 +51,7 @@ impl InFlight<'_> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            if let Some(c) = self.client.circuits.lock().unwrap().get_mut(&self.key) {
+            if let Some(c) = sync::lock(&self.client.circuits).get_mut(&self.key) {
                 c.abandon();
             }
         }
@@ -131,7 +132,7 @@ impl IdpClient {
     /// or it has too many requests waiting already.
     fn admit(&self, host: &str, port: Option<u16>) -> Result<InFlight<'_>, UpstreamError> {
         let key = format!("{host}:{}", port.unwrap_or_default());
-        let mut circuits = self.circuits.lock().unwrap();
+        let mut circuits = sync::lock(&self.circuits);
         let circuit = circuits.entry(key.clone()).or_default();
         match circuit.admit(Instant::now(), &self.circuit_policy) {
             Admission::Allowed | Admission::Trial => Ok(InFlight { client: self, key, finished: false }),

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::metadata::{issuer_matches, usable_signing_keys, ProviderMetadata};
 use super::{IdpClient, UpstreamError};
+use crate::sync;
 
 const MIN_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -134,7 +135,7 @@ impl Providers {
 
     /// Whether a forced refetch of `key` is allowed now (and, if so, records it).
     fn may_force(&self, key: &str) -> bool {
-        let mut forced = self.forced.write().unwrap();
+        let mut forced = sync::write(&self.forced);
         let allowed = forced.get(key).is_none_or(|t| t.elapsed() >= FORCED_REFETCH_INTERVAL);
         if allowed {
             forced.insert(key.to_owned(), Instant::now());
@@ -144,7 +145,7 @@ impl Providers {
 
     /// Forgets what is cached for a discovery URL (its connection changed).
     pub fn forget(&self, discovery_url: &str) {
-        self.metadata.write().unwrap().remove(discovery_url);
+        sync::write(&self.metadata).remove(discovery_url);
     }
 
     /// A cached value and whether it is still fresh; past three quarters of its
@@ -156,7 +157,7 @@ impl Providers {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let (value, age, ttl) = {
-            let guard = map.read().unwrap();
+            let guard = sync::read(map);
             let e = guard.get(key)?;
             (e.value.clone(), e.age(), e.ttl)
         };
@@ -167,11 +168,11 @@ impl Providers {
     }
 
     fn within_grace<T>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str) -> bool {
-        map.read().unwrap().get(key).is_some_and(|e| e.age() < e.ttl + STALE_GRACE)
+        sync::read(map).get(key).is_some_and(|e| e.age() < e.ttl + STALE_GRACE)
     }
 
     fn store<T>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str, value: Arc<T>, ttl: Duration) {
-        map.write().unwrap().insert(key.to_owned(), Entry { value, fetched: Instant::now(), ttl });
+        sync::write(map).insert(key.to_owned(), Entry { value, fetched: Instant::now(), ttl });
     }
 }
 

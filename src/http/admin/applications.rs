@@ -32,7 +32,7 @@ struct WithSecret {
 }
 
 fn new_secret() -> ApiResult<(String, String)> {
-    let secret = random_token("").map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "random_unavailable", e.to_string()))?;
+    let secret = random_token("");
     let hash = hash_secret(&secret);
     Ok((secret, hash))
 }

@@ -119,7 +119,7 @@ async fn sign_in(
         return Err(ApiError::unauthorized("the admin token is not valid").with_field("token"));
     }
     let admin_hash = state.admin_auth.current_hash(state.store.as_ref()).await?.ok_or_else(signed_out)?;
-    let session = ConsoleSession::new(&admin_hash, now().unix_timestamp()).ok_or_else(signed_out)?;
+    let session = ConsoleSession::new(&admin_hash, now().unix_timestamp());
     let sealed = session.seal(&state.broker.sealer).ok_or_else(signed_out)?;
     let mut resp = session_info(&state, &session).into_response();
     resp.headers_mut().append(header::SET_COOKIE, session_cookie(&state, Some(&sealed)));

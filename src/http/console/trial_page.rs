@@ -16,7 +16,7 @@ pub fn trial_page(outcome: &TrialOutcome) -> Response {
         Err(e) => format!(
             "<p class=\"err\" id=\"trial-result\" data-outcome=\"error\"><b>{}</b>: {}</p>\
              <p>Check the connection's settings and the IdP's application, then try again.</p>",
-            escape(e.error),
+            escape(e.code.as_str()),
             escape(&e.description)
         ),
     };

@@ -3,7 +3,7 @@
 //! steps land on different replicas, caches that follow another replica's changes at
 //! once, a background refresh that runs once, and a seat limit that holds.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

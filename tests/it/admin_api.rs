@@ -1,6 +1,6 @@
 //! The admin API over HTTP against the real binary on SQLite.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, Options, Ssogate, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};

@@ -1,7 +1,7 @@
 //! Interleavings that lost updates or ended sessions wrongly, reproduced on cue (a fake
 //! IdP that fails or holds a step when told) on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -211,7 +211,7 @@ async fn a_sign_in_in_flight_applies_the_current_mapping_on_postgres() {
 /// resolve that user's groups from what the sign-in stored, not from its page.
 /// (SQLite has no row locks to pause a job with: there every sync runs in one
 /// `BEGIN IMMEDIATE` transaction that reads the user's IdP groups itself, which
-/// tests/store.rs checks, so a page read earlier is never written back.)
+/// tests/it/store.rs checks, so a page read earlier is never written back.)
 #[tokio::test]
 async fn a_re_sync_job_never_writes_back_stale_idp_groups_on_postgres() {
     use sqlx::Connection;

@@ -1,7 +1,7 @@
 //! Identity providers that misbehave, from a fake OP: every fault is refused with a
 //! clear OAuth error at the application, and valid logins still pass.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

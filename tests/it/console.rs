@@ -3,7 +3,7 @@
 //! against the real OP, with screenshots of every page saved under
 //! `<target>/tmp/console-screenshots`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! undocumented statuses, answers that break their schema, and requests the
 //! description refuses but the API accepts.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The storage layer through the `Store` trait, every check run on real SQLite and
 //! on real PostgreSQL (a fresh database per test).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -922,6 +922,24 @@ async fn sessions_end_with_their_tokens_and_refreshes_are_claimed_once(db: &Test
     assert_eq!(s.end_sessions(by_sub, "idp_logout", &actor()).await.unwrap().len(), 22);
     assert!(s.user_sessions(&u.user.id).await.unwrap().is_empty());
     assert!(s.issued_token("tok-23").await.unwrap().unwrap().revoked);
+
+    // A front-channel logout naming the user by subject ends their sessions through that
+    // connection without an IdP sid, and only those.
+    let c2 = s.create_connection(connection(&o.id), "y", &actor()).await.unwrap();
+    let without_sid = session_of(&u.user.id, &c, t, day);
+    let mut with_sid = session_of(&u.user.id, &c, t, day);
+    with_sid.idp_sid = Some("idp-sid-kept".into());
+    let elsewhere = session_of(&u.user.id, &c2, t, day);
+    for (i, session) in [&without_sid, &with_sid, &elsewhere].into_iter().enumerate() {
+        sign_in(s, session, &app.id, &format!("tok-fcl-{i}")).await;
+    }
+    let by_subject = SessionFilter::IdpSubjectWithoutSid { connection_id: &c.id, sub: "u1" };
+    let ended = s.end_sessions(by_subject, "idp_logout_by_subject", &actor()).await.unwrap();
+    assert_eq!(ended.iter().map(|e| e.session.id.as_str()).collect::<Vec<_>>(), [without_sid.id.as_str()]);
+    let other_subject = SessionFilter::IdpSubjectWithoutSid { connection_id: &c2.id, sub: "u2" };
+    assert!(s.end_sessions(other_subject, "idp_logout_by_subject", &actor()).await.unwrap().is_empty());
+    assert_eq!(s.user_sessions(&u.user.id).await.unwrap().len(), 2);
+    s.end_sessions(SessionFilter::User(&u.user.id), "admin", &actor()).await.unwrap();
 
     // A new sign-in adopts the same user's grants from the session it replaces.
     let old = session_of(&u.user.id, &c, t, day);

@@ -3,7 +3,7 @@
 //! background, the SSO user info endpoint, revocation at the IdP, RP-initiated
 //! logout through the IdP, back-channel logout both ways, and session admin.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

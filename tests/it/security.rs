@@ -3,7 +3,7 @@
 //! application, a network attacker and a cross-site page. Each test fails without
 //! the defence it names.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! Brokered login end to end: a real relying party (openid-client) signs in through
 //! ssogate, which signs the user in at a real OpenID Provider (oidc-provider).
 
-mod common;
+use crate::common;
 
 use common::browser::{Browser, Landing};
 use common::idp::{IdpSoftware, TestIdp};

@@ -1,6 +1,5 @@
 //! Test harness: the real `ssogate` binary, the real `oidc-provider` OP, and a small
 //! fake IdP for faults a certified OP never produces.
-#![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod app_backend;
 pub mod balancer;
@@ -70,7 +69,7 @@ impl Ssogate {
             args.push("--dev".into());
         }
         args.extend(opts.extra_args);
-        // Tests of other things must not trip the abuse limits (tests/limits.rs sets them).
+        // Tests of other things must not trip the abuse limits (tests/it/limits.rs sets them).
         let mut env: Vec<(String, String)> =
             ["SSOGATE_RATE_LIMIT_AUTHORIZE", "SSOGATE_RATE_LIMIT_TOKEN", "SSOGATE_RATE_LIMIT_ADMIN"].map(|v| (v.into(), "0".into())).into();
         env.extend(opts.env);

@@ -1,8 +1,8 @@
-//! Abuse limits: `authorize` per client address, `token` per authenticated client
+//! Abuse limits: `authorize` (and front-channel logout) per client address, `token` per authenticated client
 //! (failures per client and address), the admin API per client address — each answered with 429 and `Retry-After`, counted in
 //! the metrics; behind a trusted proxy, clients are told apart by X-Forwarded-For.
 
-mod common;
+use crate::common;
 
 use common::{Options, Ssogate, ADMIN_TOKEN};
 use reqwest::header::RETRY_AFTER;
@@ -61,9 +61,17 @@ async fn each_limit_refuses_with_429_and_retry_after() {
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.headers().contains_key(RETRY_AFTER));
     assert!(limited.text().await.unwrap().contains("Too many sign-in attempts"));
+    // Front-channel logouts carry no secret either: as many per address, counted apart.
+    let frontchannel = || http.get(sso.url("/sso/frontchannel-logout/conn_none?iss=https://idp.example.test&sid=alice")).send();
+    for _ in 0..3 {
+        assert_eq!(frontchannel().await.unwrap().status(), StatusCode::BAD_REQUEST, "no such connection");
+    }
+    let limited = frontchannel().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key(RETRY_AFTER));
 
     // token: failed client authentications, two per minute per (client, address) —
-    // never the genuine client's own allowance (tests/security.rs) — and requests
+    // never the genuine client's own allowance (tests/it/security.rs) — and requests
     // naming no registered client, two per minute per address.
     let (_, app) = sso.post("/applications", serde_json::json!({"name": "A", "redirect_uris": ["https://a.example.test/cb"]})).await;
     let client = app["client_id"].as_str().unwrap().to_owned();

@@ -137,7 +137,7 @@ proptest! {
                 prop_assert_eq!(req.redirect_uri.as_str(), "https://app.example.com/cb");
                 prop_assert_eq!(req.state.as_deref(), params.get("state").map(|s| s.trim()).filter(|s| !s.is_empty()));
             }
-            Err(e) => prop_assert!(!e.error.is_empty() && !e.description.is_empty()),
+            Err(e) => prop_assert!(!e.code.as_str().is_empty() && !e.description.is_empty()),
         }
         let pairs: Vec<(String, String)> = params.into_iter().collect();
         prop_assert!(authorize::single_valued(pairs).is_ok());

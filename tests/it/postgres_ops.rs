@@ -1,7 +1,7 @@
 //! Running ssogate on PostgreSQL as operators do: migrations by a role with DDL
 //! rights and the service without them, and the database restarting under load.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};

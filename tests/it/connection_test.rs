@@ -1,7 +1,7 @@
 //! `POST /connections/{id}/test` against the real oidc-provider and against broken
 //! identity providers.
 
-mod common;
+use crate::common;
 
 use common::fake_idp::FakeIdp;
 use common::idp::TestIdp;

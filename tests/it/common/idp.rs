@@ -94,10 +94,6 @@ impl TestIdp {
     pub fn control_url(&self, path: &str) -> String {
         format!("{}{path}", url::Url::parse(&self.issuer).unwrap().origin().ascii_serialization())
     }
-
-    pub fn discovery_url(&self) -> String {
-        format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'))
-    }
 }
 
 impl Drop for TestIdp {
