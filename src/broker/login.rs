@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::login_state::{self, LoginState};
 use super::trial::trial_failed;
-use super::{handle, Broker, PageKind, Reply, SetCookie, SESSION_COOKIE};
+use super::{handle, Broker, PageKind, Reply, SetCookie, SetupFailure, SESSION_COOKIE};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::authorize::{self, AuthorizeRequest};
@@ -21,8 +21,7 @@ use crate::core::{now, Timestamp};
 use crate::crypto::random_token;
 use crate::store::{Grant, IdpGroupsSource, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
 use crate::telemetry;
-use crate::upstream::id_token::{Expected, Nonce};
-use crate::upstream::rp::{self, AuthRequest, Endpoint, LoginError};
+use crate::upstream::rp::{AnswerError, Authorization, LoginError, PassedOn, VerifiedIdentity};
 use crate::upstream::UpstreamError;
 
 /// Everything that ends a login early, with the OAuth error it becomes.
@@ -30,14 +29,49 @@ pub(super) fn oauth(code: ErrorCode, description: impl Into<String>) -> OAuthErr
     OAuthError::new(code, description)
 }
 
-fn login_failure(e: LoginError) -> OAuthError {
-    tracing::warn!(error = %e, "upstream login failed");
-    match e {
-        LoginError::Upstream(UpstreamError::Forbidden(_) | UpstreamError::Malformed(_)) => {
-            oauth(ErrorCode::ServerError, format!("the organization's identity provider is misconfigured: {e}"))
+/// A failure at the IdP's end, as the application hears of it.
+impl From<LoginError> for OAuthError {
+    fn from(e: LoginError) -> Self {
+        tracing::warn!(error = %e, "upstream login failed");
+        match e {
+            LoginError::Upstream(UpstreamError::Forbidden(_) | UpstreamError::Malformed(_)) => {
+                oauth(ErrorCode::ServerError, format!("the organization's identity provider is misconfigured: {e}"))
+            }
+            LoginError::Upstream(_) => oauth(ErrorCode::TemporarilyUnavailable, e.to_string()),
+            _ => oauth(ErrorCode::AccessDenied, e.to_string()),
         }
-        LoginError::Upstream(_) => oauth(ErrorCode::TemporarilyUnavailable, e.to_string()),
-        _ => oauth(ErrorCode::AccessDenied, e.to_string()),
+    }
+}
+
+impl From<SetupFailure> for OAuthError {
+    fn from(e: SetupFailure) -> Self {
+        match e {
+            SetupFailure::Store(e) => e.into(),
+            SetupFailure::Upstream(e) => LoginError::Upstream(e).into(),
+        }
+    }
+}
+
+/// An IdP's answer at the callback that is not a code, as the application hears of
+/// it: the IdP's own refusals that mean something to an application pass on as they
+/// are (OIDC Core §3.1.2.6), anything else is `access_denied`.
+impl From<AnswerError> for OAuthError {
+    fn from(e: AnswerError) -> Self {
+        use ErrorCode::*;
+        const PASSED_ON: [ErrorCode; 7] = [
+            AccessDenied,
+            LoginRequired,
+            ConsentRequired,
+            InteractionRequired,
+            AccountSelectionRequired,
+            TemporarilyUnavailable,
+            ServerError,
+        ];
+        let code = match &e {
+            AnswerError::Refused { error, .. } => ErrorCode::parse(error).filter(|c| PASSED_ON.contains(c)).unwrap_or(AccessDenied),
+            _ => AccessDenied,
+        };
+        oauth(code, e.to_string())
     }
 }
 
@@ -58,16 +92,6 @@ fn answered_where_sent(login: &LoginState, at: Option<&str>, params: &HashMap<St
             "the identity provider's answer arrived at another connection's redirect URI; refused as a possible mix-up attack (RFC 9700 §4.4)",
         )),
     }
-}
-
-/// Who signed in at the IdP, as its validated answer says.
-pub(super) struct UpstreamIdentity {
-    pub tokens: rp::TokenResponse,
-    pub id_claims: Claims,
-    pub userinfo: Option<Claims>,
-    /// The ID token's claims, with userinfo filling what it lacks.
-    pub merged: Claims,
-    pub sub: String,
 }
 
 impl Broker {
@@ -162,32 +186,15 @@ impl Broker {
     /// Sends the browser to the connection's IdP, the login's state sealed in a cookie.
     /// `trial`: an admin's try-it sign-in, which ends on a preview page.
     pub(super) async fn redirect_to_idp(&self, connection: &Connection, req: &AuthorizeRequest, trial: bool) -> Result<Reply, OAuthError> {
-        let metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
-        let state = random_token("");
-        let nonce = random_token("");
-        let verifier = rp::supports_pkce(&metadata).then(|| random_token(""));
-        let challenge = verifier.as_deref().map(rp::pkce_pair);
-        let callback = connection.redirect_uri(&self.issuer);
-        let location = rp::authorization_url(
-            &metadata,
-            connection,
-            &AuthRequest {
-                state: &state,
-                nonce: &nonce,
-                pkce_challenge: challenge.as_deref(),
-                redirect_uri: &callback,
-                login_hint: req.login_hint.as_deref(),
-                prompt_login: req.prompt_login,
-                max_age: req.max_age,
-            },
-        )
-        .map_err(|e| login_failure(e.into()))?;
+        let rp = self.relying_party(connection, connection.redirect_uri(&self.issuer)).await?;
+        let passed_on = PassedOn { login_hint: req.login_hint.as_deref(), prompt_login: req.prompt_login, max_age: req.max_age };
+        let Authorization { url: location, state, nonce, pkce_verifier } = rp.begin(passed_on).map_err(LoginError::from)?;
         let state_hash = handle(&state);
         let login = LoginState {
             organization_id: connection.organization_id.clone(),
             connection_id: connection.id.clone(),
             nonce,
-            pkce_verifier: verifier,
+            pkce_verifier,
             request: req.clone(),
             expires_at: (now() + self.lifetimes.login_state).unix_timestamp(),
             trial,
@@ -290,8 +297,8 @@ impl Broker {
     async fn distributed_groups(&self, c: &Connection, said: (&Claims, Option<&Claims>), sub: &str, access_token: &str) -> Option<Claims> {
         let claim = group_sync::top_claim(&c.group_sync.claim);
         let source = [Some(said.0), said.1].into_iter().flatten().find(|claims| group_sync::distributed_source(claims, claim).is_some())?;
-        let fetched = match self.providers.metadata(&c.discovery_url).await {
-            Ok(m) => rp::distributed_claim(&self.providers, &m, source, claim, sub, access_token).await.map_err(|e| e.to_string()),
+        let fetched = match self.relying_party(c, c.redirect_uri(&self.issuer)).await {
+            Ok(rp) => rp.distributed_claim(source, claim, sub, access_token).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let checked = fetched.and_then(|value| {
@@ -467,7 +474,8 @@ impl Broker {
         };
         let connection = self.connection_of(login).await?;
         self.check_licence(&connection.organization_id).await?;
-        let UpstreamIdentity { tokens, id_claims, userinfo, merged, sub } = self.upstream_identity(login, &connection, params).await?;
+        let (identity, merged) = self.upstream_identity(login, &connection, params).await?;
+        let VerifiedIdentity { tokens, sub, id_claims, userinfo, .. } = identity;
         let profile = claims::normalize(&merged);
         self.check_email_policy(&connection.organization_id, profile.email.as_deref()).await?;
         let login_at: Timestamp = now();
@@ -553,92 +561,26 @@ impl Broker {
     }
 
     /// The IdP's answer checked (RFC 9207 `iss`, errors), its code exchanged, its ID
-    /// token validated (OIDC Core 3.1.3.7) and its userinfo read: who signed in.
+    /// token validated (OIDC Core 3.1.3.7) and its userinfo read: who signed in, and
+    /// the profile they bring, within the claim limits.
     pub(super) async fn upstream_identity(
         &self,
         login: &LoginState,
         connection: &Connection,
         params: &HashMap<String, String>,
-    ) -> Result<UpstreamIdentity, OAuthError> {
-        let mut metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| login_failure(e.into()))?;
-        match params.get("iss") {
-            Some(iss) if *iss != metadata.issuer => {
-                return Err(oauth(
-                    ErrorCode::AccessDenied,
-                    "the answer came from another identity provider than the one asked (RFC 9207 iss mismatch)",
-                ))
-            }
-            None if metadata.authorization_response_iss_parameter_supported => {
-                return Err(oauth(ErrorCode::AccessDenied, "the identity provider's answer lacks the iss parameter it promises (RFC 9207)"))
-            }
-            _ => {}
-        }
-        if let Some(error) = params.get("error") {
-            use ErrorCode::*;
-            const PASSED_ON: [ErrorCode; 7] = [
-                AccessDenied,
-                LoginRequired,
-                ConsentRequired,
-                InteractionRequired,
-                AccountSelectionRequired,
-                TemporarilyUnavailable,
-                ServerError,
-            ];
-            let code = ErrorCode::parse(error).filter(|c| PASSED_ON.contains(c)).unwrap_or(AccessDenied);
-            let detail = params.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
-            return Err(oauth(code, format!("the identity provider refused the sign-in ({error}{detail})")));
-        }
-        let code = params.get("code").ok_or_else(|| oauth(ErrorCode::AccessDenied, "the identity provider's answer has no code"))?;
-        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await?;
-        let callback = login.redirect_uri(&self.issuer);
-        let (providers, url) = (&self.providers, connection.discovery_url.as_str());
-        let tokens = rp::following_moves(providers, url, &mut metadata, Endpoint::Token, |m| {
-            let (secret, callback) = (&secret, &callback);
-            async move { rp::exchange_code(providers, &m, connection, secret, code, callback, login.pkce_verifier.as_deref()).await }
-        })
-        .await
-        .map_err(login_failure)?;
-        let id_token = tokens.id_token.as_deref().ok_or_else(|| login_failure(LoginError::NoIdToken))?;
-        let hmac_secret = connection.allow_hmac_id_tokens.then_some(secret.as_str());
-        let id_claims = rp::following_moves(providers, url, &mut metadata, Endpoint::Jwks, |m| async move {
-            let expected = Expected {
-                issuer: &m.issuer,
-                client_id: &connection.client_id,
-                nonce: Nonce::Exactly(&login.nonce),
-                hmac_secret,
-                now: now().unix_timestamp(),
-            };
-            rp::validate_id_token(providers, &m, id_token, &expected).await
-        })
-        .await
-        .map_err(login_failure)?;
-        let sub = id_claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        let userinfo = match (&metadata.userinfo_endpoint, &tokens.access_token) {
-            (Some(_), Some(at)) => Some(
-                rp::following_moves(providers, url, &mut metadata, Endpoint::Userinfo, |m| {
-                    let sub = &sub;
-                    async move { rp::userinfo(providers, &m, at, sub).await }
-                })
-                .await
-                .map_err(login_failure)?,
-            ),
-            _ => None,
-        };
-        let merged = claims::merge(&id_claims, userinfo.as_ref());
-        self.check_claim_limits(connection, &id_claims, userinfo.as_ref(), &merged).map_err(|why| oauth(ErrorCode::AccessDenied, why))?;
-        Ok(UpstreamIdentity { tokens, id_claims, userinfo, merged, sub })
+    ) -> Result<(VerifiedIdentity, Claims), OAuthError> {
+        let mut rp = self.relying_party(connection, login.redirect_uri(&self.issuer)).await?;
+        let code = rp.code_in(params)?;
+        let identity = rp.exchange_code(code, login.pkce_verifier.as_deref(), &login.nonce, now().unix_timestamp()).await?;
+        let profile = identity.profile();
+        self.check_claim_limits(connection, &identity, &profile).map_err(|why| oauth(ErrorCode::AccessDenied, why))?;
+        Ok((identity, profile))
     }
 
     /// Refuses claims over the configured ceilings, before anything is written.
-    pub(super) fn check_claim_limits(
-        &self,
-        c: &Connection,
-        id_claims: &Claims,
-        userinfo: Option<&Claims>,
-        merged: &Claims,
-    ) -> Result<(), String> {
-        self.claim_limits.check_size(merged)?;
-        let groups = group_sync::reported_groups(id_claims, userinfo, &c.group_sync.claim);
+    pub(super) fn check_claim_limits(&self, c: &Connection, identity: &VerifiedIdentity, profile: &Claims) -> Result<(), String> {
+        self.claim_limits.check_size(profile)?;
+        let groups = group_sync::reported_groups(&identity.id_claims, identity.userinfo.as_ref(), &c.group_sync.claim);
         self.claim_limits.check_groups(groups.map_or(0, |g| g.len()))
     }
 }

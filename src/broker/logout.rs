@@ -17,8 +17,7 @@ use crate::core::authorize::single_valued;
 use crate::core::now;
 use crate::crypto::{hash_secret, verify_secret};
 use crate::store::{Session, SessionFilter};
-use crate::upstream::id_token::{self, Expected, Nonce, MAX_TOKEN_AGE_SECS};
-use crate::upstream::rp::{self, Endpoint};
+use crate::upstream::id_token::{self, MAX_TOKEN_AGE_SECS};
 
 /// The audience of an ID token hint, read without verifying it: it only chooses
 /// whose registered addresses the redirect must match, so forging it gains nothing.
@@ -218,26 +217,14 @@ impl Broker {
         let store = self.store.as_ref();
         let connection = self.config.connection(store, connection_id).await.map_err(|e| unavailable(&e))?;
         let connection = connection.ok_or_else(|| invalid("there is no such connection"))?;
-        let mut metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| unavailable(&e))?;
-        let secret = self.config.client_secret(store, &connection.id).await.map_err(|e| unavailable(&e))?;
-        let hmac_secret = connection.allow_hmac_id_tokens.then_some(secret.as_str());
-        let (providers, url) = (&self.providers, connection.discovery_url.as_str());
-        let claims = rp::following_moves(providers, url, &mut metadata, Endpoint::Jwks, |m| {
-            let client_id = &connection.client_id;
-            async move {
-                let expected =
-                    Expected { issuer: &m.issuer, client_id, nonce: Nonce::Exactly(""), hmac_secret, now: now().unix_timestamp() };
-                rp::validate_logout_token(providers, &m, token, &expected).await
-            }
-        })
-        .await
-        .map_err(|e| {
+        let mut rp = self.relying_party(&connection, connection.redirect_uri(&self.issuer)).await.map_err(|e| unavailable(&e))?;
+        let claims = rp.verify_logout_token(token, now().unix_timestamp()).await.map_err(|e| {
             tracing::warn!(connection_id, error = %e, "refused a back-channel logout token");
             BackchannelError::InvalidRequest(e.to_string())
         })?;
         let text = |k: &str| claims.get(k).and_then(Value::as_str);
         // A replayed token must not end sessions signed in since.
-        let jti = format!("logout:{}:{}", metadata.issuer, text("jti").unwrap_or_default());
+        let jti = format!("logout:{}:{}", rp.metadata().issuer, text("jti").unwrap_or_default());
         let expires = now() + std::time::Duration::from_secs((MAX_TOKEN_AGE_SECS * 2) as u64);
         if !store.use_once(&handle(&jti), expires).await.map_err(|e| unavailable(&e))? {
             return Err(invalid("this logout token was already used"));

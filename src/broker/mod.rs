@@ -28,12 +28,14 @@ pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::AuthorizeRequest;
 use crate::core::claims::ClaimLimits;
+use crate::core::connection::Connection;
 use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::core::session::{RefreshPolicy, SessionLifetimes};
 use crate::crypto::{hash_secret, SecretBox};
 use crate::outbound::AppClient;
 use crate::store::{Store, StoreError};
-use crate::upstream::Providers;
+use crate::upstream::rp::{ClientSecret, RelyingParty};
+use crate::upstream::{Providers, UpstreamError};
 
 /// Lifetimes of what a login creates.
 #[derive(Clone, Debug)]
@@ -164,6 +166,28 @@ impl Broker {
     fn error_redirect(&self, req: &AuthorizeRequest, e: OAuthError) -> Reply {
         tracing::info!(client_id = %req.client_id, error = %e.code, description = %e.description, "login failed");
         self.redirect_to_app(req, &[("error", e.code.as_str()), ("error_description", &e.description)], vec![])
+    }
+}
+
+/// Why a connection's relying party could not be set up: its secret could not be
+/// read, or its IdP's metadata could not be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SetupFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl Broker {
+    /// The relying party of `connection`, answered at `callback`.
+    pub(crate) async fn relying_party<'a>(
+        &'a self,
+        connection: &'a Connection,
+        callback: String,
+    ) -> Result<RelyingParty<'a>, SetupFailure> {
+        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await?;
+        Ok(RelyingParty::new(&self.providers, connection, ClientSecret::new(secret), callback).await?)
     }
 }
 

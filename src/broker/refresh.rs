@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Broker;
+use super::{Broker, SetupFailure};
 use crate::core::audit::Actor;
 use crate::core::claims::{self, Claims};
 use crate::core::group_sync;
@@ -17,8 +17,7 @@ use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
 use crate::core::{now, Timestamp};
 use crate::store::{Session, SessionFilter, StoreError};
 use crate::telemetry;
-use crate::upstream::id_token::{Expected, Nonce};
-use crate::upstream::rp::{self, Endpoint, LoginError};
+use crate::upstream::rp::{LoginError, Previous};
 
 /// Sessions refreshed at once; a claim takes no more than the free slots, so every
 /// claimed session starts at once and its whole lease is its own.
@@ -53,11 +52,22 @@ impl From<StoreError> for RefreshFailure {
     }
 }
 
+impl From<SetupFailure> for RefreshFailure {
+    fn from(e: SetupFailure) -> Self {
+        match e {
+            SetupFailure::Store(e) => e.into(),
+            SetupFailure::Upstream(e) => RefreshFailure::Transient(e.to_string()),
+        }
+    }
+}
+
 impl From<LoginError> for RefreshFailure {
     fn from(e: LoginError) -> Self {
         match &e {
             LoginError::TokenRejected { error, .. } if refusal_is_final(error) => RefreshFailure::Final(e.to_string()),
-            LoginError::Upstream(_) | LoginError::TokenRejected { .. } => RefreshFailure::Transient(e.to_string()),
+            LoginError::Upstream(_) | LoginError::TokenRejected { .. } | LoginError::NoAccessToken => {
+                RefreshFailure::Transient(e.to_string())
+            }
             // A token that fails validation or names another subject is not to be trusted.
             _ => RefreshFailure::Final(e.to_string()),
         }
@@ -163,14 +173,8 @@ impl Broker {
         let connection_id = s.connection_id.as_deref().ok_or_else(|| Final("the session has no connection".into()))?;
         let store = self.store.as_ref();
         let connection = self.config.connection(store, connection_id).await?.ok_or_else(|| Final("the connection was removed".into()))?;
-        let mut metadata = self.providers.metadata(&connection.discovery_url).await.map_err(|e| Transient(e.to_string()))?;
-        let secret = self.config.client_secret(store, &connection.id).await?;
-        let (providers, url) = (&self.providers, connection.discovery_url.as_str());
-        let answer = rp::following_moves(providers, url, &mut metadata, Endpoint::Token, |m| {
-            let (connection, secret) = (&connection, &secret);
-            async move { rp::refresh(providers, &m, connection, secret, refresh_token).await }
-        })
-        .await?;
+        let mut rp = self.relying_party(&connection, connection.redirect_uri(&self.issuer)).await?;
+        let answer = rp.refresh(refresh_token).await?;
         let t = now();
         // Stored before anything else can fail: an IdP that rotates refresh tokens
         // refuses the old one, so losing the new one would end the session at the
@@ -186,45 +190,11 @@ impl Broker {
         if !store.save_upstream_tokens(&s.id, &s.id_hash, lease, &arrived).await? {
             return Err(LeaseLost);
         }
-        let access_token = answer.access_token.ok_or_else(|| Transient("the refresh answer has no access token".into()))?;
-
-        let sub = s.idp_sub.clone().unwrap_or_default();
-        let id_token_claims = match &answer.id_token {
-            Some(id_token) => {
-                let hmac_secret = connection.allow_hmac_id_tokens.then_some(secret.as_str());
-                let c = rp::following_moves(providers, url, &mut metadata, Endpoint::Jwks, |m| {
-                    let client_id = &connection.client_id;
-                    async move {
-                        let expected = Expected {
-                            issuer: &m.issuer,
-                            client_id,
-                            nonce: Nonce::AbsentOr(&previous.nonce),
-                            hmac_secret,
-                            now: t.unix_timestamp(),
-                        };
-                        rp::validate_id_token(providers, &m, id_token, &expected).await
-                    }
-                })
-                .await?;
-                if c.get("sub").and_then(Value::as_str) != Some(sub.as_str()) {
-                    return Err(Final("the refreshed ID token names another subject".into()));
-                }
-                c
-            }
-            None => previous.id_token_claims.clone(),
-        };
-        let userinfo: Option<Claims> = match &metadata.userinfo_endpoint {
-            Some(_) => Some(
-                rp::following_moves(providers, url, &mut metadata, Endpoint::Userinfo, |m| {
-                    let (access_token, sub) = (&access_token, &sub);
-                    async move { rp::userinfo(providers, &m, access_token, sub).await }
-                })
-                .await?,
-            ),
-            None => None,
-        };
-        let profile = claims::merge(&id_token_claims, userinfo.as_ref());
-        self.check_claim_limits(&connection, &id_token_claims, userinfo.as_ref(), &profile).map_err(Final)?;
+        let sub = s.idp_sub.as_deref().ok_or_else(|| Final("the session names no IdP subject".into()))?;
+        let before = Previous { sub, nonce: &previous.nonce, id_claims: &previous.id_token_claims };
+        let identity = rp.verify_refresh(answer, &before, t.unix_timestamp()).await?;
+        let profile = identity.profile();
+        self.check_claim_limits(&connection, &identity, &profile).map_err(Final)?;
         let user = store
             .refresh_user_profile(&connection, &claims::normalize(&profile), t)
             .await?
@@ -234,10 +204,13 @@ impl Broker {
         // new one: then userinfo's groups count, if it has them, and otherwise the
         // refresh has nothing new to say about groups (the old ID token's are stale).
         let no_id_token = Claims::new();
-        let said_now = if answer.id_token.is_some() { &id_token_claims } else { &no_id_token };
-        let groups_in_userinfo = userinfo.as_ref().is_some_and(|u| group_sync::idp_groups(u, &connection.group_sync.claim).is_some());
-        let user = if answer.id_token.is_some() || groups_in_userinfo {
-            self.sync_groups(&connection, user, (said_now, userinfo.as_ref()), &access_token, &actor)
+        let said_now = if identity.fresh_id_token { &identity.id_claims } else { &no_id_token };
+        let userinfo = identity.userinfo.as_ref();
+        let groups_in_userinfo = userinfo.is_some_and(|u| group_sync::idp_groups(u, &connection.group_sync.claim).is_some());
+        // verify_refresh refused an answer without one.
+        let access_token = identity.tokens.access_token.as_deref().unwrap_or_default();
+        let user = if identity.fresh_id_token || groups_in_userinfo {
+            self.sync_groups(&connection, user, (said_now, userinfo), access_token, &actor)
                 .await
                 .map_err(|e| Transient(format!("group sync: {}", e.description)))?
         } else {
@@ -255,7 +228,7 @@ impl Broker {
         let affected = store.reissue_grant_claims(&s.id_hash, &claims_for_scope).await?;
         self.forget_tokens(affected).await;
 
-        let tokens = UpstreamTokens { id_token_claims, profile, ..arrived };
+        let tokens = UpstreamTokens { id_token_claims: identity.id_claims, profile, ..arrived };
         if !store.save_refreshed(&s.id_hash, lease, &tokens, self.refresh.due_at(&tokens, t), t).await? {
             return Err(LeaseLost);
         }

@@ -5,10 +5,10 @@
 //! trial means real sign-ins will work.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::login::UpstreamIdentity;
 use super::login_state::LoginState;
 use super::{Broker, PageKind, Reply};
 use crate::core::authorize::AuthorizeRequest;
@@ -20,7 +20,7 @@ use crate::core::oauth::OAuthError;
 use crate::core::roles::derive_role;
 use crate::store::{Page, StoreResult};
 use crate::upstream::metadata::{self, ConnectionReport};
-use crate::upstream::rp::{self, LoginError};
+use crate::upstream::rp::{ClientSecret, RelyingParty, VerifiedIdentity};
 
 /// What the preview page shows.
 #[derive(Debug)]
@@ -50,15 +50,12 @@ impl Broker {
     /// (`invalid_grant` means the IdP authenticated the client; `invalid_client`, that
     /// it did not, RFC 6749 §5.2).
     pub async fn test_connection(&self, c: &Connection) -> StoreResult<ConnectionReport> {
-        let secret = self.config.client_secret(self.store.as_ref(), &c.id).await?;
-        let redirect_uri = c.redirect_uri(&self.issuer);
+        let secret = ClientSecret::new(self.config.client_secret(self.store.as_ref(), &c.id).await?);
+        let callback = c.redirect_uri(&self.issuer);
         let providers = &self.providers;
         Ok(metadata::test_connection(providers.client(), &c.discovery_url, |m| async move {
-            const NO_SUCH_CODE: &str = "ssogate-connection-test-not-a-code";
-            match rp::exchange_code(providers, &m, c, &secret, NO_SUCH_CODE, &redirect_uri, None).await {
-                Err(LoginError::TokenRejected { error, .. }) => metadata::credentials_verdict(&error),
-                _ => Ok("unknown"),
-            }
+            let rp = RelyingParty::with_metadata(providers, c, secret, callback, Arc::new(m));
+            rp.probe_credentials().await.map_or(Ok("unknown"), |error| metadata::credentials_verdict(&error))
         })
         .await)
     }
@@ -82,8 +79,8 @@ impl Broker {
     pub(super) async fn finish_trial(&self, login: &LoginState, params: &HashMap<String, String>) -> Reply {
         let result = async {
             let connection = self.connection_of(login).await?;
-            let identity = self.upstream_identity(login, &connection, params).await?;
-            self.preview(&connection, identity).await
+            let (identity, profile) = self.upstream_identity(login, &connection, params).await?;
+            self.preview(&connection, identity, &profile).await
         };
         Reply::Trial {
             outcome: Box::new(TrialOutcome { connection_id: login.connection_id.clone(), result: result.await }),
@@ -91,7 +88,7 @@ impl Broker {
         }
     }
 
-    async fn preview(&self, c: &crate::core::connection::Connection, who: UpstreamIdentity) -> Result<TrialPreview, OAuthError> {
+    async fn preview(&self, c: &Connection, who: VerifiedIdentity, profile: &Claims) -> Result<TrialPreview, OAuthError> {
         let store = self.store.as_ref();
         let licence = self.config.entitlements(store, &c.organization_id).await?;
         let mut notes = vec![];
@@ -131,7 +128,7 @@ impl Broker {
             notes.push("the organization's licence does not allow single sign-on: real sign-ins are refused".into());
         }
         Ok(TrialPreview {
-            profile: claims::normalize(&who.merged),
+            profile: claims::normalize(profile),
             idp_groups: idp_groups
                 .unwrap_or_default()
                 .into_iter()
