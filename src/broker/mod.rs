@@ -3,7 +3,7 @@
 //! gets back. HTTP-agnostic: handlers turn [`Reply`]s into responses.
 
 mod config_cache;
-mod deletions;
+mod directory;
 mod keyring;
 mod login;
 mod login_state;

@@ -13,12 +13,6 @@ use crate::store::{Change, Heard};
 const LISTEN_RETRY: Duration = Duration::from_secs(2);
 
 impl Broker {
-    /// After an admin change: forget cached configuration here and on the other replicas.
-    pub async fn configuration_changed(&self) {
-        self.config.clear();
-        self.announce(Change::Configuration).await;
-    }
-
     /// Forgets cached access tokens (revoked, or re-issued with new claims) here and
     /// on the other replicas.
     pub(super) async fn forget_tokens(&self, hashes: Vec<String>) {

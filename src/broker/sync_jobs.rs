@@ -9,22 +9,12 @@ use super::Broker;
 use crate::core::audit::Actor;
 use crate::core::group_sync::SyncJob;
 use crate::core::now;
-use crate::store::{IdpGroupsSource, StoreError, StoreResult};
+use crate::store::{IdpGroupsSource, StoreError};
 
 /// A running job records progress after every page of users.
 const PAGE: u32 = 200;
 
 impl Broker {
-    /// Queues re-syncs after an admin change (of one connection, or of the
-    /// organization's groups) and wakes the worker.
-    pub async fn queue_resync(&self, organization_id: &str, connection_id: Option<&str>, reason: &str) -> StoreResult<Vec<SyncJob>> {
-        let jobs = self.store.enqueue_sync_jobs(organization_id, connection_id, reason).await?;
-        if !jobs.is_empty() {
-            self.sync_wake.notify_one();
-        }
-        Ok(jobs)
-    }
-
     /// The worker: runs queued jobs one at a time, forever. Jobs queued on another
     /// replica are found by polling; jobs a stopped process left are taken up once
     /// they have made no progress for `stalled_after`.

@@ -202,10 +202,6 @@ pub trait Logins: Send + Sync + 'static {
     /// take turns. With group sync off on the connection by then, nothing changes.
     async fn sync_groups(&self, user_id: &str, connection_id: &str, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView>;
 
-    /// Queues a re-sync of the users of `connection_id`, or of every connection of the
-    /// organization with group sync on; a connection with a job already queued is not
-    /// queued twice. Returns the jobs queued.
-    async fn enqueue_sync_jobs(&self, organization_id: &str, connection_id: Option<&str>, reason: &str) -> StoreResult<Vec<SyncJob>>;
     /// Takes the oldest queued job and marks it running (one taker per job).
     async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>>;
     async fn update_sync_job(&self, id: &str, status: &str, total: u64, done: u64, error: Option<&str>) -> StoreResult<()>;

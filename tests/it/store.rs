@@ -695,6 +695,8 @@ async fn one_user_is_linked_to_one_subject_under_concurrency(db: &TestDb) {
     }
 }
 
+/// A group write queues its re-sync in its own transaction: a job for each connection
+/// that syncs groups, one queued at a time; a failed write queues nothing.
 async fn sync_jobs_queue_once_per_connection_and_are_taken_once(db: &TestDb) {
     let s: &dyn Store = db.store.as_ref();
     let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
@@ -702,10 +704,17 @@ async fn sync_jobs_queue_once_per_connection_and_are_taken_once(db: &TestDb) {
     synced.group_sync.enabled = true;
     let synced = s.create_connection(synced, "x", &actor()).await.unwrap();
     s.create_connection(connection(&o.id), "x", &actor()).await.unwrap(); // group sync off
-    let jobs = s.enqueue_sync_jobs(&o.id, None, "group.created").await.unwrap();
+    let group = |name: &str| NewGroup { name: name.into(), description: None, permissions: vec![] };
+    s.create_group(&o.id, group("first"), &actor()).await.unwrap();
+    let jobs = s.list_sync_jobs(&o.id, &page(10)).await.unwrap();
     assert_eq!(jobs.len(), 1, "only connections with group sync get a job");
-    assert_eq!((jobs[0].connection_id.as_str(), jobs[0].status.as_str()), (synced.id.as_str(), "queued"));
-    assert!(s.enqueue_sync_jobs(&o.id, Some(&synced.id), "again").await.unwrap().is_empty(), "one queued job per connection");
+    assert_eq!(
+        (jobs[0].connection_id.as_str(), jobs[0].status.as_str(), jobs[0].reason.as_str()),
+        (synced.id.as_str(), "queued", "group.created")
+    );
+    s.create_group(&o.id, group("second"), &actor()).await.unwrap();
+    assert!(s.create_group(&o.id, group("second"), &actor()).await.is_err(), "the name is taken");
+    assert_eq!(s.list_sync_jobs(&o.id, &page(10)).await.unwrap().len(), 1, "one queued job per connection");
     let claimed = s.claim_sync_job().await.unwrap().unwrap();
     assert_eq!((claimed.id.as_str(), claimed.status.as_str()), (jobs[0].id.as_str(), "running"));
     assert!(s.claim_sync_job().await.unwrap().is_none(), "a job is taken once");
@@ -1036,6 +1045,12 @@ async fn changes_reach_the_other_replicas(db: &TestDb) {
     b.publish(&Change::Configuration).await.unwrap();
     assert_eq!(next(&mut heard_by_a).await, Heard::Change(Change::Configuration));
     assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_b.next()).await.is_err());
+    // An admin write announces itself in its own transaction: heard once committed,
+    // never for a write that was refused.
+    a.create_organization(org("N", "org-noticed", &[]), true, &actor()).await.unwrap();
+    assert_eq!(next(&mut heard_by_b).await, Heard::Change(Change::Configuration));
+    assert!(a.create_organization(org("N", "org-noticed", &[]), true, &actor()).await.is_err(), "the slug is taken");
+    assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_b.next()).await.is_err(), "nothing to forget");
     b.close().await;
 }
 

@@ -62,7 +62,7 @@ async fn create(
         created_at: t,
         updated_at: t,
     };
-    let application = state.store.create_application(application, &hash, &actor).await?;
+    let application = state.broker.create_application(application, &hash, &actor).await?;
     Ok((StatusCode::CREATED, Json(WithSecret { application, client_secret })))
 }
 
@@ -84,11 +84,11 @@ async fn update(
     ApiJson(body): ApiJson<UpdateApplication>,
 ) -> ApiResult<Json<Application>> {
     let policy = state.broker.app_client.policy.clone();
-    Ok(Json(state.store.update_application(&id, Box::new(move |a| body.apply(a, &policy)), &actor).await?))
+    Ok(Json(state.broker.update_application(&id, Box::new(move |a| body.apply(a, &policy)), &actor).await?))
 }
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    state.store.delete_application(&id, &actor).await?;
+    state.broker.delete_application(&id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -103,6 +103,6 @@ async fn rotate_secret(
         return Err(ApiError::new(StatusCode::CONFLICT, "public_client", "public clients have no secret to rotate"));
     }
     let (client_secret, hash) = new_secret()?;
-    let application = state.store.set_application_secret(&id, &hash, &actor).await?;
+    let application = state.broker.set_application_secret(&id, &hash, &actor).await?;
     Ok(Json(WithSecret { application, client_secret: Some(client_secret) }))
 }

@@ -89,7 +89,7 @@ async fn create(
         created_at: t,
         updated_at: t,
     };
-    let connection = state.store.create_connection(connection, &secret, &actor).await?;
+    let connection = state.broker.create_connection(connection, &secret, &actor).await?;
     Ok((StatusCode::CREATED, Json(view(&state, connection))))
 }
 
@@ -121,12 +121,7 @@ async fn update(
     ApiJson(body): ApiJson<UpdateConnection>,
 ) -> ApiResult<Json<ConnectionView>> {
     let policy = state.idp.policy().clone();
-    let before = find(&state, &id).await?;
-    let c = state.store.update_connection(&id, Box::new(move |c| body.apply(c, &policy)), &actor).await?;
-    // New sync rules are applied to the connection's users without waiting for them to sign in.
-    if c.group_sync != before.group_sync {
-        state.broker.queue_resync(&c.organization_id, Some(&c.id), "connection.updated").await?;
-    }
+    let c = state.broker.update_connection(&id, Box::new(move |c| body.apply(c, &policy)), &actor).await?;
     Ok(Json(view(&state, c)))
 }
 

@@ -21,8 +21,7 @@ async fn create(
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> ApiResult<(StatusCode, Json<Group>)> {
     let org = organization(&state, &org).await?;
-    let group = state.store.create_group(&org.id, body.validate()?, &actor).await?;
-    state.broker.queue_resync(&org.id, None, "group.created").await?;
+    let group = state.broker.create_group(&org.id, body.validate()?, &actor).await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
 
@@ -47,14 +46,11 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateGroup>,
 ) -> ApiResult<Json<Group>> {
-    let group = state.store.update_group(&id, Box::new(|g| body.apply(g)), &actor).await?;
-    state.broker.queue_resync(&group.organization_id, None, "group.updated").await?;
+    let group = state.broker.update_group(&id, Box::new(|g| body.apply(g)), &actor).await?;
     Ok(Json(group))
 }
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let group = state.store.get_group(&id).await?.ok_or_else(|| ApiError::not_found("group"))?;
-    state.store.delete_group(&id, &actor).await?;
-    state.broker.queue_resync(&group.organization_id, None, "group.deleted").await?;
+    state.broker.delete_group(&id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -36,7 +36,6 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(events::routes())
         .merge(signing_keys::routes())
         .merge(sync_jobs::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), forget_cached_config))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -44,17 +43,6 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// so that tools can be pointed at a running instance.
 pub async fn openapi_description() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/yaml")], include_str!("../../../docs/openapi.yaml"))
-}
-
-/// After any change made through the admin API, logins on this replica see it at
-/// once, and other replicas as soon as they hear of it (within the cache TTL at worst).
-async fn forget_cached_config(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let changes = req.method() != axum::http::Method::GET;
-    let resp = next.run(req).await;
-    if changes && resp.status().is_success() {
-        state.broker.configuration_changed().await;
-    }
-    resp
 }
 
 /// Lets the request through only with `Authorization: Bearer <admin token>`, or from

@@ -44,7 +44,7 @@ async fn put_entitlements(
     ApiJson(body): ApiJson<PutEntitlements>,
 ) -> ApiResult<Json<EntitlementsView>> {
     let id = organization(&state, &org).await?.id;
-    state.store.put_entitlements(&id, &body.validate()?, &actor).await?;
+    state.broker.put_entitlements(&id, &body.validate()?, &actor).await?;
     entitlements(State(state), Path(id)).await
 }
 
@@ -64,7 +64,7 @@ async fn create(
         created_at: t,
         updated_at: t,
     };
-    let org = state.store.create_organization(org, new.slug_given, &actor).await?;
+    let org = state.broker.create_organization(org, new.slug_given, &actor).await?;
     Ok((StatusCode::CREATED, Json(org)))
 }
 
@@ -85,7 +85,7 @@ async fn update(
     ApiJson(body): ApiJson<UpdateOrganization>,
 ) -> ApiResult<Json<Organization>> {
     let id = organization(&state, &org).await?.id;
-    Ok(Json(state.store.update_organization(&id, Box::new(|o| body.apply(o)), &actor).await?))
+    Ok(Json(state.broker.update_organization(&id, Box::new(|o| body.apply(o)), &actor).await?))
 }
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(org): Path<String>) -> ApiResult<StatusCode> {

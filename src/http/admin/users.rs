@@ -122,7 +122,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let org = organization(&state, &org).await?;
     let (profile, groups) = body.validate()?;
-    let user = state.store.create_user(&org.id, profile, groups, &actor).await?;
+    let user = state.broker.create_user(&org.id, profile, groups, &actor).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -150,7 +150,7 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(state.store.update_user(&id, Box::new(|u| body.apply(u)), &actor).await?))
+    Ok(Json(state.broker.update_user(&id, Box::new(|u| body.apply(u)), &actor).await?))
 }
 
 async fn remove(State(state): State<AppState>, Extension(actor): Extension<Actor>, Path(id): Path<String>) -> ApiResult<StatusCode> {

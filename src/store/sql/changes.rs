@@ -6,11 +6,50 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::PgListener;
 
-use super::{ms, Dialect, SqlStore};
+use super::logins::enqueue_sync_jobs_in;
+use super::{ms, Dialect, SqlStore, Tx};
 use crate::core::Timestamp;
 use crate::store::{Change, ChangeListener, Changes, Heard, StoreResult};
 
 const CHANNEL: &str = "ssogate_changes";
+
+/// The members whose groups an admin write may have changed, to be synced again.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Resync<'a> {
+    Nobody,
+    /// Every connection of the organization that syncs groups.
+    Organization(&'a str),
+    Connection {
+        organization_id: &'a str,
+        connection_id: &'a str,
+    },
+}
+
+impl SqlStore {
+    /// Commits an admin write together with what follows from it: the re-sync jobs it
+    /// calls for (`reason` names the write) and the notice that tells other replicas
+    /// to forget their cached configuration. PostgreSQL delivers a NOTIFY only when
+    /// its transaction commits, so the write, its audit row (written by the caller),
+    /// its jobs and its notice happen together or not at all.
+    pub(super) async fn commit_change(&self, mut tx: Tx, resync: Resync<'_>, reason: &str) -> StoreResult<()> {
+        match resync {
+            Resync::Nobody => {}
+            Resync::Organization(organization_id) => {
+                enqueue_sync_jobs_in(&mut tx, organization_id, None, reason).await?;
+            }
+            Resync::Connection { organization_id, connection_id } => {
+                enqueue_sync_jobs_in(&mut tx, organization_id, Some(connection_id), reason).await?;
+            }
+        }
+        if self.dialect == Dialect::Postgres {
+            for payload in Change::Configuration.payloads(&self.instance) {
+                sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
 /// The pause before reconnecting a listener whose database is unreachable.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 

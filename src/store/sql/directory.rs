@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::changes::Resync;
 use super::{
     conflict, cursor, enum_from_text, enum_text, flag, from_json, from_ms, json_value, ms, record, secret_context, to_json, Dialect,
     SqlStore, Tx,
@@ -140,7 +141,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         record(&mut tx, Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org)).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "organization.created").await?;
         Ok(org)
     }
 }
@@ -505,7 +506,7 @@ impl Directory for SqlStore {
         save_domains(&mut tx, &org.id, &org.domains).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&org));
         record(&mut tx, Some(&org.id), actor, "organization.updated", ("organization", &org.id), changes).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "organization.updated").await?;
         Ok(org)
     }
 
@@ -513,7 +514,7 @@ impl Directory for SqlStore {
         let mut tx = self.write_tx().await?;
         let org = load_org(&mut tx, id).await?.ok_or(StoreError::NotFound("organization"))?;
         delete_row(&mut tx, "organizations", &org.id, Some(&org.id), actor, "organization").await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "organization.deleted").await?;
         Ok(())
     }
 
@@ -542,7 +543,7 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         record(&mut tx, Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c)).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "connection.created").await?;
         Ok(c)
     }
 
@@ -585,7 +586,13 @@ impl Directory for SqlStore {
             changes["client_secret"] = Value::from("changed");
         }
         record(&mut tx, Some(&c.organization_id), actor, "connection.updated", ("connection", &c.id), changes).await?;
-        tx.commit().await?;
+        // New sync rules reach the connection's users without waiting for them to sign in.
+        let resync = if c.group_sync != before.group_sync {
+            Resync::Connection { organization_id: &c.organization_id, connection_id: &c.id }
+        } else {
+            Resync::Nobody
+        };
+        self.commit_change(tx, resync, "connection.updated").await?;
         Ok(c)
     }
 
@@ -593,7 +600,7 @@ impl Directory for SqlStore {
         let mut tx = self.write_tx().await?;
         let c = load_connection(&mut tx, id).await?.ok_or(StoreError::NotFound("connection"))?;
         delete_row(&mut tx, "connections", &c.id, Some(&c.organization_id), actor, "connection").await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "connection.deleted").await?;
         Ok(())
     }
 
@@ -624,7 +631,7 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         record(&mut tx, None, actor, "application.created", ("application", &app.id), json_value(&app)).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "application.created").await?;
         Ok(app)
     }
 
@@ -651,7 +658,7 @@ impl Directory for SqlStore {
         save_application(&mut tx, &app).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&app));
         record(&mut tx, None, actor, "application.updated", ("application", &app.id), changes).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "application.updated").await?;
         Ok(app)
     }
 
@@ -659,7 +666,7 @@ impl Directory for SqlStore {
         let mut tx = self.write_tx().await?;
         load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
         delete_row(&mut tx, "applications", id, None, actor, "application").await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "application.deleted").await?;
         Ok(())
     }
 
@@ -675,7 +682,7 @@ impl Directory for SqlStore {
             .await?;
         record(&mut tx, None, actor, "application.secret_rotated", ("application", id), serde_json::json!({"client_secret": "changed"}))
             .await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "application.secret_rotated").await?;
         Ok(app)
     }
 
@@ -706,7 +713,7 @@ impl Directory for SqlStore {
         set_manual_groups(&mut tx, organization_id, &id, &groups).await?;
         let view = self.load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
         record(&mut tx, Some(organization_id), actor, "user.created", ("user", &id), json_value(&view)).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "user.created").await?;
         Ok(view)
     }
 
@@ -747,7 +754,7 @@ impl Directory for SqlStore {
         let after = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let changes = audit::diff(&json_value(&before), &json_value(&after));
         record(&mut tx, Some(&u.organization_id), actor, "user.updated", ("user", id), changes).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "user.updated").await?;
         Ok(after)
     }
 
@@ -755,7 +762,7 @@ impl Directory for SqlStore {
         let mut tx = self.write_tx().await?;
         let u = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         delete_row(&mut tx, "users", id, Some(&u.user.organization_id), actor, "user").await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "user.deleted").await?;
         Ok(())
     }
 
@@ -775,7 +782,7 @@ impl Directory for SqlStore {
         };
         insert_group(&mut tx, &group).await?;
         record(&mut tx, Some(organization_id), actor, "group.created", ("group", &group.id), json_value(&group)).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Organization(organization_id), "group.created").await?;
         Ok(group)
     }
 
@@ -807,7 +814,7 @@ impl Directory for SqlStore {
             .await?;
         let changes = audit::diff(&json_value(&before), &json_value(&g));
         record(&mut tx, Some(&g.organization_id), actor, "group.updated", ("group", id), changes).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Organization(&g.organization_id), "group.updated").await?;
         Ok(g)
     }
 
@@ -821,7 +828,7 @@ impl Directory for SqlStore {
             });
         }
         delete_row(&mut tx, "groups", id, Some(&g.organization_id), actor, "group").await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Organization(&g.organization_id), "group.deleted").await?;
         Ok(())
     }
 
@@ -854,7 +861,7 @@ impl Directory for SqlStore {
         .await?;
         let changes = audit::diff(&json_value(&before), &json_value(e));
         record(&mut tx, Some(organization_id), actor, "entitlements.updated", ("organization", organization_id), changes).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "entitlements.updated").await?;
         Ok(e.clone())
     }
 

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::changes::Resync;
 use super::directory::{application_row, claim_seat, load_org, user_view_row};
 use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore};
 use crate::core::application::Application;
@@ -269,7 +270,7 @@ impl Logins for SqlStore {
         .execute(&mut *tx)
         .await?;
         record(&mut tx, None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg})).await?;
-        tx.commit().await?;
+        self.commit_change(tx, Resync::Nobody, "signing_key.created").await?;
         Ok(true)
     }
 
@@ -447,42 +448,6 @@ impl Logins for SqlStore {
         }
         tx.commit().await?;
         Ok(after)
-    }
-
-    async fn enqueue_sync_jobs(&self, organization_id: &str, connection_id: Option<&str>, reason: &str) -> StoreResult<Vec<SyncJob>> {
-        let mut tx = self.write_tx().await?;
-        let rows = sqlx::query("SELECT id, group_sync FROM connections WHERE organization_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY id")
-            .bind(organization_id)
-            .bind(connection_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let t = ms(now());
-        let mut queued = vec![];
-        for r in rows {
-            let conn_id: String = r.try_get("id")?;
-            let sync: GroupSync = from_json(&r.try_get::<String, _>("group_sync")?)?;
-            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs WHERE connection_id = $1 AND status = 'queued'")
-                .bind(&conn_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if !sync.enabled || pending > 0 {
-                continue;
-            }
-            let row = sqlx::query(
-                "INSERT INTO sync_jobs (id, organization_id, connection_id, reason, status, total, done, error, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'queued', 0, 0, NULL, $5, $5) RETURNING *",
-            )
-            .bind(new_id(IdKind::Job))
-            .bind(organization_id)
-            .bind(&conn_id)
-            .bind(reason)
-            .bind(t)
-            .fetch_one(&mut *tx)
-            .await?;
-            queued.push(sync_job_row(&row)?);
-        }
-        tx.commit().await?;
-        Ok(queued)
     }
 
     async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>> {
@@ -891,4 +856,45 @@ impl Logins for SqlStore {
         }
         Ok(n)
     }
+}
+
+/// Queues a re-sync job for each connection of the organization (or the one named)
+/// that syncs groups and has none queued yet, inside `conn`'s transaction.
+pub(super) async fn enqueue_sync_jobs_in(
+    conn: &mut AnyConnection,
+    organization_id: &str,
+    connection_id: Option<&str>,
+    reason: &str,
+) -> StoreResult<Vec<SyncJob>> {
+    let rows = sqlx::query("SELECT id, group_sync FROM connections WHERE organization_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY id")
+        .bind(organization_id)
+        .bind(connection_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let t = ms(now());
+    let mut queued = vec![];
+    for r in rows {
+        let conn_id: String = r.try_get("id")?;
+        let sync: GroupSync = from_json(&r.try_get::<String, _>("group_sync")?)?;
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs WHERE connection_id = $1 AND status = 'queued'")
+            .bind(&conn_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !sync.enabled || pending > 0 {
+            continue;
+        }
+        let row = sqlx::query(
+            "INSERT INTO sync_jobs (id, organization_id, connection_id, reason, status, total, done, error, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'queued', 0, 0, NULL, $5, $5) RETURNING *",
+        )
+        .bind(new_id(IdKind::Job))
+        .bind(organization_id)
+        .bind(&conn_id)
+        .bind(reason)
+        .bind(t)
+        .fetch_one(&mut *conn)
+        .await?;
+        queued.push(sync_job_row(&row)?);
+    }
+    Ok(queued)
 }
