@@ -14,6 +14,7 @@ use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
 use crate::core::circuit::CircuitPolicy;
 use crate::core::claims::ClaimLimits;
+use crate::core::clock::SystemClock;
 use crate::core::network::NetworkPolicy;
 use crate::crypto::SecretBox;
 use crate::http::rate_limit::RateLimits;
@@ -158,6 +159,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app_client: AppClient::new(NetworkPolicy::for_applications(args.dev, args.allow_app_networks.clone()), Duration::from_secs(5))
             .context("building the HTTP client for applications")?,
         claim_limits: ClaimLimits { max_bytes: args.max_claims_bytes as usize, max_groups: args.max_groups_per_user as usize },
+        clock: Arc::new(SystemClock),
     });
     tokio::spawn(housekeeping(broker.clone()));
     let worker = broker.clone();

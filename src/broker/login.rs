@@ -17,7 +17,7 @@ use crate::core::organization::EmailPolicy;
 use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::validate::email_domain;
-use crate::core::{now, Timestamp};
+use crate::core::Timestamp;
 use crate::crypto::random_token;
 use crate::store::{Grant, IdpGroupsSource, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
 use crate::telemetry;
@@ -164,7 +164,8 @@ impl Broker {
         self.check_licence(&connection.organization_id).await?;
         if !req.prompt_login {
             // max_age=0 asks for a fresh authentication every time.
-            let fresh_enough = |s: &Session| req.max_age.is_none_or(|max| max > 0 && (now() - s.auth_time).whole_seconds() <= max as i64);
+            let fresh_enough =
+                |s: &Session| req.max_age.is_none_or(|max| max > 0 && (self.clock.now() - s.auth_time).whole_seconds() <= max as i64);
             // A session authenticated longer ago than max_age is not reused: the user
             // authenticates at the IdP again (OIDC Core §3.1.2.1), or with prompt=none
             // gets login_required.
@@ -196,7 +197,7 @@ impl Broker {
             nonce,
             pkce_verifier,
             request: req.clone(),
-            expires_at: (now() + self.lifetimes.login_state).unix_timestamp(),
+            expires_at: (self.clock.now() + self.lifetimes.login_state).unix_timestamp(),
             trial,
             shared_callback: connection.shared_redirect_uri,
         };
@@ -332,7 +333,7 @@ impl Broker {
     /// Refuses sign-ins the organization's licence does not allow.
     async fn check_licence(&self, organization_id: &str) -> Result<(), OAuthError> {
         let e = self.config.entitlements(self.store.as_ref(), organization_id).await?;
-        match e.sso_refusal(now()) {
+        match e.sso_refusal(self.clock.now()) {
             Some(why) => Err(oauth(ErrorCode::AccessDenied, why)),
             None => Ok(()),
         }
@@ -373,7 +374,7 @@ impl Broker {
         let org = org.ok_or_else(|| oauth(ErrorCode::AccessDenied, "the organization was removed during sign-in"))?;
         let claims = claims::user_claims(user, &org, &req.scopes);
         let code = random_token("");
-        let t = now();
+        let t = self.clock.now();
         let sign_in =
             completed.as_ref().map(|(state_hash, _)| SignIn { session, state_hash, state_expires_at: t + self.lifetimes.login_state });
         self.store
@@ -437,7 +438,7 @@ impl Broker {
             return reply;
         }
         let too_slow = || oauth(ErrorCode::AccessDenied, "the sign-in took too long; try again");
-        let mut reply = match (login.trial, login.expires_at < now().unix_timestamp()) {
+        let mut reply = match (login.trial, login.expires_at < self.clock.now().unix_timestamp()) {
             (true, true) => trial_failed(&login.connection_id, too_slow()),
             (true, false) => self.finish_trial(&login, &params).await,
             (false, true) => self.error_redirect(&login.request, too_slow()),
@@ -478,7 +479,7 @@ impl Broker {
         let VerifiedIdentity { tokens, sub, id_claims, userinfo, .. } = identity;
         let profile = claims::normalize(&merged);
         self.check_email_policy(&connection.organization_id, profile.email.as_deref()).await?;
-        let login_at: Timestamp = now();
+        let login_at: Timestamp = self.clock.now();
         let started_at = login.expires_at - self.lifetimes.login_state.as_secs() as i64;
         let idp_auth_time = id_claims.get("auth_time").and_then(serde_json::Value::as_i64);
         let auth_time = authorize::authenticated_at(req, idp_auth_time, started_at, login_at.unix_timestamp())?;
@@ -571,7 +572,7 @@ impl Broker {
     ) -> Result<(VerifiedIdentity, Claims), OAuthError> {
         let mut rp = self.relying_party(connection, login.redirect_uri(&self.issuer)).await?;
         let code = rp.code_in(params)?;
-        let identity = rp.exchange_code(code, login.pkce_verifier.as_deref(), &login.nonce, now().unix_timestamp()).await?;
+        let identity = rp.exchange_code(code, login.pkce_verifier.as_deref(), &login.nonce, self.clock.now().unix_timestamp()).await?;
         let profile = identity.profile();
         self.check_claim_limits(connection, &identity, &profile).map_err(|why| oauth(ErrorCode::AccessDenied, why))?;
         Ok((identity, profile))
@@ -582,5 +583,63 @@ impl Broker {
         self.claim_limits.check_size(profile)?;
         let groups = group_sync::reported_groups(&identity.id_claims, identity.userinfo.as_ref(), &c.group_sync.claim);
         self.claim_limits.check_groups(groups.map_or(0, |g| g.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::super::testkit::Scene;
+    use super::super::Reply;
+    use crate::core::session::SessionLifetimes;
+
+    fn goes_to_idp(scene: &Scene, reply: &Reply) -> bool {
+        matches!(reply, Reply::Redirect { location, .. } if location.starts_with(&scene.op.issuer))
+    }
+
+    /// A sign-in in process, the clock held by the test: the application's tokens
+    /// work; a second sign-in in the same browser comes from the session, without the
+    /// IdP; once the clock passes the session's idle timeout, the IdP is asked again,
+    /// and an access token past its lifetime stops working.
+    #[tokio::test]
+    async fn a_session_serves_sign_ins_until_the_clock_passes_its_idle_timeout() {
+        let scene = Scene::new().await;
+        let first = scene.sign_in("alice", HashMap::new()).await;
+        let claims = scene.userinfo(&first.tokens.access_token).await.expect("userinfo answers");
+        assert_eq!(claims["email"], "alice@fake.test");
+        assert_eq!(scene.op.token_requests(), 1);
+
+        scene.clock.advance(Duration::from_secs(600));
+        let again = scene.sign_in("alice", first.cookies.clone()).await;
+        assert_eq!(scene.op.token_requests(), 1, "from the session");
+        let claims_again = scene.userinfo(&again.tokens.access_token).await.unwrap();
+        assert_eq!(claims_again["sub"], claims["sub"]);
+
+        // The second sign-in was activity: the idle timeout counts from it.
+        let idle = SessionLifetimes::default().idle;
+        scene.clock.advance(idle - Duration::from_secs(1));
+        assert!(!goes_to_idp(&scene, &scene.authorize(&[], &first.cookies).await), "still within the idle timeout");
+        scene.clock.advance(idle + Duration::from_secs(1));
+        assert!(goes_to_idp(&scene, &scene.authorize(&[], &first.cookies).await), "idle too long: the IdP again");
+        assert!(scene.userinfo(&first.tokens.access_token).await.is_none(), "the access token outlived its hour");
+    }
+
+    /// A login state lives ten minutes: an IdP answer after that is refused with an
+    /// error for the application, not a session.
+    #[tokio::test]
+    async fn an_idp_answer_after_the_login_state_expired_is_refused() {
+        let scene = Scene::new().await;
+        let Reply::Redirect { location, cookies } = scene.authorize(&[("login_hint", "alice")], &HashMap::new()).await else { panic!() };
+        let cookies: HashMap<String, String> = cookies.into_iter().filter_map(|c| Some((c.name, c.value?))).collect();
+        let answer =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap().get(&location).send().await.unwrap();
+        let callback = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+        scene.clock.advance(scene.broker.lifetimes.login_state + Duration::from_secs(1));
+        let reply = scene.broker.callback(Some(&scene.connection.id), callback.query_pairs().into_owned().collect(), &cookies).await;
+        let Reply::Redirect { location, .. } = reply else { panic!("{reply:?}") };
+        assert!(location.contains("error=access_denied"), "{location}");
+        assert_eq!(scene.op.token_requests(), 0, "no code was exchanged");
     }
 }

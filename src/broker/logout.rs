@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::{handle, Broker, PageKind, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::audit::Actor;
 use crate::core::authorize::single_valued;
-use crate::core::now;
 use crate::crypto::{hash_secret, verify_secret};
 use crate::store::{Session, SessionFilter};
 use crate::upstream::id_token::{self, MAX_TOKEN_AGE_SECS};
@@ -175,7 +174,7 @@ impl Broker {
             }
         };
         let Some(endpoint) = endpoint else { return connection.logout_url };
-        let back = LogoutReturn { to: back_to_app.map(str::to_owned), expires_at: now().unix_timestamp() + RETURN_TTL_SECS };
+        let back = LogoutReturn { to: back_to_app.map(str::to_owned), expires_at: self.clock.now().unix_timestamp() + RETURN_TTL_SECS };
         let state = self.sealer.encrypt_str(RETURN_CONTEXT, &serde_json::to_string(&back).ok()?).ok()?;
         let mut url = url::Url::parse(&endpoint).ok()?;
         {
@@ -197,7 +196,7 @@ impl Broker {
             .get("state")
             .and_then(|s| self.sealer.decrypt_str(RETURN_CONTEXT, s).ok())
             .and_then(|json| serde_json::from_str::<LogoutReturn>(&json).ok())
-            .filter(|r| r.expires_at > now().unix_timestamp());
+            .filter(|r| r.expires_at > self.clock.now().unix_timestamp());
         match back.and_then(|r| r.to) {
             Some(location) => Reply::Redirect { location, cookies: vec![] },
             None => Reply::SignedOut { cookies: vec![] },
@@ -218,14 +217,14 @@ impl Broker {
         let connection = self.config.connection(store, connection_id).await.map_err(|e| unavailable(&e))?;
         let connection = connection.ok_or_else(|| invalid("there is no such connection"))?;
         let mut rp = self.relying_party(&connection, connection.redirect_uri(&self.issuer)).await.map_err(|e| unavailable(&e))?;
-        let claims = rp.verify_logout_token(token, now().unix_timestamp()).await.map_err(|e| {
+        let claims = rp.verify_logout_token(token, self.clock.now().unix_timestamp()).await.map_err(|e| {
             tracing::warn!(connection_id, error = %e, "refused a back-channel logout token");
             BackchannelError::InvalidRequest(e.to_string())
         })?;
         let text = |k: &str| claims.get(k).and_then(Value::as_str);
         // A replayed token must not end sessions signed in since.
         let jti = format!("logout:{}:{}", rp.metadata().issuer, text("jti").unwrap_or_default());
-        let expires = now() + std::time::Duration::from_secs((MAX_TOKEN_AGE_SECS * 2) as u64);
+        let expires = self.clock.now() + std::time::Duration::from_secs((MAX_TOKEN_AGE_SECS * 2) as u64);
         if !store.use_once(&handle(&jti), expires).await.map_err(|e| unavailable(&e))? {
             return Err(invalid("this logout token was already used"));
         }
@@ -273,5 +272,28 @@ impl Broker {
         }
         tracing::info!(connection_id, sessions = ended, "front-channel logout from the IdP");
         Ok((ended, origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::testkit::Scene;
+    use super::super::{Reply, SESSION_COOKIE};
+
+    /// RP-initiated logout with the application's ID token as hint ends the browser's
+    /// session at once: its tokens stop, and the next sign-in goes to the IdP.
+    #[tokio::test]
+    async fn a_logout_with_the_id_token_as_hint_ends_the_session() {
+        let scene = Scene::new().await;
+        let signed_in = scene.sign_in("alice", HashMap::new()).await;
+        assert!(signed_in.cookies.contains_key(SESSION_COOKIE));
+        let pairs = vec![("id_token_hint".to_owned(), signed_in.tokens.id_token.clone())];
+        let reply = scene.broker.end_session(pairs, &signed_in.cookies).await;
+        assert!(!matches!(reply, Reply::ConfirmLogout { .. } | Reply::ErrorPage { .. }), "{reply:?}");
+        assert!(scene.userinfo(&signed_in.tokens.access_token).await.is_none(), "its tokens stopped");
+        let again = scene.authorize(&[], &signed_in.cookies).await;
+        assert!(matches!(&again, Reply::Redirect { location, .. } if location.starts_with(&scene.op.issuer)), "{again:?}");
     }
 }

@@ -13,6 +13,8 @@ mod replicas;
 mod sessions;
 mod sso_profile;
 mod sync_jobs;
+#[cfg(test)]
+mod testkit;
 mod token;
 mod trial;
 
@@ -28,6 +30,7 @@ pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::AuthorizeRequest;
 use crate::core::claims::ClaimLimits;
+use crate::core::clock::Clock;
 use crate::core::connection::Connection;
 use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::core::session::{RefreshPolicy, SessionLifetimes};
@@ -135,6 +138,8 @@ pub struct Broker {
     /// Delivers back-channel logout tokens to applications (SSRF-guarded).
     pub app_client: AppClient,
     pub claim_limits: ClaimLimits,
+    /// Every time the broker reads (tests hold and move it).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Broker {

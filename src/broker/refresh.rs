@@ -14,7 +14,7 @@ use crate::core::audit::Actor;
 use crate::core::claims::{self, Claims};
 use crate::core::group_sync;
 use crate::core::session::{refusal_is_final, AfterFailure, UpstreamTokens};
-use crate::core::{now, Timestamp};
+use crate::core::Timestamp;
 use crate::store::{Session, SessionFilter, StoreError};
 use crate::telemetry;
 use crate::upstream::rp::{LoginError, Previous};
@@ -83,7 +83,7 @@ impl Broker {
         loop {
             let Ok(first) = slots.clone().acquire_owned().await else { return };
             let free = 1 + slots.available_permits();
-            let t = now();
+            let t = self.clock.now();
             let lease = self.refresh_lease();
             let lease_until = t + lease;
             let due = match self.store.claim_due_refreshes(t, lease_until, free as u32).await {
@@ -127,7 +127,7 @@ impl Broker {
             Ok(Err(f)) => f,
             Err(_) => RefreshFailure::Transient("the refresh took longer than its lease allows".into()),
         };
-        let t = now();
+        let t = self.clock.now();
         let end = match &failure {
             RefreshFailure::LeaseLost => {
                 tracing::info!(session_id = %session.id, "the session ended, or its refresh outlived its lease, while it was refreshed");
@@ -175,7 +175,7 @@ impl Broker {
         let connection = self.config.connection(store, connection_id).await?.ok_or_else(|| Final("the connection was removed".into()))?;
         let mut rp = self.relying_party(&connection, connection.redirect_uri(&self.issuer)).await?;
         let answer = rp.refresh(refresh_token).await?;
-        let t = now();
+        let t = self.clock.now();
         // Stored before anything else can fail: an IdP that rotates refresh tokens
         // refuses the old one, so losing the new one would end the session at the
         // next attempt.
@@ -233,5 +233,83 @@ impl Broker {
             return Err(LeaseLost);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::super::testkit::fake_op::Fault;
+    use super::super::testkit::Scene;
+    use crate::core::clock::Clock;
+    use crate::core::Timestamp;
+    use crate::store::Session;
+
+    const TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
+    /// A signed-in user with a refresh token that rotates, and their session.
+    async fn signed_in() -> (Scene, String, Session) {
+        let scene = Scene::new().await;
+        scene.op.rotate_refresh_tokens(TOKEN_LIFETIME);
+        let signed_in = scene.sign_in("alice", HashMap::new()).await;
+        let user = scene.userinfo(&signed_in.tokens.access_token).await.unwrap()["sub"].as_str().unwrap().to_owned();
+        let session = scene.broker.store.user_sessions(&user).await.unwrap().remove(0);
+        (scene, signed_in.tokens.access_token, session)
+    }
+
+    /// Claims the sessions due now, as the refresher would, and refreshes them.
+    async fn refresh_due(scene: &Scene) -> usize {
+        let t = scene.clock.now();
+        let lease: Timestamp = t + scene.broker.refresh_lease();
+        let due = scene.broker.store.claim_due_refreshes(t, lease, 10).await.unwrap();
+        for session in &due {
+            scene.broker.refresh_session(session.clone(), lease, tokio::time::Instant::now() + Duration::from_secs(30)).await;
+        }
+        due.len()
+    }
+
+    /// A refresh falls due a margin before the IdP's access token expires, by the
+    /// clock, not before; its rotated refresh token is kept and the next one is due
+    /// a token lifetime later.
+    #[tokio::test]
+    async fn sessions_refresh_when_their_tokens_fall_due() {
+        let (scene, _, session) = signed_in().await;
+        let margin = scene.broker.refresh.margin;
+        scene.clock.advance(TOKEN_LIFETIME - margin - Duration::from_secs(1));
+        assert_eq!(refresh_due(&scene).await, 0, "not due yet");
+        scene.clock.advance(Duration::from_secs(2));
+        assert_eq!(refresh_due(&scene).await, 1);
+        assert_eq!(scene.op.refreshes(), ["rt.alice.0"]);
+        let after = scene.broker.store.session(&session.id_hash).await.unwrap().unwrap();
+        assert_eq!(after.upstream.as_ref().and_then(|u| u.refresh_token.as_deref()), Some("rt.alice.1"));
+        let next_due = after.refresh.due_at.unwrap() - scene.clock.now();
+        // Whole seconds: the IdP's `expires_in` counts from the second it answered in.
+        let expected = (TOKEN_LIFETIME - margin).as_secs() as i64;
+        assert!((expected - 1..=expected).contains(&next_due.whole_seconds()), "{next_due}");
+        assert!(after.refresh.failing_since.is_none() && after.refresh.last_refreshed_at == Some(scene.clock.now()));
+    }
+
+    /// An IdP that stays down: each failure is retried, and once it has failed for
+    /// longer than the grace period, the session ends and its tokens stop.
+    #[tokio::test]
+    async fn an_idp_down_past_the_grace_period_ends_the_session() {
+        let (scene, access_token, session) = signed_in().await;
+        scene.op.set_fault(Fault::TokenEndpointFails);
+        scene.clock.advance(TOKEN_LIFETIME);
+        assert_eq!(refresh_due(&scene).await, 1);
+        let failing = scene.broker.store.session(&session.id_hash).await.unwrap().expect("kept while within the grace");
+        assert_eq!(failing.refresh.failing_since, Some(scene.clock.now()), "{:?}", failing.refresh);
+        assert!(scene.userinfo(&access_token).await.is_some());
+        let grace = scene.broker.refresh.grace;
+        let mut attempts = 1;
+        while scene.broker.store.session(&session.id_hash).await.unwrap().is_some() {
+            assert!(attempts < 20, "the session outlived the grace period");
+            scene.clock.advance(grace / 4);
+            attempts += refresh_due(&scene).await;
+        }
+        assert!(attempts > 2, "retried before giving up: {attempts}");
+        assert!(scene.userinfo(&access_token).await.is_none(), "its tokens stopped");
     }
 }

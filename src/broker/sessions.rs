@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::Broker;
 use crate::core::audit::Actor;
-use crate::core::now;
 use crate::crypto::random_token;
 use crate::oidc::keys::SigningAlg;
 use crate::outbound::AppClient;
@@ -26,7 +25,7 @@ impl Broker {
     /// counts as activity: its idle end moves to `idle` from now (the absolute end
     /// stays), so a user working in an application through its tokens stays signed in.
     pub(super) async fn use_session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
-        let t = now();
+        let t = self.clock.now();
         self.store.touch_session(id_hash, t, t + self.lifetimes.session.idle).await
     }
 
@@ -56,7 +55,7 @@ impl Broker {
                 }
             };
             let Some(uri) = app.backchannel_logout_uri.clone() else { continue };
-            let t = now();
+            let t = self.clock.now();
             let claims = json!({
                 "iss": self.issuer,
                 "aud": app.client_id,

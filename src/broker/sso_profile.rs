@@ -11,7 +11,6 @@ use serde_json::{json, Map, Value};
 use super::{handle, Broker};
 use crate::core::application::{Application, ClientType};
 use crate::core::claims;
-use crate::core::now;
 use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::store::StoreError;
 
@@ -37,7 +36,7 @@ impl Broker {
         }
         let token =
             form.get("token").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "send the user's access token as `token`"))?;
-        let t = now();
+        let t = self.clock.now();
         let issued = self.store.issued_token(&handle(token)).await?;
         let issued =
             issued.filter(|i| !i.revoked && i.expires_at > t && i.application_id == app.id).ok_or(SsoProfileError::InactiveToken)?;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::Broker;
 use crate::core::audit::Actor;
 use crate::core::group_sync::SyncJob;
-use crate::core::now;
 use crate::store::{IdpGroupsSource, StoreError};
 
 /// A running job records progress after every page of users.
@@ -20,7 +19,7 @@ impl Broker {
     /// they have made no progress for `stalled_after`.
     pub async fn run_sync_jobs(&self, stalled_after: Duration) {
         loop {
-            match self.store.requeue_stalled_sync_jobs(now() - stalled_after).await {
+            match self.store.requeue_stalled_sync_jobs(self.clock.now() - stalled_after).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "requeued sync jobs a stopped process left unfinished"),
                 Err(e) => tracing::warn!(error = %e, "could not requeue interrupted sync jobs"),

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{handle, Broker};
 use crate::core::application::{Application, ClientType};
 use crate::core::oauth::{ErrorCode, OAuthError};
-use crate::core::{now, Timestamp};
+use crate::core::Timestamp;
 use crate::crypto::{random_token, verify_secret};
 use crate::oidc::keys::{at_hash, SigningAlg};
 use crate::store::{Redemption, StoreError};
@@ -163,7 +163,7 @@ impl Broker {
             None => return Err(OAuthError::new(ErrorCode::InvalidRequest, "grant_type is missing")),
         }
         let code = form.get("code").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "code is missing"))?;
-        let t = now();
+        let t = self.clock.now();
         let access_token = random_token("");
         let token_hash = handle(&access_token);
         let expires_at = t + self.lifetimes.access_token;
@@ -235,7 +235,7 @@ impl Broker {
     /// The claims for a bearer access token, from memory when this process has seen it.
     pub async fn userinfo(&self, access_token: &str) -> Result<Arc<[u8]>, UserinfoError> {
         let hash = handle(access_token);
-        let t = now();
+        let t = self.clock.now();
         if let Some(hit) = self.tokens.get(&hash) {
             return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
         }

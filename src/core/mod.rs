@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod circuit;
 pub mod claims;
 pub mod client_ip;
+pub mod clock;
 pub mod connection;
 pub mod entitlements;
 pub mod error;

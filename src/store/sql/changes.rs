@@ -35,10 +35,10 @@ impl SqlStore {
         match resync {
             Resync::Nobody => {}
             Resync::Organization(organization_id) => {
-                enqueue_sync_jobs_in(&mut tx, organization_id, None, reason).await?;
+                enqueue_sync_jobs_in(&mut tx, organization_id, None, reason, self.clock.now()).await?;
             }
             Resync::Connection { organization_id, connection_id } => {
-                enqueue_sync_jobs_in(&mut tx, organization_id, Some(connection_id), reason).await?;
+                enqueue_sync_jobs_in(&mut tx, organization_id, Some(connection_id), reason, self.clock.now()).await?;
             }
         }
         if self.dialect == Dialect::Postgres {

@@ -21,7 +21,7 @@ use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
 use crate::core::roles::{derive_role, DEFAULT_GROUPS};
 use crate::core::user::{User, UserProfile, UserView};
-use crate::core::{now, ValidationError};
+use crate::core::{Timestamp, ValidationError};
 use crate::store::{Directory, Edit, EventFilter, Page, StoreError, StoreResult};
 
 /// One row of `table` by id, mapped by `row`.
@@ -140,7 +140,8 @@ impl SqlStore {
             .bind(ms(org.created_at))
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org)).await?;
+        record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org))
+            .await?;
         self.commit_change(tx, Resync::Nobody, "organization.created").await?;
         Ok(org)
     }
@@ -348,7 +349,7 @@ async fn check_user_unique(conn: &mut AnyConnection, org_id: &str, user_id: &str
 /// Sets a user's memberships to the named groups of their organization. A group the
 /// user keeps stays as it was (set by group sync, or by hand); a new one is set by
 /// hand, so group sync leaves it alone.
-async fn set_manual_groups(conn: &mut AnyConnection, org_id: &str, user_id: &str, names: &[String]) -> StoreResult<()> {
+async fn set_manual_groups(conn: &mut AnyConnection, at: Timestamp, org_id: &str, user_id: &str, names: &[String]) -> StoreResult<()> {
     let mut ids = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE organization_id = $1 AND name = $2")
@@ -367,7 +368,7 @@ async fn set_manual_groups(conn: &mut AnyConnection, org_id: &str, user_id: &str
             .bind(&id)
             .bind(user_id)
             .bind(source)
-            .bind(ms(now()))
+            .bind(ms(at))
             .execute(&mut *conn)
             .await?;
     }
@@ -402,6 +403,7 @@ fn event_row(r: &AnyRow) -> StoreResult<AuditEvent> {
 /// Deletes one row by id in a transaction with its audit record.
 async fn delete_row(
     tx: &mut Tx,
+    at: Timestamp,
     table: &str,
     id: &str,
     organization_id: Option<&str>,
@@ -409,7 +411,7 @@ async fn delete_row(
     target_type: &'static str,
 ) -> StoreResult<()> {
     sqlx::query(&format!("DELETE FROM {table} WHERE id = $1")).bind(id).execute(&mut **tx).await?;
-    record(tx, organization_id, actor, &format!("{target_type}.deleted"), (target_type, id), Value::Object(Default::default())).await
+    record(tx, at, organization_id, actor, &format!("{target_type}.deleted"), (target_type, id), Value::Object(Default::default())).await
 }
 
 #[async_trait]
@@ -491,7 +493,7 @@ impl Directory for SqlStore {
         let before = load_org(&mut tx, id).await?.ok_or(StoreError::NotFound("organization"))?;
         let mut org = before.clone();
         edit(&mut org)?;
-        org.updated_at = now();
+        org.updated_at = self.clock.now();
         if slug_taken(&mut tx, &org.slug, &org.id).await? {
             return Err(conflict("slug", format!("the slug `{}` is taken", org.slug)));
         }
@@ -505,7 +507,7 @@ impl Directory for SqlStore {
             .await?;
         save_domains(&mut tx, &org.id, &org.domains).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&org));
-        record(&mut tx, Some(&org.id), actor, "organization.updated", ("organization", &org.id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.updated", ("organization", &org.id), changes).await?;
         self.commit_change(tx, Resync::Nobody, "organization.updated").await?;
         Ok(org)
     }
@@ -513,7 +515,7 @@ impl Directory for SqlStore {
     async fn delete_organization(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let org = load_org(&mut tx, id).await?.ok_or(StoreError::NotFound("organization"))?;
-        delete_row(&mut tx, "organizations", &org.id, Some(&org.id), actor, "organization").await?;
+        delete_row(&mut tx, self.clock.now(), "organizations", &org.id, Some(&org.id), actor, "organization").await?;
         self.commit_change(tx, Resync::Nobody, "organization.deleted").await?;
         Ok(())
     }
@@ -542,7 +544,8 @@ impl Directory for SqlStore {
             .bind(i64::from(c.frontchannel_logout_by_subject))
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c)).await?;
+        record(&mut tx, self.clock.now(), Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c))
+            .await?;
         self.commit_change(tx, Resync::Nobody, "connection.created").await?;
         Ok(c)
     }
@@ -561,7 +564,7 @@ impl Directory for SqlStore {
         let before = load_connection(&mut tx, id).await?.ok_or(StoreError::NotFound("connection"))?;
         let mut c = before.clone();
         let new_secret = edit(&mut c)?;
-        c.updated_at = now();
+        c.updated_at = self.clock.now();
         sqlx::query("UPDATE connections SET name = $2, client_id = $3, discovery_url = $4, scopes = $5, logout_url = $6, provisioning = $7, user_match = $8, group_sync = $9, updated_at = $10, allow_hmac_id_tokens = $11, trust_unverified_email = $12, shared_redirect_uri = $13, frontchannel_logout_by_subject = $14 WHERE id = $1")
             .bind(&c.id)
             .bind(&c.name)
@@ -585,7 +588,7 @@ impl Directory for SqlStore {
             sqlx::query("UPDATE connections SET client_secret_enc = $2 WHERE id = $1").bind(&c.id).bind(sealed).execute(&mut *tx).await?;
             changes["client_secret"] = Value::from("changed");
         }
-        record(&mut tx, Some(&c.organization_id), actor, "connection.updated", ("connection", &c.id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&c.organization_id), actor, "connection.updated", ("connection", &c.id), changes).await?;
         // New sync rules reach the connection's users without waiting for them to sign in.
         let resync = if c.group_sync != before.group_sync {
             Resync::Connection { organization_id: &c.organization_id, connection_id: &c.id }
@@ -599,7 +602,7 @@ impl Directory for SqlStore {
     async fn delete_connection(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let c = load_connection(&mut tx, id).await?.ok_or(StoreError::NotFound("connection"))?;
-        delete_row(&mut tx, "connections", &c.id, Some(&c.organization_id), actor, "connection").await?;
+        delete_row(&mut tx, self.clock.now(), "connections", &c.id, Some(&c.organization_id), actor, "connection").await?;
         self.commit_change(tx, Resync::Nobody, "connection.deleted").await?;
         Ok(())
     }
@@ -630,7 +633,7 @@ impl Directory for SqlStore {
             .bind(&app.backchannel_logout_uri)
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, None, actor, "application.created", ("application", &app.id), json_value(&app)).await?;
+        record(&mut tx, self.clock.now(), None, actor, "application.created", ("application", &app.id), json_value(&app)).await?;
         self.commit_change(tx, Resync::Nobody, "application.created").await?;
         Ok(app)
     }
@@ -654,10 +657,10 @@ impl Directory for SqlStore {
         let before = load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
         let mut app = before.clone();
         edit(&mut app)?;
-        app.updated_at = now();
+        app.updated_at = self.clock.now();
         save_application(&mut tx, &app).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&app));
-        record(&mut tx, None, actor, "application.updated", ("application", &app.id), changes).await?;
+        record(&mut tx, self.clock.now(), None, actor, "application.updated", ("application", &app.id), changes).await?;
         self.commit_change(tx, Resync::Nobody, "application.updated").await?;
         Ok(app)
     }
@@ -665,7 +668,7 @@ impl Directory for SqlStore {
     async fn delete_application(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
-        delete_row(&mut tx, "applications", id, None, actor, "application").await?;
+        delete_row(&mut tx, self.clock.now(), "applications", id, None, actor, "application").await?;
         self.commit_change(tx, Resync::Nobody, "application.deleted").await?;
         Ok(())
     }
@@ -673,15 +676,23 @@ impl Directory for SqlStore {
     async fn set_application_secret(&self, id: &str, secret_hash: &str, actor: &Actor) -> StoreResult<Application> {
         let mut tx = self.write_tx().await?;
         let mut app = load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
-        app.updated_at = now();
+        app.updated_at = self.clock.now();
         sqlx::query("UPDATE applications SET client_secret_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(secret_hash)
             .bind(ms(app.updated_at))
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, None, actor, "application.secret_rotated", ("application", id), serde_json::json!({"client_secret": "changed"}))
-            .await?;
+        record(
+            &mut tx,
+            self.clock.now(),
+            None,
+            actor,
+            "application.secret_rotated",
+            ("application", id),
+            serde_json::json!({"client_secret": "changed"}),
+        )
+        .await?;
         self.commit_change(tx, Resync::Nobody, "application.secret_rotated").await?;
         Ok(app)
     }
@@ -697,7 +708,7 @@ impl Directory for SqlStore {
                 message: format!("the organization has used all of its {max} seats (entitlements.max_users)"),
             });
         }
-        let t = now();
+        let t = self.clock.now();
         sqlx::query("INSERT INTO users (id, organization_id, connection_id, email, email_verified, first_name, last_name, username, picture, idp_sub, idp_groups, attributes, last_login_at, created_at, updated_at) VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, NULL, $8, '[]', '{}', NULL, $9, $9)")
             .bind(&id)
             .bind(organization_id)
@@ -710,9 +721,9 @@ impl Directory for SqlStore {
             .bind(ms(t))
             .execute(&mut *tx)
             .await?;
-        set_manual_groups(&mut tx, organization_id, &id, &groups).await?;
+        set_manual_groups(&mut tx, self.clock.now(), organization_id, &id, &groups).await?;
         let view = self.load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
-        record(&mut tx, Some(organization_id), actor, "user.created", ("user", &id), json_value(&view)).await?;
+        record(&mut tx, self.clock.now(), Some(organization_id), actor, "user.created", ("user", &id), json_value(&view)).await?;
         self.commit_change(tx, Resync::Nobody, "user.created").await?;
         Ok(view)
     }
@@ -737,7 +748,7 @@ impl Directory for SqlStore {
         let before = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let mut u = before.user.clone();
         let groups = edit(&mut u)?;
-        u.updated_at = now();
+        u.updated_at = self.clock.now();
         check_user_unique(&mut tx, &u.organization_id, &u.id, &profile_of(&u)).await?;
         sqlx::query("UPDATE users SET email = $2, username = $3, first_name = $4, last_name = $5, updated_at = $6 WHERE id = $1")
             .bind(&u.id)
@@ -749,11 +760,11 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         if let Some(groups) = groups {
-            set_manual_groups(&mut tx, &u.organization_id, &u.id, &groups).await?;
+            set_manual_groups(&mut tx, self.clock.now(), &u.organization_id, &u.id, &groups).await?;
         }
         let after = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let changes = audit::diff(&json_value(&before), &json_value(&after));
-        record(&mut tx, Some(&u.organization_id), actor, "user.updated", ("user", id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&u.organization_id), actor, "user.updated", ("user", id), changes).await?;
         self.commit_change(tx, Resync::Nobody, "user.updated").await?;
         Ok(after)
     }
@@ -761,7 +772,7 @@ impl Directory for SqlStore {
     async fn delete_user(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let u = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
-        delete_row(&mut tx, "users", id, Some(&u.user.organization_id), actor, "user").await?;
+        delete_row(&mut tx, self.clock.now(), "users", id, Some(&u.user.organization_id), actor, "user").await?;
         self.commit_change(tx, Resync::Nobody, "user.deleted").await?;
         Ok(())
     }
@@ -769,7 +780,7 @@ impl Directory for SqlStore {
     async fn create_group(&self, organization_id: &str, g: NewGroup, actor: &Actor) -> StoreResult<Group> {
         let mut tx = self.write_tx().await?;
         load_org(&mut tx, organization_id).await?.ok_or(StoreError::NotFound("organization"))?;
-        let t = now();
+        let t = self.clock.now();
         let group = Group {
             id: new_id(IdKind::Group),
             organization_id: organization_id.into(),
@@ -781,7 +792,7 @@ impl Directory for SqlStore {
             updated_at: t,
         };
         insert_group(&mut tx, &group).await?;
-        record(&mut tx, Some(organization_id), actor, "group.created", ("group", &group.id), json_value(&group)).await?;
+        record(&mut tx, self.clock.now(), Some(organization_id), actor, "group.created", ("group", &group.id), json_value(&group)).await?;
         self.commit_change(tx, Resync::Organization(organization_id), "group.created").await?;
         Ok(group)
     }
@@ -800,7 +811,7 @@ impl Directory for SqlStore {
         let before = load_group(&mut tx, id).await?.ok_or(StoreError::NotFound("group"))?;
         let mut g = before.clone();
         edit(&mut g)?;
-        g.updated_at = now();
+        g.updated_at = self.clock.now();
         if g.name != before.name {
             check_group_name_free(&mut tx, &g).await?;
         }
@@ -813,7 +824,7 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         let changes = audit::diff(&json_value(&before), &json_value(&g));
-        record(&mut tx, Some(&g.organization_id), actor, "group.updated", ("group", id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&g.organization_id), actor, "group.updated", ("group", id), changes).await?;
         self.commit_change(tx, Resync::Organization(&g.organization_id), "group.updated").await?;
         Ok(g)
     }
@@ -827,7 +838,7 @@ impl Directory for SqlStore {
                 message: format!("`{}` is a default group and cannot be deleted", g.name),
             });
         }
-        delete_row(&mut tx, "groups", id, Some(&g.organization_id), actor, "group").await?;
+        delete_row(&mut tx, self.clock.now(), "groups", id, Some(&g.organization_id), actor, "group").await?;
         self.commit_change(tx, Resync::Organization(&g.organization_id), "group.deleted").await?;
         Ok(())
     }
@@ -856,11 +867,12 @@ impl Directory for SqlStore {
         .bind(i64::from(e.group_sync))
         .bind(e.max_users.map(i64::from))
         .bind(e.expires_at.map(ms))
-        .bind(ms(now()))
+        .bind(ms(self.clock.now()))
         .execute(&mut *tx)
         .await?;
         let changes = audit::diff(&json_value(&before), &json_value(e));
-        record(&mut tx, Some(organization_id), actor, "entitlements.updated", ("organization", organization_id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(organization_id), actor, "entitlements.updated", ("organization", organization_id), changes)
+            .await?;
         self.commit_change(tx, Resync::Nobody, "entitlements.updated").await?;
         Ok(e.clone())
     }

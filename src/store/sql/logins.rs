@@ -16,7 +16,6 @@ use crate::core::claims::IdpProfile;
 use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch, WhenClaimMissing};
 use crate::core::group_sync::{self, GroupsReport, SyncJob, SyncRules};
 use crate::core::ids::{new_id, IdKind};
-use crate::core::now;
 use crate::core::organization::Organization;
 use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
@@ -209,7 +208,7 @@ impl SqlStore {
         let user = user_view_row(&row)?;
         let action = if existing.is_some() { "user.linked" } else { "user.provisioned" };
         let actor = Actor(format!("login:{}", c.id));
-        record(&mut tx, Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;
+        record(&mut tx, self.clock.now(), Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;
         tx.commit().await?;
         Ok(Provisioned::User(Box::new(user)))
     }
@@ -269,7 +268,8 @@ impl Logins for SqlStore {
         .bind(ms(k.created_at))
         .execute(&mut *tx)
         .await?;
-        record(&mut tx, None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg})).await?;
+        record(&mut tx, self.clock.now(), None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg}))
+            .await?;
         self.commit_change(tx, Resync::Nobody, "signing_key.created").await?;
         Ok(true)
     }
@@ -349,8 +349,16 @@ impl Logins for SqlStore {
                     // every sign-in and refresh.
                     if before.synced_groups.iter().any(|g| g != group_sync::FALLBACK_GROUP) {
                         let changes = serde_json::json!({"reason": format!("{why}; memberships were left as they were")});
-                        record(&mut tx, Some(&before.user.organization_id), actor, "user.groups_not_synced", ("user", user_id), changes)
-                            .await?;
+                        record(
+                            &mut tx,
+                            self.clock.now(),
+                            Some(&before.user.organization_id),
+                            actor,
+                            "user.groups_not_synced",
+                            ("user", user_id),
+                            changes,
+                        )
+                        .await?;
                     }
                     tx.commit().await?;
                     return Ok(before);
@@ -377,7 +385,7 @@ impl Logins for SqlStore {
         let mut ids: HashMap<String, String> =
             rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("id")?))).collect::<StoreResult<_>>()?;
         let resolution = SyncRules::of(&settings).resolve(idp_groups, &ids.keys().map(String::as_str).collect());
-        let t = now();
+        let t = self.clock.now();
         for name in &resolution.to_create {
             let created: Option<String> = sqlx::query_scalar(
                 "INSERT INTO groups (id, organization_id, name, description, permissions, is_default, created_at, updated_at) \
@@ -392,7 +400,7 @@ impl Logins for SqlStore {
             let id = match created {
                 Some(id) => {
                     let changes = serde_json::json!({"name": name, "by": "group sync"});
-                    record(&mut tx, Some(&org), actor, "group.created", ("group", &id), changes).await?;
+                    record(&mut tx, self.clock.now(), Some(&org), actor, "group.created", ("group", &id), changes).await?;
                     id
                 }
                 // Another user's sync (or an admin) created it since this one read the
@@ -444,7 +452,7 @@ impl Logins for SqlStore {
             if before.role != after.role {
                 changes["role"] = serde_json::json!({"from": before.role, "to": after.role});
             }
-            record(&mut tx, Some(&org), actor, "user.groups_synced", ("user", user_id), changes).await?;
+            record(&mut tx, self.clock.now(), Some(&org), actor, "user.groups_synced", ("user", user_id), changes).await?;
         }
         tx.commit().await?;
         Ok(after)
@@ -455,7 +463,7 @@ impl Logins for SqlStore {
             "UPDATE sync_jobs SET status = 'running', updated_at = $1 \
              WHERE id = (SELECT id FROM sync_jobs WHERE status = 'queued' ORDER BY id LIMIT 1) AND status = 'queued' RETURNING *",
         )
-        .bind(ms(now()))
+        .bind(ms(self.clock.now()))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(sync_job_row).transpose()
@@ -468,7 +476,7 @@ impl Logins for SqlStore {
             .bind(total as i64)
             .bind(done as i64)
             .bind(error)
-            .bind(ms(now()))
+            .bind(ms(self.clock.now()))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -569,6 +577,7 @@ impl Logins for SqlStore {
             application_ids.dedup();
             record(
                 &mut tx,
+                self.clock.now(),
                 Some(&session.organization_id),
                 actor,
                 "session.ended",
@@ -701,7 +710,7 @@ impl Logins for SqlStore {
         session_hash: &str,
         claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync),
     ) -> StoreResult<Vec<String>> {
-        let t = ms(now());
+        let t = ms(self.clock.now());
         let live: Vec<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT code_hash, scope, token_hash FROM grants WHERE session_hash = $1 AND revoked = 0 \
              AND (token_expires_at > $2 OR (redeemed_at IS NULL AND code_expires_at > $2))",
@@ -865,13 +874,14 @@ pub(super) async fn enqueue_sync_jobs_in(
     organization_id: &str,
     connection_id: Option<&str>,
     reason: &str,
+    at: Timestamp,
 ) -> StoreResult<Vec<SyncJob>> {
     let rows = sqlx::query("SELECT id, group_sync FROM connections WHERE organization_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY id")
         .bind(organization_id)
         .bind(connection_id)
         .fetch_all(&mut *conn)
         .await?;
-    let t = ms(now());
+    let t = ms(at);
     let mut queued = vec![];
     for r in rows {
         let conn_id: String = r.try_get("id")?;

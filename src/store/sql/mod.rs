@@ -17,8 +17,9 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
 use super::{Page, StoreError, StoreResult};
 use crate::core::audit::Actor;
+use crate::core::clock::{Clock, SystemClock};
 use crate::core::ids::{new_id, IdKind};
-use crate::core::{now, Timestamp};
+use crate::core::Timestamp;
 use crate::crypto::SecretBox;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -85,6 +86,8 @@ pub struct SqlStore {
     /// This process among the replicas: the origin of its change messages and the
     /// holder of its leases.
     instance: String,
+    /// The time of every row written (tests hold and move it).
+    clock: Arc<dyn Clock>,
 }
 
 /// Statements whose text depends on the dialect, built once.
@@ -252,7 +255,7 @@ impl SqlStore {
             .connect(&url)
             .await?;
         let instance = crate::crypto::random_token("");
-        Ok(SqlStore { pool, dialect, secrets, queries: Queries::new(dialect), url, instance })
+        Ok(SqlStore { pool, dialect, secrets, queries: Queries::new(dialect), url, instance, clock: Arc::new(SystemClock) })
     }
 
     /// The embedded migrations the database has not applied yet (by description).
@@ -288,6 +291,12 @@ impl SqlStore {
         self.pool.close().await;
     }
 
+    /// The same store on another clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub(super) async fn write_tx(&self) -> StoreResult<Tx> {
         Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
     }
@@ -312,6 +321,7 @@ impl SqlStore {
 /// One audit-log row, written in the same transaction as the change it records.
 pub(super) async fn record(
     conn: &mut AnyConnection,
+    at: Timestamp,
     organization_id: Option<&str>,
     actor: &Actor,
     action: &str,
@@ -326,7 +336,7 @@ pub(super) async fn record(
         .bind(target.0)
         .bind(target.1)
         .bind(to_json(&changes))
-        .bind(ms(now()))
+        .bind(ms(at))
         .execute(conn)
         .await?;
     Ok(())

@@ -343,6 +343,9 @@ async fn token(State(op): State<FakeOp>, headers: axum::http::HeaderMap, body: S
         return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
     }
     if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        if op.inner.lock().unwrap().fault == Fault::TokenEndpointFails {
+            return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "upstream database exploded").into_response();
+        }
         return refresh(&op, &form).into_response();
     }
     let hold = {
