@@ -15,18 +15,18 @@
 #[cfg(test)]
 extern crate self as ssogate;
 
-pub mod admin_token;
-pub mod broker;
+pub(crate) mod admin_token;
+pub(crate) mod broker;
 pub mod config;
 pub mod core;
 pub mod crypto;
-pub mod http;
+pub(crate) mod http;
 pub mod oidc;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod server;
 pub mod store;
-pub mod sync;
-pub mod telemetry;
+pub(crate) mod sync;
+pub(crate) mod telemetry;
 pub mod upstream;
 
 /// The boundaries a workspace of crates would enforce, checked here instead (one

@@ -13,7 +13,7 @@ use crate::core::entitlements::Entitlements;
 use crate::core::organization::Organization;
 use crate::store::{Page, Store, StoreError, StoreResult};
 
-pub const CONFIG_TTL: Duration = Duration::from_secs(10);
+const CONFIG_TTL: Duration = Duration::from_secs(10);
 const CAPACITY: u64 = 100_000;
 
 #[derive(Clone)]

@@ -10,13 +10,15 @@
 //! for the minutes a cached token would otherwise live.
 
 use super::Broker;
-use crate::core::application::Application;
+use crate::core::application::{Application, ClientType, NewApplication};
 use crate::core::audit::Actor;
-use crate::core::connection::Connection;
+use crate::core::connection::{Connection, ConnectionSettings};
 use crate::core::entitlements::Entitlements;
 use crate::core::group::{Group, NewGroup};
-use crate::core::organization::Organization;
+use crate::core::ids::{new_id, IdKind};
+use crate::core::organization::{NewOrganization, Organization};
 use crate::core::user::{User, UserProfile, UserView};
+use crate::crypto::{hash_secret, random_token};
 use crate::store::{Edit, SessionFilter, StoreError, StoreResult};
 
 /// Admin writes that need nothing before the store's: each forwards to the store's
@@ -36,15 +38,11 @@ macro_rules! admin_writes {
 }
 
 admin_writes! {
-    fn create_organization(org: Organization, slug_given: bool, actor: &Actor) -> Organization;
     fn update_organization(id: &str, edit: Edit<'_, Organization, ()>, actor: &Actor) -> Organization;
     fn put_entitlements(organization_id: &str, e: &Entitlements, actor: &Actor) -> Entitlements;
-    fn create_connection(c: Connection, client_secret: &str, actor: &Actor) -> Connection;
     fn update_connection(id: &str, edit: Edit<'_, Connection, Option<String>>, actor: &Actor) -> Connection;
-    fn create_application(app: Application, secret_hash: &str, actor: &Actor) -> Application;
     fn update_application(id: &str, edit: Edit<'_, Application, ()>, actor: &Actor) -> Application;
     fn delete_application(id: &str, actor: &Actor) -> ();
-    fn set_application_secret(id: &str, secret_hash: &str, actor: &Actor) -> Application;
     fn create_user(organization_id: &str, profile: UserProfile, groups: Vec<String>, actor: &Actor) -> UserView;
     fn update_user(id: &str, edit: Edit<'_, User, Option<Vec<String>>>, actor: &Actor) -> UserView;
     fn create_group(organization_id: &str, group: NewGroup, actor: &Actor) -> Group;
@@ -79,6 +77,90 @@ impl Broker {
 }
 
 impl Broker {
+    pub async fn create_organization(&self, new: NewOrganization, actor: &Actor) -> StoreResult<Organization> {
+        let t = self.clock.now();
+        let org = Organization {
+            id: new_id(IdKind::Organization),
+            name: new.name,
+            slug: new.slug,
+            domains: new.domains,
+            email_policy: new.email_policy,
+            created_at: t,
+            updated_at: t,
+        };
+        let org = self.store.create_organization(org, new.slug_given, actor).await?;
+        self.changed();
+        Ok(org)
+    }
+
+    pub async fn create_connection(
+        &self,
+        organization_id: &str,
+        s: ConnectionSettings,
+        client_secret: &str,
+        actor: &Actor,
+    ) -> StoreResult<Connection> {
+        let t = self.clock.now();
+        let connection = Connection {
+            id: new_id(IdKind::Connection),
+            organization_id: organization_id.to_owned(),
+            name: s.name,
+            client_id: s.client_id,
+            discovery_url: s.discovery_url,
+            scopes: s.scopes,
+            logout_url: s.logout_url,
+            provisioning: s.provisioning,
+            user_match: s.user_match,
+            group_sync: s.group_sync,
+            allow_hmac_id_tokens: s.allow_hmac_id_tokens,
+            trust_unverified_email: s.trust_unverified_email,
+            frontchannel_logout_by_subject: s.frontchannel_logout_by_subject,
+            shared_redirect_uri: false,
+            created_at: t,
+            updated_at: t,
+        };
+        let connection = self.store.create_connection(connection, client_secret, actor).await?;
+        self.changed();
+        Ok(connection)
+    }
+
+    /// The application and, for a confidential client, its secret in clear: it is
+    /// stored only hashed, so this is the one time it exists.
+    pub async fn create_application(&self, new: NewApplication, actor: &Actor) -> StoreResult<(Application, Option<String>)> {
+        let secret = (new.client_type == ClientType::Confidential).then(|| random_token(""));
+        let t = self.clock.now();
+        let id = new_id(IdKind::Application);
+        let application = Application {
+            client_id: id.replacen("app_", "client_", 1),
+            id,
+            name: new.name,
+            client_type: new.client_type,
+            id_token_signed_response_alg: new.id_token_signed_response_alg,
+            redirect_uris: new.redirect_uris,
+            post_logout_redirect_uris: new.post_logout_redirect_uris,
+            expose_idp_tokens: new.expose_idp_tokens,
+            backchannel_logout_uri: new.backchannel_logout_uri,
+            created_at: t,
+            updated_at: t,
+        };
+        let hash = secret.as_deref().map(hash_secret).unwrap_or_default();
+        let application = self.store.create_application(application, &hash, actor).await?;
+        self.changed();
+        Ok((application, secret))
+    }
+
+    /// A new client secret, in clear this once; the old one stops working at once.
+    pub async fn rotate_application_secret(&self, id: &str, actor: &Actor) -> StoreResult<(Application, String)> {
+        let app = self.store.get_application(id).await?.ok_or(StoreError::NotFound("application"))?;
+        if app.client_type == ClientType::Public {
+            return Err(StoreError::Refused { code: "public_client", message: "public clients have no secret to rotate".into() });
+        }
+        let secret = random_token("");
+        let application = self.store.set_application_secret(id, &hash_secret(&secret), actor).await?;
+        self.changed();
+        Ok((application, secret))
+    }
+
     /// After a committed admin write: this replica sees it at once (other replicas
     /// heard of it from the store), and its sync worker starts on any job it queued.
     fn changed(&self) {

@@ -21,11 +21,11 @@ mod trial;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config_cache::{ConfigCache, CONFIG_TTL};
-pub use keyring::{KeyRing, KeyRingError};
+pub use config_cache::ConfigCache;
+pub use keyring::KeyRing;
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
-pub use token::{client_credentials, ClientAuthFailure, TokenCache, TokenReply, UserinfoError};
+pub use token::{client_credentials, ClientAuthFailure, TokenCache, UserinfoError};
 pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::AuthorizeRequest;

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Broker, ConfigCache, KeyRing, Lifetimes, Reply, TokenCache, TokenReply};
+use super::token::TokenReply;
+use super::{Broker, ConfigCache, KeyRing, Lifetimes, Reply, TokenCache};
 use crate::core::application::{Application, ClientType};
 use crate::core::audit::Actor;
 use crate::core::claims::ClaimLimits;

@@ -1,4 +1,4 @@
 //! ssogate as an OpenID Provider for applications: its discovery document and keys.
 
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod keys;

@@ -1,13 +1,13 @@
 //! ssogate as a relying party of each organization's identity provider.
 
-pub mod http;
+pub(crate) mod http;
 pub mod id_token;
 pub mod metadata;
-pub mod provider;
-pub mod rp;
+pub(crate) mod provider;
+pub(crate) mod rp;
 
-pub use http::IdpClient;
-pub use provider::Providers;
+pub(crate) use http::IdpClient;
+pub(crate) use provider::Providers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

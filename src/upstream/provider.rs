@@ -143,11 +143,6 @@ impl Providers {
         allowed
     }
 
-    /// Forgets what is cached for a discovery URL (its connection changed).
-    pub fn forget(&self, discovery_url: &str) {
-        sync::write(&self.metadata).remove(discovery_url);
-    }
-
     /// A cached value and whether it is still fresh; past three quarters of its
     /// life `refresh` is started in the background, so logins rarely meet an
     /// expired entry.

@@ -7,8 +7,6 @@ use serde::Serialize;
 use super::{organization, PageQuery, Paginated};
 use crate::core::audit::Actor;
 use crate::core::connection::{Connection, CreateConnection, UpdateConnection};
-use crate::core::ids::{new_id, IdKind};
-use crate::core::now;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
@@ -70,26 +68,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
     let org = organization(&state, &org).await?;
     let (s, secret) = body.validate(state.idp.policy())?;
-    let t = now();
-    let connection = Connection {
-        id: new_id(IdKind::Connection),
-        organization_id: org.id,
-        name: s.name,
-        client_id: s.client_id,
-        discovery_url: s.discovery_url,
-        scopes: s.scopes,
-        logout_url: s.logout_url,
-        provisioning: s.provisioning,
-        user_match: s.user_match,
-        group_sync: s.group_sync,
-        allow_hmac_id_tokens: s.allow_hmac_id_tokens,
-        trust_unverified_email: s.trust_unverified_email,
-        frontchannel_logout_by_subject: s.frontchannel_logout_by_subject,
-        shared_redirect_uri: false,
-        created_at: t,
-        updated_at: t,
-    };
-    let connection = state.broker.create_connection(connection, &secret, &actor).await?;
+    let connection = state.broker.create_connection(&org.id, s, &secret, &actor).await?;
     Ok((StatusCode::CREATED, Json(view(&state, connection))))
 }
 

@@ -7,8 +7,6 @@ use serde::Serialize;
 use super::{organization, PageQuery, Paginated};
 use crate::core::audit::Actor;
 use crate::core::entitlements::{Entitlements, PutEntitlements};
-use crate::core::ids::{new_id, IdKind};
-use crate::core::now;
 use crate::core::organization::{CreateOrganization, Organization, UpdateOrganization};
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiQuery};
@@ -53,18 +51,7 @@ async fn create(
     Extension(actor): Extension<Actor>,
     ApiJson(body): ApiJson<CreateOrganization>,
 ) -> ApiResult<(StatusCode, Json<Organization>)> {
-    let new = body.validate()?;
-    let t = now();
-    let org = Organization {
-        id: new_id(IdKind::Organization),
-        name: new.name,
-        slug: new.slug,
-        domains: new.domains,
-        email_policy: new.email_policy,
-        created_at: t,
-        updated_at: t,
-    };
-    let org = state.broker.create_organization(org, new.slug_given, &actor).await?;
+    let org = state.broker.create_organization(body.validate()?, &actor).await?;
     Ok((StatusCode::CREATED, Json(org)))
 }
 
