@@ -26,7 +26,7 @@ use ssogate::core::ids::{new_id, IdKind};
 use ssogate::core::session::UpstreamTokens;
 use ssogate::core::{now, Timestamp};
 use ssogate::crypto::SecretBox;
-use ssogate::store::{Grant, Provisioned, RefreshState, Session, SignIn, SqlStore, Store};
+use ssogate::store::{Grant, Provisioned, RefreshState, Session, SessionHandle, SignIn, SqlStore, Store};
 use support::{admin, cpu_seconds, env_or, start_ssogate};
 
 const KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -41,7 +41,7 @@ async fn seed_session(store: &dyn Store, connection: &ssogate::core::connection:
     let until = t + Duration::from_secs(12 * 3600);
     let session = Session {
         id: new_id(IdKind::Session),
-        id_hash: format!("bench-session-{i}"),
+        id_hash: SessionHandle::of_secret(&format!("bench-session-{i}")),
         user_id: user.user.id.clone(),
         organization_id: connection.organization_id.clone(),
         connection_id: Some(connection.id.clone()),

@@ -19,7 +19,7 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::Timestamp;
 use crate::crypto::random_token;
-use crate::store::{Grant, IdpGroupsSource, Provisioned, RefreshState, Session, SessionFilter, SignIn, StoreError};
+use crate::store::{Grant, IdpGroupsSource, Provisioned, RefreshState, Session, SessionFilter, SessionHandle, SignIn, StoreError};
 use crate::telemetry;
 use crate::upstream::rp::{AnswerError, Authorization, LoginError, PassedOn, VerifiedIdentity};
 use crate::upstream::UpstreamError;
@@ -342,7 +342,7 @@ impl Broker {
     /// The connection of the browser's session, if it has one under which `app` signed in.
     async fn session_connection(&self, app: &Application, cookies: &HashMap<String, String>) -> Result<Option<Connection>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
-        let id_hash = handle(id);
+        let id_hash = SessionHandle::of_secret(id);
         if !self.store.session_has_signed_in(&id_hash, &app.id).await? {
             return Ok(None);
         }
@@ -355,7 +355,7 @@ impl Broker {
     /// using it counts as activity.
     async fn current_session(&self, cookies: &HashMap<String, String>, c: &Connection) -> Result<Option<Session>, OAuthError> {
         let Some(id) = cookies.get(SESSION_COOKIE) else { return Ok(None) };
-        let s = self.use_session(&handle(id)).await?;
+        let s = self.use_session(&SessionHandle::of_secret(id)).await?;
         Ok(s.filter(|s| s.organization_id == c.organization_id && s.connection_id.as_deref() == Some(c.id.as_str())))
     }
 
@@ -526,7 +526,7 @@ impl Broker {
         let expires_at = login_at + lifetimes.absolute;
         let session = Session {
             id: new_id(IdKind::Session),
-            id_hash: handle(&session_secret),
+            id_hash: SessionHandle::of_secret(&session_secret),
             user_id: user.user.id.clone(),
             organization_id: connection.organization_id.clone(),
             connection_id: Some(connection.id.clone()),
@@ -545,7 +545,7 @@ impl Broker {
         // The session this browser had ends: the same user's applications move to the
         // new one; anyone else's sign-in through it is ended.
         if let Some(old) = cookies.get(SESSION_COOKIE) {
-            let old = handle(old);
+            let old = SessionHandle::of_secret(old);
             self.store.adopt_grants(&old, &session).await?;
             self.end_sessions(SessionFilter::Handle(&old), "replaced", &actor).await?;
         }

@@ -15,7 +15,7 @@ use super::{handle, Broker, PageKind, Reply, SetCookie, SESSION_COOKIE};
 use crate::core::audit::Actor;
 use crate::core::authorize::single_valued;
 use crate::crypto::{hash_secret, verify_secret};
-use crate::store::{Session, SessionFilter};
+use crate::store::{Session, SessionFilter, SessionHandle};
 use crate::upstream::id_token::{self, MAX_TOKEN_AGE_SECS};
 
 /// The audience of an ID token hint, read without verifying it: it only chooses
@@ -98,7 +98,7 @@ impl Broker {
             }
         }
         let session = match cookies.get(SESSION_COOKIE) {
-            Some(secret) => match self.use_session(&handle(secret)).await {
+            Some(secret) => match self.use_session(&SessionHandle::of_secret(secret)).await {
                 Ok(s) => s.map(|s| (s, secret)),
                 Err(e) => {
                     tracing::error!(error = %e, "reading a session at logout failed");

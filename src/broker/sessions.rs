@@ -12,7 +12,7 @@ use crate::core::audit::Actor;
 use crate::crypto::random_token;
 use crate::oidc::keys::SigningAlg;
 use crate::outbound::AppClient;
-use crate::store::{EndedSession, Session, SessionFilter, StoreResult};
+use crate::store::{EndedSession, Session, SessionFilter, SessionHandle, StoreResult};
 
 const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Lifetime of the logout tokens sent to applications.
@@ -24,7 +24,7 @@ impl Broker {
     /// The session behind a browser cookie or a token, if it is still live. Using it
     /// counts as activity: its idle end moves to `idle` from now (the absolute end
     /// stays), so a user working in an application through its tokens stays signed in.
-    pub(super) async fn use_session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+    pub(super) async fn use_session(&self, id_hash: &SessionHandle) -> StoreResult<Option<Session>> {
         let t = self.clock.now();
         self.store.touch_session(id_hash, t, t + self.lifetimes.session.idle).await
     }

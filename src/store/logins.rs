@@ -26,13 +26,31 @@ pub struct StoredSigningKey {
     pub retired_at: Option<Timestamp>,
 }
 
+/// How the store finds a session: the hash of its cookie's secret. A type of its own,
+/// so that neither the secret itself nor the session's public id (`ses_…`, which
+/// travels beside it) can be passed where it is meant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct SessionHandle(String);
+
+impl SessionHandle {
+    /// The handle of the session whose cookie holds `secret`.
+    pub fn of_secret(secret: &str) -> Self {
+        SessionHandle(crate::crypto::hash_secret(secret))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A browser's signed-in session at ssogate.
 #[derive(Clone, Debug)]
 pub struct Session {
     /// Public id (`ses_…`): the `sid` applications see, and what admins revoke by.
     pub id: String,
     /// Hash of the cookie's secret, which is what looks the session up.
-    pub id_hash: String,
+    pub id_hash: SessionHandle,
     pub user_id: String,
     pub organization_id: String,
     pub connection_id: Option<String>,
@@ -72,7 +90,7 @@ pub struct RefreshState {
 #[derive(Clone, Copy, Debug)]
 pub enum SessionFilter<'a> {
     /// The session of a browser's cookie, by its hash.
-    Handle(&'a str),
+    Handle(&'a SessionHandle),
     /// One session of a user, by public id.
     Id { user_id: &'a str, id: &'a str },
     /// Every session of a user.
@@ -129,7 +147,7 @@ pub struct Grant {
     pub application_id: String,
     pub redirect_uri: String,
     pub user_id: String,
-    pub session_hash: String,
+    pub session_hash: SessionHandle,
     /// The session's public id, the ID token's `sid`.
     pub session_id: String,
     pub scope: String,
@@ -161,7 +179,7 @@ pub struct IssuedToken {
     /// The userinfo answer (the profile as of the latest sign-in or refresh).
     pub claims: Value,
     pub application_id: String,
-    pub session_hash: String,
+    pub session_hash: SessionHandle,
     pub expires_at: Timestamp,
     pub revoked: bool,
 }
@@ -216,10 +234,10 @@ pub trait Logins: Send + Sync + 'static {
     /// A page of the users last signed in through a connection, in id order.
     async fn connection_users(&self, connection_id: &str, after: &str, limit: u32) -> StoreResult<Vec<UserView>>;
 
-    async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
+    async fn session(&self, id_hash: &SessionHandle) -> StoreResult<Option<Session>>;
     /// Marks the session active at `at` (pushing its idle end to `idle_until`) and
     /// returns it, if it is still live.
-    async fn touch_session(&self, id_hash: &str, at: Timestamp, idle_until: Timestamp) -> StoreResult<Option<Session>>;
+    async fn touch_session(&self, id_hash: &SessionHandle, at: Timestamp, idle_until: Timestamp) -> StoreResult<Option<Session>>;
     /// A user's sessions, newest first.
     async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<Session>>;
     /// Ends the sessions the filter names and revokes every code and token issued
@@ -227,9 +245,9 @@ pub trait Logins: Send + Sync + 'static {
     async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>>;
     /// Moves a user's grants from their previous session to the one that replaced it
     /// at a new sign-in, so their applications stay signed in.
-    async fn adopt_grants(&self, old_hash: &str, new: &Session) -> StoreResult<()>;
+    async fn adopt_grants(&self, old_hash: &SessionHandle, new: &Session) -> StoreResult<()>;
     /// Whether the application was given a code under the session before.
-    async fn session_has_signed_in(&self, session_hash: &str, application_id: &str) -> StoreResult<bool>;
+    async fn session_has_signed_in(&self, session_hash: &SessionHandle, application_id: &str) -> StoreResult<bool>;
 
     /// Claims up to `limit` sessions whose upstream refresh is due, each for one
     /// taker until `lease_until` (so a refresh runs once across replicas). The
@@ -239,12 +257,18 @@ pub trait Logins: Send + Sync + 'static {
     /// Stores what the IdP just handed over (a rotated refresh token is usable once),
     /// before anything else of the refresh can fail; false if the session is gone or
     /// the lease lost.
-    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, lease: Timestamp, tokens: &UpstreamTokens) -> StoreResult<bool>;
+    async fn save_upstream_tokens(
+        &self,
+        session_id: &str,
+        id_hash: &SessionHandle,
+        lease: Timestamp,
+        tokens: &UpstreamTokens,
+    ) -> StoreResult<bool>;
     /// Stores refreshed upstream tokens and the next due time, ending the lease;
     /// false if the session is gone or the lease lost.
     async fn save_refreshed(
         &self,
-        id_hash: &str,
+        id_hash: &SessionHandle,
         lease: Timestamp,
         tokens: &UpstreamTokens,
         due_at: Option<Timestamp>,
@@ -254,14 +278,14 @@ pub trait Logins: Send + Sync + 'static {
     /// session is gone or the lease lost.
     async fn save_refresh_failure(
         &self,
-        id_hash: &str,
+        id_hash: &SessionHandle,
         lease: Timestamp,
         failing_since: Timestamp,
         retry_at: Timestamp,
         error: &str,
     ) -> StoreResult<bool>;
     /// Whether the session is still claimed under `lease`.
-    async fn holds_refresh_lease(&self, id_hash: &str, lease: Timestamp) -> StoreResult<bool>;
+    async fn holds_refresh_lease(&self, id_hash: &SessionHandle, lease: Timestamp) -> StoreResult<bool>;
     /// Refreshes a signed-in user's profile from the IdP (not a sign-in: the last
     /// login time stays); `None` if the user is gone.
     async fn refresh_user_profile(&self, connection: &Connection, profile: &IdpProfile, at: Timestamp) -> StoreResult<Option<UserView>>;
@@ -269,7 +293,7 @@ pub trait Logins: Send + Sync + 'static {
     /// so userinfo follows the profile; returns the hashes of the tokens affected.
     async fn reissue_grant_claims(
         &self,
-        session_hash: &str,
+        session_hash: &SessionHandle,
         claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync),
     ) -> StoreResult<Vec<String>>;
 

@@ -22,7 +22,7 @@ use ssogate::core::Timestamp;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
     Change, Changes, Directory, EventFilter, Grant, Heard, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter,
-    SignIn, SqlStore, Store, StoreError, StoredSigningKey,
+    SessionHandle, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
 };
 use std::time::Duration;
 
@@ -743,7 +743,7 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         application_id: app.id.clone(),
         redirect_uri: "https://a/cb".into(),
         user_id: u.user.id.clone(),
-        session_hash: "s1".into(),
+        session_hash: SessionHandle::of_secret("s1"),
         session_id: "ses_1".into(),
         scope: "openid".into(),
         nonce: None,
@@ -771,18 +771,23 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     assert!(matches!(s.redeem_grant("nope", "t3", later, t).await.unwrap(), Redemption::Unknown));
 
     // A grant stored with the session its sign-in started: both are there.
-    let session = Session { id_hash: "s2".into(), ..session_of(&u.user.id, &c, t, later) };
+    let session = Session { id_hash: SessionHandle::of_secret("s2"), ..session_of(&u.user.id, &c, t, later) };
     let sign_in = SignIn { session: &session, state_hash: "state-1", state_expires_at: later };
-    s.create_grant(&Grant { code_hash: "c2".into(), session_hash: "s2".into(), ..grant.clone() }, Some(sign_in)).await.unwrap();
-    assert_eq!(s.session("s2").await.unwrap().unwrap().user_id, u.user.id);
+    s.create_grant(&Grant { code_hash: "c2".into(), session_hash: SessionHandle::of_secret("s2"), ..grant.clone() }, Some(sign_in))
+        .await
+        .unwrap();
+    assert_eq!(s.session(&SessionHandle::of_secret("s2")).await.unwrap().unwrap().user_id, u.user.id);
     // The same login state cannot complete a second sign-in, and that attempt stores nothing.
-    let again = Session { id_hash: "s3".into(), id: new_id(IdKind::Session), ..session.clone() };
+    let again = Session { id_hash: SessionHandle::of_secret("s3"), id: new_id(IdKind::Session), ..session.clone() };
     let err = s
-        .create_grant(&Grant { code_hash: "c3".into(), session_hash: "s3".into(), ..grant }, Some(SignIn { session: &again, ..sign_in }))
+        .create_grant(
+            &Grant { code_hash: "c3".into(), session_hash: SessionHandle::of_secret("s3"), ..grant },
+            Some(SignIn { session: &again, ..sign_in }),
+        )
         .await
         .unwrap_err();
     assert!(matches!(&err, StoreError::Conflict { field, .. } if field == "state_hash"), "{err:?}");
-    assert!(s.session("s3").await.unwrap().is_none());
+    assert!(s.session(&SessionHandle::of_secret("s3")).await.unwrap().is_none());
     assert!(matches!(s.redeem_grant("c3", "t9", later, t).await.unwrap(), Redemption::Unknown));
     match s.redeem_grant("c2", "t4", later, t).await.unwrap() {
         Redemption::Fresh(_, session_expires_at) => assert_eq!(session_expires_at, Some(later)),
@@ -794,7 +799,7 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
 fn session_of(user_id: &str, c: &Connection, at: Timestamp, until: Timestamp) -> Session {
     Session {
         id: new_id(IdKind::Session),
-        id_hash: format!("hash-{}", new_id(IdKind::Session)),
+        id_hash: SessionHandle::of_secret(&format!("hash-{}", new_id(IdKind::Session))),
         user_id: user_id.into(),
         organization_id: c.organization_id.clone(),
         connection_id: Some(c.id.clone()),

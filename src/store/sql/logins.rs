@@ -21,8 +21,8 @@ use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
-    EndedSession, Grant, IdpGroupsSource, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter, SignIn,
-    StoreError, StoreResult, StoredSigningKey,
+    EndedSession, Grant, IdpGroupsSource, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter,
+    SessionHandle, SignIn, StoreError, StoreResult, StoredSigningKey,
 };
 
 fn key_context(kid: &str) -> String {
@@ -517,12 +517,12 @@ impl Logins for SqlStore {
         rows.iter().map(user_view_row).collect()
     }
 
-    async fn session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+    async fn session(&self, id_hash: &SessionHandle) -> StoreResult<Option<Session>> {
         let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(&self.pool).await?;
         row.as_ref().map(|r| self.session_row(r)).transpose()
     }
 
-    async fn touch_session(&self, id_hash: &str, at: Timestamp, idle_until: Timestamp) -> StoreResult<Option<Session>> {
+    async fn touch_session(&self, id_hash: &SessionHandle, at: Timestamp, idle_until: Timestamp) -> StoreResult<Option<Session>> {
         let row = sqlx::query(
             "UPDATE sessions SET last_active_at = $2, idle_expires_at = $3 \
              WHERE id_hash = $1 AND expires_at > $2 AND idle_expires_at > $2 RETURNING *",
@@ -543,7 +543,7 @@ impl Logins for SqlStore {
 
     async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>> {
         let (condition, binds): (&str, Vec<Option<&str>>) = match filter {
-            SessionFilter::Handle(hash) => ("id_hash = $1", vec![Some(hash)]),
+            SessionFilter::Handle(hash) => ("id_hash = $1", vec![Some(hash.as_str())]),
             SessionFilter::Id { user_id, id } => ("user_id = $1 AND id = $2", vec![Some(user_id), Some(id)]),
             SessionFilter::User(user_id) => ("user_id = $1", vec![Some(user_id)]),
             SessionFilter::Idp { connection_id, sub, sid } => (
@@ -595,7 +595,7 @@ impl Logins for SqlStore {
         Ok(ended)
     }
 
-    async fn session_has_signed_in(&self, session_hash: &str, application_id: &str) -> StoreResult<bool> {
+    async fn session_has_signed_in(&self, session_hash: &SessionHandle, application_id: &str) -> StoreResult<bool> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM grants WHERE session_hash = $1 AND application_id = $2 LIMIT 1")
             .bind(session_hash)
             .bind(application_id)
@@ -604,7 +604,7 @@ impl Logins for SqlStore {
         Ok(found.is_some())
     }
 
-    async fn adopt_grants(&self, old_hash: &str, new: &Session) -> StoreResult<()> {
+    async fn adopt_grants(&self, old_hash: &SessionHandle, new: &Session) -> StoreResult<()> {
         sqlx::query("UPDATE grants SET session_hash = $2, session_id = $3 WHERE session_hash = $1 AND user_id = $4 AND revoked = 0")
             .bind(old_hash)
             .bind(&new.id_hash)
@@ -634,7 +634,7 @@ impl Logins for SqlStore {
 
     async fn save_refreshed(
         &self,
-        id_hash: &str,
+        id_hash: &SessionHandle,
         lease: Timestamp,
         tokens: &UpstreamTokens,
         due_at: Option<Timestamp>,
@@ -659,7 +659,13 @@ impl Logins for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn save_upstream_tokens(&self, session_id: &str, id_hash: &str, lease: Timestamp, tokens: &UpstreamTokens) -> StoreResult<bool> {
+    async fn save_upstream_tokens(
+        &self,
+        session_id: &str,
+        id_hash: &SessionHandle,
+        lease: Timestamp,
+        tokens: &UpstreamTokens,
+    ) -> StoreResult<bool> {
         let r = sqlx::query("UPDATE sessions SET upstream_enc = $2 WHERE id_hash = $1 AND refresh_claimed_until = $3")
             .bind(id_hash)
             .bind(self.seal_upstream(session_id, tokens)?)
@@ -671,7 +677,7 @@ impl Logins for SqlStore {
 
     async fn save_refresh_failure(
         &self,
-        id_hash: &str,
+        id_hash: &SessionHandle,
         lease: Timestamp,
         failing_since: Timestamp,
         retry_at: Timestamp,
@@ -691,7 +697,7 @@ impl Logins for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn holds_refresh_lease(&self, id_hash: &str, lease: Timestamp) -> StoreResult<bool> {
+    async fn holds_refresh_lease(&self, id_hash: &SessionHandle, lease: Timestamp) -> StoreResult<bool> {
         let held = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sessions WHERE id_hash = $1 AND refresh_claimed_until = $2")
             .bind(id_hash)
             .bind(ms(lease))
@@ -707,7 +713,7 @@ impl Logins for SqlStore {
 
     async fn reissue_grant_claims(
         &self,
-        session_hash: &str,
+        session_hash: &SessionHandle,
         claims_for_scope: &(dyn for<'s> Fn(&'s str) -> Value + Sync),
     ) -> StoreResult<Vec<String>> {
         let t = ms(self.clock.now());
