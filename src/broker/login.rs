@@ -19,7 +19,9 @@ use crate::core::user::UserView;
 use crate::core::validate::email_domain;
 use crate::core::Timestamp;
 use crate::crypto::random_token;
-use crate::store::{Grant, IdpGroupsSource, Provisioned, RefreshState, Session, SessionFilter, SessionHandle, SignIn, StoreError};
+use crate::store::{
+    Grant, GroupSyncOf, IdpGroupsSource, Provisioned, RefreshState, Session, SessionFilter, SessionHandle, SignIn, StoreError,
+};
 use crate::telemetry;
 use crate::upstream::rp::{AnswerError, Authorization, LoginError, PassedOn, VerifiedIdentity};
 use crate::upstream::UpstreamError;
@@ -291,7 +293,10 @@ impl Broker {
             Some(claims) => IdpGroupsSource::Reported { id_token: claims, userinfo: None },
             None => IdpGroupsSource::Reported { id_token: id_claims, userinfo },
         };
-        self.store.sync_groups(&user.user.id, &c.id, reported, actor).await.map_err(OAuthError::from)
+        self.store
+            .sync_groups(GroupSyncOf { user_id: &user.user.id, connection_id: &c.id }, reported, actor)
+            .await
+            .map_err(OAuthError::from)
     }
 
     /// The groups claim fetched from its distributed source, as claims holding it alone.

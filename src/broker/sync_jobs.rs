@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::Broker;
 use crate::core::audit::Actor;
 use crate::core::group_sync::SyncJob;
-use crate::store::{IdpGroupsSource, StoreError};
+use crate::store::{GroupSyncOf, IdpGroupsSource, StoreError};
 
 /// A running job records progress after every page of users.
 const PAGE: u32 = 200;
@@ -75,7 +75,7 @@ impl Broker {
             for u in &users {
                 // The page only names the users: each one's IdP groups and the rules
                 // are read again under the row lock, as they are by then.
-                match store.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Stored, &actor).await {
+                match store.sync_groups(GroupSyncOf { user_id: &u.user.id, connection_id: &c.id }, IdpGroupsSource::Stored, &actor).await {
                     // Deleted since the page was read: nothing left to sync.
                     Ok(_) | Err(StoreError::NotFound("user")) => {}
                     // The connection was deleted: so were its users' sessions; stop.

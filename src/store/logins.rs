@@ -116,6 +116,14 @@ pub struct EndedSession {
     pub application_ids: Vec<String>,
 }
 
+/// Whose memberships a group sync replaces, by which connection's rules: two ids
+/// of the same type, named so that they cannot be passed the wrong way round.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupSyncOf<'a> {
+    pub user_id: &'a str,
+    pub connection_id: &'a str,
+}
+
 /// The IdP groups a group sync applies.
 #[derive(Clone, Copy, Debug)]
 pub enum IdpGroupsSource<'a> {
@@ -218,7 +226,7 @@ pub trait Logins: Send + Sync + 'static {
     /// and the organization's groups are read inside it: a mapping changed while a
     /// sign-in was at the IdP applies to that sign-in too, and two syncs of one user
     /// take turns. With group sync off on the connection by then, nothing changes.
-    async fn sync_groups(&self, user_id: &str, connection_id: &str, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView>;
+    async fn sync_groups(&self, of: GroupSyncOf<'_>, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView>;
 
     /// Takes the oldest queued job and marks it running (one taker per job).
     async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>>;

@@ -361,7 +361,7 @@ async fn groups_sent_elsewhere_are_fetched_from_their_source() {
 #[tokio::test]
 async fn a_sync_job_cut_short_by_a_crash_is_finished_after_the_restart() {
     use ssogate::core::claims::IdpProfile;
-    use ssogate::store::{Directory, IdpGroupsSource, Logins, Provisioned, SqlStore};
+    use ssogate::store::{Directory, GroupSyncOf, IdpGroupsSource, Logins, Provisioned, SqlStore};
 
     const PEOPLE: usize = 3000;
     let op = FakeOp::start("ssogate-client").await;
@@ -394,7 +394,14 @@ async fn a_sync_job_cut_short_by_a_crash_is_finished_after_the_restart() {
             panic!("not provisioned")
         };
         let reported = IdpGroupsSource::Reported { id_token: &said, userinfo: None };
-        assert_eq!(store.sync_groups(&user.user.id, &connection_id, reported, &actor).await.unwrap().groups, ["end-user"]);
+        assert_eq!(
+            store
+                .sync_groups(GroupSyncOf { user_id: &user.user.id, connection_id: &connection_id }, reported, &actor)
+                .await
+                .unwrap()
+                .groups,
+            ["end-user"]
+        );
     }
     drop(store);
 

@@ -21,8 +21,8 @@ use ssogate::core::user::UserProfile;
 use ssogate::core::Timestamp;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Change, Changes, Directory, EventFilter, Grant, Heard, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter,
-    SessionHandle, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
+    Change, Changes, Directory, EventFilter, Grant, GroupSyncOf, Heard, Logins, Page, Provisioned, Redemption, RefreshState, Session,
+    SessionFilter, SessionHandle, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
 };
 use std::time::Duration;
 
@@ -456,7 +456,7 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     let idp = vec![IdpGroup { name: "Engineering".into(), id: None }, IdpGroup { name: "Ops".into(), id: Some("g-9".into()) }];
     let claims = claims(json!({"groups": ["Engineering", {"id": "g-9", "displayName": "Ops"}]}));
     let reported = IdpGroupsSource::Reported { id_token: &claims, userinfo: None };
-    let synced = s.sync_groups(&u.user.id, &c.id, reported, &actor()).await.unwrap();
+    let synced = s.sync_groups(GroupSyncOf { user_id: &u.user.id, connection_id: &c.id }, reported, &actor()).await.unwrap();
     // Sync is authoritative here: the hand-set admin membership is replaced; Ops is
     // created as a group.
     assert_eq!(synced.groups, ["Ops", "engineers"]);
@@ -474,7 +474,7 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     assert_eq!(events[0].changes["removed"], json!(["admin"]));
     assert_eq!(events[0].changes["role"], json!({"from": "admin", "to": "builder"}));
     // Syncing the same groups again changes nothing and records nothing.
-    s.sync_groups(&u.user.id, &c.id, reported, &actor()).await.unwrap();
+    s.sync_groups(GroupSyncOf { user_id: &u.user.id, connection_id: &c.id }, reported, &actor()).await.unwrap();
     let again = s
         .list_events(
             &EventFilter { organization_id: Some(o.id.clone()), action: Some("user.groups_synced".into()), target_id: None },
@@ -491,7 +491,8 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
         Ok(None)
     });
     s.update_connection(&c.id, remap, &actor()).await.unwrap();
-    let resynced = s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Stored, &actor()).await.unwrap();
+    let resynced =
+        s.sync_groups(GroupSyncOf { user_id: &u.user.id, connection_id: &c.id }, IdpGroupsSource::Stored, &actor()).await.unwrap();
     assert_eq!(resynced.groups, ["Ops", "platform"]);
     assert_eq!(resynced.user.idp_groups, idp);
     // With group sync turned off meanwhile, a sync changes nothing.
@@ -501,8 +502,14 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     });
     s.update_connection(&c.id, off, &actor()).await.unwrap();
     let none = self::claims(json!({"groups": []}));
-    let untouched =
-        s.sync_groups(&u.user.id, &c.id, IdpGroupsSource::Reported { id_token: &none, userinfo: None }, &actor()).await.unwrap();
+    let untouched = s
+        .sync_groups(
+            GroupSyncOf { user_id: &u.user.id, connection_id: &c.id },
+            IdpGroupsSource::Reported { id_token: &none, userinfo: None },
+            &actor(),
+        )
+        .await
+        .unwrap();
     assert_eq!((&untouched.groups, &untouched.user.idp_groups), (&resynced.groups, &idp));
 
     // Back on. An IdP that says the claim is elsewhere (OIDC Core §5.6.2, Entra ID's
@@ -517,7 +524,9 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     let sync = |id_token: &serde_json::Value| {
         let said = self::claims(id_token.clone());
         async move {
-            s.sync_groups(user_id, connection_id, IdpGroupsSource::Reported { id_token: &said, userinfo: None }, &actor()).await.unwrap()
+            s.sync_groups(GroupSyncOf { user_id, connection_id }, IdpGroupsSource::Reported { id_token: &said, userinfo: None }, &actor())
+                .await
+                .unwrap()
         }
     };
     let reasons = || async {
@@ -558,14 +567,21 @@ async fn group_sync_replaces_memberships_in_one_transaction(db: &TestDb) {
     // as they are by a re-sync, not stripped.
     let Provisioned::User(quiet) = s.provision_user(&c, &idp_profile("u2", "b@x.test"), now()).await.unwrap() else { panic!() };
     s.update_user(&quiet.user.id, Box::new(|_| Ok(Some(vec!["admin".into()]))), &actor()).await.unwrap();
-    let resynced = s.sync_groups(&quiet.user.id, &c.id, IdpGroupsSource::Stored, &actor()).await.unwrap();
+    let resynced =
+        s.sync_groups(GroupSyncOf { user_id: &quiet.user.id, connection_id: &c.id }, IdpGroupsSource::Stored, &actor()).await.unwrap();
     assert_eq!(resynced.groups, ["admin"]);
     // Nor can another organization's connection sync this organization's users.
     let other = s.create_organization(org("B", "org-b", &[]), true, &actor()).await.unwrap();
     let mut theirs = connection(&other.id);
     theirs.group_sync.enabled = true;
     let theirs = s.create_connection(theirs, "x", &actor()).await.unwrap();
-    let refused = s.sync_groups(&quiet.user.id, &theirs.id, IdpGroupsSource::Reported { id_token: &none, userinfo: None }, &actor()).await;
+    let refused = s
+        .sync_groups(
+            GroupSyncOf { user_id: &quiet.user.id, connection_id: &theirs.id },
+            IdpGroupsSource::Reported { id_token: &none, userinfo: None },
+            &actor(),
+        )
+        .await;
     assert!(matches!(refused, Err(StoreError::NotFound("connection"))), "{refused:?}");
 }
 
@@ -596,7 +612,12 @@ async fn concurrent_group_syncs_take_turns(db: &TestDb) {
         let (s, conn) = (s.clone(), c.id.clone());
         tokio::spawn(async move {
             let said = claims(json!({ "groups": names }));
-            s.sync_groups(&user, &conn, IdpGroupsSource::Reported { id_token: &said, userinfo: None }, &actor()).await
+            s.sync_groups(
+                GroupSyncOf { user_id: &user, connection_id: &conn },
+                IdpGroupsSource::Reported { id_token: &said, userinfo: None },
+                &actor(),
+            )
+            .await
         })
     };
     let first = futures_util::future::join_all(users.iter().map(|u| sync(u.clone(), vec!["A", "B"]))).await;
@@ -638,7 +659,13 @@ async fn hand_set_memberships_survive_group_sync(db: &TestDb) {
     };
     let engineering = claims(json!({"groups": ["Engineering"]}));
     let nothing = claims(json!({"groups": []}));
-    let sync = |said| s.sync_groups(id, &c.id, IdpGroupsSource::Reported { id_token: said, userinfo: None }, &admin);
+    let sync = |said| {
+        s.sync_groups(
+            GroupSyncOf { user_id: id, connection_id: &c.id },
+            IdpGroupsSource::Reported { id_token: said, userinfo: None },
+            &admin,
+        )
+    };
     let groups = |v: &ssogate::core::user::UserView| (v.groups.clone(), v.synced_groups.clone(), v.role.as_str().to_owned());
     let names = |g: &[&str]| g.iter().map(|x| x.to_string()).collect::<Vec<_>>();
 

@@ -21,8 +21,8 @@ use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
-    EndedSession, Grant, IdpGroupsSource, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, Session, SessionFilter,
-    SessionHandle, SignIn, StoreError, StoreResult, StoredSigningKey,
+    EndedSession, Grant, GroupSyncOf, IdpGroupsSource, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, Session,
+    SessionFilter, SessionHandle, SignIn, StoreError, StoreResult, StoredSigningKey,
 };
 
 fn key_context(kid: &str) -> String {
@@ -314,7 +314,8 @@ impl Logins for SqlStore {
         }
     }
 
-    async fn sync_groups(&self, user_id: &str, connection_id: &str, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView> {
+    async fn sync_groups(&self, of: GroupSyncOf<'_>, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView> {
+        let GroupSyncOf { user_id, connection_id } = of;
         let mut tx = self.write_tx().await?;
         self.hold_row(&mut tx, "users", user_id).await?;
         let before = self.load_user(&mut tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
