@@ -14,7 +14,7 @@ use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
 use crate::core::circuit::CircuitPolicy;
 use crate::core::claims::ClaimLimits;
-use crate::core::clock::SystemClock;
+use crate::core::clock::{Clock, SystemClock};
 use crate::core::network::NetworkPolicy;
 use crate::crypto::SecretBox;
 use crate::http::rate_limit::RateLimits;
@@ -144,7 +144,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs), circuit, args.idp_max_response_bytes as usize)?;
     let store_dyn: Arc<dyn Store> = store.clone();
     let lifetimes = Lifetimes { session: args.session_lifetimes(), ..Lifetimes::default() };
-    let keys = Arc::new(KeyRing::load(store_dyn.as_ref(), lifetimes.id_token.max(lifetimes.access_token)).await?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = Arc::new(KeyRing::load(store_dyn.as_ref(), lifetimes.id_token.max(lifetimes.access_token), clock.clone()).await?);
     let broker = Arc::new(Broker {
         store: store_dyn.clone(),
         providers: Providers::new(idp.clone()),
@@ -159,7 +160,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app_client: AppClient::new(NetworkPolicy::for_applications(args.dev, args.allow_app_networks.clone()), Duration::from_secs(5))
             .context("building the HTTP client for applications")?,
         claim_limits: ClaimLimits { max_bytes: args.max_claims_bytes as usize, max_groups: args.max_groups_per_user as usize },
-        clock: Arc::new(SystemClock),
+        clock,
     });
     tokio::spawn(housekeeping(broker.clone()));
     let worker = broker.clone();
@@ -194,7 +195,7 @@ async fn housekeeping(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
-        let t = crate::core::now();
+        let t = broker.clock.now();
         broker.reload_keys().await;
         // The lease ends before the next round, so a replica that died hands over.
         match broker.store.try_lease("housekeeping", t, t + HOUSEKEEPING_EVERY - Duration::from_secs(5)).await {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::core::audit::Actor;
+use crate::core::clock::Clock;
 use crate::core::ids::{new_id, IdKind};
-use crate::core::{now, Timestamp};
+use crate::core::Timestamp;
 use crate::oidc::keys::{KeyError, SigningAlg, SigningKey};
 use crate::store::{Store, StoreError, StoredSigningKey};
 use crate::sync;
@@ -27,12 +28,13 @@ pub struct KeyRing {
     jwks: RwLock<Arc<String>>,
     /// How long a retired key stays published: the longest token lifetime.
     retention: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl KeyRing {
     /// Loads the keys, creating an active one for each algorithm that has none.
-    pub async fn load(store: &dyn Store, retention: Duration) -> Result<Self, KeyRingError> {
-        let ring = KeyRing { active: Default::default(), jwks: RwLock::new(Arc::new(String::new())), retention };
+    pub async fn load(store: &dyn Store, retention: Duration, clock: Arc<dyn Clock>) -> Result<Self, KeyRingError> {
+        let ring = KeyRing { active: Default::default(), jwks: RwLock::new(Arc::new(String::new())), retention, clock };
         let stored = store.signing_keys().await?;
         for alg in SigningAlg::ALL {
             if !stored.iter().any(|k| k.alg == alg.as_str() && k.retired_at.is_none()) {
@@ -53,7 +55,7 @@ impl KeyRing {
                     alg: alg.as_str().into(),
                     pkcs8,
                     public_jwk: key.public_jwk(),
-                    created_at: now(),
+                    created_at: self.clock.now(),
                     retired_at: None,
                 },
                 replace,
@@ -65,7 +67,7 @@ impl KeyRing {
 
     /// Re-reads the keys from the store (another replica may have rotated them).
     pub async fn reload(&self, store: &dyn Store) -> Result<(), KeyRingError> {
-        let cutoff: Timestamp = now() - self.retention;
+        let cutoff: Timestamp = self.clock.now() - self.retention;
         store.delete_signing_keys_retired_before(cutoff).await?;
         let stored = store.signing_keys().await?;
         let mut active = HashMap::new();

@@ -189,9 +189,9 @@ impl Broker {
     /// Sends the browser to the connection's IdP, the login's state sealed in a cookie.
     /// `trial`: an admin's try-it sign-in, which ends on a preview page.
     pub(super) async fn redirect_to_idp(&self, connection: &Connection, req: &AuthorizeRequest, trial: bool) -> Result<Reply, OAuthError> {
-        let rp = self.relying_party(connection, connection.redirect_uri(&self.issuer)).await?;
+        let idp = self.discovery(connection, connection.redirect_uri(&self.issuer)).await.map_err(LoginError::from)?;
         let passed_on = PassedOn { login_hint: req.login_hint.as_deref(), prompt_login: req.prompt_login, max_age: req.max_age };
-        let Authorization { url: location, state, nonce, pkce_verifier } = rp.begin(passed_on).map_err(LoginError::from)?;
+        let Authorization { url: location, state, nonce, pkce_verifier } = idp.begin(passed_on).map_err(LoginError::from)?;
         let state_hash = handle(&state);
         let login = LoginState {
             organization_id: connection.organization_id.clone(),
@@ -303,8 +303,8 @@ impl Broker {
     async fn distributed_groups(&self, c: &Connection, said: (&Claims, Option<&Claims>), sub: &str, access_token: &str) -> Option<Claims> {
         let claim = group_sync::top_claim(&c.group_sync.claim);
         let source = [Some(said.0), said.1].into_iter().flatten().find(|claims| group_sync::distributed_source(claims, claim).is_some())?;
-        let fetched = match self.relying_party(c, c.redirect_uri(&self.issuer)).await {
-            Ok(rp) => rp.distributed_claim(source, claim, sub, access_token).await.map_err(|e| e.to_string()),
+        let fetched = match self.discovery(c, c.redirect_uri(&self.issuer)).await {
+            Ok(idp) => idp.distributed_claim(source, claim, sub, access_token).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let checked = fetched.and_then(|value| {
@@ -575,8 +575,10 @@ impl Broker {
         connection: &Connection,
         params: &HashMap<String, String>,
     ) -> Result<(VerifiedIdentity, Claims), OAuthError> {
-        let mut rp = self.relying_party(connection, login.redirect_uri(&self.issuer)).await?;
-        let code = rp.code_in(params)?;
+        // The answer is read before the secret, which only the code exchange needs.
+        let idp = self.discovery(connection, login.redirect_uri(&self.issuer)).await.map_err(LoginError::from)?;
+        let code = idp.code_in(params)?;
+        let mut rp = self.authenticated(&connection.id, idp).await?;
         let identity = rp.exchange_code(code, login.pkce_verifier.as_deref(), &login.nonce, self.clock.now().unix_timestamp()).await?;
         let profile = identity.profile();
         self.check_claim_limits(connection, &identity, &profile).map_err(|why| oauth(ErrorCode::AccessDenied, why))?;

@@ -37,7 +37,7 @@ use crate::core::session::{RefreshPolicy, SessionLifetimes};
 use crate::crypto::{hash_secret, SecretBox};
 use crate::outbound::AppClient;
 use crate::store::{Store, StoreError};
-use crate::upstream::rp::{ClientSecret, RelyingParty};
+use crate::upstream::rp::{ClientSecret, Discovery, RelyingParty};
 use crate::upstream::{Providers, UpstreamError};
 
 /// Lifetimes of what a login creates.
@@ -185,14 +185,25 @@ pub(crate) enum SetupFailure {
 }
 
 impl Broker {
-    /// The relying party of `connection`, answered at `callback`.
+    /// The IdP of `connection`, answered at `callback`.
+    pub(crate) async fn discovery<'a>(&'a self, connection: &'a Connection, callback: String) -> Result<Discovery<'a>, UpstreamError> {
+        Discovery::new(&self.providers, connection, callback).await
+    }
+
+    /// The IdP of `connection` as its relying party: also its client secret.
+    pub(crate) async fn authenticated<'a>(&self, connection_id: &str, idp: Discovery<'a>) -> Result<RelyingParty<'a>, StoreError> {
+        let secret = self.config.client_secret(self.store.as_ref(), connection_id).await?;
+        Ok(idp.authenticate(ClientSecret::new(secret)))
+    }
+
+    /// Both at once: the metadata first, as every step needs it.
     pub(crate) async fn relying_party<'a>(
         &'a self,
         connection: &'a Connection,
         callback: String,
     ) -> Result<RelyingParty<'a>, SetupFailure> {
-        let secret = self.config.client_secret(self.store.as_ref(), &connection.id).await?;
-        Ok(RelyingParty::new(&self.providers, connection, ClientSecret::new(secret), callback).await?)
+        let idp = self.discovery(connection, callback).await?;
+        Ok(self.authenticated(&connection.id, idp).await?)
     }
 }
 

@@ -112,7 +112,7 @@ impl Scene {
         };
         let app = store.create_application(app, &hash_secret(APP_SECRET), &actor()).await.unwrap();
         let lifetimes = Lifetimes::default();
-        let keys = Arc::new(KeyRing::load(store.as_ref(), lifetimes.id_token).await.unwrap());
+        let keys = Arc::new(KeyRing::load(store.as_ref(), lifetimes.id_token, clock.clone()).await.unwrap());
         let idp = IdpClient::new(NetworkPolicy::for_idps(true, vec![]), Duration::from_secs(5), Default::default(), 1 << 20).unwrap();
         let broker = Arc::new(Broker {
             store,

@@ -20,7 +20,7 @@ use crate::core::oauth::OAuthError;
 use crate::core::roles::derive_role;
 use crate::store::{Page, StoreResult};
 use crate::upstream::metadata::{self, ConnectionReport};
-use crate::upstream::rp::{ClientSecret, RelyingParty, VerifiedIdentity};
+use crate::upstream::rp::{ClientSecret, Discovery, VerifiedIdentity};
 
 /// What the preview page shows.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ impl Broker {
         let callback = c.redirect_uri(&self.issuer);
         let providers = &self.providers;
         Ok(metadata::test_connection(providers.client(), &c.discovery_url, |m| async move {
-            let rp = RelyingParty::with_metadata(providers, c, secret, callback, Arc::new(m));
+            let rp = Discovery::with_metadata(providers, c, callback, Arc::new(m)).authenticate(secret);
             rp.probe_credentials().await.map_or(Ok("unknown"), |error| metadata::credentials_verdict(&error))
         })
         .await)

@@ -193,42 +193,33 @@ impl Endpoint {
     }
 }
 
-/// The relying party of one connection, for one sign-in, refresh or logout.
-pub struct RelyingParty<'a> {
+/// An IdP as its discovery document describes it: enough to send a browser there,
+/// read its answer and fetch what it published, before any client credential is
+/// needed (so a secret that cannot be read fails only what needs it).
+pub struct Discovery<'a> {
     providers: &'a Providers,
     connection: &'a Connection,
-    secret: ClientSecret,
     /// The redirect URI the IdP answers at (and that a code exchange repeats).
     callback: String,
     /// The IdP's discovery document, as the last step used it.
     metadata: Arc<ProviderMetadata>,
 }
 
-impl<'a> RelyingParty<'a> {
-    /// The connection's relying party, with the IdP's metadata (cached).
-    pub async fn new(
-        providers: &'a Providers,
-        connection: &'a Connection,
-        secret: ClientSecret,
-        callback: String,
-    ) -> Result<Self, UpstreamError> {
+impl<'a> Discovery<'a> {
+    /// The connection's IdP, with its metadata (cached).
+    pub async fn new(providers: &'a Providers, connection: &'a Connection, callback: String) -> Result<Self, UpstreamError> {
         let metadata = providers.metadata(&connection.discovery_url).await?;
-        Ok(Self::with_metadata(providers, connection, secret, callback, metadata))
+        Ok(Self::with_metadata(providers, connection, callback, metadata))
     }
 
     /// The same, with metadata read elsewhere (the connection test reads it fresh).
-    pub fn with_metadata(
-        providers: &'a Providers,
-        connection: &'a Connection,
-        secret: ClientSecret,
-        callback: String,
-        metadata: Arc<ProviderMetadata>,
-    ) -> Self {
-        RelyingParty { providers, connection, secret, callback, metadata }
+    pub fn with_metadata(providers: &'a Providers, connection: &'a Connection, callback: String, metadata: Arc<ProviderMetadata>) -> Self {
+        Discovery { providers, connection, callback, metadata }
     }
 
-    pub fn metadata(&self) -> &ProviderMetadata {
-        &self.metadata
+    /// The relying party, with the connection's client credentials.
+    pub fn authenticate(self, secret: ClientSecret) -> RelyingParty<'a> {
+        RelyingParty { idp: self, secret }
     }
 
     /// The authorization request (OIDC Core §3.1.2.1), with a fresh state and nonce,
@@ -277,118 +268,6 @@ impl<'a> RelyingParty<'a> {
             return Err(AnswerError::Refused { error: error.clone(), detail });
         }
         params.get("code").map(String::as_str).ok_or(AnswerError::NoCode)
-    }
-
-    /// Exchanges the code (RFC 6749 §4.1.3) and verifies the answer: its ID token
-    /// (OIDC Core §3.1.3.7) with the nonce the request sent, then userinfo (§5.3.2).
-    pub async fn exchange_code(
-        &mut self,
-        code: &str,
-        pkce_verifier: Option<&str>,
-        nonce: &str,
-        now: i64,
-    ) -> Result<VerifiedIdentity, LoginError> {
-        let callback = self.callback.clone();
-        let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", callback.as_str())];
-        if let Some(v) = pkce_verifier {
-            form.push(("code_verifier", v));
-        }
-        let tokens = self.token_request(form).await?;
-        let id_token = tokens.id_token.as_deref().ok_or(LoginError::NoIdToken)?;
-        let (sub, id_claims) = self.verify_id_token(id_token, Nonce::Exactly(nonce), now).await?;
-        let userinfo = match &tokens.access_token {
-            Some(access_token) => self.userinfo(access_token, &sub).await?,
-            None => None,
-        };
-        Ok(VerifiedIdentity { tokens, sub, id_claims, fresh_id_token: true, userinfo })
-    }
-
-    /// Trades a refresh token for fresh tokens (RFC 6749 §6). The answer is verified
-    /// apart, by [`verify_refresh`](Self::verify_refresh), so that the tokens can be
-    /// kept first: an IdP that rotates refresh tokens refuses the old one.
-    pub async fn refresh(&mut self, refresh_token: &str) -> Result<IssuedTokens, LoginError> {
-        self.token_request(vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
-    }
-
-    /// What a refresh answer says of the user: a new ID token must be about the same
-    /// subject, with no nonce or the sign-in's (OIDC Core §12.2); userinfo is read anew.
-    pub async fn verify_refresh(
-        &mut self,
-        tokens: IssuedTokens,
-        previous: &Previous<'_>,
-        now: i64,
-    ) -> Result<VerifiedIdentity, LoginError> {
-        let access_token = tokens.access_token.clone().ok_or(LoginError::NoAccessToken)?;
-        let (id_claims, fresh_id_token) = match &tokens.id_token {
-            Some(id_token) => {
-                let (sub, claims) = self.verify_id_token(id_token, Nonce::AbsentOr(previous.nonce), now).await?;
-                if sub != previous.sub {
-                    return Err(LoginError::SubjectChanged);
-                }
-                (claims, true)
-            }
-            None => (previous.id_claims.clone(), false),
-        };
-        let userinfo = self.userinfo(&access_token, previous.sub).await?;
-        Ok(VerifiedIdentity { tokens, sub: previous.sub.to_owned(), id_claims, fresh_id_token, userinfo })
-    }
-
-    /// A back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6), verified.
-    pub async fn verify_logout_token(&mut self, token: &str, now: i64) -> Result<Claims, LoginError> {
-        let (providers, connection, hmac_secret) = (self.providers, self.connection, hmac_secret(self.connection, &self.secret));
-        following_moves(providers, &connection.discovery_url, &mut self.metadata, Endpoint::Jwks, |m| async move {
-            let expected = Expected { issuer: &m.issuer, client_id: &connection.client_id, nonce: Nonce::Exactly(""), hmac_secret, now };
-            with_signing_keys(providers, &m, "logout_token", |keys| id_token::verify_logout_token(token, keys, &expected)).await
-        })
-        .await
-    }
-
-    /// The IdP's verdict on the client credentials: the OAuth error of a token request
-    /// with a code that cannot be valid (`invalid_grant`: the client authenticated;
-    /// `invalid_client`: it did not, RFC 6749 §5.2), if it gave one.
-    pub async fn probe_credentials(&self) -> Option<String> {
-        const NO_SUCH_CODE: &str = "ssogate-connection-test-not-a-code";
-        let form = vec![("grant_type", "authorization_code"), ("code", NO_SUCH_CODE), ("redirect_uri", self.callback.as_str())];
-        match token_request(self.providers, &self.metadata, self.connection, &self.secret, form).await {
-            Err(LoginError::TokenRejected { error, .. }) => Some(error),
-            _ => None,
-        }
-    }
-
-    async fn token_request(&mut self, form: Vec<(&str, &str)>) -> Result<IssuedTokens, LoginError> {
-        let (providers, connection, secret) = (self.providers, self.connection, &self.secret);
-        following_moves(providers, &connection.discovery_url, &mut self.metadata, Endpoint::Token, |m| {
-            let form = form.clone();
-            async move { token_request(providers, &m, connection, secret, form).await }
-        })
-        .await
-    }
-
-    /// An ID token verified: its subject and claims.
-    async fn verify_id_token(&mut self, token: &str, nonce: Nonce<'_>, now: i64) -> Result<(String, Claims), LoginError> {
-        let (providers, connection, hmac_secret) = (self.providers, self.connection, hmac_secret(self.connection, &self.secret));
-        let claims = following_moves(providers, &connection.discovery_url, &mut self.metadata, Endpoint::Jwks, |m| async move {
-            let expected = Expected { issuer: &m.issuer, client_id: &connection.client_id, nonce, hmac_secret, now };
-            with_signing_keys(providers, &m, "id_token", |keys| id_token::verify(token, keys, &expected)).await
-        })
-        .await?;
-        let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or(IdTokenError::MissingSubject)?.to_owned();
-        Ok((sub, claims))
-    }
-
-    /// Userinfo, where the IdP has the endpoint; its `sub` must be the ID token's
-    /// (OIDC Core §5.3.2).
-    async fn userinfo(&mut self, access_token: &str, sub: &str) -> Result<Option<Claims>, LoginError> {
-        if self.metadata.userinfo_endpoint.is_none() {
-            return Ok(None);
-        }
-        let providers = self.providers;
-        let url = &self.connection.discovery_url;
-        let claims = following_moves(providers, url, &mut self.metadata, Endpoint::Userinfo, |m| async move {
-            fetch_userinfo(providers, &m, access_token, sub).await
-        })
-        .await?;
-        Ok(Some(claims))
     }
 
     /// A claim the IdP sent elsewhere (OIDC Core §5.6.2 distributed claims), found in
@@ -441,6 +320,132 @@ impl<'a> RelyingParty<'a> {
             return Err(malformed("the JWT is not the IdP's, or not about this user"));
         }
         Ok(signed.get(claim).cloned())
+    }
+}
+
+/// The relying party of one connection, for one sign-in, refresh or logout.
+pub struct RelyingParty<'a> {
+    idp: Discovery<'a>,
+    secret: ClientSecret,
+}
+
+impl<'a> RelyingParty<'a> {
+    pub fn metadata(&self) -> &ProviderMetadata {
+        &self.idp.metadata
+    }
+
+    /// Exchanges the code (RFC 6749 §4.1.3) and verifies the answer: its ID token
+    /// (OIDC Core §3.1.3.7) with the nonce the request sent, then userinfo (§5.3.2).
+    pub async fn exchange_code(
+        &mut self,
+        code: &str,
+        pkce_verifier: Option<&str>,
+        nonce: &str,
+        now: i64,
+    ) -> Result<VerifiedIdentity, LoginError> {
+        let callback = self.idp.callback.clone();
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", callback.as_str())];
+        if let Some(v) = pkce_verifier {
+            form.push(("code_verifier", v));
+        }
+        let tokens = self.token_request(form).await?;
+        let id_token = tokens.id_token.as_deref().ok_or(LoginError::NoIdToken)?;
+        let (sub, id_claims) = self.verify_id_token(id_token, Nonce::Exactly(nonce), now).await?;
+        let userinfo = match &tokens.access_token {
+            Some(access_token) => self.userinfo(access_token, &sub).await?,
+            None => None,
+        };
+        Ok(VerifiedIdentity { tokens, sub, id_claims, fresh_id_token: true, userinfo })
+    }
+
+    /// Trades a refresh token for fresh tokens (RFC 6749 §6). The answer is verified
+    /// apart, by [`verify_refresh`](Self::verify_refresh), so that the tokens can be
+    /// kept first: an IdP that rotates refresh tokens refuses the old one.
+    pub async fn refresh(&mut self, refresh_token: &str) -> Result<IssuedTokens, LoginError> {
+        self.token_request(vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
+    }
+
+    /// What a refresh answer says of the user: a new ID token must be about the same
+    /// subject, with no nonce or the sign-in's (OIDC Core §12.2); userinfo is read anew.
+    pub async fn verify_refresh(
+        &mut self,
+        tokens: IssuedTokens,
+        previous: &Previous<'_>,
+        now: i64,
+    ) -> Result<VerifiedIdentity, LoginError> {
+        let access_token = tokens.access_token.clone().ok_or(LoginError::NoAccessToken)?;
+        let (id_claims, fresh_id_token) = match &tokens.id_token {
+            Some(id_token) => {
+                let (sub, claims) = self.verify_id_token(id_token, Nonce::AbsentOr(previous.nonce), now).await?;
+                if sub != previous.sub {
+                    return Err(LoginError::SubjectChanged);
+                }
+                (claims, true)
+            }
+            None => (previous.id_claims.clone(), false),
+        };
+        let userinfo = self.userinfo(&access_token, previous.sub).await?;
+        Ok(VerifiedIdentity { tokens, sub: previous.sub.to_owned(), id_claims, fresh_id_token, userinfo })
+    }
+
+    /// A back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6), verified.
+    pub async fn verify_logout_token(&mut self, token: &str, now: i64) -> Result<Claims, LoginError> {
+        let (providers, connection, hmac_secret) =
+            (self.idp.providers, self.idp.connection, hmac_secret(self.idp.connection, &self.secret));
+        following_moves(providers, &connection.discovery_url, &mut self.idp.metadata, Endpoint::Jwks, |m| async move {
+            let expected = Expected { issuer: &m.issuer, client_id: &connection.client_id, nonce: Nonce::Exactly(""), hmac_secret, now };
+            with_signing_keys(providers, &m, "logout_token", |keys| id_token::verify_logout_token(token, keys, &expected)).await
+        })
+        .await
+    }
+
+    /// The IdP's verdict on the client credentials: the OAuth error of a token request
+    /// with a code that cannot be valid (`invalid_grant`: the client authenticated;
+    /// `invalid_client`: it did not, RFC 6749 §5.2), if it gave one.
+    pub async fn probe_credentials(&self) -> Option<String> {
+        const NO_SUCH_CODE: &str = "ssogate-connection-test-not-a-code";
+        let form = vec![("grant_type", "authorization_code"), ("code", NO_SUCH_CODE), ("redirect_uri", self.idp.callback.as_str())];
+        match token_request(self.idp.providers, &self.idp.metadata, self.idp.connection, &self.secret, form).await {
+            Err(LoginError::TokenRejected { error, .. }) => Some(error),
+            _ => None,
+        }
+    }
+
+    async fn token_request(&mut self, form: Vec<(&str, &str)>) -> Result<IssuedTokens, LoginError> {
+        let (providers, connection, secret) = (self.idp.providers, self.idp.connection, &self.secret);
+        following_moves(providers, &connection.discovery_url, &mut self.idp.metadata, Endpoint::Token, |m| {
+            let form = form.clone();
+            async move { token_request(providers, &m, connection, secret, form).await }
+        })
+        .await
+    }
+
+    /// An ID token verified: its subject and claims.
+    async fn verify_id_token(&mut self, token: &str, nonce: Nonce<'_>, now: i64) -> Result<(String, Claims), LoginError> {
+        let (providers, connection, hmac_secret) =
+            (self.idp.providers, self.idp.connection, hmac_secret(self.idp.connection, &self.secret));
+        let claims = following_moves(providers, &connection.discovery_url, &mut self.idp.metadata, Endpoint::Jwks, |m| async move {
+            let expected = Expected { issuer: &m.issuer, client_id: &connection.client_id, nonce, hmac_secret, now };
+            with_signing_keys(providers, &m, "id_token", |keys| id_token::verify(token, keys, &expected)).await
+        })
+        .await?;
+        let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or(IdTokenError::MissingSubject)?.to_owned();
+        Ok((sub, claims))
+    }
+
+    /// Userinfo, where the IdP has the endpoint; its `sub` must be the ID token's
+    /// (OIDC Core §5.3.2).
+    async fn userinfo(&mut self, access_token: &str, sub: &str) -> Result<Option<Claims>, LoginError> {
+        if self.idp.metadata.userinfo_endpoint.is_none() {
+            return Ok(None);
+        }
+        let providers = self.idp.providers;
+        let url = &self.idp.connection.discovery_url;
+        let claims = following_moves(providers, url, &mut self.idp.metadata, Endpoint::Userinfo, |m| async move {
+            fetch_userinfo(providers, &m, access_token, sub).await
+        })
+        .await?;
+        Ok(Some(claims))
     }
 }
 

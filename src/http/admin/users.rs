@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{organization, PageQuery, Paginated};
 use crate::core::audit::Actor;
 use crate::core::user::{CreateUser, UpdateUser, UserView};
-use crate::core::{now, Timestamp};
+use crate::core::Timestamp;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::AppState;
@@ -83,7 +83,7 @@ async fn user(state: &AppState, id: &str) -> ApiResult<UserView> {
 /// The user's live sessions, newest first.
 async fn sessions(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let user = user(&state, &id).await?;
-    let t = now();
+    let t = state.broker.clock.now();
     let live: Vec<SessionView> =
         state.store.user_sessions(&user.user.id).await?.into_iter().filter(|s| s.is_live(t)).map(SessionView::from).collect();
     Ok(Json(json!({ "data": live })))
