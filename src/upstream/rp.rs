@@ -390,13 +390,7 @@ impl<'a> RelyingParty<'a> {
 
     /// A back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6), verified.
     pub async fn verify_logout_token(&mut self, token: &str, now: i64) -> Result<Claims, LoginError> {
-        let (providers, connection, hmac_secret) =
-            (self.idp.providers, self.idp.connection, hmac_secret(self.idp.connection, &self.secret));
-        following_moves(providers, &connection.discovery_url, &mut self.idp.metadata, Endpoint::Jwks, |m| async move {
-            let expected = Expected { issuer: &m.issuer, client_id: &connection.client_id, nonce: Nonce::Exactly(""), hmac_secret, now };
-            with_signing_keys(providers, &m, "logout_token", |keys| id_token::verify_logout_token(token, keys, &expected)).await
-        })
-        .await
+        self.verified("logout_token", token, Nonce::Exactly(""), now, id_token::verify_logout_token).await
     }
 
     /// The IdP's verdict on the client credentials: the OAuth error of a token request
@@ -422,15 +416,28 @@ impl<'a> RelyingParty<'a> {
 
     /// An ID token verified: its subject and claims.
     async fn verify_id_token(&mut self, token: &str, nonce: Nonce<'_>, now: i64) -> Result<(String, Claims), LoginError> {
-        let (providers, connection, hmac_secret) =
-            (self.idp.providers, self.idp.connection, hmac_secret(self.idp.connection, &self.secret));
-        let claims = following_moves(providers, &connection.discovery_url, &mut self.idp.metadata, Endpoint::Jwks, |m| async move {
-            let expected = Expected { issuer: &m.issuer, client_id: &connection.client_id, nonce, hmac_secret, now };
-            with_signing_keys(providers, &m, "id_token", |keys| id_token::verify(token, keys, &expected)).await
-        })
-        .await?;
+        let claims = self.verified("id_token", token, nonce, now, id_token::verify).await?;
         let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or(IdTokenError::MissingSubject)?.to_owned();
         Ok((sub, claims))
+    }
+
+    /// A token the IdP signed for this client, checked by `verify` against the IdP's
+    /// keys (fetched again once if it names an unknown one; refusals counted as `kind`).
+    async fn verified(
+        &mut self,
+        kind: &'static str,
+        token: &str,
+        nonce: Nonce<'_>,
+        now: i64,
+        verify: fn(&str, &[Jwk], &Expected) -> Result<Claims, IdTokenError>,
+    ) -> Result<Claims, LoginError> {
+        let (providers, connection, hmac_secret) =
+            (self.idp.providers, self.idp.connection, hmac_secret(self.idp.connection, &self.secret));
+        following_moves(providers, &connection.discovery_url, &mut self.idp.metadata, Endpoint::Jwks, |m| async move {
+            let expected = Expected { issuer: &m.issuer, client_id: &connection.client_id, nonce, hmac_secret, now };
+            with_signing_keys(providers, &m, kind, |keys| verify(token, keys, &expected)).await
+        })
+        .await
     }
 
     /// Userinfo, where the IdP has the endpoint; its `sub` must be the ID token's
