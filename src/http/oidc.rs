@@ -16,7 +16,7 @@ use serde_json::json;
 use super::cookies::{cookies, set_cookie};
 use super::error::{page_status, OAuthJson};
 use super::pages::{escape, form_page, message_page, page_framed_by};
-use super::rate_limit::retry_after;
+use super::rate_limit::{retry_after, Limit};
 use super::AppState;
 use crate::broker::{client_credentials, BackchannelError, ClientAuthFailure, Reply, SsoProfileError, UserinfoError};
 use crate::core::application::{Application, ClientType};
@@ -98,6 +98,19 @@ async fn logout(State(state): State<AppState>, method: Method, RawQuery(query): 
     reply(&state, r)
 }
 
+/// A per-address limit of an endpoint a browser loads: over it, the answer is a 429
+/// page (`title`, `message`) with `Retry-After`, never a redirect.
+fn over_page_limit(
+    limit: &Limit,
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    (title, message): (&str, &str),
+) -> Option<Response> {
+    let wait = limit.check(&state.limits.client(peer.ip(), headers)).err()?;
+    Some((retry_after(wait), message_page(429, title, message)).into_response())
+}
+
 async fn authorize(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -106,13 +119,9 @@ async fn authorize(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(wait) = state.limits.authorize.check(&state.limits.client(peer.ip(), &headers)) {
-        let page = message_page(
-            429,
-            "Too many sign-in attempts",
-            "Too many sign-ins were started from your network. Wait a moment, then try again.",
-        );
-        return (retry_after(wait), page).into_response();
+    let why = ("Too many sign-in attempts", "Too many sign-ins were started from your network. Wait a moment, then try again.");
+    if let Some(refused) = over_page_limit(&state.limits.authorize, &state, peer, &headers, why) {
+        return refused;
     }
     let r = state.broker.authorize(params(&method, query, &body), &cookies(&headers)).await;
     reply(&state, r)
@@ -236,10 +245,9 @@ async fn frontchannel_logout(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(wait) = state.limits.frontchannel_logout.check(&state.limits.client(peer.ip(), &headers)) {
-        let page =
-            message_page(429, "Too many sign-out requests", "Too many sign-outs came from your network. Wait a moment, then try again.");
-        return (retry_after(wait), page).into_response();
+    let why = ("Too many sign-out requests", "Too many sign-outs came from your network. Wait a moment, then try again.");
+    if let Some(refused) = over_page_limit(&state.limits.frontchannel_logout, &state, peer, &headers, why) {
+        return refused;
     }
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     match state.broker.frontchannel_logout(&connection_id, &params).await {
