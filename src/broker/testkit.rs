@@ -8,20 +8,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::token::TokenReply;
 use super::{Broker, ConfigCache, KeyRing, Lifetimes, Reply, TokenCache};
-use crate::core::application::{Application, ClientType};
+use crate::core::application::{Application, CreateApplication};
 use crate::core::audit::Actor;
 use crate::core::claims::ClaimLimits;
-use crate::core::clock::{Clock, TestClock};
-use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
-use crate::core::ids::{new_id, IdKind};
+use crate::core::clock::TestClock;
+use crate::core::connection::{Connection, CreateConnection};
 use crate::core::network::NetworkPolicy;
-use crate::core::organization::Organization;
+use crate::core::organization::CreateOrganization;
 use crate::core::session::RefreshPolicy;
-use crate::crypto::{hash_secret, SecretBox};
+use crate::crypto::SecretBox;
 use crate::outbound::AppClient;
 use crate::store::{SqlStore, Store};
 use crate::upstream::{IdpClient, Providers};
@@ -35,7 +34,6 @@ use fake_op::FakeOp;
 
 pub const ISSUER: &str = "https://sso.example.test";
 pub const APP_REDIRECT: &str = "https://app.example.test/cb";
-const APP_SECRET: &str = "app-secret-for-the-broker-tests";
 
 pub struct Scene {
     pub broker: Arc<Broker>,
@@ -66,51 +64,6 @@ impl Scene {
         store.migrate().await.unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
         let op = FakeOp::start("ssogate").await;
-        let t = clock.now();
-        let org = Organization {
-            id: new_id(IdKind::Organization),
-            name: "Acme".into(),
-            slug: "acme".into(),
-            domains: vec!["acme.test".into()],
-            email_policy: Default::default(),
-            created_at: t,
-            updated_at: t,
-        };
-        let org = store.create_organization(org, true, &actor()).await.unwrap();
-        let connection = Connection {
-            id: new_id(IdKind::Connection),
-            organization_id: org.id.clone(),
-            name: "Fake".into(),
-            client_id: "ssogate".into(),
-            discovery_url: format!("{}/.well-known/openid-configuration", op.issuer),
-            scopes: vec!["openid".into(), "email".into(), "profile".into()],
-            logout_url: None,
-            provisioning: Provisioning::Jit,
-            user_match: UserMatch::Email,
-            group_sync: GroupSync::default(),
-            allow_hmac_id_tokens: false,
-            trust_unverified_email: false,
-            frontchannel_logout_by_subject: false,
-            shared_redirect_uri: false,
-            created_at: t,
-            updated_at: t,
-        };
-        let connection = store.create_connection(connection, "fake-secret", &actor()).await.unwrap();
-        let id = new_id(IdKind::Application);
-        let app = Application {
-            client_id: id.replacen("app_", "client_", 1),
-            id,
-            name: "App".into(),
-            client_type: ClientType::Confidential,
-            id_token_signed_response_alg: "RS256".into(),
-            redirect_uris: vec![APP_REDIRECT.into()],
-            post_logout_redirect_uris: vec![],
-            expose_idp_tokens: false,
-            backchannel_logout_uri: None,
-            created_at: t,
-            updated_at: t,
-        };
-        let app = store.create_application(app, &hash_secret(APP_SECRET), &actor()).await.unwrap();
         let lifetimes = Lifetimes::default();
         let keys = Arc::new(KeyRing::load(store.as_ref(), lifetimes.id_token, clock.clone()).await.unwrap());
         let idp = IdpClient::new(NetworkPolicy::for_idps(true, vec![]), Duration::from_secs(5), Default::default(), 1 << 20).unwrap();
@@ -129,6 +82,18 @@ impl Scene {
             claim_limits: ClaimLimits::default(),
             clock: clock.clone(),
         });
+        // Set up as an admin would, through the directory service and the API's own input.
+        let org: CreateOrganization = serde_json::from_value(json!({"name": "Acme", "slug": "acme", "domains": ["acme.test"]})).unwrap();
+        let org = broker.create_organization(org.validate().unwrap(), &actor()).await.unwrap();
+        let connection: CreateConnection = serde_json::from_value(json!({
+            "name": "Fake", "client_id": "ssogate", "client_secret": "fake-secret", "discovery_url": op.issuer,
+            "scopes": ["openid", "email", "profile"],
+        }))
+        .unwrap();
+        let (settings, secret) = connection.validate(broker.providers.client().policy()).unwrap();
+        let connection = broker.create_connection(&org.id, settings, &secret, &actor()).await.unwrap();
+        let app: CreateApplication = serde_json::from_value(json!({"name": "App", "redirect_uris": [APP_REDIRECT]})).unwrap();
+        let (app, _) = broker.create_application(app.validate(&broker.app_client.policy).unwrap(), &actor()).await.unwrap();
         Scene { broker, clock, op, connection, app, _dir: dir }
     }
 
