@@ -85,6 +85,7 @@ impl Broker {
             slug: new.slug,
             domains: new.domains,
             email_policy: new.email_policy,
+            groups_source: new.groups_source,
             created_at: t,
             updated_at: t,
         };
@@ -163,7 +164,7 @@ impl Broker {
 
     /// After a committed admin write: this replica sees it at once (other replicas
     /// heard of it from the store), and its sync worker starts on any job it queued.
-    fn changed(&self) {
+    pub(super) fn changed(&self) {
         self.config.clear();
         self.sync_wake.notify_one();
     }

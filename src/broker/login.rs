@@ -497,6 +497,12 @@ impl Broker {
                     format!("your organization has used all of its {max} seats; ask its administrator"),
                 ))
             }
+            Ok(Provisioned::Deactivated) => {
+                return Err(oauth(
+                    ErrorCode::AccessDenied,
+                    "your organization's directory has deactivated your account; ask its administrator",
+                ))
+            }
             Ok(Provisioned::NotAllowed) => {
                 return Err(oauth(
                     ErrorCode::AccessDenied,

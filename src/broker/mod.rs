@@ -4,6 +4,7 @@
 
 mod config_cache;
 mod directory;
+mod directory_sync;
 mod keyring;
 mod login;
 mod login_state;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config_cache::ConfigCache;
+pub use directory_sync::{ListRequest, Selection, MAX_RESULTS as MAX_SCIM_RESULTS};
 pub use keyring::KeyRing;
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;

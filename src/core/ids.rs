@@ -18,6 +18,8 @@ pub enum IdKind {
     Event,
     Job,
     Session,
+    Directory,
+    DirectoryGroup,
 }
 
 impl IdKind {
@@ -31,6 +33,8 @@ impl IdKind {
             IdKind::Event => "evt",
             IdKind::Job => "job",
             IdKind::Session => "ses",
+            IdKind::Directory => "dir",
+            IdKind::DirectoryGroup => "dgrp",
         }
     }
 }

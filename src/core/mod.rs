@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod organization;
 pub mod patch;
 pub mod roles;
+pub mod scim;
 pub mod session;
 pub mod user;
 pub mod validate;

@@ -33,6 +33,21 @@ impl EmailPolicy {
     }
 }
 
+/// Which source sets the group memberships of a user whom both a directory (SCIM)
+/// and the groups claim at sign-in speak for. Users no directory knows always
+/// follow the groups claim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupsSource {
+    /// The directory: it pushes changes as they happen, so the groups claim is
+    /// recorded on the user but changes no membership.
+    #[default]
+    Directory,
+    /// The groups claim at each sign-in and refresh; the directory's groups are kept
+    /// (and shown over SCIM) but change no membership.
+    SignIn,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Organization {
     pub id: String,
@@ -40,6 +55,7 @@ pub struct Organization {
     pub slug: String,
     pub domains: Vec<String>,
     pub email_policy: EmailPolicy,
+    pub groups_source: GroupsSource,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -55,6 +71,8 @@ pub struct CreateOrganization {
     pub domains: Vec<String>,
     #[serde(default)]
     pub email_policy: EmailPolicy,
+    #[serde(default)]
+    pub groups_source: GroupsSource,
 }
 
 /// A validated creation request. `slug_given` tells whether a clash is the caller's
@@ -66,6 +84,7 @@ pub struct NewOrganization {
     pub slug_given: bool,
     pub domains: Vec<String>,
     pub email_policy: EmailPolicy,
+    pub groups_source: GroupsSource,
 }
 
 impl CreateOrganization {
@@ -80,7 +99,7 @@ impl CreateOrganization {
             }
         };
         let domains = validate::domains("domains", &self.domains)?;
-        Ok(NewOrganization { name, slug, slug_given, domains, email_policy: self.email_policy })
+        Ok(NewOrganization { name, slug, slug_given, domains, email_policy: self.email_policy, groups_source: self.groups_source })
     }
 }
 
@@ -95,6 +114,8 @@ pub struct UpdateOrganization {
     pub domains: Option<Vec<String>>,
     #[serde(default, deserialize_with = "patch::present")]
     pub email_policy: Option<EmailPolicy>,
+    #[serde(default, deserialize_with = "patch::present")]
+    pub groups_source: Option<GroupsSource>,
 }
 
 impl UpdateOrganization {
@@ -111,6 +132,9 @@ impl UpdateOrganization {
         if let Some(policy) = self.email_policy {
             org.email_policy = policy;
         }
+        if let Some(source) = self.groups_source {
+            org.groups_source = source;
+        }
         Ok(())
     }
 }
@@ -120,8 +144,14 @@ mod tests {
     use super::*;
 
     fn create(name: &str, slug: Option<&str>) -> Validated<NewOrganization> {
-        CreateOrganization { name: name.into(), slug: slug.map(Into::into), domains: vec![], email_policy: EmailPolicy::default() }
-            .validate()
+        CreateOrganization {
+            name: name.into(),
+            slug: slug.map(Into::into),
+            domains: vec![],
+            email_policy: EmailPolicy::default(),
+            groups_source: GroupsSource::default(),
+        }
+        .validate()
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct User {
     pub idp_groups: Vec<IdpGroup>,
     /// Every other claim the IdP sent, kept verbatim.
     pub attributes: Value,
+    /// False once the user's directory deactivated (or deleted) them: they cannot
+    /// sign in, and hold no seat.
+    pub active: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_login_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339")]

@@ -92,6 +92,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Refused { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
             StoreError::Invalid(v) => v.into(),
+            StoreError::Scim(e) => ApiError::new(StatusCode::CONFLICT, "conflict", e.detail),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable; try again shortly")

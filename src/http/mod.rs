@@ -11,6 +11,7 @@ mod metrics;
 mod oidc;
 mod pages;
 pub mod rate_limit;
+mod scim;
 pub mod serve;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oidc::routes())
         .merge(console::routes())
         .merge(metrics::routes())
+        .merge(scim::routes(state.clone()))
         .route("/api/v1/openapi.yaml", axum::routing::get(admin::openapi_description))
         .nest("/api/v1", api)
         .route_layer(axum::middleware::from_fn(metrics::record))

@@ -94,6 +94,9 @@ pub struct RateLimits {
     /// Requests naming no registered client (or no client at all), by address.
     pub unattributed_clients: FailureLimit,
     pub admin: Limit,
+    /// Wrong SCIM bearer tokens, by address (token guessing), with the admin API's
+    /// allowance.
+    pub scim_token_failures: FailureLimit,
     trusted_proxies: Vec<IpNet>,
 }
 
@@ -106,6 +109,7 @@ impl RateLimits {
             client_auth_failures: FailureLimit::per_minute("client_auth_failures", token),
             unattributed_clients: FailureLimit::per_minute("unattributed_clients", token),
             admin: Limit::per_minute("admin", admin),
+            scim_token_failures: FailureLimit::per_minute("scim_token_failures", admin),
             trusted_proxies,
         }
     }
@@ -123,6 +127,7 @@ impl RateLimits {
         self.client_auth_failures.limit.forget_idle();
         self.unattributed_clients.limit.forget_idle();
         self.admin.forget_idle();
+        self.scim_token_failures.limit.forget_idle();
     }
 }
 

@@ -200,6 +200,8 @@ pub enum Provisioned {
     NotAllowed,
     /// A new user would exceed the organization's seats (`max_users`).
     NoSeat(u32),
+    /// The user's directory deactivated them: whatever their IdP says, they stay out.
+    Deactivated,
 }
 
 #[async_trait]

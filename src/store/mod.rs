@@ -17,6 +17,7 @@
 //!   is stored before anything else that can fail is attempted.
 
 mod changes;
+pub mod directory_sync;
 mod logins;
 mod sql;
 
@@ -28,10 +29,12 @@ use crate::core::connection::Connection;
 use crate::core::entitlements::Entitlements;
 use crate::core::group::{Group, NewGroup};
 use crate::core::organization::Organization;
+use crate::core::scim::ScimError;
 use crate::core::user::{User, UserProfile, UserView};
 use crate::core::ValidationError;
 
 pub use changes::{Change, ChangeListener, Changes, Heard};
+pub use directory_sync::DirectorySync;
 pub use logins::*;
 pub use sql::{Dialect, PoolSettings, SqlStore};
 
@@ -47,6 +50,9 @@ pub enum StoreError {
     Refused { code: &'static str, message: String },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// A SCIM request the directory cannot take (its rules, or a version conflict).
+    #[error(transparent)]
+    Scim(#[from] ScimError),
     /// The database cannot be reached or is refusing work for now (restarting,
     /// overloaded, a statement timed out): worth retrying, not a bug.
     #[error("database unavailable: {0}")]
@@ -118,11 +124,11 @@ pub struct EventFilter {
     pub target_id: Option<String>,
 }
 
-/// Everything ssogate keeps: the directory and the state of logins, and the news of
-/// changes between replicas.
-pub trait Store: Directory + Logins + Changes {}
+/// Everything ssogate keeps: the directory, what directories push over SCIM, the
+/// state of logins, and the news of changes between replicas.
+pub trait Store: Directory + DirectorySync + Logins + Changes {}
 
-impl<T: Directory + Logins + Changes> Store for T {}
+impl<T: Directory + DirectorySync + Logins + Changes> Store for T {}
 
 /// Organizations and what they own, applications, and the audit log.
 #[async_trait]

@@ -90,6 +90,7 @@ fn org(name: &str, slug: &str, domains: &[&str]) -> Organization {
         slug: slug.into(),
         domains: domains.iter().map(|d| d.to_string()).collect(),
         email_policy: Default::default(),
+        groups_source: Default::default(),
         created_at: t,
         updated_at: t,
     }

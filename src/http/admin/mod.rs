@@ -2,6 +2,7 @@
 
 mod applications;
 mod connections;
+mod directories;
 mod events;
 mod groups;
 mod organizations;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(organizations::routes())
         .merge(connections::routes())
+        .merge(directories::routes())
         .merge(applications::routes())
         .merge(users::routes())
         .merge(groups::routes())

@@ -45,6 +45,7 @@ fn org_row(r: &AnyRow, domains: Vec<String>) -> StoreResult<Organization> {
         slug: r.try_get("slug")?,
         domains,
         email_policy: enum_from_text(&r.try_get::<String, _>("email_policy")?)?,
+        groups_source: enum_from_text(&r.try_get::<String, _>("groups_source")?)?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
     })
@@ -110,13 +111,14 @@ impl SqlStore {
                 n += 1;
             }
         }
-        sqlx::query("INSERT INTO organizations (id, name, slug, created_at, updated_at, email_policy) VALUES ($1, $2, $3, $4, $5, $6)")
+        sqlx::query("INSERT INTO organizations (id, name, slug, created_at, updated_at, email_policy, groups_source) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&org.id)
             .bind(&org.name)
             .bind(&org.slug)
             .bind(ms(org.created_at))
             .bind(ms(org.updated_at))
             .bind(enum_text(&org.email_policy))
+            .bind(enum_text(&org.groups_source))
             .execute(&mut *tx)
             .await?;
         save_domains(&mut tx, &org.id, &org.domains).await?;
@@ -170,7 +172,7 @@ fn connection_row(r: &AnyRow) -> StoreResult<Connection> {
     })
 }
 
-async fn load_connection(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Connection>> {
+pub(super) async fn load_connection(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Connection>> {
     load_by_id(conn, "connections", id, connection_row).await
 }
 
@@ -275,6 +277,7 @@ fn user_row(r: &AnyRow) -> StoreResult<User> {
         idp_sub: r.try_get("idp_sub")?,
         idp_groups: from_json(&r.try_get::<String, _>("idp_groups")?)?,
         attributes: from_json(&r.try_get::<String, _>("attributes")?)?,
+        active: flag(r, "active")?,
         last_login_at: r.try_get::<Option<i64>, _>("last_login_at")?.map(from_ms).transpose()?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
@@ -313,8 +316,10 @@ pub(super) async fn claim_seat(conn: &mut AnyConnection, dialect: Dialect, organ
     let Some(row) = sqlx::query(&sql).bind(organization_id).fetch_optional(&mut *conn).await? else { return Ok(Ok(())) };
     let e = entitlements_row(&row)?;
     let Some(max) = e.max_users else { return Ok(Ok(())) };
-    let users: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE organization_id = $1").bind(organization_id).fetch_one(conn).await?;
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE organization_id = $1 AND active = 1")
+        .bind(organization_id)
+        .fetch_one(conn)
+        .await?;
     Ok(if e.has_seat_for_one_more(users as u64) { Ok(()) } else { Err(max) })
 }
 
@@ -333,7 +338,7 @@ impl SqlStore {
 
 /// Refuses a profile whose email, username or IdP subject another user of the
 /// organization already has (each identifies one person at login).
-async fn check_user_unique(conn: &mut AnyConnection, org_id: &str, user_id: &str, u: &UserProfile) -> StoreResult<()> {
+pub(super) async fn check_user_unique(conn: &mut AnyConnection, org_id: &str, user_id: &str, u: &UserProfile) -> StoreResult<()> {
     let keys = [("email", &u.email), ("username", &u.username), ("idp_sub", &u.idp_sub)];
     for (column, value) in keys {
         let Some(value) = value else { continue };
@@ -497,12 +502,13 @@ impl Directory for SqlStore {
         if slug_taken(&mut tx, &org.slug, &org.id).await? {
             return Err(conflict("slug", format!("the slug `{}` is taken", org.slug)));
         }
-        sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4, email_policy = $5 WHERE id = $1")
+        sqlx::query("UPDATE organizations SET name = $2, slug = $3, updated_at = $4, email_policy = $5, groups_source = $6 WHERE id = $1")
             .bind(&org.id)
             .bind(&org.name)
             .bind(&org.slug)
             .bind(ms(org.updated_at))
             .bind(enum_text(&org.email_policy))
+            .bind(enum_text(&org.groups_source))
             .execute(&mut *tx)
             .await?;
         save_domains(&mut tx, &org.id, &org.domains).await?;
@@ -772,6 +778,8 @@ impl Directory for SqlStore {
     async fn delete_user(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let u = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
+        // Memberships in directory groups name the user by id, without a foreign key.
+        sqlx::query("DELETE FROM directory_group_members WHERE member_id = $1").bind(id).execute(&mut *tx).await?;
         delete_row(&mut tx, self.clock.now(), "users", id, Some(&u.user.organization_id), actor, "user").await?;
         self.commit_change(tx, Resync::Nobody, "user.deleted").await?;
         Ok(())
@@ -847,8 +855,10 @@ impl Directory for SqlStore {
         let row =
             sqlx::query("SELECT * FROM entitlements WHERE organization_id = $1").bind(organization_id).fetch_optional(&self.pool).await?;
         let e = row.as_ref().map(entitlements_row).transpose()?.unwrap_or_default();
-        let users: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE organization_id = $1").bind(organization_id).fetch_one(&self.pool).await?;
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE organization_id = $1 AND active = 1")
+            .bind(organization_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok((e, users as u64))
     }
 

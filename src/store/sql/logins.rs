@@ -9,12 +9,12 @@ use sqlx::{AnyConnection, Row};
 
 use super::changes::Resync;
 use super::directory::{application_row, claim_seat, load_org, user_view_row};
-use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore};
+use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore, Tx};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch, WhenClaimMissing};
-use crate::core::group_sync::{self, GroupsReport, SyncJob, SyncRules};
+use crate::core::group_sync::{self, GroupsReport, IdpGroup, SyncJob, SyncRules};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
 use crate::core::session::UpstreamTokens;
@@ -184,6 +184,12 @@ impl SqlStore {
             self.hold_row(&mut tx, "users", found).await?;
             existing = find_user(&mut tx, c, p).await?;
         }
+        if let Some(found) = &existing {
+            let active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(found).fetch_one(&mut *tx).await?;
+            if active == 0 {
+                return Ok(Provisioned::Deactivated);
+            }
+        }
         let id = match existing.clone() {
             Some(id) => id,
             None if c.provisioning == Provisioning::ExistingUsers => return Ok(Provisioned::NotAllowed),
@@ -315,148 +321,10 @@ impl Logins for SqlStore {
     }
 
     async fn sync_groups(&self, of: GroupSyncOf<'_>, groups: IdpGroupsSource<'_>, actor: &Actor) -> StoreResult<UserView> {
-        let GroupSyncOf { user_id, connection_id } = of;
         let mut tx = self.write_tx().await?;
-        self.hold_row(&mut tx, "users", user_id).await?;
-        let before = self.load_user(&mut tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
-        let org = before.user.organization_id.clone();
-        // Only a connection of the user's own organization syncs their groups.
-        let settings: Option<String> = sqlx::query_scalar("SELECT group_sync FROM connections WHERE id = $1 AND organization_id = $2")
-            .bind(connection_id)
-            .bind(&org)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let settings: GroupSync = match settings {
-            Some(json) => from_json(&json)?,
-            None => return Err(StoreError::NotFound("connection")),
-        };
-        if !settings.enabled {
-            return Ok(before);
-        }
-        let reported = match groups {
-            IdpGroupsSource::Reported { id_token, userinfo } => {
-                let report = group_sync::groups_report(id_token, userinfo, &settings.claim);
-                let claim = &settings.claim;
-                let left_alone_because = match (&report, settings.when_claim_missing) {
-                    (GroupsReport::Elsewhere, _) => {
-                        Some(format!("the IdP sent the `{claim}` claim elsewhere (distributed claims, as Entra ID does for many groups), which is not fetched"))
-                    }
-                    (GroupsReport::Absent, WhenClaimMissing::Keep) => Some(format!("the IdP did not send the `{claim}` claim")),
-                    (GroupsReport::Absent, WhenClaimMissing::Clear) | (GroupsReport::Groups(_), _) => None,
-                };
-                if let Some(why) = left_alone_because {
-                    // Recorded when something was kept: a user without synced groups
-                    // (or with the fallback alone) would otherwise add an entry at
-                    // every sign-in and refresh.
-                    if before.synced_groups.iter().any(|g| g != group_sync::FALLBACK_GROUP) {
-                        let changes = serde_json::json!({"reason": format!("{why}; memberships were left as they were")});
-                        record(
-                            &mut tx,
-                            self.clock.now(),
-                            Some(&before.user.organization_id),
-                            actor,
-                            "user.groups_not_synced",
-                            ("user", user_id),
-                            changes,
-                        )
-                        .await?;
-                    }
-                    tx.commit().await?;
-                    return Ok(before);
-                }
-                match report {
-                    GroupsReport::Groups(groups) => Some(groups),
-                    GroupsReport::Absent | GroupsReport::Elsewhere => Some(vec![]),
-                }
-            }
-            IdpGroupsSource::Stored => None,
-        };
-        let idp_groups = match &reported {
-            Some(groups) => groups,
-            None => {
-                let reported: Option<i64> =
-                    sqlx::query_scalar("SELECT idp_groups_at FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *tx).await?;
-                if reported.is_none() {
-                    return Ok(before);
-                }
-                &before.user.idp_groups
-            }
-        };
-        let rows = sqlx::query("SELECT id, name FROM groups WHERE organization_id = $1").bind(&org).fetch_all(&mut *tx).await?;
-        let mut ids: HashMap<String, String> =
-            rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("id")?))).collect::<StoreResult<_>>()?;
-        let resolution = SyncRules::of(&settings).resolve(idp_groups, &ids.keys().map(String::as_str).collect());
-        let t = self.clock.now();
-        for name in &resolution.to_create {
-            let created: Option<String> = sqlx::query_scalar(
-                "INSERT INTO groups (id, organization_id, name, description, permissions, is_default, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'Created by group sync.', '[]', 0, $4, $4) ON CONFLICT (organization_id, name) DO NOTHING RETURNING id",
-            )
-            .bind(new_id(IdKind::Group))
-            .bind(&org)
-            .bind(name)
-            .bind(ms(t))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let id = match created {
-                Some(id) => {
-                    let changes = serde_json::json!({"name": name, "by": "group sync"});
-                    record(&mut tx, self.clock.now(), Some(&org), actor, "group.created", ("group", &id), changes).await?;
-                    id
-                }
-                // Another user's sync (or an admin) created it since this one read the
-                // organization's groups: use theirs.
-                None => {
-                    sqlx::query_scalar("SELECT id FROM groups WHERE organization_id = $1 AND name = $2")
-                        .bind(&org)
-                        .bind(name)
-                        .fetch_one(&mut *tx)
-                        .await?
-                }
-            };
-            ids.insert(name.clone(), id);
-        }
-        // Sync replaces the memberships it made; an admin's stay (and a group the
-        // admin set stays theirs), unless the connection's sync is authoritative.
-        let replaced = if settings.authoritative { "" } else { " AND source = 'sync'" };
-        sqlx::query(&format!("DELETE FROM group_memberships WHERE user_id = $1{replaced}")).bind(user_id).execute(&mut *tx).await?;
-        // The fallback `end-user` only stands in for "no group at all".
-        let hand_set = !settings.authoritative && before.synced_groups.len() < before.groups.len();
-        let group_ids: Vec<&String> =
-            resolution.groups.iter().filter(|_| !(resolution.fell_back && hand_set)).filter_map(|name| ids.get(name)).collect();
-        // Many memberships per statement: a user may be in hundreds of groups.
-        for chunk in group_ids.chunks(200) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, $1, 'sync', $2)", i + 3)).collect();
-            let sql = format!(
-                "INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES {} ON CONFLICT (group_id, user_id) DO NOTHING",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(&sql).bind(user_id).bind(ms(t));
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        if let Some(groups) = &reported {
-            sqlx::query("UPDATE users SET idp_groups = $2, idp_groups_at = $3 WHERE id = $1")
-                .bind(user_id)
-                .bind(to_json(groups))
-                .bind(ms(t))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let after = self.load_user(&mut tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
-        let added: Vec<&String> = after.groups.iter().filter(|g| !before.groups.contains(g)).collect();
-        let removed: Vec<&String> = before.groups.iter().filter(|g| !after.groups.contains(g)).collect();
-        if !added.is_empty() || !removed.is_empty() {
-            let mut changes = serde_json::json!({"added": added, "removed": removed});
-            if before.role != after.role {
-                changes["role"] = serde_json::json!({"from": before.role, "to": after.role});
-            }
-            record(&mut tx, self.clock.now(), Some(&org), actor, "user.groups_synced", ("user", user_id), changes).await?;
-        }
+        let user = self.sync_groups_in(&mut tx, of, groups, actor).await?;
         tx.commit().await?;
-        Ok(after)
+        Ok(user)
     }
 
     async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>> {
@@ -914,4 +782,186 @@ pub(super) async fn enqueue_sync_jobs_in(
         queued.push(sync_job_row(&row)?);
     }
     Ok(queued)
+}
+
+impl SqlStore {
+    /// [`Logins::sync_groups`] inside a write transaction of the caller's (a SCIM
+    /// write syncs the members it changed in its own).
+    pub(super) async fn sync_groups_in(
+        &self,
+        tx: &mut Tx,
+        of: GroupSyncOf<'_>,
+        groups: IdpGroupsSource<'_>,
+        actor: &Actor,
+    ) -> StoreResult<UserView> {
+        let GroupSyncOf { user_id, connection_id } = of;
+        self.hold_row(tx, "users", user_id).await?;
+        let tx = &mut **tx;
+        let before = self.load_user(tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
+        let org = before.user.organization_id.clone();
+        // Only a connection of the user's own organization syncs their groups.
+        let settings: Option<String> = sqlx::query_scalar("SELECT group_sync FROM connections WHERE id = $1 AND organization_id = $2")
+            .bind(connection_id)
+            .bind(&org)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let settings: GroupSync = match settings {
+            Some(json) => from_json(&json)?,
+            None => return Err(StoreError::NotFound("connection")),
+        };
+        if !settings.enabled {
+            return Ok(before);
+        }
+        // A directory that sets this user's memberships speaks alone: the groups
+        // claim changes nothing, and a re-sync applies the directory's groups.
+        let from_directory = directory_groups(tx, user_id).await?;
+        let reported = match (groups, from_directory) {
+            (IdpGroupsSource::Reported { .. }, Some(_)) => return Ok(before),
+            (IdpGroupsSource::Stored, Some(directory)) => Some(directory),
+            (IdpGroupsSource::Reported { id_token, userinfo }, None) => {
+                let report = group_sync::groups_report(id_token, userinfo, &settings.claim);
+                let claim = &settings.claim;
+                let left_alone_because = match (&report, settings.when_claim_missing) {
+                    (GroupsReport::Elsewhere, _) => {
+                        Some(format!("the IdP sent the `{claim}` claim elsewhere (distributed claims, as Entra ID does for many groups), which is not fetched"))
+                    }
+                    (GroupsReport::Absent, WhenClaimMissing::Keep) => Some(format!("the IdP did not send the `{claim}` claim")),
+                    (GroupsReport::Absent, WhenClaimMissing::Clear) | (GroupsReport::Groups(_), _) => None,
+                };
+                if let Some(why) = left_alone_because {
+                    // Recorded when something was kept: a user without synced groups
+                    // (or with the fallback alone) would otherwise add an entry at
+                    // every sign-in and refresh.
+                    if before.synced_groups.iter().any(|g| g != group_sync::FALLBACK_GROUP) {
+                        let changes = serde_json::json!({"reason": format!("{why}; memberships were left as they were")});
+                        record(
+                            tx,
+                            self.clock.now(),
+                            Some(&before.user.organization_id),
+                            actor,
+                            "user.groups_not_synced",
+                            ("user", user_id),
+                            changes,
+                        )
+                        .await?;
+                    }
+                    return Ok(before);
+                }
+                match report {
+                    GroupsReport::Groups(groups) => Some(groups),
+                    GroupsReport::Absent | GroupsReport::Elsewhere => Some(vec![]),
+                }
+            }
+            (IdpGroupsSource::Stored, None) => None,
+        };
+        let idp_groups = match &reported {
+            Some(groups) => groups,
+            None => {
+                let reported: Option<i64> =
+                    sqlx::query_scalar("SELECT idp_groups_at FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *tx).await?;
+                if reported.is_none() {
+                    return Ok(before);
+                }
+                &before.user.idp_groups
+            }
+        };
+        let rows = sqlx::query("SELECT id, name FROM groups WHERE organization_id = $1").bind(&org).fetch_all(&mut *tx).await?;
+        let mut ids: HashMap<String, String> =
+            rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("id")?))).collect::<StoreResult<_>>()?;
+        let resolution = SyncRules::of(&settings).resolve(idp_groups, &ids.keys().map(String::as_str).collect());
+        let t = self.clock.now();
+        for name in &resolution.to_create {
+            let created: Option<String> = sqlx::query_scalar(
+                "INSERT INTO groups (id, organization_id, name, description, permissions, is_default, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'Created by group sync.', '[]', 0, $4, $4) ON CONFLICT (organization_id, name) DO NOTHING RETURNING id",
+            )
+            .bind(new_id(IdKind::Group))
+            .bind(&org)
+            .bind(name)
+            .bind(ms(t))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let id = match created {
+                Some(id) => {
+                    let changes = serde_json::json!({"name": name, "by": "group sync"});
+                    record(tx, self.clock.now(), Some(&org), actor, "group.created", ("group", &id), changes).await?;
+                    id
+                }
+                // Another user's sync (or an admin) created it since this one read the
+                // organization's groups: use theirs.
+                None => {
+                    sqlx::query_scalar("SELECT id FROM groups WHERE organization_id = $1 AND name = $2")
+                        .bind(&org)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
+            ids.insert(name.clone(), id);
+        }
+        // Sync replaces the memberships it made; an admin's stay (and a group the
+        // admin set stays theirs), unless the connection's sync is authoritative.
+        let replaced = if settings.authoritative { "" } else { " AND source = 'sync'" };
+        sqlx::query(&format!("DELETE FROM group_memberships WHERE user_id = $1{replaced}")).bind(user_id).execute(&mut *tx).await?;
+        // The fallback `end-user` only stands in for "no group at all".
+        let hand_set = !settings.authoritative && before.synced_groups.len() < before.groups.len();
+        let group_ids: Vec<&String> =
+            resolution.groups.iter().filter(|_| !(resolution.fell_back && hand_set)).filter_map(|name| ids.get(name)).collect();
+        // Many memberships per statement: a user may be in hundreds of groups.
+        for chunk in group_ids.chunks(200) {
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, $1, 'sync', $2)", i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES {} ON CONFLICT (group_id, user_id) DO NOTHING",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(user_id).bind(ms(t));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if let Some(groups) = &reported {
+            sqlx::query("UPDATE users SET idp_groups = $2, idp_groups_at = $3 WHERE id = $1")
+                .bind(user_id)
+                .bind(to_json(groups))
+                .bind(ms(t))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let after = self.load_user(tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
+        let added: Vec<&String> = after.groups.iter().filter(|g| !before.groups.contains(g)).collect();
+        let removed: Vec<&String> = before.groups.iter().filter(|g| !after.groups.contains(g)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            let mut changes = serde_json::json!({"added": added, "removed": removed});
+            if before.role != after.role {
+                changes["role"] = serde_json::json!({"from": before.role, "to": after.role});
+            }
+            record(tx, self.clock.now(), Some(&org), actor, "user.groups_synced", ("user", user_id), changes).await?;
+        }
+        Ok(after)
+    }
+}
+
+/// The groups a user's directory puts them in, as IdP groups (its display names,
+/// with the IdP's own id as `externalId` for mappings by id), when that directory
+/// sets their memberships (the organization's `groups_source` is `directory`).
+pub(super) async fn directory_groups(conn: &mut AnyConnection, user_id: &str) -> StoreResult<Option<Vec<IdpGroup>>> {
+    let source: Option<String> = sqlx::query_scalar(
+        "SELECT o.groups_source FROM directory_users du JOIN directories d ON d.id = du.directory_id \
+         JOIN organizations o ON o.id = d.organization_id WHERE du.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if source.as_deref() != Some("directory") {
+        return Ok(None);
+    }
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT g.display_name, g.external_id FROM directory_users du JOIN directory_group_members m ON m.member_id = du.user_id \
+         JOIN directory_groups g ON g.id = m.group_id AND g.directory_id = du.directory_id WHERE du.user_id = $1 ORDER BY g.display_name",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(rows.into_iter().map(|(name, id)| IdpGroup { name, id }).collect()))
 }

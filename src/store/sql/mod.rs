@@ -4,6 +4,7 @@
 
 mod changes;
 mod directory;
+mod directory_sync;
 mod logins;
 
 use std::sync::Arc;
@@ -121,10 +122,11 @@ impl Queries {
             ),
             refresh_by_id: format!("{REFRESH_PROFILE}id = $11 RETURNING *, {m} AS memberships"),
             // The user this IdP subject signed in as before through this connection, in
-            // its organization ($11). A first sign-in takes the slower, audited path.
+            // its organization ($11), if still active. A first sign-in (or a
+            // deactivated user) takes the slower, audited path.
             refresh_by_subject: format!(
                 "{REFRESH_PROFILE}id = (SELECT id FROM users WHERE organization_id = $11 AND idp_sub = $2 \
-                 AND connection_id = $1) RETURNING *, {m} AS memberships"
+                 AND connection_id = $1 AND active = 1) RETURNING *, {m} AS memberships"
             ),
         }
     }

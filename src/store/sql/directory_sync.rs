@@ -1,0 +1,684 @@
+//! [`DirectorySync`] over SQL.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::changes::Resync;
+use super::directory::{check_user_unique, claim_seat, load_connection};
+use super::{cursor, from_json, from_ms, ms, record, to_json, Dialect, SqlStore, Tx};
+use crate::core::audit::{self, Actor};
+use crate::core::connection::UserMatch;
+use crate::core::ids::{new_id, IdKind};
+use crate::core::scim::directory::UserDirectory;
+use crate::core::scim::filter::Narrowing;
+use crate::core::scim::patch::MemberChange;
+use crate::core::scim::resource::{Attributes, GroupFields, Member, UserFields};
+use crate::core::scim::{ScimError, ScimFailure};
+use crate::core::user::UserProfile;
+use crate::core::ValidationError;
+use crate::store::directory_sync::{DirectorySync, IfMatch, ResourceEdit, ResourceQuery, StoredResource, UserWritten};
+use crate::store::{GroupSyncOf, IdpGroupsSource, Page, StoreError, StoreResult};
+
+/// Statements binding many ids take them in chunks of this many.
+const CHUNK: usize = 500;
+
+fn directory_row(r: &AnyRow) -> StoreResult<UserDirectory> {
+    Ok(UserDirectory {
+        id: r.try_get("id")?,
+        organization_id: r.try_get("organization_id")?,
+        connection_id: r.try_get("connection_id")?,
+        name: r.try_get("name")?,
+        token_rotated_at: from_ms(r.try_get("token_rotated_at")?)?,
+        last_request_at: r.try_get::<Option<i64>, _>("last_request_at")?.map(from_ms).transpose()?,
+        last_error: r.try_get("last_error")?,
+        last_error_at: r.try_get::<Option<i64>, _>("last_error_at")?.map(from_ms).transpose()?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+    })
+}
+
+fn resource_row(r: &AnyRow, id_column: &str, related: Option<Vec<Value>>) -> StoreResult<StoredResource> {
+    Ok(StoredResource {
+        id: r.try_get(id_column)?,
+        attrs: from_json(&r.try_get::<String, _>("resource")?)?,
+        version: r.try_get("version")?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+        related,
+    })
+}
+
+fn scim(failure: ScimFailure, detail: impl Into<String>) -> StoreError {
+    StoreError::Scim(ScimError::new(failure, detail))
+}
+
+fn check_version(if_match: IfMatch, version: i64) -> StoreResult<()> {
+    match if_match {
+        Some(v) if v != version => Err(scim(ScimFailure::VersionMismatch, format!("the resource is at version {version}, not {v}"))),
+        _ => Ok(()),
+    }
+}
+
+impl Dialect {
+    /// A directory user's groups as JSON `[[id, display_name], …]`.
+    fn user_directory_groups(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "(SELECT json_group_array(json_array(g.id, g.display_name)) FROM directory_group_members m \
+                 JOIN directory_groups g ON g.id = m.group_id AND g.directory_id = du.directory_id WHERE m.member_id = du.user_id)"
+            }
+            Dialect::Postgres => {
+                "(SELECT COALESCE(json_agg(json_build_array(g.id, g.display_name))::text, '[]') FROM directory_group_members m \
+                 JOIN directory_groups g ON g.id = m.group_id AND g.directory_id = du.directory_id WHERE m.member_id = du.user_id)"
+            }
+        }
+    }
+}
+
+/// `WHERE` terms (after the directory's) and the value they bind, for a narrowing.
+fn narrowed(n: Option<&Narrowing>, id: &str, name_key: &str, member: Option<&str>) -> (String, Option<String>) {
+    match n {
+        Some(Narrowing::Id(v)) => (format!(" AND {id} = $4"), Some(v.clone())),
+        Some(Narrowing::Name(v)) => (format!(" AND {name_key} = $4"), Some(v.clone())),
+        Some(Narrowing::ExternalId(v)) => (" AND external_id = $4".into(), Some(v.clone())),
+        Some(Narrowing::Member(v)) => match member {
+            Some(clause) => (format!(" AND {clause}"), Some(v.clone())),
+            // Users have no members: nothing matches.
+            None => (" AND 1 = 0 AND $4 IS NULL".into(), Some(v.clone())),
+        },
+        None => (" AND $4 IS NULL".into(), None),
+    }
+}
+
+impl SqlStore {
+    async fn user_resource(&self, conn: &mut AnyConnection, directory_id: &str, id: &str) -> StoreResult<Option<StoredResource>> {
+        let sql = format!(
+            "SELECT du.*, {} AS related FROM directory_users du WHERE du.directory_id = $1 AND du.user_id = $2",
+            self.dialect.user_directory_groups()
+        );
+        let row = sqlx::query(&sql).bind(directory_id).bind(id).fetch_optional(conn).await?;
+        row.as_ref().map(user_resource_row).transpose()
+    }
+
+    async fn group_resource(
+        &self,
+        conn: &mut AnyConnection,
+        directory_id: &str,
+        id: &str,
+        with_members: bool,
+    ) -> StoreResult<Option<StoredResource>> {
+        let row = sqlx::query("SELECT * FROM directory_groups WHERE directory_id = $1 AND id = $2")
+            .bind(directory_id)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let members = if with_members { Some(members_of(conn, id).await?) } else { None };
+        Ok(Some(resource_row(&row, "id", members)?))
+    }
+
+    /// Brings the memberships of each user to what their directory groups now say
+    /// (through the directory's connection), inside the write's transaction.
+    async fn regroup(&self, tx: &mut Tx, d: &UserDirectory, users: &BTreeSet<String>, actor: &Actor) -> StoreResult<()> {
+        for user_id in users {
+            let of = GroupSyncOf { user_id, connection_id: &d.connection_id };
+            self.sync_groups_in(tx, of, IdpGroupsSource::Stored, actor).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies member changes in order; returns the directory's users whose
+    /// membership changed.
+    async fn change_members(
+        &self,
+        tx: &mut Tx,
+        d: &UserDirectory,
+        group_id: &str,
+        changes: &[MemberChange],
+    ) -> StoreResult<BTreeSet<String>> {
+        let mut touched = BTreeSet::new();
+        let t = ms(self.clock.now());
+        for change in changes {
+            let (add, remove): (Vec<&Member>, Vec<String>) = match change {
+                MemberChange::Add(members) => (members.iter().collect(), vec![]),
+                MemberChange::Remove(ids) => (vec![], ids.clone()),
+                MemberChange::RemoveAll => (vec![], member_ids(tx, group_id).await?.into_iter().collect()),
+                MemberChange::Replace(members) => {
+                    let current = member_ids(tx, group_id).await?;
+                    let wanted: BTreeSet<&str> = members.iter().map(|m| m.value.as_str()).collect();
+                    let gone = current.iter().filter(|id| !wanted.contains(id.as_str())).cloned().collect();
+                    (members.iter().filter(|m| !current.contains(&m.value)).collect(), gone)
+                }
+            };
+            for chunk in add.chunks(CHUNK) {
+                let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${}, ${}, $2)", 2 * i + 3, 2 * i + 4)).collect();
+                let sql = format!(
+                    "INSERT INTO directory_group_members (group_id, member_id, member, created_at) VALUES {} \
+                     ON CONFLICT (group_id, member_id) DO NOTHING",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(group_id).bind(t);
+                for m in chunk {
+                    q = q.bind(&m.value).bind(to_json(&m.entry));
+                }
+                q.execute(&mut **tx).await?;
+            }
+            for chunk in remove.chunks(CHUNK) {
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let sql = format!("DELETE FROM directory_group_members WHERE group_id = $1 AND member_id IN ({})", list.join(", "));
+                let mut q = sqlx::query(&sql).bind(group_id);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(&mut **tx).await?;
+            }
+            touched.extend(add.into_iter().map(|m| m.value.clone()));
+            touched.extend(remove);
+        }
+        let touched: Vec<String> = touched.into_iter().collect();
+        Ok(users_of_directory(tx, &d.id, &touched).await?.into_iter().collect())
+    }
+
+    /// Writes the directory's view of a user onto their record, refusing what would
+    /// clash with another user of the organization, and claiming a seat for a user
+    /// who becomes active.
+    async fn write_user_fields(&self, tx: &mut Tx, d: &UserDirectory, user_id: &str, was_active: bool, f: &UserFields) -> StoreResult<()> {
+        let profile = UserProfile {
+            email: f.email.clone(),
+            username: Some(f.user_name.clone()),
+            first_name: f.first_name.clone(),
+            last_name: f.last_name.clone(),
+            idp_sub: None,
+        };
+        check_user_unique(tx, &d.organization_id, user_id, &profile).await.map_err(as_uniqueness)?;
+        if f.active && !was_active {
+            if let Err(max) = claim_seat(tx, self.dialect, &d.organization_id).await? {
+                return Err(scim(ScimFailure::Forbidden, format!("the organization has used all of its {max} seats")));
+            }
+        }
+        sqlx::query(
+            "UPDATE users SET email = COALESCE($2, email), username = $3, first_name = COALESCE($4, first_name), \
+             last_name = COALESCE($5, last_name), active = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(&f.email)
+        .bind(&f.user_name)
+        .bind(&f.first_name)
+        .bind(&f.last_name)
+        .bind(i64::from(f.active))
+        .bind(ms(self.clock.now()))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Refuses a `userName` another user of the directory has (in any case).
+    async fn check_user_name_free(&self, tx: &mut Tx, directory_id: &str, user_id: &str, f: &UserFields) -> StoreResult<()> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE directory_id = $1 AND user_name_key = $2 AND user_id <> $3")
+                .bind(directory_id)
+                .bind(f.user_name.to_lowercase())
+                .bind(user_id)
+                .fetch_one(&mut **tx)
+                .await?;
+        if n > 0 {
+            return Err(scim(ScimFailure::Conflict, format!("another user of this directory has the userName `{}`", f.user_name)));
+        }
+        Ok(())
+    }
+
+    /// The organization's user the connection's matching rule finds for a new
+    /// directory user, if any.
+    async fn matching_user(&self, tx: &mut Tx, d: &UserDirectory, f: &UserFields) -> StoreResult<Option<String>> {
+        let connection = load_connection(tx, &d.connection_id).await?.ok_or(StoreError::NotFound("connection"))?;
+        let (column, value) = match connection.user_match {
+            UserMatch::Email => ("email", f.email.as_deref()),
+            UserMatch::PreferredUsername => ("username", Some(f.user_name.as_str())),
+            UserMatch::Sub => ("idp_sub", f.external_id.as_deref()),
+        };
+        let Some(value) = value else { return Ok(None) };
+        let sql = format!("SELECT id FROM users WHERE organization_id = $1 AND {column} = $2");
+        let found: Option<String> = sqlx::query_scalar(&sql).bind(&d.organization_id).bind(value).fetch_optional(&mut **tx).await?;
+        if let Some(id) = &found {
+            let known: Option<String> = sqlx::query_scalar("SELECT directory_id FROM directory_users WHERE user_id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if known.is_some() {
+                return Err(scim(
+                    ScimFailure::Conflict,
+                    format!("the organization's user with this {column} already belongs to a directory"),
+                ));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A clash with another user of the organization is SCIM's `uniqueness`.
+fn as_uniqueness(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict { message, .. } => scim(ScimFailure::Conflict, message),
+        other => other,
+    }
+}
+
+fn user_resource_row(r: &AnyRow) -> StoreResult<StoredResource> {
+    let related: Option<String> = r.try_get("related")?;
+    let groups: Vec<(String, String)> = from_json(related.as_deref().unwrap_or("[]"))?;
+    let groups = groups.into_iter().map(|(id, display)| json!({"value": id, "display": display, "type": "direct"})).collect();
+    resource_row(r, "user_id", Some(groups))
+}
+
+/// Of `ids`, those of users of the directory: only they count for its groups'
+/// sync, never a user of another directory or organization.
+async fn users_of_directory(tx: &mut Tx, directory_id: &str, ids: &[String]) -> StoreResult<Vec<String>> {
+    let mut found = Vec::with_capacity(ids.len());
+    let unique: Vec<&String> = ids.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    for chunk in unique.chunks(CHUNK) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!("SELECT user_id FROM directory_users WHERE directory_id = $1 AND user_id IN ({})", list.join(", "));
+        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(directory_id);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        found.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(found)
+}
+
+/// A group's members as sent, in id order.
+async fn members_of(conn: &mut AnyConnection, group_id: &str) -> StoreResult<Vec<Value>> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT member FROM directory_group_members WHERE group_id = $1 ORDER BY member_id")
+        .bind(group_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|m| from_json(m)).collect()
+}
+
+async fn member_ids(conn: &mut AnyConnection, group_id: &str) -> StoreResult<BTreeSet<String>> {
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT member_id FROM directory_group_members WHERE group_id = $1").bind(group_id).fetch_all(conn).await?;
+    Ok(rows.into_iter().collect())
+}
+
+#[async_trait]
+impl DirectorySync for SqlStore {
+    async fn create_directory(&self, d: &UserDirectory, token_hash: &str, actor: &Actor) -> StoreResult<UserDirectory> {
+        let mut tx = self.write_tx().await?;
+        let owner: Option<String> = sqlx::query_scalar("SELECT organization_id FROM connections WHERE id = $1")
+            .bind(&d.connection_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if owner.as_deref() != Some(d.organization_id.as_str()) {
+            return Err(ValidationError::new("connection_id", "the organization has no such connection").into());
+        }
+        sqlx::query(
+            "INSERT INTO directories (id, organization_id, connection_id, name, token_hash, token_rotated_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
+        )
+        .bind(&d.id)
+        .bind(&d.organization_id)
+        .bind(&d.connection_id)
+        .bind(&d.name)
+        .bind(token_hash)
+        .bind(ms(d.created_at))
+        .execute(&mut *tx)
+        .await?;
+        let changes = json!({"name": d.name, "connection_id": d.connection_id});
+        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.created", ("directory", &d.id), changes).await?;
+        tx.commit().await?;
+        Ok(d.clone())
+    }
+
+    async fn get_directory(&self, id: &str) -> StoreResult<Option<UserDirectory>> {
+        let row = sqlx::query("SELECT * FROM directories WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(directory_row).transpose()
+    }
+
+    async fn directory_credentials(&self, id: &str) -> StoreResult<Option<(UserDirectory, String)>> {
+        let row = sqlx::query("SELECT * FROM directories WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| Ok((directory_row(&r)?, r.try_get("token_hash")?))).transpose()
+    }
+
+    async fn list_directories(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<UserDirectory>> {
+        let rows = sqlx::query("SELECT * FROM directories WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(organization_id)
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(directory_row).collect()
+    }
+
+    async fn set_directory_token(&self, id: &str, token_hash: &str, actor: &Actor) -> StoreResult<UserDirectory> {
+        let mut tx = self.write_tx().await?;
+        let t = ms(self.clock.now());
+        let row = sqlx::query("UPDATE directories SET token_hash = $2, token_rotated_at = $3, updated_at = $3 WHERE id = $1 RETURNING *")
+            .bind(id)
+            .bind(token_hash)
+            .bind(t)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("directory"))?;
+        let d = directory_row(&row)?;
+        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.token_rotated", ("directory", id), json!({})).await?;
+        tx.commit().await?;
+        Ok(d)
+    }
+
+    async fn delete_directory(&self, id: &str, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let org: Option<String> =
+            sqlx::query_scalar("SELECT organization_id FROM directories WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+        let org = org.ok_or(StoreError::NotFound("directory"))?;
+        sqlx::query("DELETE FROM directories WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        record(&mut tx, self.clock.now(), Some(&org), actor, "directory.deleted", ("directory", id), json!({})).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn note_directory_request(&self, id: &str, at: crate::core::Timestamp, error: Option<&str>) -> StoreResult<()> {
+        // At most one write a minute for the activity itself: an initial push is
+        // thousands of requests.
+        sqlx::query(
+            "UPDATE directories SET last_request_at = $2, \
+             last_error = CASE WHEN $3 IS NULL THEN last_error ELSE $3 END, \
+             last_error_at = CASE WHEN $3 IS NULL THEN last_error_at ELSE $2 END \
+             WHERE id = $1 AND ($3 IS NOT NULL OR last_request_at IS NULL OR last_request_at < $2 - 60000)",
+        )
+        .bind(id)
+        .bind(ms(at))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn directory_counts(&self, id: &str) -> StoreResult<(u64, u64)> {
+        let users: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE directory_id = $1").bind(id).fetch_one(&self.pool).await?;
+        let groups: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM directory_groups WHERE directory_id = $1").bind(id).fetch_one(&self.pool).await?;
+        Ok((users as u64, groups as u64))
+    }
+
+    async fn scim_create_user(&self, d: &UserDirectory, attrs: Attributes, f: UserFields, actor: &Actor) -> StoreResult<UserWritten> {
+        let mut tx = self.write_tx().await?;
+        let t = self.clock.now();
+        let found = self.matching_user(&mut tx, d, &f).await?;
+        let user_id = found.clone().unwrap_or_else(|| new_id(IdKind::User));
+        self.check_user_name_free(&mut tx, &d.id, &user_id, &f).await?;
+        match &found {
+            Some(id) => {
+                self.hold_row(&mut tx, "users", id).await?;
+                let was_active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+                self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
+            }
+            None => {
+                let connection = load_connection(&mut tx, &d.connection_id).await?.ok_or(StoreError::NotFound("connection"))?;
+                // With matching by subject, the IdP's id for the user is their subject.
+                let idp_sub = if connection.user_match == UserMatch::Sub { f.external_id.clone() } else { None };
+                sqlx::query(
+                    "INSERT INTO users (id, organization_id, connection_id, email, email_verified, idp_sub, idp_groups, attributes, \
+                     active, created_at, updated_at) VALUES ($1, $2, $3, NULL, 0, $4, '[]', '{}', 0, $5, $5)",
+                )
+                .bind(&user_id)
+                .bind(&d.organization_id)
+                .bind(&d.connection_id)
+                .bind(&idp_sub)
+                .bind(ms(t))
+                .execute(&mut *tx)
+                .await?;
+                self.write_user_fields(&mut tx, d, &user_id, false, &f).await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO directory_users (user_id, directory_id, user_name, user_name_key, external_id, resource, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+        )
+        .bind(&user_id)
+        .bind(&d.id)
+        .bind(&f.user_name)
+        .bind(f.user_name.to_lowercase())
+        .bind(&f.external_id)
+        .bind(to_json(&attrs))
+        .bind(ms(t))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| as_uniqueness(e.into()))?;
+        let action = if found.is_some() { "directory.user_linked" } else { "directory.user_created" };
+        let changes = json!({"directory_id": d.id, "userName": f.user_name, "active": f.active});
+        record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", &user_id), changes).await?;
+        let resource = self.user_resource(&mut tx, &d.id, &user_id).await?.ok_or(StoreError::NotFound("user"))?;
+        tx.commit().await?;
+        Ok(UserWritten { resource, active: f.active })
+    }
+
+    async fn scim_user(&self, directory_id: &str, id: &str) -> StoreResult<Option<StoredResource>> {
+        let mut conn = self.conn().await?;
+        self.user_resource(&mut conn, directory_id, id).await
+    }
+
+    async fn scim_users(&self, directory_id: &str, q: &ResourceQuery<'_>) -> StoreResult<Vec<StoredResource>> {
+        let (clause, value) = narrowed(q.narrowing, "du.user_id", "du.user_name_key", None);
+        let sql = format!(
+            "SELECT du.*, {} AS related FROM directory_users du WHERE du.directory_id = $1 AND du.user_id > $2{clause} ORDER BY du.user_id LIMIT $3 OFFSET $5",
+            self.dialect.user_directory_groups()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(directory_id)
+            .bind(q.after)
+            .bind(q.limit as i64)
+            .bind(value)
+            .bind(q.offset as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_resource_row).collect()
+    }
+
+    async fn scim_update_user(
+        &self,
+        d: &UserDirectory,
+        id: &str,
+        if_match: IfMatch,
+        edit: ResourceEdit<'_, UserFields>,
+        actor: &Actor,
+    ) -> StoreResult<UserWritten> {
+        let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "users", id).await?;
+        let before = self.user_resource(&mut tx, &d.id, id).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("user")))?;
+        check_version(if_match, before.version)?;
+        let mut attrs = before.attrs.clone();
+        let f = edit(&mut attrs)?;
+        self.check_user_name_free(&mut tx, &d.id, id, &f).await?;
+        let was_active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+        self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
+        let t = self.clock.now();
+        sqlx::query(
+            "UPDATE directory_users SET user_name = $2, user_name_key = $3, external_id = $4, resource = $5, version = version + 1, \
+             updated_at = $6 WHERE user_id = $1",
+        )
+        .bind(id)
+        .bind(&f.user_name)
+        .bind(f.user_name.to_lowercase())
+        .bind(&f.external_id)
+        .bind(to_json(&attrs))
+        .bind(ms(t))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| as_uniqueness(e.into()))?;
+        let changes = audit::diff(&serde_json::Value::Object(before.attrs), &serde_json::Value::Object(attrs));
+        let action = match (was_active != 0, f.active) {
+            (true, false) => "directory.user_deactivated",
+            (false, true) => "directory.user_reactivated",
+            _ => "directory.user_updated",
+        };
+        record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", id), changes).await?;
+        let resource = self.user_resource(&mut tx, &d.id, id).await?.ok_or(StoreError::NotFound("user"))?;
+        tx.commit().await?;
+        Ok(UserWritten { resource, active: f.active })
+    }
+
+    async fn scim_delete_user(&self, d: &UserDirectory, id: &str, if_match: IfMatch, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "users", id).await?;
+        let before = self.user_resource(&mut tx, &d.id, id).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("user")))?;
+        check_version(if_match, before.version)?;
+        sqlx::query("DELETE FROM directory_group_members WHERE member_id = $1 AND group_id IN (SELECT id FROM directory_groups WHERE directory_id = $2)")
+            .bind(id)
+            .bind(&d.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM directory_users WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        let t = self.clock.now();
+        sqlx::query("UPDATE users SET active = 0, updated_at = $2 WHERE id = $1").bind(id).bind(ms(t)).execute(&mut *tx).await?;
+        record(&mut tx, t, Some(&d.organization_id), actor, "directory.user_deleted", ("user", id), json!({"directory_id": d.id})).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn scim_create_group(
+        &self,
+        d: &UserDirectory,
+        attrs: Attributes,
+        f: GroupFields,
+        members: Vec<Member>,
+        actor: &Actor,
+    ) -> StoreResult<StoredResource> {
+        let mut tx = self.write_tx().await?;
+        let id = new_id(IdKind::DirectoryGroup);
+        check_group_name_free(&mut tx, &d.id, &id, &f).await?;
+        let t = self.clock.now();
+        sqlx::query(
+            "INSERT INTO directory_groups (id, directory_id, display_name, display_name_key, external_id, resource, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+        )
+        .bind(&id)
+        .bind(&d.id)
+        .bind(&f.display_name)
+        .bind(f.display_name.to_lowercase())
+        .bind(&f.external_id)
+        .bind(to_json(&attrs))
+        .bind(ms(t))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| as_uniqueness(e.into()))?;
+        let affected = self.change_members(&mut tx, d, &id, &[MemberChange::Add(members)]).await?;
+        self.regroup(&mut tx, d, &affected, actor).await?;
+        let changes = json!({"directory_id": d.id, "displayName": f.display_name, "members_added": affected.len()});
+        record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_created", ("directory_group", &id), changes).await?;
+        let group = self.group_resource(&mut tx, &d.id, &id, true).await?.ok_or(StoreError::NotFound("group"))?;
+        tx.commit().await?;
+        Ok(group)
+    }
+
+    async fn scim_group(&self, directory_id: &str, id: &str, with_members: bool) -> StoreResult<Option<StoredResource>> {
+        let mut conn = self.conn().await?;
+        self.group_resource(&mut conn, directory_id, id, with_members).await
+    }
+
+    async fn scim_groups(&self, directory_id: &str, q: &ResourceQuery<'_>) -> StoreResult<Vec<StoredResource>> {
+        let member = "id IN (SELECT group_id FROM directory_group_members WHERE member_id = $4)";
+        let (clause, value) = narrowed(q.narrowing, "id", "display_name_key", Some(member));
+        let sql = format!("SELECT * FROM directory_groups WHERE directory_id = $1 AND id > $2{clause} ORDER BY id LIMIT $3 OFFSET $5");
+        let mut conn = self.conn().await?;
+        let rows = sqlx::query(&sql)
+            .bind(directory_id)
+            .bind(q.after)
+            .bind(q.limit as i64)
+            .bind(value)
+            .bind(q.offset as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let members = if q.with_related { Some(members_of(&mut conn, &r.try_get::<String, _>("id")?).await?) } else { None };
+            out.push(resource_row(r, "id", members)?);
+        }
+        Ok(out)
+    }
+
+    async fn scim_update_group(
+        &self,
+        d: &UserDirectory,
+        id: &str,
+        if_match: IfMatch,
+        edit: ResourceEdit<'_, (GroupFields, Vec<MemberChange>)>,
+        actor: &Actor,
+    ) -> StoreResult<StoredResource> {
+        let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "directory_groups", id).await?;
+        let before =
+            self.group_resource(&mut tx, &d.id, id, false).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("group")))?;
+        check_version(if_match, before.version)?;
+        let mut attrs = before.attrs.clone();
+        let (f, member_changes) = edit(&mut attrs)?;
+        check_group_name_free(&mut tx, &d.id, id, &f).await?;
+        let t = self.clock.now();
+        sqlx::query(
+            "UPDATE directory_groups SET display_name = $2, display_name_key = $3, external_id = $4, resource = $5, version = version + 1, \
+             updated_at = $6 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&f.display_name)
+        .bind(f.display_name.to_lowercase())
+        .bind(&f.external_id)
+        .bind(to_json(&attrs))
+        .bind(ms(t))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| as_uniqueness(e.into()))?;
+        let affected = self.change_members(&mut tx, d, id, &member_changes).await?;
+        self.regroup(&mut tx, d, &affected, actor).await?;
+        let mut changes = audit::diff(&serde_json::Value::Object(before.attrs.clone()), &serde_json::Value::Object(attrs.clone()));
+        if !affected.is_empty() {
+            changes["members_changed"] = json!(affected.len());
+        }
+        record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_updated", ("directory_group", id), changes).await?;
+        let group = self.group_resource(&mut tx, &d.id, id, false).await?.ok_or(StoreError::NotFound("group"))?;
+        // A new name (or IdP id) maps every member anew: a re-sync job does that, so
+        // that the cost of this write does not grow with the group.
+        let renamed =
+            before.attrs.get("displayName") != attrs.get("displayName") || before.attrs.get("externalId") != attrs.get("externalId");
+        let resync = if renamed {
+            Resync::Connection { organization_id: &d.organization_id, connection_id: &d.connection_id }
+        } else {
+            Resync::Nobody
+        };
+        self.commit_change(tx, resync, "directory.group_updated").await?;
+        Ok(group)
+    }
+
+    async fn scim_delete_group(&self, d: &UserDirectory, id: &str, if_match: IfMatch, actor: &Actor) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        self.hold_row(&mut tx, "directory_groups", id).await?;
+        let before =
+            self.group_resource(&mut tx, &d.id, id, false).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("group")))?;
+        check_version(if_match, before.version)?;
+        sqlx::query("DELETE FROM directory_groups WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        let changes = json!({"directory_id": d.id, "displayName": before.attrs.get("displayName")});
+        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.group_deleted", ("directory_group", id), changes)
+            .await?;
+        let resync = Resync::Connection { organization_id: &d.organization_id, connection_id: &d.connection_id };
+        self.commit_change(tx, resync, "directory.group_deleted").await
+    }
+}
+
+/// Refuses a `displayName` another group of the directory has (in any case).
+async fn check_group_name_free(tx: &mut Tx, directory_id: &str, id: &str, f: &GroupFields) -> StoreResult<()> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM directory_groups WHERE directory_id = $1 AND display_name_key = $2 AND id <> $3")
+        .bind(directory_id)
+        .bind(f.display_name.to_lowercase())
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if n > 0 {
+        return Err(scim(ScimFailure::Conflict, format!("another group of this directory is named `{}`", f.display_name)));
+    }
+    Ok(())
+}
