@@ -10,6 +10,7 @@ mod common;
 mod admin_api;
 mod connection_test;
 mod console;
+mod directory_sync;
 mod fuzz;
 mod limits;
 mod login;

@@ -410,9 +410,9 @@ impl DirectorySync for SqlStore {
     async fn scim_create_user(&self, d: &UserDirectory, attrs: Attributes, f: UserFields, actor: &Actor) -> StoreResult<UserWritten> {
         let mut tx = self.write_tx().await?;
         let t = self.clock.now();
+        self.check_user_name_free(&mut tx, &d.id, "", &f).await?;
         let found = self.matching_user(&mut tx, d, &f).await?;
         let user_id = found.clone().unwrap_or_else(|| new_id(IdKind::User));
-        self.check_user_name_free(&mut tx, &d.id, &user_id, &f).await?;
         match &found {
             Some(id) => {
                 self.hold_row(&mut tx, "users", id).await?;
