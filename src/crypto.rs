@@ -106,6 +106,16 @@ pub fn hash_secret(secret: &str) -> String {
     format!("sha256:{}", URL_SAFE_NO_PAD.encode(d.as_ref()))
 }
 
+/// The signature of a webhook delivery, as the `ssogate-signature` header carries
+/// it: `t=<unix ms>, v1=<hex HMAC-SHA256 of "<t>.<body>">` (the format WorkOS uses).
+/// The timestamp is signed so that a receiver can refuse old replays.
+pub fn webhook_signature(secret: &str, timestamp_ms: i64, body: &str) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, format!("{timestamp_ms}.{body}").as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={timestamp_ms}, v1={hex}")
+}
+
 /// Checks a presented credential against its stored hash in constant time.
 pub fn verify_secret(presented: &str, stored_hash: &str) -> bool {
     constant_time::verify_slices_are_equal(hash_secret(presented).as_bytes(), stored_hash.as_bytes()).is_ok()
@@ -114,6 +124,23 @@ pub fn verify_secret(presented: &str, stored_hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_signatures_are_hmac_sha256_over_timestamp_and_body() {
+        // RFC 4231 test case 2's key and data, split as "<t>.<body>" would be.
+        let sig = webhook_signature("Jefe", 1, "what do ya want for nothing?");
+        let (t, v1) = sig.split_once(", ").unwrap();
+        assert_eq!(t, "t=1");
+        assert_eq!(v1.len(), "v1=".len() + 64);
+        assert_ne!(sig, webhook_signature("Jefe", 2, "what do ya want for nothing?"), "the timestamp is signed");
+        assert_ne!(sig, webhook_signature("Jeff", 1, "what do ya want for nothing?"));
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"Jefe");
+        assert!(aws_lc_rs::hmac::verify(&key, b"1.what do ya want for nothing?", &hex_bytes(&v1[3..])).is_ok());
+    }
+
+    fn hex_bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    }
 
     #[test]
     fn round_trip_and_context_binding() {

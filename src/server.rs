@@ -12,6 +12,7 @@ use base64::Engine;
 use crate::admin_token;
 use crate::broker::{Broker, ConfigCache, KeyRing, Lifetimes, TokenCache};
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, RuntimeConfig, ServeArgs};
+use crate::core::audit::Actor;
 use crate::core::circuit::CircuitPolicy;
 use crate::core::claims::ClaimLimits;
 use crate::core::clock::{Clock, SystemClock};
@@ -20,7 +21,7 @@ use crate::crypto::SecretBox;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState};
 use crate::outbound::AppClient;
-use crate::store::{Dialect, Directory, SqlStore, Store};
+use crate::store::{Dialect, Directory, SessionFilter, SqlStore, Store};
 use crate::upstream::{IdpClient, Providers};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -154,6 +155,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config: ConfigCache::default(),
         sealer: secrets,
         sync_wake: tokio::sync::Notify::new(),
+        deliveries_wake: tokio::sync::Notify::new(),
         issuer: config.public_url.clone(),
         lifetimes,
         refresh: args.refresh_policy(),
@@ -167,6 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stalled_after = args.sync_stall_timeout;
     tokio::spawn(async move { worker.run_sync_jobs(stalled_after).await });
     tokio::spawn(broker.clone().run_refresher());
+    tokio::spawn(broker.clone().run_webhook_deliveries());
     tokio::spawn(broker.clone().run_change_listener());
     let metrics = crate::telemetry::install()?;
     let limits =
@@ -202,6 +205,12 @@ async fn housekeeping(broker: Arc<Broker>) {
             Ok(true) => {
                 if let Err(e) = broker.store.purge_expired(t).await {
                     tracing::warn!(error = %e, "purging expired login state failed");
+                }
+                // A sign-in that completed while its user was being deactivated, or
+                // a deactivation whose sessions could not be ended then.
+                let actor = Actor("housekeeping".into());
+                if let Err(e) = broker.end_sessions(SessionFilter::InactiveUsers, "user_deactivated", &actor).await {
+                    tracing::warn!(error = %e, "ending the sessions of deactivated users failed");
                 }
             }
             Ok(false) => {}

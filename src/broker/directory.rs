@@ -44,13 +44,22 @@ admin_writes! {
     fn update_application(id: &str, edit: Edit<'_, Application, ()>, actor: &Actor) -> Application;
     fn delete_application(id: &str, actor: &Actor) -> ();
     fn create_user(organization_id: &str, profile: UserProfile, groups: Vec<String>, actor: &Actor) -> UserView;
-    fn update_user(id: &str, edit: Edit<'_, User, Option<Vec<String>>>, actor: &Actor) -> UserView;
     fn create_group(organization_id: &str, group: NewGroup, actor: &Actor) -> Group;
     fn update_group(id: &str, edit: Edit<'_, Group, ()>, actor: &Actor) -> Group;
     fn delete_group(id: &str, actor: &Actor) -> ();
 }
 
 impl Broker {
+    /// A user an admin deactivates loses every session at once, as by their directory.
+    pub async fn update_user(&self, id: &str, edit: Edit<'_, User, Option<Vec<String>>>, actor: &Actor) -> StoreResult<UserView> {
+        let user = self.store.update_user(id, edit, actor).await?;
+        self.changed();
+        if !user.user.active {
+            self.end_sessions(SessionFilter::User(id), "user_deactivated", actor).await?;
+        }
+        Ok(user)
+    }
+
     pub async fn delete_user(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         self.store.get_user(id).await?.ok_or(StoreError::NotFound("user"))?;
         self.end_sessions(SessionFilter::User(id), "user_deleted", actor).await?;

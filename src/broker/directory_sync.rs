@@ -92,7 +92,11 @@ impl Broker {
     /// Records the outcome of a request on the directory (its activity, and the last
     /// error the admin sees).
     pub async fn scim_note(&self, d: &UserDirectory, outcome: Result<(), &ScimError>) {
-        let error = outcome.err().filter(|e| e.failure != ScimFailure::NotFound).map(|e| e.detail.as_str());
+        // A write may have queued events.
+        self.deliveries_wake.notify_one();
+        // Bounded: a client's bad input is echoed in some details.
+        let error = outcome.err().filter(|e| e.failure != ScimFailure::NotFound).map(|e| e.detail.chars().take(500).collect::<String>());
+        let error = error.as_deref();
         if let Err(e) = self.store.note_directory_request(&d.id, self.clock.now(), error).await {
             tracing::warn!(error = %e, directory_id = %d.id, "the directory's activity could not be recorded");
         }

@@ -18,6 +18,7 @@ mod sync_jobs;
 mod testkit;
 mod token;
 mod trial;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +134,8 @@ pub struct Broker {
     pub sealer: Arc<SecretBox>,
     /// Wakes the sync-job worker when a job is queued.
     pub sync_wake: tokio::sync::Notify,
+    /// Wakes the webhook deliverer when this replica wrote events.
+    pub deliveries_wake: tokio::sync::Notify,
     /// ssogate's issuer (the public URL).
     pub issuer: String,
     pub lifetimes: Lifetimes,

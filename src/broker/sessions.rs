@@ -32,6 +32,9 @@ impl Broker {
     /// Ends the sessions `filter` names; see the module doc.
     pub async fn end_sessions(&self, filter: SessionFilter<'_>, reason: &str, actor: &Actor) -> StoreResult<Vec<EndedSession>> {
         let ended = self.store.end_sessions(filter, reason, actor).await?;
+        if !ended.is_empty() {
+            self.deliveries_wake.notify_one();
+        }
         // One announcement for all of them (signing a user out everywhere ends many).
         self.forget_tokens(ended.iter().flat_map(|e| e.revoked_token_hashes.iter().cloned()).collect()).await;
         for e in &ended {

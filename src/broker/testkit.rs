@@ -75,6 +75,7 @@ impl Scene {
             config: ConfigCache::default(),
             sealer: secrets,
             sync_wake: tokio::sync::Notify::new(),
+            deliveries_wake: tokio::sync::Notify::new(),
             issuer: ISSUER.into(),
             lifetimes,
             refresh: RefreshPolicy::default(),

@@ -20,6 +20,9 @@ pub enum IdKind {
     Session,
     Directory,
     DirectoryGroup,
+    /// An event for applications (the audit log's entries are `Event`s).
+    AppEvent,
+    Webhook,
 }
 
 impl IdKind {
@@ -35,6 +38,8 @@ impl IdKind {
             IdKind::Session => "ses",
             IdKind::Directory => "dir",
             IdKind::DirectoryGroup => "dgrp",
+            IdKind::AppEvent => "event",
+            IdKind::Webhook => "whk",
         }
     }
 }

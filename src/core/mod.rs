@@ -11,6 +11,7 @@ pub mod clock;
 pub mod connection;
 pub mod entitlements;
 pub mod error;
+pub mod event;
 pub mod group;
 pub mod group_mapping;
 pub mod group_sync;

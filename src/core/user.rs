@@ -124,6 +124,10 @@ pub struct UpdateUser {
     /// Replaces the user's group memberships.
     #[serde(default, deserialize_with = "patch::present")]
     pub groups: Option<Vec<String>>,
+    /// Deactivates (ending every session) or reactivates the user, whatever their
+    /// directory last said; the directory's next change of `active` wins again.
+    #[serde(default, deserialize_with = "patch::present")]
+    pub active: Option<bool>,
 }
 
 impl UpdateUser {
@@ -140,6 +144,9 @@ impl UpdateUser {
         }
         if let Some(v) = self.last_name {
             u.last_name = optional("last_name", v.as_deref(), validate::name)?;
+        }
+        if let Some(active) = self.active {
+            u.active = active;
         }
         if u.email.is_none() && u.username.is_none() && u.idp_sub.is_none() {
             return Err(ValidationError::new("email", "a user needs at least one of email, username or idp_sub"));

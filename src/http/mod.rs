@@ -2,6 +2,7 @@
 //! upstream client.
 
 pub mod admin;
+mod app_events;
 mod console;
 mod cookies;
 pub mod error;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .merge(metrics::routes())
         .merge(scim::routes(state.clone()))
+        .merge(app_events::routes())
         .route("/api/v1/openapi.yaml", axum::routing::get(admin::openapi_description))
         .nest("/api/v1", api)
         .route_layer(axum::middleware::from_fn(metrics::record))

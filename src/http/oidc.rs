@@ -162,7 +162,7 @@ async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Soc
 /// refused before its next attempt is checked; failures count by (client, address)
 /// or, naming no registered client, by address; only an authenticated client spends
 /// its own per-client allowance, so failures of others never throttle it.
-async fn authenticated_client(
+pub(super) async fn authenticated_client(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,

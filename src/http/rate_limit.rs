@@ -94,8 +94,8 @@ pub struct RateLimits {
     /// Requests naming no registered client (or no client at all), by address.
     pub unattributed_clients: FailureLimit,
     pub admin: Limit,
-    /// Wrong SCIM bearer tokens, by address (token guessing), with the admin API's
-    /// allowance.
+    /// Wrong SCIM bearer tokens, by address and directory (token guessing), with the
+    /// admin API's allowance.
     pub scim_token_failures: FailureLimit,
     trusted_proxies: Vec<IpNet>,
 }

@@ -1,7 +1,7 @@
 //! The SCIM 2.0 service provider (RFC 7644) at `/scim/v2/<directory id>`: thin
 //! handlers over the broker's directory sync. Every request carries the
-//! directory's bearer token; wrong tokens are counted per client address and, past
-//! the limit, refused before they are checked. Errors use the SCIM error schema
+//! directory's bearer token; wrong tokens are counted per client address and
+//! directory and, past the limit, answered 429. Errors use the SCIM error schema
 //! (§3.12) with the status mapped here, once.
 
 use std::collections::HashMap;
@@ -126,17 +126,21 @@ async fn require_directory(State(state): State<AppState>, req: Request, next: Ne
         return Failed(ScimError::not_found("directory")).into_response();
     };
     let directory_id = params.get("directory").cloned().unwrap_or_default();
-    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| state.limits.client(peer.ip(), &parts.headers));
+    // Tokens are 256 random bits: guessing is hopeless, but costs a lookup each. So
+    // failures are counted per (address, directory) and refused past the limit,
+    // while the right token is always let through: IdPs push from addresses their
+    // customers share, and one tenant's stale token must not stop another's sync.
+    let key = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| format!("{} {directory_id}", state.limits.client(peer.ip(), &parts.headers)));
     let limit = &state.limits.scim_token_failures;
-    if let Some(wait) = client.as_deref().and_then(|c| limit.check_blocked(c).err()) {
-        return too_many(wait);
-    }
     let token = bearer_token(&parts.headers).unwrap_or_default();
     let directory = match state.broker.scim_directory(&directory_id, token).await {
         Ok(d) => d,
         Err(e) => {
             if e.failure == ScimFailure::Unauthorized {
-                if let Some(wait) = client.as_deref().and_then(|c| limit.record_failure(c).err()) {
+                if let Some(wait) = key.as_deref().and_then(|k| limit.check_blocked(k).and_then(|()| limit.record_failure(k)).err()) {
                     return too_many(wait);
                 }
             }

@@ -104,6 +104,8 @@ pub enum SessionFilter<'a> {
     Connection(&'a str),
     /// Every session of an organization's users.
     Organization(&'a str),
+    /// Every session of a deactivated user (a sign-in that raced their deactivation).
+    InactiveUsers,
 }
 
 /// A session that was ended, and what ending it revoked.

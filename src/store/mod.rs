@@ -20,6 +20,7 @@ mod changes;
 pub mod directory_sync;
 mod logins;
 mod sql;
+pub mod webhooks;
 
 use async_trait::async_trait;
 
@@ -37,6 +38,7 @@ pub use changes::{Change, ChangeListener, Changes, Heard};
 pub use directory_sync::DirectorySync;
 pub use logins::*;
 pub use sql::{Dialect, PoolSettings, SqlStore};
+pub use webhooks::Webhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -125,10 +127,10 @@ pub struct EventFilter {
 }
 
 /// Everything ssogate keeps: the directory, what directories push over SCIM, the
-/// state of logins, and the news of changes between replicas.
-pub trait Store: Directory + DirectorySync + Logins + Changes {}
+/// events outbox, the state of logins, and the news of changes between replicas.
+pub trait Store: Directory + DirectorySync + Webhooks + Logins + Changes {}
 
-impl<T: Directory + DirectorySync + Logins + Changes> Store for T {}
+impl<T: Directory + DirectorySync + Webhooks + Logins + Changes> Store for T {}
 
 /// Organizations and what they own, applications, and the audit log.
 #[async_trait]

@@ -2,7 +2,9 @@
 //! identity providers (Okta, Entra ID, …) with its own bearer token.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
+use super::resource::Attributes;
 use crate::core::error::Validated;
 use crate::core::{validate, Timestamp};
 
@@ -42,4 +44,42 @@ impl CreateDirectory {
             connection_id: validate::opaque("connection_id", &self.connection_id, 64)?,
         })
     }
+}
+
+/// What events tell of a directory user (WorkOS's directory user, in short).
+pub fn user_event_data(d: &UserDirectory, user_id: &str, attrs: &Attributes, active: bool) -> Value {
+    let name = attrs.get("name");
+    json!({
+        "id": user_id,
+        "directory_id": d.id,
+        "organization_id": d.organization_id,
+        "idp_id": attrs.get("externalId"),
+        "user_name": attrs.get("userName"),
+        "emails": attrs.get("emails").cloned().unwrap_or_else(|| json!([])),
+        "first_name": name.and_then(|n| n.get("givenName")),
+        "last_name": name.and_then(|n| n.get("familyName")),
+        "state": if active { "active" } else { "inactive" },
+        "raw_attributes": attrs,
+    })
+}
+
+/// What events tell of a directory group.
+pub fn group_event_data(d: &UserDirectory, group_id: &str, attrs: &Attributes) -> Value {
+    json!({
+        "id": group_id,
+        "directory_id": d.id,
+        "organization_id": d.organization_id,
+        "idp_id": attrs.get("externalId"),
+        "name": attrs.get("displayName"),
+    })
+}
+
+/// What a membership event tells: whose, and of which group.
+pub fn membership_event_data(d: &UserDirectory, user_id: &str, group_id: &str, group_name: &str) -> Value {
+    json!({
+        "directory_id": d.id,
+        "organization_id": d.organization_id,
+        "user": {"id": user_id},
+        "group": {"id": group_id, "name": group_name},
+    })
 }

@@ -16,6 +16,11 @@ use crate::core::validate;
 /// The resource's attributes in their schema's spelling (without `id` and `meta`).
 pub type Attributes = Map<String, Value>;
 
+/// Most values a multi-valued attribute of a user may have (`emails`, `roles`, …).
+pub const MAX_VALUES: usize = 100;
+/// Largest resource kept, as JSON (group members are kept apart).
+pub const MAX_RESOURCE_BYTES: usize = 64 * 1024;
+
 /// Reads a resource body (POST or PUT).
 pub fn read(rt: ResourceType, body: &Value) -> ScimResult<Attributes> {
     let Value::Object(input) = body else {
@@ -42,6 +47,10 @@ pub fn read(rt: ResourceType, body: &Value) -> ScimResult<Attributes> {
         if let Some((None, a)) = schema::lookup(rt, None, key) {
             put(&mut out, a, value, "")?;
         }
+    }
+    let size = out.iter().filter(|(k, _)| k.as_str() != "members").map(|(k, v)| k.len() + v.to_string().len()).sum::<usize>();
+    if size > MAX_RESOURCE_BYTES {
+        return Err(ScimError::value(format!("the resource is larger than {MAX_RESOURCE_BYTES} bytes")));
     }
     Ok(out)
 }
@@ -77,10 +86,15 @@ pub fn typed(a: &Attr, value: &Value, parent: &str) -> ScimResult<Option<Value>>
             Value::Array(items) => items.iter().collect(),
             one => vec![one],
         };
+        // Group members are bounded by the request size; a user's lists by this.
+        if a.name != "members" && items.len() > MAX_VALUES {
+            return Err(ScimError::value(format!("`{}` has more than {MAX_VALUES} values", path_of(parent, a.name))));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if let Some(v) = single(a, item, parent)? {
-                if !out.contains(&v) {
+                if seen.insert(v.to_string()) {
                     out.push(v);
                 }
             }
@@ -413,6 +427,18 @@ mod tests {
         assert!(UserFields::of(&read(ResourceType::User, &json!({"displayName": "x"})).unwrap()).is_err());
         let bad_email = read(ResourceType::User, &json!({"userName": "a", "emails": [{"value": "not an address"}]})).unwrap();
         assert!(UserFields::of(&bad_email).unwrap_err().detail.contains("emails"));
+    }
+
+    #[test]
+    fn lists_and_resources_are_bounded() {
+        let emails: Vec<Value> = (0..=MAX_VALUES).map(|i| json!({"value": format!("u{i}@x.io")})).collect();
+        let e = read(ResourceType::User, &json!({"userName": "u", "emails": emails})).unwrap_err();
+        assert!(e.detail.contains("emails"), "{}", e.detail);
+        let huge = "x".repeat(MAX_RESOURCE_BYTES);
+        assert!(read(ResourceType::User, &json!({"userName": "u", "title": huge})).is_err());
+        let members: Vec<Value> = (0..5000).map(|i| json!({"value": format!("u{i}")})).collect();
+        let many = members(&Value::Array(members.iter().chain(members.iter()).cloned().collect())).unwrap();
+        assert_eq!(many.len(), 5000, "members are deduplicated, not bounded by MAX_VALUES");
     }
 
     #[test]

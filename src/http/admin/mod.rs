@@ -9,6 +9,7 @@ mod organizations;
 mod signing_keys;
 mod sync_jobs;
 mod users;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(events::routes())
         .merge(signing_keys::routes())
         .merge(sync_jobs::routes())
+        .merge(webhooks::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 

@@ -756,15 +756,24 @@ impl Directory for SqlStore {
         let groups = edit(&mut u)?;
         u.updated_at = self.clock.now();
         check_user_unique(&mut tx, &u.organization_id, &u.id, &profile_of(&u)).await?;
-        sqlx::query("UPDATE users SET email = $2, username = $3, first_name = $4, last_name = $5, updated_at = $6 WHERE id = $1")
-            .bind(&u.id)
-            .bind(&u.email)
-            .bind(&u.username)
-            .bind(&u.first_name)
-            .bind(&u.last_name)
-            .bind(ms(u.updated_at))
-            .execute(&mut *tx)
-            .await?;
+        if u.active && !before.user.active {
+            if let Err(max) = claim_seat(&mut tx, self.dialect, &u.organization_id).await? {
+                let message = format!("the organization has used all of its {max} seats");
+                return Err(StoreError::Refused { code: "seat_limit_reached", message });
+            }
+        }
+        sqlx::query(
+            "UPDATE users SET email = $2, username = $3, first_name = $4, last_name = $5, updated_at = $6, active = $7 WHERE id = $1",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.username)
+        .bind(&u.first_name)
+        .bind(&u.last_name)
+        .bind(ms(u.updated_at))
+        .bind(i64::from(u.active))
+        .execute(&mut *tx)
+        .await?;
         if let Some(groups) = groups {
             set_manual_groups(&mut tx, self.clock.now(), &u.organization_id, &u.id, &groups).await?;
         }

@@ -7,13 +7,14 @@ use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::changes::Resync;
 use super::directory::{check_user_unique, claim_seat, load_connection};
+use super::webhooks::emit;
 use super::{cursor, from_json, from_ms, ms, record, to_json, Dialect, SqlStore, Tx};
 use crate::core::audit::{self, Actor};
 use crate::core::connection::UserMatch;
+use crate::core::event::EventType;
 use crate::core::ids::{new_id, IdKind};
-use crate::core::scim::directory::UserDirectory;
+use crate::core::scim::directory::{group_event_data, membership_event_data, user_event_data, UserDirectory};
 use crate::core::scim::filter::Narrowing;
 use crate::core::scim::patch::MemberChange;
 use crate::core::scim::resource::{Attributes, GroupFields, Member, UserFields};
@@ -131,16 +132,16 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Applies member changes in order; returns the directory's users whose
-    /// membership changed.
+    /// Applies member changes in order; returns, in order, each membership of one
+    /// of the directory's users that was added (true) or removed (false).
     async fn change_members(
         &self,
         tx: &mut Tx,
         d: &UserDirectory,
         group_id: &str,
         changes: &[MemberChange],
-    ) -> StoreResult<BTreeSet<String>> {
-        let mut touched = BTreeSet::new();
+    ) -> StoreResult<Vec<(String, bool)>> {
+        let mut changed: Vec<(String, bool)> = vec![];
         let t = ms(self.clock.now());
         for change in changes {
             let (add, remove): (Vec<&Member>, Vec<String>) = match change {
@@ -154,33 +155,62 @@ impl SqlStore {
                     (members.iter().filter(|m| !current.contains(&m.value)).collect(), gone)
                 }
             };
+            // What was actually inserted or deleted: adding a member twice changes nothing.
             for chunk in add.chunks(CHUNK) {
                 let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${}, ${}, $2)", 2 * i + 3, 2 * i + 4)).collect();
                 let sql = format!(
                     "INSERT INTO directory_group_members (group_id, member_id, member, created_at) VALUES {} \
-                     ON CONFLICT (group_id, member_id) DO NOTHING",
+                     ON CONFLICT (group_id, member_id) DO NOTHING RETURNING member_id",
                     values.join(", ")
                 );
-                let mut q = sqlx::query(&sql).bind(group_id).bind(t);
+                let mut q = sqlx::query_scalar::<_, String>(&sql).bind(group_id).bind(t);
                 for m in chunk {
                     q = q.bind(&m.value).bind(to_json(&m.entry));
                 }
-                q.execute(&mut **tx).await?;
+                changed.extend(q.fetch_all(&mut **tx).await?.into_iter().map(|id| (id, true)));
             }
             for chunk in remove.chunks(CHUNK) {
                 let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-                let sql = format!("DELETE FROM directory_group_members WHERE group_id = $1 AND member_id IN ({})", list.join(", "));
-                let mut q = sqlx::query(&sql).bind(group_id);
+                let sql = format!(
+                    "DELETE FROM directory_group_members WHERE group_id = $1 AND member_id IN ({}) RETURNING member_id",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_scalar::<_, String>(&sql).bind(group_id);
                 for id in chunk {
                     q = q.bind(id);
                 }
-                q.execute(&mut **tx).await?;
+                changed.extend(q.fetch_all(&mut **tx).await?.into_iter().map(|id| (id, false)));
             }
-            touched.extend(add.into_iter().map(|m| m.value.clone()));
-            touched.extend(remove);
         }
-        let touched: Vec<String> = touched.into_iter().collect();
-        Ok(users_of_directory(tx, &d.id, &touched).await?.into_iter().collect())
+        let ids: Vec<String> = changed.iter().map(|(id, _)| id.clone()).collect();
+        let users: BTreeSet<String> = users_of_directory(tx, &d.id, &ids).await?.into_iter().collect();
+        changed.retain(|(id, _)| users.contains(id));
+        Ok(changed)
+    }
+
+    /// The group's members who are users of its directory.
+    async fn directory_members(&self, tx: &mut Tx, d: &UserDirectory, group_id: &str) -> StoreResult<BTreeSet<String>> {
+        let ids: Vec<String> = member_ids(tx, group_id).await?.into_iter().collect();
+        Ok(users_of_directory(tx, &d.id, &ids).await?.into_iter().collect())
+    }
+
+    /// Syncs the groups of the users whose memberships changed, and tells of each change.
+    async fn after_member_changes(
+        &self,
+        tx: &mut Tx,
+        d: &UserDirectory,
+        group: (&str, &str),
+        changed: &[(String, bool)],
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let users: BTreeSet<String> = changed.iter().map(|(id, _)| id.clone()).collect();
+        self.regroup(tx, d, &users, actor).await?;
+        let t = self.clock.now();
+        for (user_id, added) in changed {
+            let kind = if *added { EventType::MemberAdded } else { EventType::MemberRemoved };
+            emit(tx, t, Some(&d.organization_id), kind, membership_event_data(d, user_id, group.0, group.1)).await?;
+        }
+        Ok(())
     }
 
     /// Writes the directory's view of a user onto their record, refusing what would
@@ -241,8 +271,14 @@ impl SqlStore {
             UserMatch::Sub => ("idp_sub", f.external_id.as_deref()),
         };
         let Some(value) = value else { return Ok(None) };
-        let sql = format!("SELECT id FROM users WHERE organization_id = $1 AND {column} = $2");
-        let found: Option<String> = sqlx::query_scalar(&sql).bind(&d.organization_id).bind(value).fetch_optional(&mut **tx).await?;
+        // A user another IdP already vouches for (linked to its subject through
+        // another connection) is someone else's to speak for: not linked.
+        let sql = format!(
+            "SELECT id FROM users WHERE organization_id = $1 AND {column} = $2 \
+             AND (idp_sub IS NULL OR connection_id IS NULL OR connection_id = $3)"
+        );
+        let found: Option<String> =
+            sqlx::query_scalar(&sql).bind(&d.organization_id).bind(value).bind(&d.connection_id).fetch_optional(&mut **tx).await?;
         if let Some(id) = &found {
             let known: Option<String> = sqlx::query_scalar("SELECT directory_id FROM directory_users WHERE user_id = $1")
                 .bind(id)
@@ -413,9 +449,13 @@ impl DirectorySync for SqlStore {
         self.check_user_name_free(&mut tx, &d.id, "", &f).await?;
         let found = self.matching_user(&mut tx, d, &f).await?;
         let user_id = found.clone().unwrap_or_else(|| new_id(IdKind::User));
+        let mut previously = json!(null);
         match &found {
             Some(id) => {
                 self.hold_row(&mut tx, "users", id).await?;
+                let (email, username): (Option<String>, Option<String>) =
+                    sqlx::query_as("SELECT email, username FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+                previously = json!({"email": email, "username": username});
                 let was_active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
                 self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
             }
@@ -452,8 +492,14 @@ impl DirectorySync for SqlStore {
         .await
         .map_err(|e| as_uniqueness(e.into()))?;
         let action = if found.is_some() { "directory.user_linked" } else { "directory.user_created" };
-        let changes = json!({"directory_id": d.id, "userName": f.user_name, "active": f.active});
+        let changes = json!({"directory_id": d.id, "userName": f.user_name, "active": f.active, "previously": previously});
         record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", &user_id), changes).await?;
+        emit(&mut tx, t, Some(&d.organization_id), EventType::UserCreated, user_event_data(d, &user_id, &attrs, f.active)).await?;
+        // From now on the directory sets the memberships of a user it linked (where
+        // the organization says so): none until it pushes a group.
+        if found.is_some() {
+            self.regroup(&mut tx, d, &BTreeSet::from([user_id.clone()]), actor).await?;
+        }
         let resource = self.user_resource(&mut tx, &d.id, &user_id).await?.ok_or(StoreError::NotFound("user"))?;
         tx.commit().await?;
         Ok(UserWritten { resource, active: f.active })
@@ -512,13 +558,15 @@ impl DirectorySync for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| as_uniqueness(e.into()))?;
-        let changes = audit::diff(&serde_json::Value::Object(before.attrs), &serde_json::Value::Object(attrs));
+        let changes = audit::diff(&serde_json::Value::Object(before.attrs), &serde_json::Value::Object(attrs.clone()));
         let action = match (was_active != 0, f.active) {
             (true, false) => "directory.user_deactivated",
             (false, true) => "directory.user_reactivated",
             _ => "directory.user_updated",
         };
         record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", id), changes).await?;
+        let kind = if f.active { EventType::UserUpdated } else { EventType::UserDeactivated };
+        emit(&mut tx, t, Some(&d.organization_id), kind, user_event_data(d, id, &attrs, f.active)).await?;
         let resource = self.user_resource(&mut tx, &d.id, id).await?.ok_or(StoreError::NotFound("user"))?;
         tx.commit().await?;
         Ok(UserWritten { resource, active: f.active })
@@ -534,10 +582,14 @@ impl DirectorySync for SqlStore {
             .bind(&d.id)
             .execute(&mut *tx)
             .await?;
+        // Still linked, with no directory group left: the memberships the directory
+        // gave are taken back before the user leaves it.
+        self.regroup(&mut tx, d, &BTreeSet::from([id.to_owned()]), actor).await?;
         sqlx::query("DELETE FROM directory_users WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         let t = self.clock.now();
         sqlx::query("UPDATE users SET active = 0, updated_at = $2 WHERE id = $1").bind(id).bind(ms(t)).execute(&mut *tx).await?;
         record(&mut tx, t, Some(&d.organization_id), actor, "directory.user_deleted", ("user", id), json!({"directory_id": d.id})).await?;
+        emit(&mut tx, t, Some(&d.organization_id), EventType::UserDeleted, user_event_data(d, id, &before.attrs, false)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -568,9 +620,10 @@ impl DirectorySync for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| as_uniqueness(e.into()))?;
-        let affected = self.change_members(&mut tx, d, &id, &[MemberChange::Add(members)]).await?;
-        self.regroup(&mut tx, d, &affected, actor).await?;
-        let changes = json!({"directory_id": d.id, "displayName": f.display_name, "members_added": affected.len()});
+        emit(&mut tx, t, Some(&d.organization_id), EventType::GroupCreated, group_event_data(d, &id, &attrs)).await?;
+        let changed = self.change_members(&mut tx, d, &id, &[MemberChange::Add(members)]).await?;
+        self.after_member_changes(&mut tx, d, (&id, &f.display_name), &changed, actor).await?;
+        let changes = json!({"directory_id": d.id, "displayName": f.display_name, "members_added": changed.len()});
         record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_created", ("directory_group", &id), changes).await?;
         let group = self.group_resource(&mut tx, &d.id, &id, true).await?.ok_or(StoreError::NotFound("group"))?;
         tx.commit().await?;
@@ -633,24 +686,26 @@ impl DirectorySync for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| as_uniqueness(e.into()))?;
-        let affected = self.change_members(&mut tx, d, id, &member_changes).await?;
-        self.regroup(&mut tx, d, &affected, actor).await?;
+        if before.attrs != attrs {
+            emit(&mut tx, t, Some(&d.organization_id), EventType::GroupUpdated, group_event_data(d, id, &attrs)).await?;
+        }
+        let changed = self.change_members(&mut tx, d, id, &member_changes).await?;
+        self.after_member_changes(&mut tx, d, (id, &f.display_name), &changed, actor).await?;
         let mut changes = audit::diff(&serde_json::Value::Object(before.attrs.clone()), &serde_json::Value::Object(attrs.clone()));
-        if !affected.is_empty() {
-            changes["members_changed"] = json!(affected.len());
+        if !changed.is_empty() {
+            changes["members_changed"] = json!(changed.len());
         }
         record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_updated", ("directory_group", id), changes).await?;
-        let group = self.group_resource(&mut tx, &d.id, id, false).await?.ok_or(StoreError::NotFound("group"))?;
-        // A new name (or IdP id) maps every member anew: a re-sync job does that, so
-        // that the cost of this write does not grow with the group.
+        // A new name (or IdP id) maps every member anew, at once: a role it gave
+        // must not outlive it. This is the one group write whose cost is the group's.
         let renamed =
             before.attrs.get("displayName") != attrs.get("displayName") || before.attrs.get("externalId") != attrs.get("externalId");
-        let resync = if renamed {
-            Resync::Connection { organization_id: &d.organization_id, connection_id: &d.connection_id }
-        } else {
-            Resync::Nobody
-        };
-        self.commit_change(tx, resync, "directory.group_updated").await?;
+        if renamed {
+            let members = self.directory_members(&mut tx, d, id).await?;
+            self.regroup(&mut tx, d, &members, actor).await?;
+        }
+        let group = self.group_resource(&mut tx, &d.id, id, false).await?.ok_or(StoreError::NotFound("group"))?;
+        tx.commit().await?;
         Ok(group)
     }
 
@@ -660,12 +715,16 @@ impl DirectorySync for SqlStore {
         let before =
             self.group_resource(&mut tx, &d.id, id, false).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("group")))?;
         check_version(if_match, before.version)?;
+        let members = self.directory_members(&mut tx, d, id).await?;
         sqlx::query("DELETE FROM directory_groups WHERE id = $1").bind(id).execute(&mut *tx).await?;
         let changes = json!({"directory_id": d.id, "displayName": before.attrs.get("displayName")});
         record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.group_deleted", ("directory_group", id), changes)
             .await?;
-        let resync = Resync::Connection { organization_id: &d.organization_id, connection_id: &d.connection_id };
-        self.commit_change(tx, resync, "directory.group_deleted").await
+        emit(&mut tx, self.clock.now(), Some(&d.organization_id), EventType::GroupDeleted, group_event_data(d, id, &before.attrs)).await?;
+        // Its members lose what it gave them now, not at the next sync.
+        self.regroup(&mut tx, d, &members, actor).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -9,11 +9,13 @@ use sqlx::{AnyConnection, Row};
 
 use super::changes::Resync;
 use super::directory::{application_row, claim_seat, load_org, user_view_row};
-use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore, Tx};
+use super::webhooks::emit;
+use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect, SqlStore, Tx, CONNECTION_USERS};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
 use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch, WhenClaimMissing};
+use crate::core::event::EventType;
 use crate::core::group_sync::{self, GroupsReport, IdpGroup, SyncJob, SyncRules};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::organization::Organization;
@@ -375,8 +377,10 @@ impl Logins for SqlStore {
     }
 
     async fn connection_user_count(&self, connection_id: &str) -> StoreResult<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE connection_id = $1").bind(connection_id).fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {CONNECTION_USERS}"))
+            .bind(connection_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n as u64)
     }
 
@@ -424,6 +428,7 @@ impl Logins for SqlStore {
             }
             SessionFilter::Connection(connection_id) => ("connection_id = $1", vec![Some(connection_id)]),
             SessionFilter::Organization(organization_id) => ("organization_id = $1", vec![Some(organization_id)]),
+            SessionFilter::InactiveUsers => ("user_id IN (SELECT id FROM users WHERE active = 0)", vec![]),
         };
         let sql = format!("SELECT * FROM sessions WHERE {condition}{}", self.dialect.for_update());
         let mut tx = self.write_tx().await?;
@@ -454,6 +459,8 @@ impl Logins for SqlStore {
                 serde_json::json!({"session_id": session.id, "reason": reason, "applications": application_ids}),
             )
             .await?;
+            let data = serde_json::json!({"id": session.id, "user_id": session.user_id, "organization_id": session.organization_id, "reason": reason});
+            emit(&mut tx, self.clock.now(), Some(&session.organization_id), EventType::SessionEnded, data).await?;
             ended.push(EndedSession {
                 revoked_token_hashes: revoked.into_iter().filter_map(|(token, _)| token).collect(),
                 application_ids,
@@ -718,6 +725,7 @@ impl Logins for SqlStore {
     }
 
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
+        const EVENT_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
         let mut n = 0;
         // Grants are kept a while past expiry so a late replay is still recognised
         // (an expired token is refused by its expiry meanwhile).
@@ -735,6 +743,9 @@ impl Logins for SqlStore {
                 ms(now),
             ),
             ("DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1", ms(now)),
+            // Events are kept for polling and redelivery for 30 days (their
+            // deliveries go with them).
+            ("DELETE FROM events WHERE created_at < $1", ms(now) - EVENT_RETENTION_MS),
         ] {
             n += sqlx::query(sql).bind(bound).execute(&self.pool).await?.rows_affected();
         }

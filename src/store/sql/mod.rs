@@ -6,6 +6,7 @@ mod changes;
 mod directory;
 mod directory_sync;
 mod logins;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,10 @@ const REFRESH_PROFILE: &str = "UPDATE users SET connection_id = $1, idp_sub = $2
      last_name = COALESCE($6, last_name), username = COALESCE($7, username), picture = COALESCE($8, picture), \
      attributes = $9, last_login_at = CASE WHEN $12 = 1 THEN $10 ELSE last_login_at END, updated_at = $10 WHERE ";
 
+/// The users a connection's group sync covers: those who last signed in through it,
+/// and those of its directories (who may have signed in elsewhere, or never).
+pub(super) const CONNECTION_USERS: &str = "(connection_id = $1 OR id IN (SELECT du.user_id FROM directory_users du JOIN directories d ON d.id = du.directory_id WHERE d.connection_id = $1))";
+
 impl Queries {
     fn new(d: Dialect) -> Self {
         let m = d.memberships();
@@ -118,7 +123,7 @@ impl Queries {
                 "SELECT users.*, {m} AS memberships FROM users WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
             ),
             users_of_connection: format!(
-                "SELECT users.*, {m} AS memberships FROM users WHERE connection_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                "SELECT users.*, {m} AS memberships FROM users WHERE {CONNECTION_USERS} AND id > $2 ORDER BY id LIMIT $3"
             ),
             refresh_by_id: format!("{REFRESH_PROFILE}id = $11 RETURNING *, {m} AS memberships"),
             // The user this IdP subject signed in as before through this connection, in

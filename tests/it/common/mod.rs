@@ -11,6 +11,7 @@ pub mod pg;
 pub mod pg_server;
 pub mod rp;
 pub mod sso_env;
+pub mod webhook_receiver;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
