@@ -2,7 +2,8 @@
 // /usr/bin/chromium, driven by playwright-core), as a customer's IT admin would:
 // sign in, create an organization and its OpenID Connect connection, test the
 // connection against the real OP, set a group mapping with a mistake and fix it,
-// run a try-it sign-in, then visit every other page. A screenshot of each page goes
+// run a try-it sign-in, add an application with a webhook and a SCIM directory
+// (pushing one user to it), then visit every other page. A screenshot of each page goes
 // to the screenshots directory. Any failed expectation exits non-zero.
 //
 // Usage: node console-e2e.mjs '{"base": …, "token": …, "op_issuer": …, "client_id": …,
@@ -170,6 +171,41 @@ try {
   await page.waitForSelector('#client-secret');
   expect((await text('#client-secret')) !== firstSecret, 'rotation shows a new secret');
   await screenshot(page, 'application-rotated');
+
+  // A webhook: its signing secret is shown once.
+  await page.fill('#new-webhook-url', 'http://127.0.0.1:9/hooks');
+  await page.fill('#new-webhook-events', 'dsync.user.created, session.ended');
+  await page.click('#new-webhook button[type=submit]');
+  await page.waitForSelector('#webhook-secret');
+  expect((await text('#webhook-secret')).startsWith('whsec_'), 'the webhook secret is shown');
+  await page.reload();
+  await page.waitForSelector('#webhooks');
+  expect((await text('#webhooks')).includes('dsync.user.created, session.ended'), 'the webhook is listed with its events');
+  expect(!(await page.locator('#webhook-secret').count()), 'the webhook secret is not shown again');
+  await screenshot(page, 'application-webhooks');
+
+  // Directory sync: the SCIM URL and token shown once, and the IdP's first push seen.
+  await page.goto(`${input.base}/admin#/organizations/globex-corp/directories`);
+  await page.waitForSelector('#new-directory');
+  await page.fill('#new-directory-name', 'Okta');
+  await page.click('#new-directory button[type=submit]');
+  await page.waitForSelector('#scim-token');
+  const scimToken = await text('#scim-token');
+  const scimUrl = await text('#scim-base-url');
+  expect(scimToken.startsWith('scim_') && scimUrl.includes('/scim/v2/dir_'), 'the SCIM URL and token are shown');
+  await screenshot(page, 'directory-token-once');
+  const pushed = await fetch(`${scimUrl}/Users`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${scimToken}`, 'content-type': 'application/scim+json' },
+    body: JSON.stringify({ userName: 'olga@globex.test', emails: [{ value: 'olga@globex.test', primary: true }] }),
+  });
+  expect(pushed.status === 201, `the IdP's push is taken: ${pushed.status}`);
+  await page.reload();
+  await page.waitForSelector('[id^="directory-dir_"]');
+  expect((await text('[id^="directory-dir_"]')).includes('1 users') && (await text('[id^="directory-dir_"]')).includes('olga@globex.test'), 'the pushed user is shown');
+  expect(!(await page.locator('#scim-token').count()), 'the token is not shown again');
+  result.directory_id = scimUrl.split('/').pop();
+  await screenshot(page, 'directory');
 
   // The audit log, filtered.
   await page.goto(`${input.base}/admin#/organizations/globex-corp/events`);

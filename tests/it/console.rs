@@ -112,7 +112,9 @@ async fn an_admin_sets_up_an_organization_in_the_browser() {
     assert_eq!(conn["group_sync"]["enabled"], true);
     let (_, users) = sso.get("/organizations/globex-corp/users").await;
     let emails: Vec<&str> = users["data"].as_array().unwrap().iter().filter_map(|u| u["email"].as_str()).collect();
-    assert_eq!(emails, ["walter@globex.test"], "the try-it sign-in created nobody");
+    assert_eq!(emails, ["walter@globex.test", "olga@globex.test"], "the try-it sign-in created nobody; the directory pushed olga");
+    let (_, d) = sso.get(&format!("/directories/{}", outcome["directory_id"].as_str().unwrap())).await;
+    assert_eq!(d["user_count"], 1, "{d}");
     let (_, groups) = sso.get("/organizations/globex-corp/groups").await;
     assert!(!groups["data"].as_array().unwrap().iter().any(|g| g["name"] == "sales"), "nor the group it would create");
     let (_, e) = sso.get("/organizations/globex-corp/entitlements").await;

@@ -260,7 +260,7 @@ async fn a_directory_reaches_nothing_of_another_tenant() {
     let (s, rotated) = sso.post(&format!("/directories/{}/rotate-token", globex.id), json!({})).await;
     assert_eq!(s, StatusCode::OK);
     assert_ne!(rotated["bearer_token"].as_str(), Some(globex.token.as_str()));
-    let (_, events) = sso.get(&format!("/organizations/globex/events?action=directory.token_rotated")).await;
+    let (_, events) = sso.get("/organizations/globex/events?action=directory.token_rotated").await;
     assert_eq!(events["data"][0]["actor"], "admin_token");
     assert!(!sso.log().contains(&globex.token) && !sso.log().contains(rotated["bearer_token"].as_str().unwrap()), "no token in the log");
 }

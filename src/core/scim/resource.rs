@@ -436,8 +436,8 @@ mod tests {
         assert!(e.detail.contains("emails"), "{}", e.detail);
         let huge = "x".repeat(MAX_RESOURCE_BYTES);
         assert!(read(ResourceType::User, &json!({"userName": "u", "title": huge})).is_err());
-        let members: Vec<Value> = (0..5000).map(|i| json!({"value": format!("u{i}")})).collect();
-        let many = members(&Value::Array(members.iter().chain(members.iter()).cloned().collect())).unwrap();
+        let entries: Vec<Value> = (0..5000).map(|i| json!({"value": format!("u{i}")})).collect();
+        let many = members(&Value::Array(entries.iter().chain(entries.iter()).cloned().collect())).unwrap();
         assert_eq!(many.len(), 5000, "members are deduplicated, not bounded by MAX_VALUES");
     }
 

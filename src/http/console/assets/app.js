@@ -179,7 +179,7 @@ function orgTabs(org, current) {
   return [
     h('p', { class: 'muted' }, h('a', { href: '#/organizations' }, 'Organizations'), ' / ', org.name),
     h('h1', {}, org.name),
-    h('nav', { class: 'tabs' }, tab('', 'Overview'), tab('/login', 'Login'), tab('/users', 'Users'), tab('/groups', 'Groups'), tab('/events', 'Audit log')),
+    h('nav', { class: 'tabs' }, tab('', 'Overview'), tab('/login', 'Login'), tab('/users', 'Users'), tab('/groups', 'Groups'), tab('/directories', 'Directory sync'), tab('/events', 'Audit log')),
   ];
 }
 
@@ -462,6 +462,66 @@ async function groupsPage(slug) {
   ];
 }
 
+// ---------- Directory sync ----------
+
+function tokenShownOnce(d) {
+  return h('div', { class: 'card', id: 'shown-once' }, h('h3', {}, 'SCIM connection — the token is shown this once'),
+    h('p', {}, 'Enter both at the IdP\'s provisioning settings (Okta: SCIM connector base URL and HTTP header; Entra ID: tenant URL and secret token). Only the token\'s hash is kept.'),
+    h('p', {}, 'SCIM base URL: ', copyable(d.scim_base_url, 'scim-base-url')),
+    h('div', { class: 'secret', id: 'scim-token' }, d.bearer_token));
+}
+
+async function directoriesPage(slug) {
+  const org = await api('GET', `/organizations/${enc(slug)}`);
+  const directories = (await api('GET', `/organizations/${enc(org.id)}/directories?limit=200`)).data;
+  const connections = (await api('GET', `/organizations/${enc(org.id)}/connections?limit=200`)).data;
+  const shown = h('div', {});
+  const card = async (listed) => {
+    const d = await api('GET', `/directories/${enc(listed.id)}`);
+    const users = (await api('GET', `/directories/${enc(d.id)}/users?count=20`)).Resources;
+    const groups = (await api('GET', `/directories/${enc(d.id)}/groups?count=20`)).Resources;
+    return h('div', { class: 'card', id: `directory-${d.id}` },
+      h('h3', {}, d.name),
+      h('p', {}, 'SCIM base URL: ', copyable(d.scim_base_url, `url-${d.id}`)),
+      h('p', { class: 'muted' }, `${d.user_count} users, ${d.group_count} groups · last request ${when(d.last_request_at)} · token issued ${when(d.token_rotated_at)}`),
+      d.last_error ? banner('err', `Last refused request (${when(d.last_error_at)}): ${d.last_error}`) : null,
+      users.length ? h('table', {}, h('tr', {}, h('th', {}, 'User'), h('th', {}, 'Active'), h('th', {}, 'Groups')),
+        users.map((u) => h('tr', {}, h('td', {}, h('a', { href: `#/users/${enc(u.id)}` }, u.userName)), h('td', {}, u.active === false ? 'no' : 'yes'),
+          h('td', {}, (u.groups ?? []).map((g) => h('span', { class: 'pill' }, g.display)))))) : h('p', { class: 'muted' }, 'No user pushed yet.'),
+      groups.length ? h('p', {}, 'Groups: ', groups.map((g) => h('span', { class: 'pill' }, `${g.displayName} (${(g.members ?? []).length})`))) : null,
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', onclick: () => confirmThen('Issue a new token? The IdP\'s current one stops working at once.', async () => {
+          shown.replaceChildren(tokenShownOnce(await api('POST', `/directories/${enc(d.id)}/rotate-token`)));
+        }) }, 'Rotate token'),
+        h('button', { type: 'button', class: 'danger', onclick: () => confirmThen(`Delete the directory ${d.name}? Its users stay, as users no directory knows.`, async () => {
+          await api('DELETE', `/directories/${enc(d.id)}`); route();
+        }) }, 'Delete')));
+  };
+  return [
+    ...orgTabs(org, 'Directory sync'),
+    h('p', { class: 'muted' }, 'The customer\'s IdP pushes users and groups here over SCIM 2.0. Pushed users are linked to sign-ins by the connection\'s matching rule; their groups go through its group mapping; a deactivated user is signed out everywhere at once.'),
+    shown,
+    await Promise.all(directories.map(card)),
+    h('h2', {}, 'New directory'),
+    connections.length === 0 ? h('p', { class: 'muted' }, 'Add a connection (Login tab) first: a directory belongs to one.') : form({
+      id: 'new-directory',
+      fields: [
+        { name: 'name', label: 'Name', value: '', placeholder: 'e.g. Okta' },
+        { name: 'connection_id', label: 'Connection (the same IdP)', type: 'select', value: connections[0].id, options: connections.map((c) => [c.id, c.name]) },
+      ],
+      submitLabel: 'Create directory',
+      submit: async (v) => { shown.replaceChildren(tokenShownOnce(await api('POST', `/organizations/${enc(org.id)}/directories`, v))); },
+    }),
+    form({
+      id: 'groups-source',
+      fields: [{ name: 'groups_source', label: 'When the directory and the groups claim at sign-in both speak for a user, memberships follow', type: 'select', value: org.groups_source,
+        options: [['directory', 'the directory (changes arrive as they happen)'], ['sign_in', 'the groups claim at each sign-in and refresh']] }],
+      submitLabel: 'Save',
+      submit: async (v) => { await api('PATCH', `/organizations/${enc(org.id)}`, v); return 'Saved.'; },
+    }),
+  ];
+}
+
 // ---------- Audit log ----------
 
 function eventsTable(events) {
@@ -568,6 +628,44 @@ async function applicationPage(id) {
       ],
     }),
     rotated,
+    h('h2', {}, 'Webhooks'),
+    await webhooksSection(a),
+  ];
+}
+
+function webhookSecretShownOnce(w) {
+  return h('div', { class: 'card', id: 'webhook-secret-once' }, h('h3', {}, 'Signing secret — shown this once'),
+    h('p', {}, 'Verify each delivery\'s ssogate-signature header (t=…, v1=HMAC-SHA256 of "t.body") with it.'),
+    h('div', { class: 'secret', id: 'webhook-secret' }, w.secret));
+}
+
+async function webhooksSection(a) {
+  const hooks = (await api('GET', `/applications/${enc(a.id)}/webhooks`)).data;
+  const deliveries = (await api('GET', `/applications/${enc(a.id)}/webhook-deliveries?limit=20`)).data;
+  const shown = h('div', {});
+  return [
+    shown,
+    hooks.length ? h('table', { id: 'webhooks' }, h('tr', {}, h('th', {}, 'URL'), h('th', {}, 'Events'), h('th', {}, '')),
+      hooks.map((w) => h('tr', {}, h('td', {}, h('code', {}, w.url)), h('td', {}, w.events.length ? w.events.join(', ') : 'all'),
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => confirmThen('Issue a new signing secret?', async () => {
+          shown.replaceChildren(webhookSecretShownOnce(await api('POST', `/applications/${enc(a.id)}/webhooks/${enc(w.id)}/rotate-secret`)));
+        }) }, 'Rotate secret'), ' ',
+        h('button', { type: 'button', class: 'link', onclick: () => confirmThen(`Stop sending events to ${w.url}?`, async () => {
+          await api('DELETE', `/applications/${enc(a.id)}/webhooks/${enc(w.id)}`); route();
+        }) }, 'Delete'))))) : h('p', { class: 'muted' }, 'No webhook: the application can still poll GET /app/v1/events with its client credentials.'),
+    form({
+      id: 'new-webhook',
+      fields: [
+        { name: 'url', label: 'Endpoint URL', value: '', placeholder: 'https://app.example.com/ssogate/events' },
+        { name: 'events', label: 'Event types', value: '', hint: 'Empty: every event. Or e.g. dsync.user.deactivated, dsync.group.user_added, session.ended' },
+      ],
+      submitLabel: 'Add webhook',
+      submit: async (v) => { shown.replaceChildren(webhookSecretShownOnce(await api('POST', `/applications/${enc(a.id)}/webhooks`, { url: v.url, events: words(v.events) }))); },
+    }),
+    h('h3', {}, 'Recent deliveries'),
+    deliveries.length ? h('table', { id: 'deliveries' }, h('tr', {}, h('th', {}, 'Event'), h('th', {}, 'Status'), h('th', {}, 'Attempts'), h('th', {}, 'Last answer'), h('th', {}, 'Next attempt')),
+      deliveries.map((d) => h('tr', {}, h('td', {}, d.event), h('td', {}, d.status), h('td', {}, d.attempts),
+        h('td', {}, d.last_status ?? '', d.last_error ? ` ${d.last_error}` : ''), h('td', {}, when(d.next_attempt_at))))) : h('p', { class: 'muted' }, 'Nothing delivered yet.'),
   ];
 }
 
@@ -592,6 +690,7 @@ const routes = [
   [/^\/organizations\/([^/]+)\/login$/, loginPage],
   [/^\/organizations\/([^/]+)\/users$/, usersPage],
   [/^\/organizations\/([^/]+)\/groups$/, groupsPage],
+  [/^\/organizations\/([^/]+)\/directories$/, directoriesPage],
   [/^\/organizations\/([^/]+)\/events$/, (slug, q) => eventsPage(slug, q)],
   [/^\/connections\/([^/]+)$/, connectionRedirect],
   [/^\/users\/([^/]+)$/, userPage],
