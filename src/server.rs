@@ -156,6 +156,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sealer: secrets,
         sync_wake: tokio::sync::Notify::new(),
         deliveries_wake: tokio::sync::Notify::new(),
+        scim_activity: crate::broker::activity_cache(),
         issuer: config.public_url.clone(),
         lifetimes,
         refresh: args.refresh_policy(),

@@ -72,6 +72,11 @@ impl From<StoreError> for ScimError {
     }
 }
 
+/// The cache behind [`Broker::scim_activity`].
+pub fn activity_cache() -> moka::sync::Cache<String, ()> {
+    moka::sync::Cache::builder().max_capacity(100_000).time_to_live(std::time::Duration::from_secs(60)).build()
+}
+
 /// Who acts for the audit log: the directory.
 fn actor(d: &UserDirectory) -> Actor {
     Actor(format!("scim:{}", d.id))
@@ -97,6 +102,10 @@ impl Broker {
         // Bounded: a client's bad input is echoed in some details.
         let error = outcome.err().filter(|e| e.failure != ScimFailure::NotFound).map(|e| e.detail.chars().take(500).collect::<String>());
         let error = error.as_deref();
+        if error.is_none() && self.scim_activity.contains_key(&d.id) {
+            return;
+        }
+        self.scim_activity.insert(d.id.clone(), ());
         if let Err(e) = self.store.note_directory_request(&d.id, self.clock.now(), error).await {
             tracing::warn!(error = %e, directory_id = %d.id, "the directory's activity could not be recorded");
         }

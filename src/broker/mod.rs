@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config_cache::ConfigCache;
-pub use directory_sync::{ListRequest, Selection, MAX_RESULTS as MAX_SCIM_RESULTS};
+pub use directory_sync::{activity_cache, ListRequest, Selection, MAX_RESULTS as MAX_SCIM_RESULTS};
 pub use keyring::KeyRing;
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
@@ -136,6 +136,9 @@ pub struct Broker {
     pub sync_wake: tokio::sync::Notify,
     /// Wakes the webhook deliverer when this replica wrote events.
     pub deliveries_wake: tokio::sync::Notify,
+    /// Directories whose activity this replica recorded in the last minute (an
+    /// initial push is thousands of requests: one write a minute says enough).
+    pub scim_activity: moka::sync::Cache<String, ()>,
     /// ssogate's issuer (the public URL).
     pub issuer: String,
     pub lifetimes: Lifetimes,

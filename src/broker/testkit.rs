@@ -76,6 +76,7 @@ impl Scene {
             sealer: secrets,
             sync_wake: tokio::sync::Notify::new(),
             deliveries_wake: tokio::sync::Notify::new(),
+            scim_activity: crate::broker::activity_cache(),
             issuer: ISSUER.into(),
             lifetimes,
             refresh: RefreshPolicy::default(),

@@ -25,6 +25,8 @@ const BATCH: u32 = 20;
 const LEASE: Duration = Duration::from_secs(30);
 /// Other replicas' events are found by polling this often.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a wake-up waits for more events before delivering.
+const COALESCE: Duration = Duration::from_millis(100);
 
 /// The header carrying the signature; WorkOS's name, for receivers written for it.
 pub const SIGNATURE_HEADERS: [&str; 2] = ["ssogate-signature", "workos-signature"];
@@ -65,7 +67,11 @@ impl Broker {
                 }
             };
             if due.len() < BATCH as usize {
-                let _ = tokio::time::timeout(POLL, self.deliveries_wake.notified()).await;
+                // Woken by a write, wait a moment more: a burst of writes (an IdP's
+                // initial push) is then delivered in batches, not looked up per write.
+                if tokio::time::timeout(POLL, self.deliveries_wake.notified()).await.is_ok() {
+                    tokio::time::sleep(COALESCE).await;
+                }
             }
             // Endpoints in parallel; each one's events in order.
             let mut by_endpoint: Vec<Vec<DueDelivery>> = vec![];

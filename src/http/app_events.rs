@@ -44,7 +44,8 @@ async fn events(
         Some(_) => return bad(format!("limit must be between 1 and {MAX_LIMIT}")),
     };
     let mut types = vec![];
-    for name in params.get("events").map(|e| e.split(',').map(str::trim).filter(|t| !t.is_empty()).collect::<Vec<_>>()).unwrap_or_default() {
+    for name in params.get("events").map(|e| e.split(',').map(str::trim).filter(|t| !t.is_empty()).collect::<Vec<_>>()).unwrap_or_default()
+    {
         match EventType::parse(name) {
             Some(t) => types.push(t),
             None => return bad(format!("unknown event type `{name}`")),

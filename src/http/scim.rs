@@ -37,10 +37,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/.search", post(search_all))
         .route("/Users", get(list::<USERS>).post(create::<USERS>))
         .route("/Users/.search", post(search::<USERS>))
-        .route("/Users/{id}", get(show::<USERS>).put(replace::<USERS>).patch(patch::<USERS>).delete(remove::<USERS>))
+        .route("/Users/{id}", get(show::<USERS>).put(write::<USERS, false>).patch(write::<USERS, true>).delete(remove::<USERS>))
         .route("/Groups", get(list::<GROUPS>).post(create::<GROUPS>))
         .route("/Groups/.search", post(search::<GROUPS>))
-        .route("/Groups/{id}", get(show::<GROUPS>).put(replace::<GROUPS>).patch(patch::<GROUPS>).delete(remove::<GROUPS>))
+        .route("/Groups/{id}", get(show::<GROUPS>).put(write::<GROUPS, false>).patch(write::<GROUPS, true>).delete(remove::<GROUPS>))
         .fallback(|| async { Failed(ScimError::new(ScimFailure::NotFound, "no such SCIM endpoint")) })
         .route_layer(middleware::from_fn_with_state(state, require_directory));
     Router::new().nest("/scim/v2/{directory}", directory)
@@ -269,44 +269,23 @@ async fn create<const U: bool>(State(state): State<AppState>, Extension(d): Exte
     finish(&state, &d, result).await
 }
 
-async fn update(
-    state: &AppState,
-    d: &UserDirectory,
-    rt: ResourceType,
-    id: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-    is_patch: bool,
+/// PUT (`PATCH` false) or PATCH of one resource.
+async fn write<const U: bool, const PATCH: bool>(
+    State(state): State<AppState>,
+    Extension(d): Extension<UserDirectory>,
+    Path((_, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let result = async {
-        let answer = state.broker.scim_update(d, rt, id, if_match(headers), &json_body(body)?, is_patch).await?;
+        let answer = state.broker.scim_update(&d, resource_type(U), &id, if_match(&headers), &json_body(&body)?, PATCH).await?;
         Ok(match answer {
             Some(a) => with_etag(StatusCode::OK, a),
             None => StatusCode::NO_CONTENT.into_response(),
         })
     }
     .await;
-    finish(state, d, result).await
-}
-
-async fn replace<const U: bool>(
-    State(state): State<AppState>,
-    Extension(d): Extension<UserDirectory>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    update(&state, &d, resource_type(U), &id, &headers, &body, false).await
-}
-
-async fn patch<const U: bool>(
-    State(state): State<AppState>,
-    Extension(d): Extension<UserDirectory>,
-    Path((_, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    update(&state, &d, resource_type(U), &id, &headers, &body, true).await
+    finish(&state, &d, result).await
 }
 
 async fn remove<const U: bool>(

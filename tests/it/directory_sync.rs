@@ -77,6 +77,12 @@ impl Scim {
     }
 }
 
+/// ssogate on a PostgreSQL database of its own (which needs an encryption key given).
+fn on_postgres(pg: &PgDatabase) -> Options {
+    let env = vec![("SSOGATE_ENCRYPTION_KEY".into(), "c3NvZ2F0ZS10ZXN0LXJlcGxpY2Eta2V5LTMyLWJ5dGU=".into())];
+    Options { database_url: Some(pg.url.clone()), env, ..Default::default() }
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -392,8 +398,7 @@ async fn concurrent_patches_of_one_group_lose_no_member_on_sqlite() {
 #[tokio::test]
 async fn concurrent_patches_of_one_group_lose_no_member_on_postgres() {
     let pg = PgDatabase::create().await;
-    let env = vec![("SSOGATE_ENCRYPTION_KEY".into(), "c3NvZ2F0ZS10ZXN0LXJlcGxpY2Eta2V5LTMyLWJ5dGU=".into())];
-    concurrent_member_adds(Options { database_url: Some(pg.url.clone()), env, ..Default::default() }).await;
+    concurrent_member_adds(on_postgres(&pg)).await;
 }
 
 /// One person, one user; deactivation ends everything at once, on every replica,
@@ -406,6 +411,10 @@ async fn deprovisioning(replicas: usize) {
     let user_id = signed_in["id_token_claims"]["sub"].as_str().unwrap().to_owned();
     assert!(env.app_userinfo(&signed_in).is_ok());
 
+    let receiver = WebhookReceiver::start().await;
+    let (s, hook) =
+        env.sso.post(&format!("/applications/{}/webhooks", env.app["id"].as_str().unwrap()), json!({"url": receiver.url})).await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
     let acme = Scim::create(&env.sso, "acme", &env.connection_id).await;
     // The IdP pushes alice: the connection matches by verified email, so the SCIM
     // user is the user who signed in, not a second one.
@@ -430,6 +439,12 @@ async fn deprovisioning(replicas: usize) {
     assert_eq!(tokens.len(), 1);
     let claims = env.rp.run("verify_logout_token", json!({"logout_token": tokens[0]})).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claims["sub"], user_id.as_str());
+    // ...and by webhook, signed with its secret, of the deactivation and the ended session...
+    let secret = hook["secret"].as_str().unwrap();
+    let heard = receiver.received_until(Duration::from_secs(15), |r| event_types(r).iter().any(|t| t == "session.ended")).await;
+    let types = event_types(&heard);
+    assert!(types.contains(&"dsync.user.deactivated".to_owned()) && types.contains(&"session.ended".to_owned()), "{types:?}");
+    assert!(heard.iter().all(|r| signed_by(secret, r)));
     // ...and the IdP, which still lets alice in, cannot sign her in again.
     let started = env.rp.start(json!({"organization": "acme", "login_hint": "alice"}));
     let (landing, _) = Browser::new().follow(&started.url, APP_REDIRECT).await;
@@ -580,9 +595,19 @@ async fn applications_hear_of_directory_changes_by_signed_webhook_and_by_polling
 }
 
 #[tokio::test]
-async fn a_restart_while_deliveries_fail_loses_no_event() {
+async fn a_restart_while_deliveries_fail_loses_no_event_on_sqlite() {
+    restart_while_deliveries_fail(Options::default()).await;
+}
+
+#[tokio::test]
+async fn a_restart_while_deliveries_fail_loses_no_event_on_postgres() {
+    let pg = PgDatabase::create().await;
+    restart_while_deliveries_fail(on_postgres(&pg)).await;
+}
+
+async fn restart_while_deliveries_fail(opts: Options) {
     let receiver = WebhookReceiver::start().await;
-    let (sso, _dir, acme, _) = two_tenants(Options::default()).await;
+    let (sso, _dir, acme, _) = two_tenants(opts).await;
     let (app, secret) = subscribed_application(&sso, &receiver).await;
     receiver.answer_with(503);
     for i in 0..3 {

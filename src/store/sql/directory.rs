@@ -339,16 +339,27 @@ impl SqlStore {
 /// Refuses a profile whose email, username or IdP subject another user of the
 /// organization already has (each identifies one person at login).
 pub(super) async fn check_user_unique(conn: &mut AnyConnection, org_id: &str, user_id: &str, u: &UserProfile) -> StoreResult<()> {
-    let keys = [("email", &u.email), ("username", &u.username), ("idp_sub", &u.idp_sub)];
-    for (column, value) in keys {
-        let Some(value) = value else { continue };
-        let sql = format!("SELECT COUNT(*) FROM users WHERE organization_id = $1 AND {column} = $2 AND id <> $3");
-        let n: i64 = sqlx::query_scalar(&sql).bind(org_id).bind(value).bind(user_id).fetch_one(&mut *conn).await?;
-        if n > 0 {
-            return Err(conflict(column, format!("another user of this organization has {column} `{value}`")));
-        }
+    if u.email.is_none() && u.username.is_none() && u.idp_sub.is_none() {
+        return Ok(());
     }
-    Ok(())
+    // One statement for the three keys, each answered by its unique index (an OR
+    // of them would scan the organization's users).
+    let taken: Option<(String, String)> = sqlx::query_as(
+        "SELECT 'email', email FROM users WHERE organization_id = $1 AND email = $3 AND id <> $2 \
+         UNION ALL SELECT 'username', username FROM users WHERE organization_id = $1 AND username = $4 AND id <> $2 \
+         UNION ALL SELECT 'idp_sub', idp_sub FROM users WHERE organization_id = $1 AND idp_sub = $5 AND id <> $2 LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .bind(&u.email)
+    .bind(&u.username)
+    .bind(&u.idp_sub)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match taken {
+        Some((column, value)) => Err(conflict(&column, format!("another user of this organization has {column} `{value}`"))),
+        None => Ok(()),
+    }
 }
 
 /// Sets a user's memberships to the named groups of their organization. A group the

@@ -65,16 +65,17 @@ fn check_version(if_match: IfMatch, version: i64) -> StoreResult<()> {
 }
 
 impl Dialect {
-    /// A directory user's groups as JSON `[[id, display_name], …]`.
+    /// A directory user's groups as JSON `[[id, display_name], …]`, found from their
+    /// memberships (CROSS JOIN keeps SQLite from walking every group instead).
     fn user_directory_groups(self) -> &'static str {
         match self {
             Dialect::Sqlite => {
                 "(SELECT json_group_array(json_array(g.id, g.display_name)) FROM directory_group_members m \
-                 JOIN directory_groups g ON g.id = m.group_id AND g.directory_id = du.directory_id WHERE m.member_id = du.user_id)"
+                 CROSS JOIN directory_groups g WHERE m.member_id = du.user_id AND g.id = m.group_id AND g.directory_id = du.directory_id)"
             }
             Dialect::Postgres => {
                 "(SELECT COALESCE(json_agg(json_build_array(g.id, g.display_name))::text, '[]') FROM directory_group_members m \
-                 JOIN directory_groups g ON g.id = m.group_id AND g.directory_id = du.directory_id WHERE m.member_id = du.user_id)"
+                 CROSS JOIN directory_groups g WHERE m.member_id = du.user_id AND g.id = m.group_id AND g.directory_id = du.directory_id)"
             }
         }
     }
@@ -217,19 +218,7 @@ impl SqlStore {
     /// clash with another user of the organization, and claiming a seat for a user
     /// who becomes active.
     async fn write_user_fields(&self, tx: &mut Tx, d: &UserDirectory, user_id: &str, was_active: bool, f: &UserFields) -> StoreResult<()> {
-        let profile = UserProfile {
-            email: f.email.clone(),
-            username: Some(f.user_name.clone()),
-            first_name: f.first_name.clone(),
-            last_name: f.last_name.clone(),
-            idp_sub: None,
-        };
-        check_user_unique(tx, &d.organization_id, user_id, &profile).await.map_err(as_uniqueness)?;
-        if f.active && !was_active {
-            if let Err(max) = claim_seat(tx, self.dialect, &d.organization_id).await? {
-                return Err(scim(ScimFailure::Forbidden, format!("the organization has used all of its {max} seats")));
-            }
-        }
+        self.check_user_fields(tx, d, user_id, was_active, f).await?;
         sqlx::query(
             "UPDATE users SET email = COALESCE($2, email), username = $3, first_name = COALESCE($4, first_name), \
              last_name = COALESCE($5, last_name), active = $6, updated_at = $7 WHERE id = $1",
@@ -246,26 +235,24 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Refuses a `userName` another user of the directory has (in any case).
-    async fn check_user_name_free(&self, tx: &mut Tx, directory_id: &str, user_id: &str, f: &UserFields) -> StoreResult<()> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM directory_users WHERE directory_id = $1 AND user_name_key = $2 AND user_id <> $3")
-                .bind(directory_id)
-                .bind(f.user_name.to_lowercase())
-                .bind(user_id)
-                .fetch_one(&mut **tx)
-                .await?;
-        if n > 0 {
-            return Err(scim(ScimFailure::Conflict, format!("another user of this directory has the userName `{}`", f.user_name)));
+    /// What writing the directory's view of a user needs first: no clash with
+    /// another user of the organization, and a seat for a user who becomes active.
+    async fn check_user_fields(&self, tx: &mut Tx, d: &UserDirectory, user_id: &str, was_active: bool, f: &UserFields) -> StoreResult<()> {
+        let profile =
+            UserProfile { email: f.email.clone(), username: Some(f.user_name.clone()), first_name: None, last_name: None, idp_sub: None };
+        check_user_unique(tx, &d.organization_id, user_id, &profile).await.map_err(as_uniqueness)?;
+        if f.active && !was_active {
+            if let Err(max) = claim_seat(tx, self.dialect, &d.organization_id).await? {
+                return Err(scim(ScimFailure::Forbidden, format!("the organization has used all of its {max} seats")));
+            }
         }
         Ok(())
     }
 
     /// The organization's user the connection's matching rule finds for a new
     /// directory user, if any.
-    async fn matching_user(&self, tx: &mut Tx, d: &UserDirectory, f: &UserFields) -> StoreResult<Option<String>> {
-        let connection = load_connection(tx, &d.connection_id).await?.ok_or(StoreError::NotFound("connection"))?;
-        let (column, value) = match connection.user_match {
+    async fn matching_user(&self, tx: &mut Tx, d: &UserDirectory, user_match: UserMatch, f: &UserFields) -> StoreResult<Option<String>> {
+        let (column, value) = match user_match {
             UserMatch::Email => ("email", f.email.as_deref()),
             UserMatch::PreferredUsername => ("username", Some(f.user_name.as_str())),
             UserMatch::Sub => ("idp_sub", f.external_id.as_deref()),
@@ -292,6 +279,66 @@ impl SqlStore {
             }
         }
         Ok(found)
+    }
+}
+
+/// Where a resource type is kept: users beside their user record, groups alone.
+struct ResourceTable {
+    table: &'static str,
+    id: &'static str,
+    /// `userName` or `displayName`, and its lowercased key (unique per directory).
+    name: &'static str,
+    key: &'static str,
+    /// The SCIM attribute the name is.
+    attribute: &'static str,
+}
+
+const USERS: ResourceTable =
+    ResourceTable { table: "directory_users", id: "user_id", name: "user_name", key: "user_name_key", attribute: "userName" };
+const GROUPS: ResourceTable =
+    ResourceTable { table: "directory_groups", id: "id", name: "display_name", key: "display_name_key", attribute: "displayName" };
+
+/// What a write of a resource keeps.
+struct ResourceRow<'a> {
+    id: &'a str,
+    name: &'a str,
+    external_id: Option<&'a str>,
+    attrs: &'a Attributes,
+}
+
+impl ResourceTable {
+    async fn insert(&self, tx: &mut Tx, directory_id: &str, r: &ResourceRow<'_>, at: crate::core::Timestamp) -> StoreResult<()> {
+        let ResourceTable { table, id, name, key, .. } = self;
+        let sql = format!(
+            "INSERT INTO {table} ({id}, directory_id, {name}, {key}, external_id, resource, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)"
+        );
+        let q = sqlx::query(&sql).bind(r.id).bind(directory_id).bind(r.name).bind(r.name.to_lowercase()).bind(r.external_id);
+        q.bind(to_json(r.attrs)).bind(ms(at)).execute(&mut **tx).await.map_err(|e| as_uniqueness(e.into()))?;
+        Ok(())
+    }
+
+    /// Refuses a name another resource of the directory has, in any case (SCIM
+    /// compares `userName` and `displayName` case-insensitively).
+    async fn check_name_free(&self, tx: &mut Tx, directory_id: &str, except: &str, name: &str) -> StoreResult<()> {
+        let ResourceTable { table, id, key, attribute, .. } = self;
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE directory_id = $1 AND {key} = $2 AND {id} <> $3");
+        let n: i64 = sqlx::query_scalar(&sql).bind(directory_id).bind(name.to_lowercase()).bind(except).fetch_one(&mut **tx).await?;
+        if n > 0 {
+            return Err(scim(ScimFailure::Conflict, format!("the {attribute} `{name}` is taken in this directory")));
+        }
+        Ok(())
+    }
+
+    /// The new version of the resource (the version goes up by one).
+    async fn update(&self, tx: &mut Tx, r: &ResourceRow<'_>, at: crate::core::Timestamp) -> StoreResult<()> {
+        let ResourceTable { table, id, name, key, .. } = self;
+        let sql = format!(
+            "UPDATE {table} SET {name} = $2, {key} = $3, external_id = $4, resource = $5, version = version + 1, updated_at = $6 WHERE {id} = $1"
+        );
+        let q = sqlx::query(&sql).bind(r.id).bind(r.name).bind(r.name.to_lowercase()).bind(r.external_id);
+        q.bind(to_json(r.attrs)).bind(ms(at)).execute(&mut **tx).await.map_err(|e| as_uniqueness(e.into()))?;
+        Ok(())
     }
 }
 
@@ -419,8 +466,8 @@ impl DirectorySync for SqlStore {
     }
 
     async fn note_directory_request(&self, id: &str, at: crate::core::Timestamp, error: Option<&str>) -> StoreResult<()> {
-        // At most one write a minute for the activity itself: an initial push is
-        // thousands of requests.
+        // The broker calls this about once a minute per directory, and this writes at
+        // most that often besides errors.
         sqlx::query(
             "UPDATE directories SET last_request_at = $2, \
              last_error = CASE WHEN $3 IS NULL THEN last_error ELSE $3 END, \
@@ -446,61 +493,58 @@ impl DirectorySync for SqlStore {
     async fn scim_create_user(&self, d: &UserDirectory, attrs: Attributes, f: UserFields, actor: &Actor) -> StoreResult<UserWritten> {
         let mut tx = self.write_tx().await?;
         let t = self.clock.now();
-        self.check_user_name_free(&mut tx, &d.id, "", &f).await?;
-        let found = self.matching_user(&mut tx, d, &f).await?;
+        USERS.check_name_free(&mut tx, &d.id, "", &f.user_name).await?;
+        let connection = load_connection(&mut tx, &d.connection_id).await?.ok_or(StoreError::NotFound("connection"))?;
+        let found = self.matching_user(&mut tx, d, connection.user_match, &f).await?;
         let user_id = found.clone().unwrap_or_else(|| new_id(IdKind::User));
         let mut previously = json!(null);
         match &found {
             Some(id) => {
                 self.hold_row(&mut tx, "users", id).await?;
-                let (email, username): (Option<String>, Option<String>) =
-                    sqlx::query_as("SELECT email, username FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+                let (email, username, was_active): (Option<String>, Option<String>, i64) =
+                    sqlx::query_as("SELECT email, username, active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
                 previously = json!({"email": email, "username": username});
-                let was_active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
                 self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
             }
             None => {
-                let connection = load_connection(&mut tx, &d.connection_id).await?.ok_or(StoreError::NotFound("connection"))?;
+                self.check_user_fields(&mut tx, d, &user_id, false, &f).await?;
                 // With matching by subject, the IdP's id for the user is their subject.
                 let idp_sub = if connection.user_match == UserMatch::Sub { f.external_id.clone() } else { None };
                 sqlx::query(
-                    "INSERT INTO users (id, organization_id, connection_id, email, email_verified, idp_sub, idp_groups, attributes, \
-                     active, created_at, updated_at) VALUES ($1, $2, $3, NULL, 0, $4, '[]', '{}', 0, $5, $5)",
+                    "INSERT INTO users (id, organization_id, connection_id, email, email_verified, username, first_name, last_name, \
+                     idp_sub, idp_groups, attributes, active, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, '[]', '{}', $9, $10, $10)",
                 )
                 .bind(&user_id)
                 .bind(&d.organization_id)
                 .bind(&d.connection_id)
+                .bind(&f.email)
+                .bind(&f.user_name)
+                .bind(&f.first_name)
+                .bind(&f.last_name)
                 .bind(&idp_sub)
+                .bind(i64::from(f.active))
                 .bind(ms(t))
                 .execute(&mut *tx)
-                .await?;
-                self.write_user_fields(&mut tx, d, &user_id, false, &f).await?;
+                .await
+                .map_err(|e| as_uniqueness(e.into()))?;
             }
         }
-        sqlx::query(
-            "INSERT INTO directory_users (user_id, directory_id, user_name, user_name_key, external_id, resource, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
-        )
-        .bind(&user_id)
-        .bind(&d.id)
-        .bind(&f.user_name)
-        .bind(f.user_name.to_lowercase())
-        .bind(&f.external_id)
-        .bind(to_json(&attrs))
-        .bind(ms(t))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| as_uniqueness(e.into()))?;
+        let row = ResourceRow { id: &user_id, name: &f.user_name, external_id: f.external_id.as_deref(), attrs: &attrs };
+        USERS.insert(&mut tx, &d.id, &row, t).await?;
         let action = if found.is_some() { "directory.user_linked" } else { "directory.user_created" };
         let changes = json!({"directory_id": d.id, "userName": f.user_name, "active": f.active, "previously": previously});
         record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", &user_id), changes).await?;
         emit(&mut tx, t, Some(&d.organization_id), EventType::UserCreated, user_event_data(d, &user_id, &attrs, f.active)).await?;
         // From now on the directory sets the memberships of a user it linked (where
         // the organization says so): none until it pushes a group.
-        if found.is_some() {
+        let resource = if found.is_some() {
             self.regroup(&mut tx, d, &BTreeSet::from([user_id.clone()]), actor).await?;
-        }
-        let resource = self.user_resource(&mut tx, &d.id, &user_id).await?.ok_or(StoreError::NotFound("user"))?;
+            self.user_resource(&mut tx, &d.id, &user_id).await?.ok_or(StoreError::NotFound("user"))?
+        } else {
+            // A new user is in no group yet: what was written is what is returned.
+            StoredResource { id: user_id.clone(), attrs, version: 1, created_at: t, updated_at: t, related: Some(vec![]) }
+        };
         tx.commit().await?;
         Ok(UserWritten { resource, active: f.active })
     }
@@ -541,23 +585,11 @@ impl DirectorySync for SqlStore {
         check_version(if_match, before.version)?;
         let mut attrs = before.attrs.clone();
         let f = edit(&mut attrs)?;
-        self.check_user_name_free(&mut tx, &d.id, id, &f).await?;
+        USERS.check_name_free(&mut tx, &d.id, id, &f.user_name).await?;
         let was_active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
         self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
         let t = self.clock.now();
-        sqlx::query(
-            "UPDATE directory_users SET user_name = $2, user_name_key = $3, external_id = $4, resource = $5, version = version + 1, \
-             updated_at = $6 WHERE user_id = $1",
-        )
-        .bind(id)
-        .bind(&f.user_name)
-        .bind(f.user_name.to_lowercase())
-        .bind(&f.external_id)
-        .bind(to_json(&attrs))
-        .bind(ms(t))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| as_uniqueness(e.into()))?;
+        USERS.update(&mut tx, &ResourceRow { id, name: &f.user_name, external_id: f.external_id.as_deref(), attrs: &attrs }, t).await?;
         let changes = audit::diff(&serde_json::Value::Object(before.attrs), &serde_json::Value::Object(attrs.clone()));
         let action = match (was_active != 0, f.active) {
             (true, false) => "directory.user_deactivated",
@@ -604,22 +636,16 @@ impl DirectorySync for SqlStore {
     ) -> StoreResult<StoredResource> {
         let mut tx = self.write_tx().await?;
         let id = new_id(IdKind::DirectoryGroup);
-        check_group_name_free(&mut tx, &d.id, &id, &f).await?;
+        GROUPS.check_name_free(&mut tx, &d.id, &id, &f.display_name).await?;
         let t = self.clock.now();
-        sqlx::query(
-            "INSERT INTO directory_groups (id, directory_id, display_name, display_name_key, external_id, resource, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
-        )
-        .bind(&id)
-        .bind(&d.id)
-        .bind(&f.display_name)
-        .bind(f.display_name.to_lowercase())
-        .bind(&f.external_id)
-        .bind(to_json(&attrs))
-        .bind(ms(t))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| as_uniqueness(e.into()))?;
+        GROUPS
+            .insert(
+                &mut tx,
+                &d.id,
+                &ResourceRow { id: &id, name: &f.display_name, external_id: f.external_id.as_deref(), attrs: &attrs },
+                t,
+            )
+            .await?;
         emit(&mut tx, t, Some(&d.organization_id), EventType::GroupCreated, group_event_data(d, &id, &attrs)).await?;
         let changed = self.change_members(&mut tx, d, &id, &[MemberChange::Add(members)]).await?;
         self.after_member_changes(&mut tx, d, (&id, &f.display_name), &changed, actor).await?;
@@ -671,21 +697,9 @@ impl DirectorySync for SqlStore {
         check_version(if_match, before.version)?;
         let mut attrs = before.attrs.clone();
         let (f, member_changes) = edit(&mut attrs)?;
-        check_group_name_free(&mut tx, &d.id, id, &f).await?;
+        GROUPS.check_name_free(&mut tx, &d.id, id, &f.display_name).await?;
         let t = self.clock.now();
-        sqlx::query(
-            "UPDATE directory_groups SET display_name = $2, display_name_key = $3, external_id = $4, resource = $5, version = version + 1, \
-             updated_at = $6 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(&f.display_name)
-        .bind(f.display_name.to_lowercase())
-        .bind(&f.external_id)
-        .bind(to_json(&attrs))
-        .bind(ms(t))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| as_uniqueness(e.into()))?;
+        GROUPS.update(&mut tx, &ResourceRow { id, name: &f.display_name, external_id: f.external_id.as_deref(), attrs: &attrs }, t).await?;
         if before.attrs != attrs {
             emit(&mut tx, t, Some(&d.organization_id), EventType::GroupUpdated, group_event_data(d, id, &attrs)).await?;
         }
@@ -726,18 +740,4 @@ impl DirectorySync for SqlStore {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// Refuses a `displayName` another group of the directory has (in any case).
-async fn check_group_name_free(tx: &mut Tx, directory_id: &str, id: &str, f: &GroupFields) -> StoreResult<()> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM directory_groups WHERE directory_id = $1 AND display_name_key = $2 AND id <> $3")
-        .bind(directory_id)
-        .bind(f.display_name.to_lowercase())
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-    if n > 0 {
-        return Err(scim(ScimFailure::Conflict, format!("another group of this directory is named `{}`", f.display_name)));
-    }
-    Ok(())
 }

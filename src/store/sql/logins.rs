@@ -968,8 +968,11 @@ pub(super) async fn directory_groups(conn: &mut AnyConnection, user_id: &str) ->
         return Ok(None);
     }
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT g.display_name, g.external_id FROM directory_users du JOIN directory_group_members m ON m.member_id = du.user_id \
-         JOIN directory_groups g ON g.id = m.group_id AND g.directory_id = du.directory_id WHERE du.user_id = $1 ORDER BY g.display_name",
+        // CROSS JOIN fixes SQLite's join order: from the user's memberships (indexed by
+        // member), not from every group of the directory.
+        "SELECT g.display_name, g.external_id FROM directory_users du CROSS JOIN directory_group_members m \
+         CROSS JOIN directory_groups g WHERE du.user_id = $1 AND m.member_id = du.user_id AND g.id = m.group_id \
+         AND g.directory_id = du.directory_id ORDER BY g.display_name",
     )
     .bind(user_id)
     .fetch_all(&mut *conn)

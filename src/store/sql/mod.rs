@@ -90,6 +90,8 @@ pub struct SqlStore {
     instance: String,
     /// The time of every row written (tests hold and move it).
     clock: Arc<dyn Clock>,
+    /// SQLite writers queue here for their turn (see [`Tx`]).
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Statements whose text depends on the dialect, built once.
@@ -155,7 +157,33 @@ impl Default for PoolSettings {
     }
 }
 
-pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A write transaction. On SQLite it also holds this process's turn to write:
+/// SQLite's own busy handler polls with growing sleeps, so under a sustained burst
+/// (an IdP's initial push) a waiting writer can lose every race until its timeout;
+/// a FIFO queue in the process serves writers in order instead.
+pub(super) struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
 
 pub(super) fn ms(t: Timestamp) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -262,7 +290,16 @@ impl SqlStore {
             .connect(&url)
             .await?;
         let instance = crate::crypto::random_token("");
-        Ok(SqlStore { pool, dialect, secrets, queries: Queries::new(dialect), url, instance, clock: Arc::new(SystemClock) })
+        Ok(SqlStore {
+            pool,
+            dialect,
+            secrets,
+            queries: Queries::new(dialect),
+            url,
+            instance,
+            clock: Arc::new(SystemClock),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// The embedded migrations the database has not applied yet (by description).
@@ -305,7 +342,11 @@ impl SqlStore {
     }
 
     pub(super) async fn write_tx(&self) -> StoreResult<Tx> {
-        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
+        let turn = match self.dialect {
+            Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Dialect::Postgres => None,
+        };
+        Ok(Tx { inner: self.pool.begin_with(self.dialect.begin_write()).await?, _turn: turn })
     }
 
     /// Holds one row of `table` for the rest of a write transaction, so a

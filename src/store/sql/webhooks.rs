@@ -171,6 +171,18 @@ impl Webhooks for SqlStore {
     }
 
     async fn claim_due_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<DueDelivery>> {
+        // A read first: on SQLite any UPDATE takes the write lock, even one that
+        // changes nothing, and the deliverer looks often.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
+        )
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(vec![]);
+        }
         // As for refreshes: replicas claiming at once skip each other's rows.
         let skip_locked = match self.dialect {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
