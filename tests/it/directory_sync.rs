@@ -16,7 +16,7 @@ use crate::common::browser::Browser;
 use crate::common::pg::PgDatabase;
 use crate::common::sso_env::{Env, EnvOptions, APP_REDIRECT};
 use crate::common::webhook_receiver::{Received, WebhookReceiver};
-use crate::common::{Options, Ssogate};
+use crate::common::{eventually, Options, Ssogate};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const SCIM_ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -569,11 +569,15 @@ async fn applications_hear_of_directory_changes_by_signed_webhook_and_by_polling
     let added: Value = serde_json::from_str(&received[2].body).unwrap();
     assert_eq!((added["data"]["user"]["id"].as_str(), added["data"]["group"]["name"].as_str()), (Some(ada_id), Some("Engineering")));
 
-    // The delivery log shows each attempt.
-    let (_, log) = sso.get(&format!("/applications/{}/webhook-deliveries", app["id"].as_str().unwrap())).await;
-    let log = log["data"].as_array().unwrap().clone();
-    assert_eq!(log.len(), want.len());
-    assert!(log.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1 && d["last_status"] == 200), "{log:?}");
+    // The delivery log shows each attempt (recorded once the answer is in).
+    let deliveries = format!("/applications/{}/webhook-deliveries", app["id"].as_str().unwrap());
+    eventually(Duration::from_secs(10), "every delivery on record", || async {
+        let (_, log) = sso.get(&deliveries).await;
+        let log = log["data"].as_array().unwrap().clone();
+        (log.len() == want.len() && log.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1 && d["last_status"] == 200))
+            .then_some(())
+    })
+    .await;
 
     // The same events, polled with the application's own credentials, oldest first.
     let (client_id, client_secret) = (app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap());
@@ -613,9 +617,14 @@ async fn restart_while_deliveries_fail(opts: Options) {
     for i in 0..3 {
         acme.post_user(&format!("u{i}"), &format!("u{i}@acme.test")).await;
     }
-    receiver.received_until(Duration::from_secs(10), |r| r.len() >= 3).await;
-    let (_, log) = sso.get(&format!("/applications/{}/webhook-deliveries", app["id"].as_str().unwrap())).await;
-    assert!(log["data"].as_array().unwrap().iter().all(|d| d["status"] == "pending" && d["last_status"] == 503), "{log}");
+    // Each delivery tried once and refused (the attempt is recorded after the answer).
+    let deliveries = format!("/applications/{}/webhook-deliveries", app["id"].as_str().unwrap());
+    eventually(Duration::from_secs(10), "three failed attempts on record", || async {
+        let (_, log) = sso.get(&deliveries).await;
+        let rows = log["data"].as_array().unwrap().clone();
+        (rows.len() == 3 && rows.iter().all(|d| d["status"] == "pending" && d["last_status"] == 503 && d["attempts"] == 1)).then_some(())
+    })
+    .await;
     // ssogate dies (as a crash would), then the application recovers.
     let sso = sso.crash_and_restart().await;
     receiver.answer_with(200);
@@ -627,6 +636,9 @@ async fn restart_while_deliveries_fail(opts: Options) {
     delivered.dedup();
     assert_eq!(delivered.len(), 3, "every event, at least once: {received:?}");
     assert!(received.iter().all(|r| signed_by(&secret, r)));
-    let (_, log) = sso.get(&format!("/applications/{}/webhook-deliveries", app["id"].as_str().unwrap())).await;
-    assert!(log["data"].as_array().unwrap().iter().all(|d| d["status"] == "delivered" && d["attempts"] == 2), "{log}");
+    eventually(Duration::from_secs(10), "each delivered on its second attempt", || async {
+        let (_, log) = sso.get(&deliveries).await;
+        log["data"].as_array().unwrap().iter().all(|d| d["status"] == "delivered" && d["attempts"] == 2).then_some(())
+    })
+    .await;
 }
