@@ -2,8 +2,11 @@
 -- for polling and delivered to subscribed webhooks from this outbox (at least once,
 -- surviving restarts).
 
+-- seq: commit order (pollers page by it; ids are creation order, which concurrent
+-- transactions may commit out of).
 CREATE TABLE events (
     id              TEXT PRIMARY KEY,
+    seq             BIGINT NOT NULL UNIQUE,
     organization_id TEXT,
     type            TEXT NOT NULL,
     data            TEXT NOT NULL,

@@ -69,8 +69,13 @@ impl Broker {
     }
 
     pub async fn delete_connection(&self, id: &str, actor: &Actor) -> StoreResult<()> {
-        self.store.get_connection(id).await?.ok_or(StoreError::NotFound("connection"))?;
+        let connection = self.store.get_connection(id).await?.ok_or(StoreError::NotFound("connection"))?;
         self.end_sessions(SessionFilter::Connection(id), "connection_deleted", actor).await?;
+        // Its directories go with it, taking back the memberships they gave.
+        let page = crate::store::Page { limit: u32::MAX, cursor: None };
+        for d in self.store.list_directories(&connection.organization_id, &page).await?.into_iter().filter(|d| d.connection_id == id) {
+            self.store.delete_directory(&d.id, actor).await?;
+        }
         self.store.delete_connection(id, actor).await?;
         self.changed();
         Ok(())

@@ -3,10 +3,10 @@
 //! at least once: an event is marked delivered only after a 2xx, so a delivery cut
 //! short by a crash is made again and receivers deduplicate by event id. Failures
 //! are retried with backoff ([`retry_delay`]); every replica delivers, each taking
-//! deliveries under a lease. An endpoint receives a batch's events in the order they
-//! happened; a retried event may arrive after later ones (the event id and
-//! `created_at` give the order).
+//! deliveries under a lease, one at a time per endpoint, oldest first; a retried
+//! event may arrive after later ones (the event id and `created_at` give the order).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +18,10 @@ use crate::crypto::{random_token, webhook_signature};
 use crate::store::webhooks::{Attempt, DueDelivery};
 use crate::store::StoreResult;
 
-/// How many deliveries a replica attempts at once.
+/// How many deliveries (to as many endpoints) a replica attempts at once.
 const BATCH: u32 = 20;
-/// How long a taken delivery is this replica's: past the application client's
-/// timeout, so an attempt in flight is never taken twice.
+/// How long a taken delivery is this replica's: it is taken just before its one
+/// attempt, which the application client's timeout (5 s) ends well before.
 const LEASE: Duration = Duration::from_secs(30);
 /// Other replicas' events are found by polling this often.
 const POLL: Duration = Duration::from_secs(1);
@@ -55,39 +55,42 @@ impl Broker {
         Ok((endpoint, secret))
     }
 
-    /// Delivers due events until the process stops.
+    /// Delivers due events until the process stops: up to [`BATCH`] attempts at
+    /// once, one per endpoint, each freed slot taken again at once (a slow endpoint
+    /// delays its own events only).
     pub async fn run_webhook_deliveries(self: Arc<Self>) {
+        let mut running = tokio::task::JoinSet::new();
+        let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
-            let now = self.clock.now();
-            let due = match self.store.claim_due_deliveries(now, now + LEASE, BATCH).await {
-                Ok(due) => due,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook deliveries could not be taken");
-                    vec![]
+            let free = BATCH as usize - running.len();
+            if free > 0 {
+                let now = self.clock.now();
+                let endpoints: Vec<String> = busy.values().cloned().collect();
+                match self.store.claim_due_deliveries(now, now + LEASE, free as u32, &endpoints).await {
+                    Ok(due) => {
+                        for d in due {
+                            let endpoint = d.endpoint_id.clone();
+                            let me = self.clone();
+                            let task = running.spawn(async move { me.deliver(d).await });
+                            busy.insert(task.id(), endpoint);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "webhook deliveries could not be taken"),
                 }
-            };
-            if due.len() < BATCH as usize {
+            }
+            tokio::select! {
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => e.id(),
+                    };
+                    busy.remove(&id);
+                }
                 // Woken by a write, wait a moment more: a burst of writes (an IdP's
-                // initial push) is then delivered in batches, not looked up per write.
-                if tokio::time::timeout(POLL, self.deliveries_wake.notified()).await.is_ok() {
-                    tokio::time::sleep(COALESCE).await;
-                }
+                // initial push) is then taken in batches, not looked up per write.
+                _ = self.deliveries_wake.notified() => tokio::time::sleep(COALESCE).await,
+                _ = tokio::time::sleep(POLL) => {}
             }
-            // Endpoints in parallel; each one's events in order.
-            let mut by_endpoint: Vec<Vec<DueDelivery>> = vec![];
-            for d in due {
-                match by_endpoint.iter_mut().find(|q| q[0].endpoint_id == d.endpoint_id) {
-                    Some(queue) => queue.push(d),
-                    None => by_endpoint.push(vec![d]),
-                }
-            }
-            let me: &Broker = &self;
-            futures_util::future::join_all(by_endpoint.into_iter().map(|queue| async move {
-                for d in queue {
-                    me.deliver(d).await;
-                }
-            }))
-            .await;
         }
     }
 

@@ -21,6 +21,7 @@ use super::extract::bearer_token;
 use super::rate_limit::retry_after;
 use super::AppState;
 use crate::broker::{ListRequest, Selection};
+use crate::core::ids::{looks_like, IdKind};
 use crate::core::scim::directory::UserDirectory;
 use crate::core::scim::schema::{self, ResourceType};
 use crate::core::scim::{ScimError, ScimFailure, ScimResult, ScimType};
@@ -126,6 +127,11 @@ async fn require_directory(State(state): State<AppState>, req: Request, next: Ne
         return Failed(ScimError::not_found("directory")).into_response();
     };
     let directory_id = params.get("directory").cloned().unwrap_or_default();
+    // Only what has the shape of a directory id is looked up and counted: the
+    // failure counter's keys stay short, whatever a client puts in the path.
+    if !looks_like(IdKind::Directory, &directory_id) {
+        return Failed(ScimError::new(ScimFailure::Unauthorized, "the bearer token is not valid for this directory")).into_response();
+    }
     // Tokens are 256 random bits: guessing is hopeless, but costs a lookup each. So
     // failures are counted per (address, directory) and refused past the limit,
     // while the right token is always let through: IdPs push from addresses their

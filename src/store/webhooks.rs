@@ -46,9 +46,16 @@ pub trait Webhooks: Send + Sync + 'static {
     async fn delete_webhook(&self, application_id: &str, id: &str, actor: &Actor) -> StoreResult<()>;
     async fn set_webhook_secret(&self, application_id: &str, id: &str, secret: &str, actor: &Actor) -> StoreResult<WebhookEndpoint>;
 
-    /// Takes up to `limit` deliveries that are due, each for one taker until
-    /// `lease_until` (a taker that stops mid-attempt leaves it to be taken again).
-    async fn claim_due_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<DueDelivery>>;
+    /// Takes up to `limit` deliveries that are due, the oldest of each endpoint not
+    /// in `busy`, each for one taker until `lease_until` (a taker that stops
+    /// mid-attempt leaves it to be taken again).
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        busy: &[String],
+    ) -> StoreResult<Vec<DueDelivery>>;
     /// Records an attempt, if the lease is still the delivery's.
     async fn record_attempt(&self, delivery: &DueDelivery, attempt: &Attempt, at: Timestamp) -> StoreResult<()>;
     /// An application's deliveries, newest first.

@@ -288,9 +288,13 @@ async fn wrong_tokens_are_refused_and_guessing_is_limited_per_address() {
     let refused = acme.call_with("scim_guess", Method::GET, "/Users", None, None).await;
     assert_eq!(refused.0, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.1["schemas"], json!([SCIM_ERROR]));
-    let unknown = Scim { base: acme.base.replace(&acme.id, "dir_unknown"), ..acme };
+    // A path that is no directory id is refused unlooked-up and uncounted.
+    let junk = Scim { base: acme.base.replace(&acme.id, &"x".repeat(3000)), ..acme };
+    assert_eq!(junk.call(Method::GET, "/Users", None).await.0, StatusCode::UNAUTHORIZED);
+    let acme = Scim { base: junk.base.replace(&"x".repeat(3000), &junk.id), ..junk };
+    let unknown = Scim { base: acme.base.replace(&acme.id, "dir_01m8xp4r457qahw5nbavy1xjr1"), ..acme };
     assert_eq!(unknown.call(Method::GET, "/Users", None).await.0, StatusCode::UNAUTHORIZED, "an unknown directory looks the same");
-    let acme = Scim { base: unknown.base.replace("dir_unknown", &unknown.id), ..unknown };
+    let acme = Scim { base: unknown.base.replace("dir_01m8xp4r457qahw5nbavy1xjr1", &unknown.id), ..unknown };
     assert_eq!(acme.call(Method::GET, "/Users", None).await.0, StatusCode::OK, "right tokens are not counted");
     let mut statuses = vec![];
     for _ in 0..8 {
@@ -331,6 +335,12 @@ async fn what_a_directory_gave_it_takes_back_at_once() {
     acme.post_user("frank", "frank@acme.test").await;
     let (_, frank) = sso.get(&format!("/users/{frank_id}")).await;
     assert_eq!((frank["role"].as_str(), frank["active"].as_bool()), (Some("end-user"), Some(true)), "{frank}");
+    // Deleting the directory takes back what its groups gave.
+    let add_frank = json!([{"op": "add", "path": "members", "value": [{"value": frank_id}]}]);
+    acme.patch("Groups", group["id"].as_str().unwrap(), add_frank).await;
+    assert_eq!(role().await, "builder");
+    assert_eq!(sso.delete(&format!("/directories/{}", acme.id)).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(role().await, "end-user");
 }
 
 #[tokio::test]
@@ -596,6 +606,21 @@ async fn applications_hear_of_directory_changes_by_signed_webhook_and_by_polling
     let refused = reqwest::Client::new().get(sso.url("/app/v1/events")).basic_auth(client_id, Some("wrong")).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(!sso.log().contains(&secret), "the signing secret is never logged");
+}
+
+#[tokio::test]
+async fn a_slow_application_delays_only_its_own_webhooks() {
+    let (fast, slow) = (WebhookReceiver::start().await, WebhookReceiver::start().await);
+    let (sso, _dir, acme, _) = two_tenants(Options::default()).await;
+    subscribed_application(&sso, &slow).await;
+    subscribed_application(&sso, &fast).await;
+    slow.answer_after(20);
+    for i in 0..30 {
+        acme.post_user(&format!("u{i}"), &format!("u{i}@acme.test")).await;
+    }
+    let got = fast.received_until(Duration::from_secs(10), |r| r.len() >= 30).await;
+    assert_eq!(got.len(), 30, "the fast application gets every event while the slow one holds its own");
+    assert_eq!(slow.received_until(Duration::from_millis(100), |_| false).await.len(), 1, "one attempt at a time per endpoint");
 }
 
 #[tokio::test]

@@ -456,11 +456,32 @@ impl DirectorySync for SqlStore {
 
     async fn delete_directory(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        let org: Option<String> =
-            sqlx::query_scalar("SELECT organization_id FROM directories WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
-        let org = org.ok_or(StoreError::NotFound("directory"))?;
+        let row = sqlx::query("SELECT * FROM directories WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+        let d = directory_row(&row.ok_or(StoreError::NotFound("directory"))?)?;
+        // Its users keep no membership it gave: with its groups emptied, each is synced
+        // (still linked) before the directory goes.
+        sqlx::query("DELETE FROM directory_group_members WHERE group_id IN (SELECT id FROM directory_groups WHERE directory_id = $1)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let users: BTreeSet<String> = sqlx::query_scalar("SELECT user_id FROM directory_users WHERE directory_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        self.regroup(&mut tx, &d, &users, actor).await?;
         sqlx::query("DELETE FROM directories WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        record(&mut tx, self.clock.now(), Some(&org), actor, "directory.deleted", ("directory", id), json!({})).await?;
+        record(
+            &mut tx,
+            self.clock.now(),
+            Some(&d.organization_id),
+            actor,
+            "directory.deleted",
+            ("directory", id),
+            json!({"users": users.len()}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

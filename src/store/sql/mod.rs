@@ -161,13 +161,20 @@ impl Default for PoolSettings {
 /// SQLite's own busy handler polls with growing sleeps, so under a sustained burst
 /// (an IdP's initial push) a waiting writer can lose every race until its timeout;
 /// a FIFO queue in the process serves writers in order instead.
+///
+/// It also carries the events the write tells of ([`webhooks::emit`]): they are
+/// written last, just before the commit, each numbered in commit order.
 pub(super) struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    dialect: Dialect,
+    events: Vec<webhooks::PendingEvent>,
 }
 
 impl Tx {
-    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let events = std::mem::take(&mut self.events);
+        webhooks::write_events(&mut self.inner, self.dialect, events).await?;
         self.inner.commit().await
     }
 }
@@ -346,7 +353,7 @@ impl SqlStore {
             Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
             Dialect::Postgres => None,
         };
-        Ok(Tx { inner: self.pool.begin_with(self.dialect.begin_write()).await?, _turn: turn })
+        Ok(Tx { inner: self.pool.begin_with(self.dialect.begin_write()).await?, _turn: turn, dialect: self.dialect, events: vec![] })
     }
 
     /// Holds one row of `table` for the rest of a write transaction, so a

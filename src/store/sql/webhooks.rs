@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{cursor, from_json, from_ms, ms, record, to_json, Dialect, SqlStore};
+use super::{cursor, from_json, from_ms, ms, record, to_json, Dialect, SqlStore, Tx};
 use crate::core::audit::Actor;
 use crate::core::event::{Delivery, Event, EventType, WebhookEndpoint};
 use crate::core::ids::{new_id, IdKind};
@@ -14,33 +14,56 @@ use crate::core::Timestamp;
 use crate::store::webhooks::{Attempt, DueDelivery, Webhooks};
 use crate::store::{Page, StoreError, StoreResult};
 
-/// Records an event and queues its delivery to every endpoint that wants its type,
-/// in the caller's transaction.
-pub(super) async fn emit(
-    conn: &mut AnyConnection,
+/// An event a write tells of, written when its transaction commits.
+pub(super) struct PendingEvent {
     at: Timestamp,
-    organization_id: Option<&str>,
+    organization_id: Option<String>,
     event: EventType,
     data: Value,
-) -> StoreResult<()> {
-    let id = new_id(IdKind::AppEvent);
-    sqlx::query("INSERT INTO events (id, organization_id, type, data, created_at) VALUES ($1, $2, $3, $4, $5)")
+}
+
+/// Records an event of the caller's write; it is stored, with its delivery to every
+/// endpoint that wants its type, in the same transaction ([`Tx::commit`]).
+pub(super) async fn emit(tx: &mut Tx, at: Timestamp, organization_id: Option<&str>, event: EventType, data: Value) -> StoreResult<()> {
+    tx.events.push(PendingEvent { at, organization_id: organization_id.map(str::to_owned), event, data });
+    Ok(())
+}
+
+/// Writes a committing transaction's events, numbered (`seq`) in commit order:
+/// pollers read `seq > last seen`, so an event committed after a later-numbered one
+/// is never skipped. PostgreSQL takes the table's lock for that, at the very end of
+/// the transaction, after every row lock (so no lock is ever awaited holding it);
+/// SQLite's writers already take turns.
+pub(super) async fn write_events(conn: &mut AnyConnection, dialect: Dialect, events: Vec<PendingEvent>) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if dialect == Dialect::Postgres {
+        sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut *conn).await?;
+    }
+    let mut seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&mut *conn).await?;
+    for e in events {
+        seq += 1;
+        let id = new_id(IdKind::AppEvent);
+        sqlx::query("INSERT INTO events (id, seq, organization_id, type, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&id)
+            .bind(seq)
+            .bind(&e.organization_id)
+            .bind(e.event.as_str())
+            .bind(to_json(&e.data))
+            .bind(ms(e.at))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT $1 || ':' || id, id, $1, 'pending', 0, $2, $2, $2 FROM webhook_endpoints WHERE events = '[]' OR events LIKE $3",
+        )
         .bind(&id)
-        .bind(organization_id)
-        .bind(event.as_str())
-        .bind(to_json(&data))
-        .bind(ms(at))
+        .bind(ms(e.at))
+        .bind(format!("%\"{}\"%", e.event.as_str()))
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at, updated_at) \
-         SELECT $1 || ':' || id, id, $1, 'pending', 0, $2, $2, $2 FROM webhook_endpoints WHERE events = '[]' OR events LIKE $3",
-    )
-    .bind(&id)
-    .bind(ms(at))
-    .bind(format!("%\"{}\"%", event.as_str()))
-    .execute(&mut *conn)
-    .await?;
+    }
     Ok(())
 }
 
@@ -170,7 +193,13 @@ impl Webhooks for SqlStore {
         Ok(w)
     }
 
-    async fn claim_due_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<DueDelivery>> {
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        busy: &[String],
+    ) -> StoreResult<Vec<DueDelivery>> {
         // A read first: on SQLite any UPDATE takes the write lock, even one that
         // changes nothing, and the deliverer looks often.
         let due: Option<i64> = sqlx::query_scalar(
@@ -183,18 +212,21 @@ impl Webhooks for SqlStore {
         if due.is_none() {
             return Ok(vec![]);
         }
-        // As for refreshes: replicas claiming at once skip each other's rows.
-        let skip_locked = match self.dialect {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
+        // One per endpoint, so that a slow endpoint holds one of the deliverer's
+        // slots, not all of them. The outer conditions are checked again on each row:
+        // a replica claiming at once (PostgreSQL) skips what the other took.
+        let free = "status = 'pending' AND (lease_until IS NULL OR lease_until <= $1)";
+        let not_busy: Vec<String> = (0..busy.len()).map(|i| format!("${}", i + 4)).collect();
+        let not_busy = if busy.is_empty() { String::new() } else { format!(" AND endpoint_id NOT IN ({})", not_busy.join(", ")) };
         let sql = format!(
-            "UPDATE webhook_deliveries SET lease_until = $2 WHERE id IN (SELECT id FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
-             ORDER BY next_attempt_at, id LIMIT $3{skip_locked}) RETURNING id"
+            "UPDATE webhook_deliveries SET lease_until = $2 WHERE {free} AND id IN (SELECT MIN(id) FROM webhook_deliveries \
+             WHERE {free} AND next_attempt_at <= $1{not_busy} GROUP BY endpoint_id ORDER BY MIN(next_attempt_at) LIMIT $3) RETURNING id"
         );
-        let ids: Vec<String> =
-            sqlx::query_scalar(&sql).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit));
+        for endpoint in busy {
+            q = q.bind(endpoint);
+        }
+        let ids: Vec<String> = q.fetch_all(&self.pool).await?;
         let mut ids = ids;
         // Oldest event first (RETURNING keeps no order).
         ids.sort();
@@ -266,7 +298,8 @@ impl Webhooks for SqlStore {
     async fn list_app_events(&self, after: &str, types: &[EventType], limit: u32) -> StoreResult<Vec<Event>> {
         let wanted: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
         let of_types = if types.is_empty() { String::new() } else { format!(" AND type IN ({})", wanted.join(", ")) };
-        let sql = format!("SELECT * FROM events WHERE id > $1{of_types} ORDER BY id LIMIT $2");
+        let sql =
+            format!("SELECT * FROM events WHERE seq > COALESCE((SELECT seq FROM events WHERE id = $1), 0){of_types} ORDER BY seq LIMIT $2");
         let mut q = sqlx::query(&sql).bind(after).bind(i64::from(limit));
         for t in types {
             q = q.bind(t.as_str());

@@ -23,6 +23,8 @@ struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     /// The status to answer with (200 unless told otherwise).
     answer: Arc<AtomicU16>,
+    /// How long to take before answering, in seconds.
+    delay: Arc<AtomicU16>,
 }
 
 pub struct WebhookReceiver {
@@ -39,6 +41,7 @@ impl WebhookReceiver {
                 post(|State(s): State<Shared>, headers: HeaderMap, body: Bytes| async move {
                     let signature = headers.get("ssogate-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
                     s.received.lock().unwrap().push(Received { signature, body: String::from_utf8_lossy(&body).into_owned() });
+                    tokio::time::sleep(Duration::from_secs(s.delay.load(Ordering::SeqCst).into())).await;
                     StatusCode::from_u16(s.answer.load(Ordering::SeqCst)).unwrap()
                 }),
             )
@@ -47,6 +50,11 @@ impl WebhookReceiver {
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         WebhookReceiver { url, shared }
+    }
+
+    /// Answers only after `secs` seconds (a slow application).
+    pub fn answer_after(&self, secs: u16) {
+        self.shared.delay.store(secs, Ordering::SeqCst);
     }
 
     pub fn answer_with(&self, status: u16) {
