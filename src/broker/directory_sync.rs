@@ -15,7 +15,7 @@ use crate::core::scim::directory::{CreateDirectory, UserDirectory};
 use crate::core::scim::filter::{self, Narrowing};
 use crate::core::scim::patch::{self, MemberChange};
 use crate::core::scim::resource::{self, Attributes, GroupFields, Meta, Selected, UserFields};
-use crate::core::scim::schema::{self, ResourceType};
+use crate::core::scim::schema::ResourceType;
 use crate::core::scim::{ScimError, ScimFailure, ScimResult};
 use crate::crypto::{hash_secret, random_token, verify_secret};
 use crate::store::directory_sync::{IfMatch, ResourceQuery, StoredResource};
@@ -35,6 +35,18 @@ pub struct ListRequest {
     pub count: Option<i64>,
     pub attributes: Option<String>,
     pub excluded_attributes: Option<String>,
+}
+
+impl ListRequest {
+    /// The 1-based index of the first resource asked for.
+    fn start(&self) -> u64 {
+        self.start_index.unwrap_or(1).max(1) as u64
+    }
+
+    /// How many resources at most, within [`MAX_RESULTS`].
+    fn count(&self) -> u64 {
+        self.count.unwrap_or(i64::from(DEFAULT_COUNT)).clamp(0, i64::from(MAX_RESULTS)) as u64
+    }
 }
 
 /// `attributes` and `excludedAttributes` of a request.
@@ -111,12 +123,13 @@ impl Broker {
         }
     }
 
-    fn base_url(&self, d: &UserDirectory) -> String {
+    /// The SCIM base URL an IdP is given for the directory.
+    pub fn scim_base_url(&self, d: &UserDirectory) -> String {
         format!("{}/scim/v2/{}", self.issuer.trim_end_matches('/'), d.id)
     }
 
     fn render(&self, d: &UserDirectory, rt: ResourceType, r: &StoredResource) -> Value {
-        let base = self.base_url(d);
+        let base = self.scim_base_url(d);
         let rfc3339 = |t: crate::core::Timestamp| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let meta = Meta {
             created: rfc3339(r.created_at),
@@ -246,8 +259,7 @@ impl Broker {
 
     pub async fn scim_list(&self, d: &UserDirectory, rt: ResourceType, req: &ListRequest) -> ScimResult<Value> {
         let parsed = req.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(filter::parse).transpose()?;
-        let start = req.start_index.unwrap_or(1).max(1) as u64;
-        let count = req.count.unwrap_or(i64::from(DEFAULT_COUNT)).clamp(0, i64::from(MAX_RESULTS)) as u64;
+        let (start, count) = (req.start(), req.count());
         let sel = Selection { attributes: req.attributes.clone(), excluded_attributes: req.excluded_attributes.clone() };
         let (attributes, excluded) = sel.parse(rt);
         let narrowing: Option<Narrowing> = parsed.as_ref().and_then(|f| filter::narrowing(rt, f));
@@ -257,30 +269,27 @@ impl Broker {
         let (page, total) = match &parsed {
             None => {
                 let q = ResourceQuery { narrowing: None, after: "", offset: start - 1, limit: count as u32, with_related };
-                let rows = match rt {
-                    ResourceType::User => self.store.scim_users(&d.id, &q).await?,
-                    ResourceType::Group => self.store.scim_groups(&d.id, &q).await?,
-                };
+                let rows = self.resources(d, rt, &q).await?;
                 let (users, groups) = self.store.directory_counts(&d.id).await?;
                 let total = if rt == ResourceType::User { users } else { groups };
                 (rows.iter().map(|r| resource::project(self.render(d, rt, r), &attributes, &excluded)).collect(), total)
             }
             Some(f) => self.scan(d, rt, f, narrowing.as_ref(), with_related, start, count, (&attributes, &excluded)).await?,
         };
-        Ok(json!({
-            "schemas": [schema::LIST_RESPONSE],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": page.len(),
-            "Resources": page,
-        }))
+        Ok(resource::list_response(total, start, page))
+    }
+
+    async fn resources(&self, d: &UserDirectory, rt: ResourceType, q: &ResourceQuery<'_>) -> ScimResult<Vec<StoredResource>> {
+        Ok(match rt {
+            ResourceType::User => self.store.scim_users(&d.id, q).await?,
+            ResourceType::Group => self.store.scim_groups(&d.id, q).await?,
+        })
     }
 
     /// A search of every resource type at once (`POST /.search`, RFC 7644
     /// §3.4.3): users, then groups, paged as one list.
     pub async fn scim_search_all(&self, d: &UserDirectory, req: &ListRequest) -> ScimResult<Value> {
-        let start = req.start_index.unwrap_or(1).max(1);
-        let count = req.count.unwrap_or(i64::from(DEFAULT_COUNT)).clamp(0, i64::from(MAX_RESULTS));
+        let (start, count) = (req.start() as i64, req.count() as i64);
         let users =
             self.scim_list(d, ResourceType::User, &ListRequest { start_index: Some(start), count: Some(count), ..req.clone() }).await?;
         let users_total = users["totalResults"].as_i64().unwrap_or(0);
@@ -291,13 +300,8 @@ impl Broker {
             .scim_list(d, ResourceType::Group, &ListRequest { start_index: Some(group_start), count: Some(group_count), ..req.clone() })
             .await?;
         resources.extend(groups["Resources"].as_array().cloned().unwrap_or_default());
-        Ok(json!({
-            "schemas": [schema::LIST_RESPONSE],
-            "totalResults": users_total + groups["totalResults"].as_i64().unwrap_or(0),
-            "startIndex": start,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        }))
+        let total = users_total + groups["totalResults"].as_i64().unwrap_or(0);
+        Ok(resource::list_response(total as u64, start as u64, resources))
     }
 
     /// Evaluates a filter over the directory's resources (those an index narrows to,
@@ -319,10 +323,7 @@ impl Broker {
         let mut after = String::new();
         loop {
             let q = ResourceQuery { narrowing, after: &after, offset: 0, limit: SCAN_CHUNK, with_related };
-            let rows = match rt {
-                ResourceType::User => self.store.scim_users(&d.id, &q).await?,
-                ResourceType::Group => self.store.scim_groups(&d.id, &q).await?,
-            };
+            let rows = self.resources(d, rt, &q).await?;
             let done = rows.len() < SCAN_CHUNK as usize;
             for r in &rows {
                 let rendered = self.render(d, rt, r);
@@ -381,10 +382,5 @@ impl Broker {
         self.store.delete_directory(id, actor).await?;
         self.changed();
         Ok(())
-    }
-
-    /// The SCIM base URL an IdP is given for the directory.
-    pub fn scim_base_url(&self, d: &UserDirectory) -> String {
-        self.base_url(d)
     }
 }

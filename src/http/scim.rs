@@ -23,6 +23,7 @@ use super::AppState;
 use crate::broker::{ListRequest, Selection};
 use crate::core::ids::{looks_like, IdKind};
 use crate::core::scim::directory::UserDirectory;
+use crate::core::scim::resource;
 use crate::core::scim::schema::{self, ResourceType};
 use crate::core::scim::{ScimError, ScimFailure, ScimResult, ScimType};
 
@@ -308,8 +309,9 @@ async fn remove<const U: bool>(
     finish(&state, &d, result).await
 }
 
-fn list_response(resources: Vec<Value>) -> Value {
-    json!({"schemas": [schema::LIST_RESPONSE], "totalResults": resources.len(), "startIndex": 1, "itemsPerPage": resources.len(), "Resources": resources})
+/// Every item of a discovery endpoint, in one page.
+fn list_all(resources: Vec<Value>) -> Value {
+    resource::list_response(resources.len() as u64, 1, resources)
 }
 
 async fn service_provider_config() -> Response {
@@ -318,7 +320,7 @@ async fn service_provider_config() -> Response {
 }
 
 async fn resource_types() -> Response {
-    scim_json(StatusCode::OK, &list_response(schema::resource_types()))
+    scim_json(StatusCode::OK, &list_all(schema::resource_types()))
 }
 
 async fn one_resource_type(Path((_, name)): Path<(String, String)>) -> Response {
@@ -329,7 +331,7 @@ async fn one_resource_type(Path((_, name)): Path<(String, String)>) -> Response 
 }
 
 async fn schemas() -> Response {
-    scim_json(StatusCode::OK, &list_response(schema::schemas()))
+    scim_json(StatusCode::OK, &list_all(schema::schemas()))
 }
 
 async fn one_schema(Path((_, urn)): Path<(String, String)>) -> Response {

@@ -274,6 +274,18 @@ pub fn render(rt: ResourceType, id: &str, attrs: &Attributes, meta: &Meta) -> Va
     Value::Object(out)
 }
 
+/// A list response (RFC 7644 §3.4.2): `resources` are the page starting at the
+/// 1-based `start` of `total` matches.
+pub fn list_response(total: u64, start: u64, resources: Vec<Value>) -> Value {
+    serde_json::json!({
+        "schemas": [schema::LIST_RESPONSE],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
 /// An attribute named in `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selected {

@@ -18,6 +18,7 @@ use crate::core::scim::directory::{group_event_data, membership_event_data, user
 use crate::core::scim::filter::Narrowing;
 use crate::core::scim::patch::MemberChange;
 use crate::core::scim::resource::{Attributes, GroupFields, Member, UserFields};
+use crate::core::scim::schema::ResourceType;
 use crate::core::scim::{ScimError, ScimFailure};
 use crate::core::user::UserProfile;
 use crate::core::ValidationError;
@@ -121,6 +122,24 @@ impl SqlStore {
         let Some(row) = row else { return Ok(None) };
         let members = if with_members { Some(members_of(conn, id).await?) } else { None };
         Ok(Some(resource_row(&row, "id", members)?))
+    }
+
+    /// The resource a write changes, its row held for the transaction, if it is the
+    /// directory's and at the version `If-Match` names.
+    async fn held(&self, tx: &mut Tx, rt: ResourceType, d: &UserDirectory, id: &str, if_match: IfMatch) -> StoreResult<StoredResource> {
+        let found = match rt {
+            ResourceType::User => {
+                self.hold_row(tx, "users", id).await?;
+                self.user_resource(tx, &d.id, id).await?
+            }
+            ResourceType::Group => {
+                self.hold_row(tx, "directory_groups", id).await?;
+                self.group_resource(tx, &d.id, id, false).await?
+            }
+        };
+        let before = found.ok_or_else(|| StoreError::Scim(ScimError::not_found(&rt.name().to_lowercase())))?;
+        check_version(if_match, before.version)?;
+        Ok(before)
     }
 
     /// Brings the memberships of each user to what their directory groups now say
@@ -601,9 +620,7 @@ impl DirectorySync for SqlStore {
         actor: &Actor,
     ) -> StoreResult<UserWritten> {
         let mut tx = self.write_tx().await?;
-        self.hold_row(&mut tx, "users", id).await?;
-        let before = self.user_resource(&mut tx, &d.id, id).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("user")))?;
-        check_version(if_match, before.version)?;
+        let before = self.held(&mut tx, ResourceType::User, d, id, if_match).await?;
         let mut attrs = before.attrs.clone();
         let f = edit(&mut attrs)?;
         USERS.check_name_free(&mut tx, &d.id, id, &f.user_name).await?;
@@ -627,9 +644,7 @@ impl DirectorySync for SqlStore {
 
     async fn scim_delete_user(&self, d: &UserDirectory, id: &str, if_match: IfMatch, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        self.hold_row(&mut tx, "users", id).await?;
-        let before = self.user_resource(&mut tx, &d.id, id).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("user")))?;
-        check_version(if_match, before.version)?;
+        let before = self.held(&mut tx, ResourceType::User, d, id, if_match).await?;
         sqlx::query("DELETE FROM directory_group_members WHERE member_id = $1 AND group_id IN (SELECT id FROM directory_groups WHERE directory_id = $2)")
             .bind(id)
             .bind(&d.id)
@@ -712,10 +727,7 @@ impl DirectorySync for SqlStore {
         actor: &Actor,
     ) -> StoreResult<StoredResource> {
         let mut tx = self.write_tx().await?;
-        self.hold_row(&mut tx, "directory_groups", id).await?;
-        let before =
-            self.group_resource(&mut tx, &d.id, id, false).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("group")))?;
-        check_version(if_match, before.version)?;
+        let before = self.held(&mut tx, ResourceType::Group, d, id, if_match).await?;
         let mut attrs = before.attrs.clone();
         let (f, member_changes) = edit(&mut attrs)?;
         GROUPS.check_name_free(&mut tx, &d.id, id, &f.display_name).await?;
@@ -746,10 +758,7 @@ impl DirectorySync for SqlStore {
 
     async fn scim_delete_group(&self, d: &UserDirectory, id: &str, if_match: IfMatch, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        self.hold_row(&mut tx, "directory_groups", id).await?;
-        let before =
-            self.group_resource(&mut tx, &d.id, id, false).await?.ok_or_else(|| StoreError::Scim(ScimError::not_found("group")))?;
-        check_version(if_match, before.version)?;
+        let before = self.held(&mut tx, ResourceType::Group, d, id, if_match).await?;
         let members = self.directory_members(&mut tx, d, id).await?;
         sqlx::query("DELETE FROM directory_groups WHERE id = $1").bind(id).execute(&mut *tx).await?;
         let changes = json!({"directory_id": d.id, "displayName": before.attrs.get("displayName")});
