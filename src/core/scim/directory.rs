@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::resource::Attributes;
+use super::{ScimError, ScimFailure, ScimResult};
+use crate::core::connection::UserMatch;
 use crate::core::error::Validated;
 use crate::core::{validate, Timestamp};
 
@@ -82,4 +84,99 @@ pub fn membership_event_data(d: &UserDirectory, user_id: &str, group_id: &str, g
         "user": {"id": user_id},
         "group": {"id": group_id, "name": group_name},
     })
+}
+
+/// A user who already has one of the keys a new directory user brings: their
+/// `userName` in the directory, or their email, username or IdP subject in the
+/// organization.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyHolder {
+    /// `userName` (a user of this directory), `email`, `username` or `idp_sub`.
+    pub key: String,
+    pub value: String,
+    pub user_id: String,
+    /// Whether the directory may speak for them: no other connection vouches for
+    /// them by its IdP subject.
+    pub linkable: bool,
+    /// Whether a directory already knows them.
+    pub in_directory: bool,
+}
+
+/// The existing user a new directory user is, by the connection's matching rule
+/// (none: a new user); refuses a `userName` the directory has, one whose keys
+/// another user holds, and a user another directory already pushes. The IdP
+/// subject counts only when it is the matching rule (only then is the new user
+/// given one).
+pub fn existing_user(user_match: UserMatch, holders: &[KeyHolder]) -> ScimResult<Option<String>> {
+    if let Some(h) = holders.iter().find(|h| h.key == "userName") {
+        return Err(ScimError::new(ScimFailure::Conflict, format!("the userName `{}` is taken in this directory", h.value)));
+    }
+    let rule = match user_match {
+        UserMatch::Email => "email",
+        UserMatch::PreferredUsername => "username",
+        UserMatch::Sub => "idp_sub",
+    };
+    let relevant = holders.iter().filter(|h| h.key != "idp_sub" || user_match == UserMatch::Sub);
+    let linked = relevant.clone().find(|h| h.key == rule && h.linkable);
+    if let Some(h) = linked.filter(|h| h.in_directory) {
+        return Err(ScimError::new(
+            ScimFailure::Conflict,
+            format!("the organization's user with this {} already belongs to a directory", h.key),
+        ));
+    }
+    let id = linked.map(|h| h.user_id.clone());
+    match relevant.clone().find(|h| Some(&h.user_id) != id.as_ref()) {
+        Some(h) => Err(ScimError::new(ScimFailure::Conflict, format!("another user of this organization has {} `{}`", h.key, h.value))),
+        None => Ok(id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(key: &str, user_id: &str, linkable: bool, in_directory: bool) -> KeyHolder {
+        KeyHolder { key: key.into(), value: format!("{key}-value"), user_id: user_id.into(), linkable, in_directory }
+    }
+
+    #[test]
+    fn a_new_user_nobody_holds_a_key_of_is_new() {
+        assert_eq!(existing_user(UserMatch::Email, &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn the_matching_rule_links_and_other_keys_must_be_the_same_user() {
+        let same = [holder("email", "u1", true, false), holder("username", "u1", true, false)];
+        assert_eq!(existing_user(UserMatch::Email, &same).unwrap().as_deref(), Some("u1"));
+        let other = [holder("email", "u1", true, false), holder("username", "u2", true, false)];
+        let e = existing_user(UserMatch::Email, &other).unwrap_err();
+        assert_eq!(e.failure, ScimFailure::Conflict);
+        assert!(e.detail.contains("username"), "{}", e.detail);
+    }
+
+    #[test]
+    fn a_user_another_idp_vouches_for_is_not_linked_and_clashes() {
+        let e = existing_user(UserMatch::Email, &[holder("email", "u1", false, false)]).unwrap_err();
+        assert!(e.detail.contains("another user"), "{}", e.detail);
+    }
+
+    #[test]
+    fn a_user_of_another_directory_is_not_taken_over() {
+        let e = existing_user(UserMatch::Email, &[holder("email", "u1", true, true)]).unwrap_err();
+        assert!(e.detail.contains("already belongs to a directory"), "{}", e.detail);
+    }
+
+    #[test]
+    fn a_user_name_the_directory_has_is_the_clash_reported() {
+        let e = existing_user(UserMatch::Email, &[holder("email", "u1", true, true), holder("userName", "u1", false, true)]).unwrap_err();
+        assert!(e.detail.contains("userName `userName-value` is taken"), "{}", e.detail);
+    }
+
+    #[test]
+    fn the_idp_subject_counts_only_under_subject_matching() {
+        let by_sub = [holder("idp_sub", "u1", true, false)];
+        assert_eq!(existing_user(UserMatch::Email, &by_sub).unwrap(), None, "not given to the new user: no clash");
+        assert_eq!(existing_user(UserMatch::Sub, &by_sub).unwrap().as_deref(), Some("u1"));
+        assert!(existing_user(UserMatch::Sub, &[holder("idp_sub", "u1", false, false)]).is_err());
+    }
 }

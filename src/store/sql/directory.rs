@@ -142,8 +142,7 @@ impl SqlStore {
             .bind(ms(org.created_at))
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org))
-            .await?;
+        record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org));
         self.commit_change(tx, Resync::Nobody, "organization.created").await?;
         Ok(org)
     }
@@ -427,7 +426,8 @@ async fn delete_row(
     target_type: &'static str,
 ) -> StoreResult<()> {
     sqlx::query(&format!("DELETE FROM {table} WHERE id = $1")).bind(id).execute(&mut **tx).await?;
-    record(tx, at, organization_id, actor, &format!("{target_type}.deleted"), (target_type, id), Value::Object(Default::default())).await
+    record(tx, at, organization_id, actor, &format!("{target_type}.deleted"), (target_type, id), Value::Object(Default::default()));
+    Ok(())
 }
 
 #[async_trait]
@@ -524,7 +524,7 @@ impl Directory for SqlStore {
             .await?;
         save_domains(&mut tx, &org.id, &org.domains).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&org));
-        record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.updated", ("organization", &org.id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.updated", ("organization", &org.id), changes);
         self.commit_change(tx, Resync::Nobody, "organization.updated").await?;
         Ok(org)
     }
@@ -561,8 +561,7 @@ impl Directory for SqlStore {
             .bind(i64::from(c.frontchannel_logout_by_subject))
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, self.clock.now(), Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c))
-            .await?;
+        record(&mut tx, self.clock.now(), Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c));
         self.commit_change(tx, Resync::Nobody, "connection.created").await?;
         Ok(c)
     }
@@ -605,7 +604,7 @@ impl Directory for SqlStore {
             sqlx::query("UPDATE connections SET client_secret_enc = $2 WHERE id = $1").bind(&c.id).bind(sealed).execute(&mut *tx).await?;
             changes["client_secret"] = Value::from("changed");
         }
-        record(&mut tx, self.clock.now(), Some(&c.organization_id), actor, "connection.updated", ("connection", &c.id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&c.organization_id), actor, "connection.updated", ("connection", &c.id), changes);
         // New sync rules reach the connection's users without waiting for them to sign in.
         let resync = if c.group_sync != before.group_sync {
             Resync::Connection { organization_id: &c.organization_id, connection_id: &c.id }
@@ -650,7 +649,7 @@ impl Directory for SqlStore {
             .bind(&app.backchannel_logout_uri)
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, self.clock.now(), None, actor, "application.created", ("application", &app.id), json_value(&app)).await?;
+        record(&mut tx, self.clock.now(), None, actor, "application.created", ("application", &app.id), json_value(&app));
         self.commit_change(tx, Resync::Nobody, "application.created").await?;
         Ok(app)
     }
@@ -677,7 +676,7 @@ impl Directory for SqlStore {
         app.updated_at = self.clock.now();
         save_application(&mut tx, &app).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&app));
-        record(&mut tx, self.clock.now(), None, actor, "application.updated", ("application", &app.id), changes).await?;
+        record(&mut tx, self.clock.now(), None, actor, "application.updated", ("application", &app.id), changes);
         self.commit_change(tx, Resync::Nobody, "application.updated").await?;
         Ok(app)
     }
@@ -708,8 +707,7 @@ impl Directory for SqlStore {
             "application.secret_rotated",
             ("application", id),
             serde_json::json!({"client_secret": "changed"}),
-        )
-        .await?;
+        );
         self.commit_change(tx, Resync::Nobody, "application.secret_rotated").await?;
         Ok(app)
     }
@@ -740,7 +738,7 @@ impl Directory for SqlStore {
             .await?;
         set_manual_groups(&mut tx, self.clock.now(), organization_id, &id, &groups).await?;
         let view = self.load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
-        record(&mut tx, self.clock.now(), Some(organization_id), actor, "user.created", ("user", &id), json_value(&view)).await?;
+        record(&mut tx, self.clock.now(), Some(organization_id), actor, "user.created", ("user", &id), json_value(&view));
         self.commit_change(tx, Resync::Nobody, "user.created").await?;
         Ok(view)
     }
@@ -790,7 +788,7 @@ impl Directory for SqlStore {
         }
         let after = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let changes = audit::diff(&json_value(&before), &json_value(&after));
-        record(&mut tx, self.clock.now(), Some(&u.organization_id), actor, "user.updated", ("user", id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&u.organization_id), actor, "user.updated", ("user", id), changes);
         self.commit_change(tx, Resync::Nobody, "user.updated").await?;
         Ok(after)
     }
@@ -820,7 +818,7 @@ impl Directory for SqlStore {
             updated_at: t,
         };
         insert_group(&mut tx, &group).await?;
-        record(&mut tx, self.clock.now(), Some(organization_id), actor, "group.created", ("group", &group.id), json_value(&group)).await?;
+        record(&mut tx, self.clock.now(), Some(organization_id), actor, "group.created", ("group", &group.id), json_value(&group));
         self.commit_change(tx, Resync::Organization(organization_id), "group.created").await?;
         Ok(group)
     }
@@ -852,7 +850,7 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         let changes = audit::diff(&json_value(&before), &json_value(&g));
-        record(&mut tx, self.clock.now(), Some(&g.organization_id), actor, "group.updated", ("group", id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&g.organization_id), actor, "group.updated", ("group", id), changes);
         self.commit_change(tx, Resync::Organization(&g.organization_id), "group.updated").await?;
         Ok(g)
     }
@@ -901,8 +899,7 @@ impl Directory for SqlStore {
         .execute(&mut *tx)
         .await?;
         let changes = audit::diff(&json_value(&before), &json_value(e));
-        record(&mut tx, self.clock.now(), Some(organization_id), actor, "entitlements.updated", ("organization", organization_id), changes)
-            .await?;
+        record(&mut tx, self.clock.now(), Some(organization_id), actor, "entitlements.updated", ("organization", organization_id), changes);
         self.commit_change(tx, Resync::Nobody, "entitlements.updated").await?;
         Ok(e.clone())
     }

@@ -7,14 +7,15 @@ use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::directory::{check_user_unique, claim_seat, load_connection};
+use super::commit_batch::{bound, Param};
+use super::directory::{check_user_unique, claim_seat};
 use super::webhooks::emit;
 use super::{cursor, from_json, from_ms, ms, record, to_json, Dialect, SqlStore, Tx};
 use crate::core::audit::{self, Actor};
 use crate::core::connection::UserMatch;
 use crate::core::event::EventType;
 use crate::core::ids::{new_id, IdKind};
-use crate::core::scim::directory::{group_event_data, membership_event_data, user_event_data, UserDirectory};
+use crate::core::scim::directory::{existing_user, group_event_data, membership_event_data, user_event_data, KeyHolder, UserDirectory};
 use crate::core::scim::filter::Narrowing;
 use crate::core::scim::patch::MemberChange;
 use crate::core::scim::resource::{Attributes, GroupFields, Member, UserFields};
@@ -23,7 +24,7 @@ use crate::core::scim::{ScimError, ScimFailure};
 use crate::core::user::UserProfile;
 use crate::core::ValidationError;
 use crate::store::directory_sync::{DirectorySync, IfMatch, ResourceEdit, ResourceQuery, StoredResource, UserWritten};
-use crate::store::{GroupSyncOf, IdpGroupsSource, Page, StoreError, StoreResult};
+use crate::store::{Page, StoreError, StoreResult};
 
 /// Statements binding many ids take them in chunks of this many.
 const CHUNK: usize = 500;
@@ -145,11 +146,10 @@ impl SqlStore {
     /// Brings the memberships of each user to what their directory groups now say
     /// (through the directory's connection), inside the write's transaction.
     async fn regroup(&self, tx: &mut Tx, d: &UserDirectory, users: &BTreeSet<String>, actor: &Actor) -> StoreResult<()> {
-        for user_id in users {
-            let of = GroupSyncOf { user_id, connection_id: &d.connection_id };
-            self.sync_groups_in(tx, of, IdpGroupsSource::Stored, actor).await?;
+        if users.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.sync_stored_groups_in(tx, &d.connection_id, &d.organization_id, users, actor).await
     }
 
     /// Applies member changes in order; returns, in order, each membership of one
@@ -228,7 +228,7 @@ impl SqlStore {
         let t = self.clock.now();
         for (user_id, added) in changed {
             let kind = if *added { EventType::MemberAdded } else { EventType::MemberRemoved };
-            emit(tx, t, Some(&d.organization_id), kind, membership_event_data(d, user_id, group.0, group.1)).await?;
+            emit(tx, t, Some(&d.organization_id), kind, membership_event_data(d, user_id, group.0, group.1));
         }
         Ok(())
     }
@@ -261,43 +261,61 @@ impl SqlStore {
             UserProfile { email: f.email.clone(), username: Some(f.user_name.clone()), first_name: None, last_name: None, idp_sub: None };
         check_user_unique(tx, &d.organization_id, user_id, &profile).await.map_err(as_uniqueness)?;
         if f.active && !was_active {
-            if let Err(max) = claim_seat(tx, self.dialect, &d.organization_id).await? {
-                return Err(scim(ScimFailure::Forbidden, format!("the organization has used all of its {max} seats")));
-            }
+            self.claim_seat_for(tx, d).await?;
         }
         Ok(())
     }
 
-    /// The organization's user the connection's matching rule finds for a new
-    /// directory user, if any.
-    async fn matching_user(&self, tx: &mut Tx, d: &UserDirectory, user_match: UserMatch, f: &UserFields) -> StoreResult<Option<String>> {
-        let (column, value) = match user_match {
-            UserMatch::Email => ("email", f.email.as_deref()),
-            UserMatch::PreferredUsername => ("username", Some(f.user_name.as_str())),
-            UserMatch::Sub => ("idp_sub", f.external_id.as_deref()),
-        };
-        let Some(value) = value else { return Ok(None) };
-        // A user another IdP already vouches for (linked to its subject through
-        // another connection) is someone else's to speak for: not linked.
-        let sql = format!(
-            "SELECT id FROM users WHERE organization_id = $1 AND {column} = $2 \
-             AND (idp_sub IS NULL OR connection_id IS NULL OR connection_id = $3)"
-        );
-        let found: Option<String> =
-            sqlx::query_scalar(&sql).bind(&d.organization_id).bind(value).bind(&d.connection_id).fetch_optional(&mut **tx).await?;
-        if let Some(id) = &found {
-            let known: Option<String> = sqlx::query_scalar("SELECT directory_id FROM directory_users WHERE user_id = $1")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            if known.is_some() {
-                return Err(scim(
-                    ScimFailure::Conflict,
-                    format!("the organization's user with this {column} already belongs to a directory"),
-                ));
-            }
+    async fn claim_seat_for(&self, tx: &mut Tx, d: &UserDirectory) -> StoreResult<()> {
+        match claim_seat(tx, self.dialect, &d.organization_id).await? {
+            Ok(()) => Ok(()),
+            Err(max) => Err(scim(ScimFailure::Forbidden, format!("the organization has used all of its {max} seats"))),
         }
-        Ok(found)
+    }
+
+    /// The connection's matching rule, and the users who hold a key of the new
+    /// directory user (see [`existing_user`]), in one statement.
+    async fn key_holders(&self, tx: &mut Tx, d: &UserDirectory, f: &UserFields) -> StoreResult<(UserMatch, Vec<KeyHolder>)> {
+        let holder = |key: &str, column: &str, param: u8| {
+            format!(
+                "SELECT '{key}' AS k, u.{column} AS v, u.id, \
+                 CASE WHEN u.idp_sub IS NULL OR u.connection_id IS NULL OR u.connection_id = $1 THEN 1 ELSE 0 END AS linkable, \
+                 CASE WHEN du.user_id IS NULL THEN 0 ELSE 1 END AS known \
+                 FROM users u LEFT JOIN directory_users du ON du.user_id = u.id WHERE u.organization_id = $2 AND u.{column} = ${param}"
+            )
+        };
+        let sql = format!(
+            "SELECT c.user_match, h.k, h.v, h.id, h.linkable, h.known FROM connections c LEFT JOIN ({} UNION ALL {} UNION ALL {} \
+             UNION ALL SELECT 'userName', user_name, user_id, 0, 1 FROM directory_users WHERE directory_id = $6 AND user_name_key = $7) h \
+             ON 1 = 1 WHERE c.id = $1",
+            holder("email", "email", 3),
+            holder("username", "username", 4),
+            holder("idp_sub", "idp_sub", 5)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&d.connection_id)
+            .bind(&d.organization_id)
+            .bind(&f.email)
+            .bind(&f.user_name)
+            .bind(&f.external_id)
+            .bind(&d.id)
+            .bind(f.user_name.to_lowercase())
+            .fetch_all(&mut **tx)
+            .await?;
+        let first = rows.first().ok_or(StoreError::NotFound("connection"))?;
+        let user_match: UserMatch = from_json(&first.try_get::<String, _>("user_match")?)?;
+        let mut holders = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(user_id) = r.try_get::<Option<String>, _>("id")? else { continue };
+            holders.push(KeyHolder {
+                key: r.try_get("k")?,
+                value: r.try_get("v")?,
+                user_id,
+                linkable: r.try_get::<i64, _>("linkable")? == 1,
+                in_directory: r.try_get::<i64, _>("known")? == 1,
+            });
+        }
+        Ok((user_match, holders))
     }
 }
 
@@ -326,27 +344,41 @@ struct ResourceRow<'a> {
 }
 
 impl ResourceTable {
-    async fn insert(&self, tx: &mut Tx, directory_id: &str, r: &ResourceRow<'_>, at: crate::core::Timestamp) -> StoreResult<()> {
+    /// The statement that stores a new resource.
+    fn insert_statement(&self, directory_id: &str, r: &ResourceRow<'_>, at: crate::core::Timestamp) -> (String, Vec<Param>) {
         let ResourceTable { table, id, name, key, .. } = self;
         let sql = format!(
             "INSERT INTO {table} ({id}, directory_id, {name}, {key}, external_id, resource, version, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)"
         );
-        let q = sqlx::query(&sql).bind(r.id).bind(directory_id).bind(r.name).bind(r.name.to_lowercase()).bind(r.external_id);
-        q.bind(to_json(r.attrs)).bind(ms(at)).execute(&mut **tx).await.map_err(|e| as_uniqueness(e.into()))?;
+        let params = vec![
+            r.id.into(),
+            directory_id.into(),
+            r.name.into(),
+            r.name.to_lowercase().into(),
+            r.external_id.into(),
+            to_json(r.attrs).into(),
+            ms(at).into(),
+        ];
+        (sql, params)
+    }
+
+    async fn insert(&self, tx: &mut Tx, directory_id: &str, r: &ResourceRow<'_>, at: crate::core::Timestamp) -> StoreResult<()> {
+        let (sql, params) = self.insert_statement(directory_id, r, at);
+        bound(sqlx::query(&sql), &params).execute(&mut **tx).await.map_err(|e| self.name_taken(e, r.name))?;
         Ok(())
     }
 
-    /// Refuses a name another resource of the directory has, in any case (SCIM
-    /// compares `userName` and `displayName` case-insensitively).
-    async fn check_name_free(&self, tx: &mut Tx, directory_id: &str, except: &str, name: &str) -> StoreResult<()> {
-        let ResourceTable { table, id, key, attribute, .. } = self;
-        let sql = format!("SELECT COUNT(*) FROM {table} WHERE directory_id = $1 AND {key} = $2 AND {id} <> $3");
-        let n: i64 = sqlx::query_scalar(&sql).bind(directory_id).bind(name.to_lowercase()).bind(except).fetch_one(&mut **tx).await?;
-        if n > 0 {
-            return Err(scim(ScimFailure::Conflict, format!("the {attribute} `{name}` is taken in this directory")));
+    /// A name another resource of the directory has, in any case (the unique key is
+    /// the lowercased name: SCIM compares `userName` and `displayName` case-insensitively).
+    fn name_taken(&self, e: sqlx::Error, name: &str) -> StoreError {
+        let on_key = e.as_database_error().is_some_and(|d| {
+            d.is_unique_violation() && format!("{} {}", d.constraint().unwrap_or_default(), d.message()).contains(self.key)
+        });
+        if on_key {
+            return scim(ScimFailure::Conflict, format!("the {} `{name}` is taken in this directory", self.attribute));
         }
-        Ok(())
+        as_uniqueness(e.into())
     }
 
     /// The new version of the resource (the version goes up by one).
@@ -356,7 +388,7 @@ impl ResourceTable {
             "UPDATE {table} SET {name} = $2, {key} = $3, external_id = $4, resource = $5, version = version + 1, updated_at = $6 WHERE {id} = $1"
         );
         let q = sqlx::query(&sql).bind(r.id).bind(r.name).bind(r.name.to_lowercase()).bind(r.external_id);
-        q.bind(to_json(r.attrs)).bind(ms(at)).execute(&mut **tx).await.map_err(|e| as_uniqueness(e.into()))?;
+        q.bind(to_json(r.attrs)).bind(ms(at)).execute(&mut **tx).await.map_err(|e| self.name_taken(e, r.name))?;
         Ok(())
     }
 }
@@ -432,7 +464,7 @@ impl DirectorySync for SqlStore {
         .execute(&mut *tx)
         .await?;
         let changes = json!({"name": d.name, "connection_id": d.connection_id});
-        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.created", ("directory", &d.id), changes).await?;
+        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.created", ("directory", &d.id), changes);
         tx.commit().await?;
         Ok(d.clone())
     }
@@ -468,7 +500,7 @@ impl DirectorySync for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("directory"))?;
         let d = directory_row(&row)?;
-        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.token_rotated", ("directory", id), json!({})).await?;
+        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.token_rotated", ("directory", id), json!({}));
         tx.commit().await?;
         Ok(d)
     }
@@ -499,8 +531,7 @@ impl DirectorySync for SqlStore {
             "directory.deleted",
             ("directory", id),
             json!({"users": users.len()}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(())
     }
@@ -533,10 +564,10 @@ impl DirectorySync for SqlStore {
     async fn scim_create_user(&self, d: &UserDirectory, attrs: Attributes, f: UserFields, actor: &Actor) -> StoreResult<UserWritten> {
         let mut tx = self.write_tx().await?;
         let t = self.clock.now();
-        USERS.check_name_free(&mut tx, &d.id, "", &f.user_name).await?;
-        let connection = load_connection(&mut tx, &d.connection_id).await?.ok_or(StoreError::NotFound("connection"))?;
-        let found = self.matching_user(&mut tx, d, connection.user_match, &f).await?;
+        let (user_match, holders) = self.key_holders(&mut tx, d, &f).await?;
+        let found = existing_user(user_match, &holders)?;
         let user_id = found.clone().unwrap_or_else(|| new_id(IdKind::User));
+        let row = ResourceRow { id: &user_id, name: &f.user_name, external_id: f.external_id.as_deref(), attrs: &attrs };
         let mut previously = json!(null);
         match &found {
             Some(id) => {
@@ -545,37 +576,40 @@ impl DirectorySync for SqlStore {
                     sqlx::query_as("SELECT email, username, active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
                 previously = json!({"email": email, "username": username});
                 self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
+                USERS.insert(&mut tx, &d.id, &row, t).await?;
             }
             None => {
-                self.check_user_fields(&mut tx, d, &user_id, false, &f).await?;
+                if f.active {
+                    self.claim_seat_for(&mut tx, d).await?;
+                }
+                // Nothing reads the new user's rows again before the commit.
                 // With matching by subject, the IdP's id for the user is their subject.
-                let idp_sub = if connection.user_match == UserMatch::Sub { f.external_id.clone() } else { None };
-                sqlx::query(
+                let idp_sub = if user_match == UserMatch::Sub { f.external_id.as_deref() } else { None };
+                tx.append(
                     "INSERT INTO users (id, organization_id, connection_id, email, email_verified, username, first_name, last_name, \
                      idp_sub, idp_groups, attributes, active, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, '[]', '{}', $9, $10, $10)",
-                )
-                .bind(&user_id)
-                .bind(&d.organization_id)
-                .bind(&d.connection_id)
-                .bind(&f.email)
-                .bind(&f.user_name)
-                .bind(&f.first_name)
-                .bind(&f.last_name)
-                .bind(&idp_sub)
-                .bind(i64::from(f.active))
-                .bind(ms(t))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| as_uniqueness(e.into()))?;
+                    vec![
+                        user_id.as_str().into(),
+                        d.organization_id.as_str().into(),
+                        d.connection_id.as_str().into(),
+                        f.email.as_deref().into(),
+                        f.user_name.as_str().into(),
+                        f.first_name.as_deref().into(),
+                        f.last_name.as_deref().into(),
+                        idp_sub.into(),
+                        i64::from(f.active).into(),
+                        ms(t).into(),
+                    ],
+                );
+                let (sql, params) = USERS.insert_statement(&d.id, &row, t);
+                tx.append(sql, params);
             }
         }
-        let row = ResourceRow { id: &user_id, name: &f.user_name, external_id: f.external_id.as_deref(), attrs: &attrs };
-        USERS.insert(&mut tx, &d.id, &row, t).await?;
         let action = if found.is_some() { "directory.user_linked" } else { "directory.user_created" };
         let changes = json!({"directory_id": d.id, "userName": f.user_name, "active": f.active, "previously": previously});
-        record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", &user_id), changes).await?;
-        emit(&mut tx, t, Some(&d.organization_id), EventType::UserCreated, user_event_data(d, &user_id, &attrs, f.active)).await?;
+        record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", &user_id), changes);
+        emit(&mut tx, t, Some(&d.organization_id), EventType::UserCreated, user_event_data(d, &user_id, &attrs, f.active));
         // From now on the directory sets the memberships of a user it linked (where
         // the organization says so): none until it pushes a group.
         let resource = if found.is_some() {
@@ -583,9 +617,9 @@ impl DirectorySync for SqlStore {
             self.user_resource(&mut tx, &d.id, &user_id).await?.ok_or(StoreError::NotFound("user"))?
         } else {
             // A new user is in no group yet: what was written is what is returned.
-            StoredResource { id: user_id.clone(), attrs, version: 1, created_at: t, updated_at: t, related: Some(vec![]) }
+            StoredResource { id: user_id.clone(), attrs: attrs.clone(), version: 1, created_at: t, updated_at: t, related: Some(vec![]) }
         };
-        tx.commit().await?;
+        tx.commit().await.map_err(|e| USERS.name_taken(e, &f.user_name))?;
         Ok(UserWritten { resource, active: f.active })
     }
 
@@ -623,7 +657,6 @@ impl DirectorySync for SqlStore {
         let before = self.held(&mut tx, ResourceType::User, d, id, if_match).await?;
         let mut attrs = before.attrs.clone();
         let f = edit(&mut attrs)?;
-        USERS.check_name_free(&mut tx, &d.id, id, &f.user_name).await?;
         let was_active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
         self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
         let t = self.clock.now();
@@ -634,9 +667,9 @@ impl DirectorySync for SqlStore {
             (false, true) => "directory.user_reactivated",
             _ => "directory.user_updated",
         };
-        record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", id), changes).await?;
+        record(&mut tx, t, Some(&d.organization_id), actor, action, ("user", id), changes);
         let kind = if f.active { EventType::UserUpdated } else { EventType::UserDeactivated };
-        emit(&mut tx, t, Some(&d.organization_id), kind, user_event_data(d, id, &attrs, f.active)).await?;
+        emit(&mut tx, t, Some(&d.organization_id), kind, user_event_data(d, id, &attrs, f.active));
         let resource = self.user_resource(&mut tx, &d.id, id).await?.ok_or(StoreError::NotFound("user"))?;
         tx.commit().await?;
         Ok(UserWritten { resource, active: f.active })
@@ -656,8 +689,8 @@ impl DirectorySync for SqlStore {
         sqlx::query("DELETE FROM directory_users WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         let t = self.clock.now();
         sqlx::query("UPDATE users SET active = 0, updated_at = $2 WHERE id = $1").bind(id).bind(ms(t)).execute(&mut *tx).await?;
-        record(&mut tx, t, Some(&d.organization_id), actor, "directory.user_deleted", ("user", id), json!({"directory_id": d.id})).await?;
-        emit(&mut tx, t, Some(&d.organization_id), EventType::UserDeleted, user_event_data(d, id, &before.attrs, false)).await?;
+        record(&mut tx, t, Some(&d.organization_id), actor, "directory.user_deleted", ("user", id), json!({"directory_id": d.id}));
+        emit(&mut tx, t, Some(&d.organization_id), EventType::UserDeleted, user_event_data(d, id, &before.attrs, false));
         tx.commit().await?;
         Ok(())
     }
@@ -672,7 +705,6 @@ impl DirectorySync for SqlStore {
     ) -> StoreResult<StoredResource> {
         let mut tx = self.write_tx().await?;
         let id = new_id(IdKind::DirectoryGroup);
-        GROUPS.check_name_free(&mut tx, &d.id, &id, &f.display_name).await?;
         let t = self.clock.now();
         GROUPS
             .insert(
@@ -682,11 +714,11 @@ impl DirectorySync for SqlStore {
                 t,
             )
             .await?;
-        emit(&mut tx, t, Some(&d.organization_id), EventType::GroupCreated, group_event_data(d, &id, &attrs)).await?;
+        emit(&mut tx, t, Some(&d.organization_id), EventType::GroupCreated, group_event_data(d, &id, &attrs));
         let changed = self.change_members(&mut tx, d, &id, &[MemberChange::Add(members)]).await?;
         self.after_member_changes(&mut tx, d, (&id, &f.display_name), &changed, actor).await?;
         let changes = json!({"directory_id": d.id, "displayName": f.display_name, "members_added": changed.len()});
-        record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_created", ("directory_group", &id), changes).await?;
+        record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_created", ("directory_group", &id), changes);
         let group = self.group_resource(&mut tx, &d.id, &id, true).await?.ok_or(StoreError::NotFound("group"))?;
         tx.commit().await?;
         Ok(group)
@@ -730,11 +762,10 @@ impl DirectorySync for SqlStore {
         let before = self.held(&mut tx, ResourceType::Group, d, id, if_match).await?;
         let mut attrs = before.attrs.clone();
         let (f, member_changes) = edit(&mut attrs)?;
-        GROUPS.check_name_free(&mut tx, &d.id, id, &f.display_name).await?;
         let t = self.clock.now();
         GROUPS.update(&mut tx, &ResourceRow { id, name: &f.display_name, external_id: f.external_id.as_deref(), attrs: &attrs }, t).await?;
         if before.attrs != attrs {
-            emit(&mut tx, t, Some(&d.organization_id), EventType::GroupUpdated, group_event_data(d, id, &attrs)).await?;
+            emit(&mut tx, t, Some(&d.organization_id), EventType::GroupUpdated, group_event_data(d, id, &attrs));
         }
         let changed = self.change_members(&mut tx, d, id, &member_changes).await?;
         self.after_member_changes(&mut tx, d, (id, &f.display_name), &changed, actor).await?;
@@ -742,7 +773,7 @@ impl DirectorySync for SqlStore {
         if !changed.is_empty() {
             changes["members_changed"] = json!(changed.len());
         }
-        record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_updated", ("directory_group", id), changes).await?;
+        record(&mut tx, t, Some(&d.organization_id), actor, "directory.group_updated", ("directory_group", id), changes);
         // A new name (or IdP id) maps every member anew, at once: a role it gave
         // must not outlive it. This is the one group write whose cost is the group's.
         let renamed =
@@ -762,9 +793,8 @@ impl DirectorySync for SqlStore {
         let members = self.directory_members(&mut tx, d, id).await?;
         sqlx::query("DELETE FROM directory_groups WHERE id = $1").bind(id).execute(&mut *tx).await?;
         let changes = json!({"directory_id": d.id, "displayName": before.attrs.get("displayName")});
-        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.group_deleted", ("directory_group", id), changes)
-            .await?;
-        emit(&mut tx, self.clock.now(), Some(&d.organization_id), EventType::GroupDeleted, group_event_data(d, id, &before.attrs)).await?;
+        record(&mut tx, self.clock.now(), Some(&d.organization_id), actor, "directory.group_deleted", ("directory_group", id), changes);
+        emit(&mut tx, self.clock.now(), Some(&d.organization_id), EventType::GroupDeleted, group_event_data(d, id, &before.attrs));
         // Its members lose what it gave them now, not at the next sync.
         self.regroup(&mut tx, d, &members, actor).await?;
         tx.commit().await?;

@@ -216,7 +216,7 @@ impl SqlStore {
         let user = user_view_row(&row)?;
         let action = if existing.is_some() { "user.linked" } else { "user.provisioned" };
         let actor = Actor(format!("login:{}", c.id));
-        record(&mut tx, self.clock.now(), Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user)).await?;
+        record(&mut tx, self.clock.now(), Some(&c.organization_id), &actor, action, ("user", &id), json_value(&user));
         tx.commit().await?;
         Ok(Provisioned::User(Box::new(user)))
     }
@@ -276,8 +276,7 @@ impl Logins for SqlStore {
         .bind(ms(k.created_at))
         .execute(&mut *tx)
         .await?;
-        record(&mut tx, self.clock.now(), None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg}))
-            .await?;
+        record(&mut tx, self.clock.now(), None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg}));
         self.commit_change(tx, Resync::Nobody, "signing_key.created").await?;
         Ok(true)
     }
@@ -457,10 +456,9 @@ impl Logins for SqlStore {
                 "session.ended",
                 ("user", &session.user_id),
                 serde_json::json!({"session_id": session.id, "reason": reason, "applications": application_ids}),
-            )
-            .await?;
+            );
             let data = serde_json::json!({"id": session.id, "user_id": session.user_id, "organization_id": session.organization_id, "reason": reason});
-            emit(&mut tx, self.clock.now(), Some(&session.organization_id), EventType::SessionEnded, data).await?;
+            emit(&mut tx, self.clock.now(), Some(&session.organization_id), EventType::SessionEnded, data);
             ended.push(EndedSession {
                 revoked_token_hashes: revoked.into_iter().filter_map(|(token, _)| token).collect(),
                 application_ids,
@@ -807,22 +805,48 @@ impl SqlStore {
     ) -> StoreResult<UserView> {
         let GroupSyncOf { user_id, connection_id } = of;
         self.hold_row(tx, "users", user_id).await?;
-        let tx = &mut **tx;
         let before = self.load_user(tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
-        let org = before.user.organization_id.clone();
-        // Only a connection of the user's own organization syncs their groups.
-        let settings: Option<String> = sqlx::query_scalar("SELECT group_sync FROM connections WHERE id = $1 AND organization_id = $2")
-            .bind(connection_id)
-            .bind(&org)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let settings: GroupSync = match settings {
-            Some(json) => from_json(&json)?,
-            None => return Err(StoreError::NotFound("connection")),
-        };
+        let mut target = SyncTarget::load(tx, connection_id, &before.user.organization_id).await?;
+        self.sync_user_groups(tx, &mut target, before, groups, actor).await
+    }
+
+    /// Brings the memberships of many users of the connection's organization to
+    /// what their stored IdP groups (or directory groups) say, reading what they
+    /// share once.
+    pub(super) async fn sync_stored_groups_in(
+        &self,
+        tx: &mut Tx,
+        connection_id: &str,
+        organization_id: &str,
+        users: impl IntoIterator<Item = &String>,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let mut target = SyncTarget::load(tx, connection_id, organization_id).await?;
+        for user_id in users {
+            self.hold_row(tx, "users", user_id).await?;
+            let before = self.load_user(tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
+            if before.user.organization_id != organization_id {
+                return Err(StoreError::NotFound("connection"));
+            }
+            self.sync_user_groups(tx, &mut target, before, IdpGroupsSource::Stored, actor).await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_user_groups(
+        &self,
+        tx: &mut Tx,
+        target: &mut SyncTarget,
+        before: UserView,
+        groups: IdpGroupsSource<'_>,
+        actor: &Actor,
+    ) -> StoreResult<UserView> {
+        let SyncTarget { settings, groups: organization } = target;
         if !settings.enabled {
             return Ok(before);
         }
+        let (user_id, org) = (before.user.id.clone(), before.user.organization_id.clone());
+        let user_id = user_id.as_str();
         // A directory that sets this user's memberships speaks alone: the groups
         // claim changes nothing, and a re-sync applies the directory's groups.
         let from_directory = directory_groups(tx, user_id).await?;
@@ -853,8 +877,7 @@ impl SqlStore {
                             "user.groups_not_synced",
                             ("user", user_id),
                             changes,
-                        )
-                        .await?;
+                        );
                     }
                     return Ok(before);
                 }
@@ -869,17 +892,15 @@ impl SqlStore {
             Some(groups) => groups,
             None => {
                 let reported: Option<i64> =
-                    sqlx::query_scalar("SELECT idp_groups_at FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *tx).await?;
+                    sqlx::query_scalar("SELECT idp_groups_at FROM users WHERE id = $1").bind(user_id).fetch_one(&mut **tx).await?;
                 if reported.is_none() {
                     return Ok(before);
                 }
                 &before.user.idp_groups
             }
         };
-        let rows = sqlx::query("SELECT id, name FROM groups WHERE organization_id = $1").bind(&org).fetch_all(&mut *tx).await?;
-        let mut ids: HashMap<String, String> =
-            rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("id")?))).collect::<StoreResult<_>>()?;
-        let resolution = SyncRules::of(&settings).resolve(idp_groups, &ids.keys().map(String::as_str).collect());
+        let ids = organization_groups(organization, tx, &org).await?;
+        let resolution = SyncRules::of(settings).resolve(idp_groups, &ids.keys().map(String::as_str).collect());
         let t = self.clock.now();
         for name in &resolution.to_create {
             let created: Option<String> = sqlx::query_scalar(
@@ -890,12 +911,12 @@ impl SqlStore {
             .bind(&org)
             .bind(name)
             .bind(ms(t))
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
             let id = match created {
                 Some(id) => {
                     let changes = serde_json::json!({"name": name, "by": "group sync"});
-                    record(tx, self.clock.now(), Some(&org), actor, "group.created", ("group", &id), changes).await?;
+                    record(tx, self.clock.now(), Some(&org), actor, "group.created", ("group", &id), changes);
                     id
                 }
                 // Another user's sync (or an admin) created it since this one read the
@@ -904,7 +925,7 @@ impl SqlStore {
                     sqlx::query_scalar("SELECT id FROM groups WHERE organization_id = $1 AND name = $2")
                         .bind(&org)
                         .bind(name)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut **tx)
                         .await?
                 }
             };
@@ -913,7 +934,7 @@ impl SqlStore {
         // Sync replaces the memberships it made; an admin's stay (and a group the
         // admin set stays theirs), unless the connection's sync is authoritative.
         let replaced = if settings.authoritative { "" } else { " AND source = 'sync'" };
-        sqlx::query(&format!("DELETE FROM group_memberships WHERE user_id = $1{replaced}")).bind(user_id).execute(&mut *tx).await?;
+        sqlx::query(&format!("DELETE FROM group_memberships WHERE user_id = $1{replaced}")).bind(user_id).execute(&mut **tx).await?;
         // The fallback `end-user` only stands in for "no group at all".
         let hand_set = !settings.authoritative && before.synced_groups.len() < before.groups.len();
         let group_ids: Vec<&String> =
@@ -929,14 +950,14 @@ impl SqlStore {
             for id in chunk {
                 q = q.bind(*id);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut **tx).await?;
         }
         if let Some(groups) = &reported {
             sqlx::query("UPDATE users SET idp_groups = $2, idp_groups_at = $3 WHERE id = $1")
                 .bind(user_id)
                 .bind(to_json(groups))
                 .bind(ms(t))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         let after = self.load_user(tx, user_id).await?.ok_or(StoreError::NotFound("user"))?;
@@ -947,10 +968,42 @@ impl SqlStore {
             if before.role != after.role {
                 changes["role"] = serde_json::json!({"from": before.role, "to": after.role});
             }
-            record(tx, self.clock.now(), Some(&org), actor, "user.groups_synced", ("user", user_id), changes).await?;
+            record(tx, self.clock.now(), Some(&org), actor, "user.groups_synced", ("user", user_id), changes);
         }
         Ok(after)
     }
+}
+
+/// What a connection's group sync reads once however many of its users it syncs.
+struct SyncTarget {
+    settings: GroupSync,
+    /// The organization's groups by name, read when first needed.
+    groups: Option<HashMap<String, String>>,
+}
+
+impl SyncTarget {
+    async fn load(conn: &mut AnyConnection, connection_id: &str, organization_id: &str) -> StoreResult<Self> {
+        // Only a connection of the user's own organization syncs their groups.
+        let settings: Option<String> = sqlx::query_scalar("SELECT group_sync FROM connections WHERE id = $1 AND organization_id = $2")
+            .bind(connection_id)
+            .bind(organization_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(SyncTarget { settings: from_json(&settings.ok_or(StoreError::NotFound("connection"))?)?, groups: None })
+    }
+}
+
+/// [`SyncTarget::groups`], read on first use.
+async fn organization_groups<'g>(
+    groups: &'g mut Option<HashMap<String, String>>,
+    conn: &mut AnyConnection,
+    organization_id: &str,
+) -> StoreResult<&'g mut HashMap<String, String>> {
+    if groups.is_none() {
+        let rows = sqlx::query("SELECT id, name FROM groups WHERE organization_id = $1").bind(organization_id).fetch_all(conn).await?;
+        *groups = Some(rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("id")?))).collect::<StoreResult<_>>()?);
+    }
+    Ok(groups.get_or_insert_with(HashMap::new))
 }
 
 /// The groups a user's directory puts them in, as IdP groups (its display names,

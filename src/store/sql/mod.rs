@@ -3,6 +3,7 @@
 //! `ON CONFLICT`, `RETURNING`), and [`Dialect`] covers the few places they differ.
 
 mod changes;
+mod commit_batch;
 mod directory;
 mod directory_sync;
 mod logins;
@@ -80,6 +81,10 @@ impl Dialect {
 
 pub struct SqlStore {
     pool: AnyPool,
+    /// Where write transactions run: on SQLite one connection of its own, kept open,
+    /// so its page cache stays warm (SQLite drops a connection's cache whenever
+    /// another connection has written); on PostgreSQL the pool itself.
+    write_pool: AnyPool,
     dialect: Dialect,
     secrets: Arc<SecretBox>,
     queries: Queries,
@@ -162,19 +167,36 @@ impl Default for PoolSettings {
 /// (an IdP's initial push) a waiting writer can lose every race until its timeout;
 /// a FIFO queue in the process serves writers in order instead.
 ///
-/// It also carries the events the write tells of ([`webhooks::emit`]): they are
-/// written last, just before the commit, each numbered in commit order.
+/// It also carries the audit entries and events the write adds ([`record`],
+/// [`webhooks::emit`]): they are written last, with the commit.
 pub(super) struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     dialect: Dialect,
-    events: Vec<webhooks::PendingEvent>,
+    appended: commit_batch::CommitBatch,
+    /// Whether `appended` holds events (PostgreSQL then locks their table first).
+    has_events: bool,
 }
 
 impl Tx {
+    /// Queues a row-writing statement to run with the commit: only for rows nothing
+    /// later in this transaction reads (see [`commit_batch`]). A constraint it
+    /// breaks fails the commit.
+    fn append(&mut self, sql: impl Into<commit_batch::Sql>, params: Vec<commit_batch::Param>) {
+        self.appended.push(sql, params);
+    }
+
+    /// As [`append`](Self::append), run after every appended row (events: see
+    /// [`webhooks::emit`]).
+    fn append_last(&mut self, sql: impl Into<commit_batch::Sql>, params: Vec<commit_batch::Param>) {
+        self.appended.push_last(sql, params);
+    }
+
     pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let events = std::mem::take(&mut self.events);
-        webhooks::write_events(&mut self.inner, self.dialect, events).await?;
+        let appended = std::mem::take(&mut self.appended);
+        if !appended.is_empty() {
+            appended.send(&mut self.inner, self.dialect).await?;
+        }
         self.inner.commit().await
     }
 }
@@ -262,7 +284,7 @@ impl SqlStore {
             Dialect::Postgres => 16,
         });
         let statement_timeout_ms = settings.statement_timeout.as_millis();
-        let pool = AnyPoolOptions::new()
+        let options = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(settings.acquire_timeout)
             // A ping before every checkout doubles the cost of each statement; broken
@@ -293,12 +315,17 @@ impl SqlStore {
                     }
                     Ok(())
                 })
-            })
-            .connect(&url)
-            .await?;
+            });
+        let pool = options.clone().connect(&url).await?;
+        let write_pool = match dialect {
+            // Never closed while the store runs: its warm cache is the point.
+            Dialect::Sqlite => options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None).connect(&url).await?,
+            Dialect::Postgres => pool.clone(),
+        };
         let instance = crate::crypto::random_token("");
         Ok(SqlStore {
             pool,
+            write_pool,
             dialect,
             secrets,
             queries: Queries::new(dialect),
@@ -340,6 +367,7 @@ impl SqlStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_pool.close().await;
     }
 
     /// The same store on another clock.
@@ -353,7 +381,13 @@ impl SqlStore {
             Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
             Dialect::Postgres => None,
         };
-        Ok(Tx { inner: self.pool.begin_with(self.dialect.begin_write()).await?, _turn: turn, dialect: self.dialect, events: vec![] })
+        Ok(Tx {
+            inner: self.write_pool.begin_with(self.dialect.begin_write()).await?,
+            _turn: turn,
+            dialect: self.dialect,
+            appended: Default::default(),
+            has_events: false,
+        })
     }
 
     /// Holds one row of `table` for the rest of a write transaction, so a
@@ -373,26 +407,28 @@ impl SqlStore {
     }
 }
 
-/// One audit-log row, written in the same transaction as the change it records.
-pub(super) async fn record(
-    conn: &mut AnyConnection,
+/// One audit-log row, written with the commit of the change it records.
+pub(super) fn record(
+    tx: &mut Tx,
     at: Timestamp,
     organization_id: Option<&str>,
     actor: &Actor,
     action: &str,
     target: (&str, &str),
     changes: Value,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO audit_events (id, organization_id, actor, action, target_type, target_id, changes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(new_id(IdKind::Event))
-        .bind(organization_id)
-        .bind(&actor.0)
-        .bind(action)
-        .bind(target.0)
-        .bind(target.1)
-        .bind(to_json(&changes))
-        .bind(ms(at))
-        .execute(conn)
-        .await?;
-    Ok(())
+) {
+    tx.append(
+        "INSERT INTO audit_events (id, organization_id, actor, action, target_type, target_id, changes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        vec![
+            new_id(IdKind::Event).into(),
+            organization_id.into(),
+            actor.0.as_str().into(),
+            action.into(),
+            target.0.into(),
+            target.1.into(),
+            to_json(&changes).into(),
+            ms(at).into(),
+        ],
+    );
 }

@@ -14,57 +14,29 @@ use crate::core::Timestamp;
 use crate::store::webhooks::{Attempt, DueDelivery, Webhooks};
 use crate::store::{Page, StoreError, StoreResult};
 
-/// An event a write tells of, written when its transaction commits.
-pub(super) struct PendingEvent {
-    at: Timestamp,
-    organization_id: Option<String>,
-    event: EventType,
-    data: Value,
-}
-
 /// Records an event of the caller's write; it is stored, with its delivery to every
-/// endpoint that wants its type, in the same transaction ([`Tx::commit`]).
-pub(super) async fn emit(tx: &mut Tx, at: Timestamp, organization_id: Option<&str>, event: EventType, data: Value) -> StoreResult<()> {
-    tx.events.push(PendingEvent { at, organization_id: organization_id.map(str::to_owned), event, data });
-    Ok(())
-}
-
-/// Writes a committing transaction's events, numbered (`seq`) in commit order:
-/// pollers read `seq > last seen`, so an event committed after a later-numbered one
-/// is never skipped. PostgreSQL takes the table's lock for that, at the very end of
-/// the transaction, after every row lock (so no lock is ever awaited holding it);
-/// SQLite's writers already take turns.
-pub(super) async fn write_events(conn: &mut AnyConnection, dialect: Dialect, events: Vec<PendingEvent>) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
-        return Ok(());
+/// endpoint that wants its type, when the transaction commits ([`Tx::commit`]).
+///
+/// Events are numbered (`seq`) in commit order: pollers read `seq > last seen`, so
+/// an event committed after a later-numbered one is never skipped. PostgreSQL takes
+/// the table's lock for that, with the commit, after every other statement of the
+/// write (so no lock is ever awaited holding it); SQLite's writers already take turns.
+pub(super) fn emit(tx: &mut Tx, at: Timestamp, organization_id: Option<&str>, event: EventType, data: Value) {
+    if !tx.has_events && tx.dialect == Dialect::Postgres {
+        tx.append_last("LOCK TABLE events IN EXCLUSIVE MODE", vec![]);
     }
-    if dialect == Dialect::Postgres {
-        sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut *conn).await?;
-    }
-    let mut seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&mut *conn).await?;
-    for e in events {
-        seq += 1;
-        let id = new_id(IdKind::AppEvent);
-        sqlx::query("INSERT INTO events (id, seq, organization_id, type, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&id)
-            .bind(seq)
-            .bind(&e.organization_id)
-            .bind(e.event.as_str())
-            .bind(to_json(&e.data))
-            .bind(ms(e.at))
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT $1 || ':' || id, id, $1, 'pending', 0, $2, $2, $2 FROM webhook_endpoints WHERE events = '[]' OR events LIKE $3",
-        )
-        .bind(&id)
-        .bind(ms(e.at))
-        .bind(format!("%\"{}\"%", e.event.as_str()))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+    tx.has_events = true;
+    let id = new_id(IdKind::AppEvent);
+    tx.append_last(
+        "INSERT INTO events (id, seq, organization_id, type, data, created_at) \
+         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events), $2, $3, $4, $5)",
+        vec![id.as_str().into(), organization_id.into(), event.as_str().into(), to_json(&data).into(), ms(at).into()],
+    );
+    tx.append_last(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT $1 || ':' || id, id, $1, 'pending', 0, $2, $2, $2 FROM webhook_endpoints WHERE events = '[]' OR events LIKE $3",
+        vec![id.into(), ms(at).into(), format!("%\"{}\"%", event.as_str()).into()],
+    );
 }
 
 fn secret_context(endpoint_id: &str) -> String {
@@ -153,7 +125,7 @@ impl Webhooks for SqlStore {
         .execute(&mut *tx)
         .await?;
         let changes = json!({"url": w.url, "events": w.events, "application_id": w.application_id});
-        record(&mut tx, self.clock.now(), None, actor, "webhook.created", ("webhook", &w.id), changes).await?;
+        record(&mut tx, self.clock.now(), None, actor, "webhook.created", ("webhook", &w.id), changes);
         tx.commit().await?;
         Ok(w.clone())
     }
@@ -170,8 +142,7 @@ impl Webhooks for SqlStore {
         let mut tx = self.write_tx().await?;
         self.endpoint_of(&mut tx, application_id, id).await?;
         sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        record(&mut tx, self.clock.now(), None, actor, "webhook.deleted", ("webhook", id), json!({"application_id": application_id}))
-            .await?;
+        record(&mut tx, self.clock.now(), None, actor, "webhook.deleted", ("webhook", id), json!({"application_id": application_id}));
         tx.commit().await?;
         Ok(())
     }
@@ -187,8 +158,7 @@ impl Webhooks for SqlStore {
             .bind(ms(w.updated_at))
             .execute(&mut *tx)
             .await?;
-        record(&mut tx, w.updated_at, None, actor, "webhook.secret_rotated", ("webhook", id), json!({"application_id": application_id}))
-            .await?;
+        record(&mut tx, w.updated_at, None, actor, "webhook.secret_rotated", ("webhook", id), json!({"application_id": application_id}));
         tx.commit().await?;
         Ok(w)
     }
