@@ -126,6 +126,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SSOGATE_IDP_MAX_IN_FLIGHT", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub idp_max_in_flight: u32,
 
+    /// Identity providers whose discovery document, signing keys and circuit state
+    /// are kept in memory; past this, the least recently used are forgotten (and
+    /// fetched again at their next sign-in). About 10 KiB each.
+    #[arg(long, env = "SSOGATE_IDP_CACHE_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(16..))]
+    pub idp_cache_entries: u64,
+
     /// How long a sign-in lasts at most (e.g. `12h`, `7d`).
     #[arg(long, env = "SSOGATE_SESSION_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_lifetime: Duration,
@@ -270,6 +276,57 @@ mod tests {
         match cli.command {
             Command::Serve(s) => *s,
             _ => unreachable!(),
+        }
+    }
+
+    /// The README's configuration table, row by row: (flag, env, default as written).
+    fn documented_settings() -> Vec<(String, String, String)> {
+        let readme = include_str!("../README.md");
+        let table = readme.split("## Configuration").nth(1).expect("the README has a configuration section");
+        let ticked = |cell: &str| cell.split('`').nth(1).unwrap_or_default().to_owned();
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with("| flag"))
+            .skip(2)
+            .take_while(|l| l.starts_with("| `"))
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let flag = ticked(cells[0]).split_whitespace().next().unwrap_or_default().to_owned();
+                let env = ticked(cells[1]).split('=').next().unwrap_or_default().to_owned();
+                // A default in prose (`off`, a placeholder like `http://<listen>`) is not compared.
+                let literal = cells[2].starts_with('`') && cells[2].matches('`').count() == 2 && !cells[2].contains('<');
+                let default = if literal { ticked(cells[2]) } else { String::new() };
+                (flag, env, default)
+            })
+            .collect()
+    }
+
+    /// Every setting the README documents is one the binary takes, under that flag
+    /// and variable, with that default; and every setting the binary takes is in the
+    /// README (a deployment written from the README must start as written).
+    #[test]
+    fn the_readme_configuration_table_is_what_the_binary_takes() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let args: Vec<&clap::Arg> = cli.get_arguments().chain(serve.get_arguments()).collect();
+        let documented = documented_settings();
+        assert!(documented.len() > 30, "{documented:?}");
+        for (flag, env, default) in &documented {
+            let arg = args
+                .iter()
+                .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == *flag))
+                .unwrap_or_else(|| panic!("the README documents {flag}, which `ssogate serve` does not take"));
+            let actual_env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+            assert_eq!(&actual_env, env, "{flag}'s variable");
+            if !default.is_empty() {
+                let actual: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+                assert_eq!(actual, vec![default.clone()], "{flag}'s default");
+            }
+        }
+        for arg in args.iter().filter(|a| a.get_env().is_some() && !a.is_hide_set()) {
+            let flag = format!("--{}", arg.get_long().unwrap_or_default());
+            assert!(documented.iter().any(|(f, ..)| *f == flag), "{flag} is not in the README's configuration table");
         }
     }
 

@@ -142,14 +142,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = NetworkPolicy::for_idps(args.dev, args.allow_idp_networks.clone());
     let circuit =
         CircuitPolicy { threshold: args.idp_circuit_threshold, cooldown: args.idp_circuit_cooldown, max_in_flight: args.idp_max_in_flight };
-    let idp = IdpClient::new(policy, Duration::from_secs(args.idp_timeout_secs), circuit, args.idp_max_response_bytes as usize)?;
+    let idp = IdpClient::new(
+        policy,
+        Duration::from_secs(args.idp_timeout_secs),
+        circuit,
+        args.idp_max_response_bytes as usize,
+        args.idp_cache_entries,
+    )?;
     let store_dyn: Arc<dyn Store> = store.clone();
     let lifetimes = Lifetimes { session: args.session_lifetimes(), ..Lifetimes::default() };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = Arc::new(KeyRing::load(store_dyn.as_ref(), lifetimes.id_token.max(lifetimes.access_token), clock.clone()).await?);
     let broker = Arc::new(Broker {
         store: store_dyn.clone(),
-        providers: Providers::new(idp.clone()),
+        providers: Providers::new(idp.clone(), args.idp_cache_entries),
         keys,
         tokens: TokenCache::default(),
         config: ConfigCache::default(),

@@ -66,10 +66,11 @@ impl Scene {
         let op = FakeOp::start("ssogate").await;
         let lifetimes = Lifetimes::default();
         let keys = Arc::new(KeyRing::load(store.as_ref(), lifetimes.id_token, clock.clone()).await.unwrap());
-        let idp = IdpClient::new(NetworkPolicy::for_idps(true, vec![]), Duration::from_secs(5), Default::default(), 1 << 20).unwrap();
+        let idp =
+            IdpClient::new(NetworkPolicy::for_idps(true, vec![]), Duration::from_secs(5), Default::default(), 1 << 20, 1_000).unwrap();
         let broker = Arc::new(Broker {
             store,
-            providers: Providers::new(idp),
+            providers: Providers::new(idp, 1_000),
             keys,
             tokens: TokenCache::default(),
             config: ConfigCache::default(),

@@ -3,7 +3,6 @@
 //! resolved address checked against the [`NetworkPolicy`]), bounded response sizes,
 //! and a circuit per IdP.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +19,9 @@ use crate::telemetry;
 pub struct IdpClient {
     http: reqwest::Client,
     policy: Arc<NetworkPolicy>,
-    /// One circuit per IdP (`host:port`).
-    circuits: Arc<Mutex<HashMap<String, Circuit>>>,
+    /// One circuit per IdP (`host:port`), the least recently used forgotten past
+    /// the configured number of IdPs (a forgotten circuit starts closed again).
+    circuits: moka::sync::Cache<String, Arc<Mutex<Circuit>>>,
     circuit_policy: CircuitPolicy,
     /// The bound on each request, connection included.
     timeout: Duration,
@@ -34,26 +34,21 @@ pub struct IdpClient {
 /// request was cancelled) gives the place back.
 struct InFlight<'c> {
     client: &'c IdpClient,
-    key: String,
+    circuit: Arc<Mutex<Circuit>>,
     finished: bool,
 }
 
 impl InFlight<'_> {
     fn finish(mut self, failed: bool) {
         self.finished = true;
-        let mut circuits = sync::lock(&self.client.circuits);
-        if let Some(c) = circuits.get_mut(&self.key) {
-            c.finish(failed, Instant::now(), &self.client.circuit_policy);
-        }
+        sync::lock(&self.circuit).finish(failed, Instant::now(), &self.client.circuit_policy);
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            if let Some(c) = sync::lock(&self.client.circuits).get_mut(&self.key) {
-                c.abandon();
-            }
+            sync::lock(&self.circuit).abandon();
         }
     }
 }
@@ -64,10 +59,12 @@ impl IdpClient {
         timeout: Duration,
         circuit_policy: CircuitPolicy,
         max_response_bytes: usize,
+        max_idps: u64,
     ) -> Result<Self, UpstreamError> {
         let policy = Arc::new(policy);
         let http = crate::outbound::guarded_client(policy.clone(), timeout).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        Ok(IdpClient { http, policy, circuits: Default::default(), circuit_policy, timeout, max_response_bytes })
+        let circuits = moka::sync::Cache::builder().max_capacity(max_idps).eviction_policy(moka::policy::EvictionPolicy::lru()).build();
+        Ok(IdpClient { http, policy, circuits, circuit_policy, timeout, max_response_bytes })
     }
 
     pub fn policy(&self) -> &NetworkPolicy {
@@ -131,11 +128,13 @@ impl IdpClient {
     /// A place for one request to the IdP at `host:port`, unless its circuit is open
     /// or it has too many requests waiting already.
     fn admit(&self, host: &str, port: Option<u16>) -> Result<InFlight<'_>, UpstreamError> {
-        let key = format!("{host}:{}", port.unwrap_or_default());
-        let mut circuits = sync::lock(&self.circuits);
-        let circuit = circuits.entry(key.clone()).or_default();
+        let shared = self.circuits.get_with(format!("{host}:{}", port.unwrap_or_default()), Default::default);
+        let mut circuit = sync::lock(&shared);
         match circuit.admit(Instant::now(), &self.circuit_policy) {
-            Admission::Allowed | Admission::Trial => Ok(InFlight { client: self, key, finished: false }),
+            Admission::Allowed | Admission::Trial => {
+                drop(circuit);
+                Ok(InFlight { client: self, circuit: shared, finished: false })
+            }
             Admission::Open { retry_in } => {
                 telemetry::idp_refused(host, "circuit_open");
                 let retry_in_secs = retry_in.as_secs().max(1);
@@ -206,9 +205,23 @@ mod tests {
         assert_eq!(cache_max_age("private"), None);
     }
 
+    #[test]
+    fn circuits_are_kept_for_at_most_the_configured_number_of_idps() {
+        let client = IdpClient::new(NetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default(), 256 * 1024, 16).unwrap();
+        for i in 0..200 {
+            client.admit(&format!("idp{i}.test"), Some(443)).unwrap().finish(false);
+        }
+        client.circuits.run_pending_tasks();
+        assert!(client.circuits.entry_count() <= 16, "{}", client.circuits.entry_count());
+        // A request admitted before its circuit is forgotten still finishes on it.
+        let place = client.admit("late.test", Some(443)).unwrap();
+        client.circuits.invalidate_all();
+        place.finish(true);
+    }
+
     #[tokio::test]
     async fn ip_literal_urls_are_checked_before_any_request() {
-        let client = IdpClient::new(NetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default(), 256 * 1024).unwrap();
+        let client = IdpClient::new(NetworkPolicy::default(), Duration::from_secs(2), CircuitPolicy::default(), 256 * 1024, 100).unwrap();
         let err = client.get_json::<serde_json::Value>("https://169.254.169.254/latest/meta-data").await.unwrap_err();
         assert!(matches!(err, UpstreamError::Forbidden(_)), "{err}");
     }

@@ -6,11 +6,12 @@
 //! for a grace period if the IdP is briefly down, and an unknown `kid` forces one
 //! (rate-limited) JWKS refetch so key rotation just works.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::Jwk;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 use serde_json::Value;
 
 use super::metadata::{issuer_matches, usable_signing_keys, ProviderMetadata};
@@ -41,17 +42,33 @@ fn ttl(max_age: Option<Duration>) -> Duration {
     max_age.unwrap_or(DEFAULT_TTL).clamp(MIN_TTL, MAX_TTL)
 }
 
+/// Each cache holds at most the configured number of IdPs' entries, the least
+/// recently used evicted first (an evicted IdP's next sign-in fetches again), and
+/// nothing past the time it could still be served. LRU, not moka's default
+/// admission, which could keep turning away a new tenant's IdP when full.
+fn bounded<V: Clone + Send + Sync + 'static>(max_idps: u64, ttl: Duration) -> Cache<String, V> {
+    Cache::builder().max_capacity(max_idps).eviction_policy(EvictionPolicy::lru()).time_to_live(ttl).build()
+}
+
 #[derive(Clone)]
 pub struct Providers {
     client: IdpClient,
-    metadata: Arc<RwLock<HashMap<String, Entry<ProviderMetadata>>>>,
-    jwks: Arc<RwLock<HashMap<String, Entry<Vec<Jwk>>>>>,
-    forced: Arc<RwLock<HashMap<String, Instant>>>,
+    metadata: Cache<String, Arc<Entry<ProviderMetadata>>>,
+    jwks: Cache<String, Arc<Entry<Vec<Jwk>>>>,
+    forced: Cache<String, Instant>,
+    /// Serialises the forced-refetch check and its record.
+    forcing: Arc<Mutex<()>>,
 }
 
 impl Providers {
-    pub fn new(client: IdpClient) -> Self {
-        Providers { client, metadata: Default::default(), jwks: Default::default(), forced: Default::default() }
+    pub fn new(client: IdpClient, max_idps: u64) -> Self {
+        Providers {
+            client,
+            metadata: bounded(max_idps, MAX_TTL + STALE_GRACE),
+            jwks: bounded(max_idps, MAX_TTL + STALE_GRACE),
+            forced: bounded(max_idps, FORCED_REFETCH_INTERVAL),
+            forcing: Default::default(),
+        }
     }
 
     pub fn client(&self) -> &IdpClient {
@@ -135,10 +152,10 @@ impl Providers {
 
     /// Whether a forced refetch of `key` is allowed now (and, if so, records it).
     fn may_force(&self, key: &str) -> bool {
-        let mut forced = sync::write(&self.forced);
-        let allowed = forced.get(key).is_none_or(|t| t.elapsed() >= FORCED_REFETCH_INTERVAL);
+        let _one_at_a_time = sync::lock(&self.forcing);
+        let allowed = self.forced.get(key).is_none_or(|t| t.elapsed() >= FORCED_REFETCH_INTERVAL);
         if allowed {
-            forced.insert(key.to_owned(), Instant::now());
+            self.forced.insert(key.to_owned(), Instant::now());
         }
         allowed
     }
@@ -146,34 +163,48 @@ impl Providers {
     /// A cached value and whether it is still fresh; past three quarters of its
     /// life `refresh` is started in the background, so logins rarely meet an
     /// expired entry.
-    fn lookup<T, F, Fut>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str, refresh: F) -> Option<(Arc<T>, bool)>
+    fn lookup<T, F, Fut>(&self, map: &Cache<String, Arc<Entry<T>>>, key: &str, refresh: F) -> Option<(Arc<T>, bool)>
     where
+        T: Send + Sync + 'static,
         F: FnOnce(Providers, String) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let (value, age, ttl) = {
-            let guard = sync::read(map);
-            let e = guard.get(key)?;
-            (e.value.clone(), e.age(), e.ttl)
-        };
+        let e = map.get(key)?;
+        let (value, age, ttl) = (e.value.clone(), e.age(), e.ttl);
         if age >= ttl * 3 / 4 && age < ttl {
             tokio::spawn(refresh(self.clone(), key.to_owned()));
         }
         Some((value, age < ttl))
     }
 
-    fn within_grace<T>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str) -> bool {
-        sync::read(map).get(key).is_some_and(|e| e.age() < e.ttl + STALE_GRACE)
+    fn within_grace<T: Send + Sync + 'static>(&self, map: &Cache<String, Arc<Entry<T>>>, key: &str) -> bool {
+        map.get(key).is_some_and(|e| e.age() < e.ttl + STALE_GRACE)
     }
 
-    fn store<T>(&self, map: &Arc<RwLock<HashMap<String, Entry<T>>>>, key: &str, value: Arc<T>, ttl: Duration) {
-        sync::write(map).insert(key.to_owned(), Entry { value, fetched: Instant::now(), ttl });
+    fn store<T: Send + Sync + 'static>(&self, map: &Cache<String, Arc<Entry<T>>>, key: &str, value: Arc<T>, ttl: Duration) {
+        map.insert(key.to_owned(), Arc::new(Entry { value, fetched: Instant::now(), ttl }));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caches_hold_at_most_the_configured_number_of_idps() {
+        let client = IdpClient::new(Default::default(), Duration::from_secs(1), Default::default(), 1024, 8).unwrap();
+        let providers = Providers::new(client, 8);
+        for i in 0..100 {
+            providers.store(&providers.jwks, &format!("https://idp{i}.test/jwks"), Arc::new(vec![]), DEFAULT_TTL);
+            providers.may_force(&format!("https://idp{i}.test/jwks"));
+        }
+        providers.jwks.run_pending_tasks();
+        providers.forced.run_pending_tasks();
+        assert!(providers.jwks.entry_count() <= 8, "{}", providers.jwks.entry_count());
+        assert!(providers.forced.entry_count() <= 8, "{}", providers.forced.entry_count());
+        // The latest stays: it is what the next sign-in needs.
+        assert!(providers.jwks.contains_key("https://idp99.test/jwks"));
+    }
 
     #[test]
     fn ttls_are_bounded() {
