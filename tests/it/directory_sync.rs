@@ -232,6 +232,33 @@ async fn errors_use_the_scim_error_schema_and_write_nothing() {
     assert_eq!((now["title"].as_str(), now["meta"]["version"].clone()), (Some("Countess"), ok.1["meta"]["version"].clone()));
 }
 
+/// A `userName` the directory has is the client's 409 whatever else the write
+/// needs: a full organization does not turn the clash into a 403 (IdPs read a 409
+/// on create as "exists, look it up", a 403 as a failed push).
+#[tokio::test]
+async fn a_name_clash_is_a_conflict_even_when_every_seat_is_taken() {
+    let (sso, _dir, acme, _) = two_tenants(Options::default()).await;
+    let ada = acme.post_user("ada", "ada@acme.test").await;
+    let grace = acme.post_user("grace", "grace@acme.test").await;
+    let off = acme.patch("Users", grace["id"].as_str().unwrap(), json!([{"op": "replace", "path": "active", "value": false}])).await;
+    assert_eq!(off.0, StatusCode::OK, "{}", off.1);
+    let (s, e) =
+        sso.api(Method::PUT, "/organizations/acme/entitlements", Some(json!({"sso": true, "group_sync": true, "max_users": 1}))).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let conflict = |got: &(StatusCode, Value)| {
+        assert_eq!((got.0.as_u16(), got.1["scimType"].as_str()), (409, Some("uniqueness")), "{}", got.1);
+    };
+    // A new user whose name differs only in case, with a new email.
+    conflict(&acme.call(Method::POST, "/Users", Some(json!({"userName": "ADA", "emails": [{"value": "other@acme.test"}]}))).await);
+    // Reactivating grace under ada's name.
+    let path = format!("/Users/{}", grace["id"].as_str().unwrap());
+    conflict(&acme.call(Method::PUT, &path, Some(json!({"userName": "Ada", "active": true}))).await);
+    // Without the clash, the seat limit speaks.
+    let full = acme.call(Method::PUT, &path, Some(json!({"userName": "grace", "active": true}))).await;
+    assert_eq!(full.0.as_u16(), 403, "{}", full.1);
+    assert!(ada["id"].is_string());
+}
+
 #[tokio::test]
 async fn a_directory_reaches_nothing_of_another_tenant() {
     let (sso, _dir, acme, globex) = two_tenants(Options::default()).await;

@@ -657,10 +657,11 @@ impl DirectorySync for SqlStore {
         let before = self.held(&mut tx, ResourceType::User, d, id, if_match).await?;
         let mut attrs = before.attrs.clone();
         let f = edit(&mut attrs)?;
+        let t = self.clock.now();
+        // The name first: a clash is the client's 409 whatever else the write needs.
+        USERS.update(&mut tx, &ResourceRow { id, name: &f.user_name, external_id: f.external_id.as_deref(), attrs: &attrs }, t).await?;
         let was_active: i64 = sqlx::query_scalar("SELECT active FROM users WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
         self.write_user_fields(&mut tx, d, id, was_active != 0, &f).await?;
-        let t = self.clock.now();
-        USERS.update(&mut tx, &ResourceRow { id, name: &f.user_name, external_id: f.external_id.as_deref(), attrs: &attrs }, t).await?;
         let changes = audit::diff(&serde_json::Value::Object(before.attrs), &serde_json::Value::Object(attrs.clone()));
         let action = match (was_active != 0, f.active) {
             (true, false) => "directory.user_deactivated",
