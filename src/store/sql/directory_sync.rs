@@ -617,7 +617,7 @@ impl DirectorySync for SqlStore {
             self.user_resource(&mut tx, &d.id, &user_id).await?.ok_or(StoreError::NotFound("user"))?
         } else {
             // A new user is in no group yet: what was written is what is returned.
-            StoredResource { id: user_id.clone(), attrs: attrs.clone(), version: 1, created_at: t, updated_at: t, related: Some(vec![]) }
+            StoredResource { id: user_id.clone(), attrs, version: 1, created_at: t, updated_at: t, related: Some(vec![]) }
         };
         tx.commit().await.map_err(|e| USERS.name_taken(e, &f.user_name))?;
         Ok(UserWritten { resource, active: f.active })
