@@ -1010,25 +1010,21 @@ async fn organization_groups<'g>(
 /// with the IdP's own id as `externalId` for mappings by id), when that directory
 /// sets their memberships (the organization's `groups_source` is `directory`).
 pub(super) async fn directory_groups(conn: &mut AnyConnection, user_id: &str) -> StoreResult<Option<Vec<IdpGroup>>> {
-    let source: Option<String> = sqlx::query_scalar(
-        "SELECT o.groups_source FROM directory_users du JOIN directories d ON d.id = du.directory_id \
-         JOIN organizations o ON o.id = d.organization_id WHERE du.user_id = $1",
-    )
-    .bind(user_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if source.as_deref() != Some("directory") {
-        return Ok(None);
-    }
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        // CROSS JOIN fixes SQLite's join order: from the user's memberships (indexed by
-        // member), not from every group of the directory.
-        "SELECT g.display_name, g.external_id FROM directory_users du CROSS JOIN directory_group_members m \
-         CROSS JOIN directory_groups g WHERE du.user_id = $1 AND m.member_id = du.user_id AND g.id = m.group_id \
-         AND g.directory_id = du.directory_id ORDER BY g.display_name",
+    // One statement: the organization's choice, then the user's memberships (by the
+    // member index; LEFT JOIN keeps SQLite's order), each in a group of their own
+    // directory (another directory's group gives a row without one).
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT o.groups_source, g.display_name, g.external_id FROM directory_users du \
+         JOIN directories d ON d.id = du.directory_id JOIN organizations o ON o.id = d.organization_id \
+         LEFT JOIN directory_group_members m ON m.member_id = du.user_id \
+         LEFT JOIN directory_groups g ON g.id = m.group_id AND g.directory_id = du.directory_id \
+         WHERE du.user_id = $1 ORDER BY g.display_name",
     )
     .bind(user_id)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Some(rows.into_iter().map(|(name, id)| IdpGroup { name, id }).collect()))
+    if rows.first().map(|(source, ..)| source.as_str()) != Some("directory") {
+        return Ok(None);
+    }
+    Ok(Some(rows.into_iter().filter_map(|(_, name, id)| Some(IdpGroup { name: name?, id })).collect()))
 }
