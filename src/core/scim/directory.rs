@@ -86,13 +86,48 @@ pub fn membership_event_data(d: &UserDirectory, user_id: &str, group_id: &str, g
     })
 }
 
-/// A user who already has one of the keys a new directory user brings: their
-/// `userName` in the directory, or their email, username or IdP subject in the
-/// organization.
+/// A key a new directory user brings that may already be someone's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldKey {
+    /// The `userName` of a user of this directory.
+    UserName,
+    /// The email, username or IdP subject of a user of the organization.
+    Email,
+    Username,
+    IdpSub,
+}
+
+impl HeldKey {
+    pub const ALL: [HeldKey; 4] = [HeldKey::UserName, HeldKey::Email, HeldKey::Username, HeldKey::IdpSub];
+
+    /// As errors name it (and the store tags its rows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldKey::UserName => "userName",
+            HeldKey::Email => "email",
+            HeldKey::Username => "username",
+            HeldKey::IdpSub => "idp_sub",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The key a connection's matching rule links by.
+    fn of(user_match: UserMatch) -> Self {
+        match user_match {
+            UserMatch::Email => HeldKey::Email,
+            UserMatch::PreferredUsername => HeldKey::Username,
+            UserMatch::Sub => HeldKey::IdpSub,
+        }
+    }
+}
+
+/// A user who already has one of the keys a new directory user brings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyHolder {
-    /// `userName` (a user of this directory), `email`, `username` or `idp_sub`.
-    pub key: String,
+    pub key: HeldKey,
     pub value: String,
     pub user_id: String,
     /// Whether the directory may speak for them: no other connection vouches for
@@ -108,25 +143,23 @@ pub struct KeyHolder {
 /// subject counts only when it is the matching rule (only then is the new user
 /// given one).
 pub fn existing_user(user_match: UserMatch, holders: &[KeyHolder]) -> ScimResult<Option<String>> {
-    if let Some(h) = holders.iter().find(|h| h.key == "userName") {
+    if let Some(h) = holders.iter().find(|h| h.key == HeldKey::UserName) {
         return Err(ScimError::new(ScimFailure::Conflict, format!("the userName `{}` is taken in this directory", h.value)));
     }
-    let rule = match user_match {
-        UserMatch::Email => "email",
-        UserMatch::PreferredUsername => "username",
-        UserMatch::Sub => "idp_sub",
-    };
-    let relevant = holders.iter().filter(|h| h.key != "idp_sub" || user_match == UserMatch::Sub);
+    let rule = HeldKey::of(user_match);
+    let relevant = holders.iter().filter(|h| h.key != HeldKey::IdpSub || user_match == UserMatch::Sub);
     let linked = relevant.clone().find(|h| h.key == rule && h.linkable);
     if let Some(h) = linked.filter(|h| h.in_directory) {
         return Err(ScimError::new(
             ScimFailure::Conflict,
-            format!("the organization's user with this {} already belongs to a directory", h.key),
+            format!("the organization's user with this {} already belongs to a directory", h.key.as_str()),
         ));
     }
     let id = linked.map(|h| h.user_id.clone());
     match relevant.clone().find(|h| Some(&h.user_id) != id.as_ref()) {
-        Some(h) => Err(ScimError::new(ScimFailure::Conflict, format!("another user of this organization has {} `{}`", h.key, h.value))),
+        Some(h) => {
+            Err(ScimError::new(ScimFailure::Conflict, format!("another user of this organization has {} `{}`", h.key.as_str(), h.value)))
+        }
         None => Ok(id),
     }
 }
@@ -136,7 +169,8 @@ mod tests {
     use super::*;
 
     fn holder(key: &str, user_id: &str, linkable: bool, in_directory: bool) -> KeyHolder {
-        KeyHolder { key: key.into(), value: format!("{key}-value"), user_id: user_id.into(), linkable, in_directory }
+        let key = HeldKey::parse(key).unwrap();
+        KeyHolder { key, value: format!("{}-value", key.as_str()), user_id: user_id.into(), linkable, in_directory }
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::core::audit::{self, Actor};
 use crate::core::connection::UserMatch;
 use crate::core::event::EventType;
 use crate::core::ids::{new_id, IdKind};
-use crate::core::scim::directory::{existing_user, group_event_data, membership_event_data, user_event_data, KeyHolder, UserDirectory};
+use crate::core::scim::directory::{
+    existing_user, group_event_data, membership_event_data, user_event_data, HeldKey, KeyHolder, UserDirectory,
+};
 use crate::core::scim::filter::Narrowing;
 use crate::core::scim::patch::MemberChange;
 use crate::core::scim::resource::{Attributes, GroupFields, Member, UserFields};
@@ -276,9 +278,11 @@ impl SqlStore {
     /// The connection's matching rule, and the users who hold a key of the new
     /// directory user (see [`existing_user`]), in one statement.
     async fn key_holders(&self, tx: &mut Tx, d: &UserDirectory, f: &UserFields) -> StoreResult<(UserMatch, Vec<KeyHolder>)> {
-        let holder = |key: &str, column: &str, param: u8| {
+        // Each organization key is tagged with its column's name, which is its name.
+        let holder = |key: HeldKey, param: u8| {
+            let column = key.as_str();
             format!(
-                "SELECT '{key}' AS k, u.{column} AS v, u.id, \
+                "SELECT '{column}' AS k, u.{column} AS v, u.id, \
                  CASE WHEN u.idp_sub IS NULL OR u.connection_id IS NULL OR u.connection_id = $1 THEN 1 ELSE 0 END AS linkable, \
                  CASE WHEN du.user_id IS NULL THEN 0 ELSE 1 END AS known \
                  FROM users u LEFT JOIN directory_users du ON du.user_id = u.id WHERE u.organization_id = $2 AND u.{column} = ${param}"
@@ -286,11 +290,12 @@ impl SqlStore {
         };
         let sql = format!(
             "SELECT c.user_match, h.k, h.v, h.id, h.linkable, h.known FROM connections c LEFT JOIN ({} UNION ALL {} UNION ALL {} \
-             UNION ALL SELECT 'userName', user_name, user_id, 0, 1 FROM directory_users WHERE directory_id = $6 AND user_name_key = $7) h \
+             UNION ALL SELECT '{}', user_name, user_id, 0, 1 FROM directory_users WHERE directory_id = $6 AND user_name_key = $7) h \
              ON 1 = 1 WHERE c.id = $1",
-            holder("email", "email", 3),
-            holder("username", "username", 4),
-            holder("idp_sub", "idp_sub", 5)
+            holder(HeldKey::Email, 3),
+            holder(HeldKey::Username, 4),
+            holder(HeldKey::IdpSub, 5),
+            HeldKey::UserName.as_str()
         );
         let rows = sqlx::query(&sql)
             .bind(&d.connection_id)
@@ -307,8 +312,9 @@ impl SqlStore {
         let mut holders = Vec::with_capacity(rows.len());
         for r in &rows {
             let Some(user_id) = r.try_get::<Option<String>, _>("id")? else { continue };
+            let key: String = r.try_get("k")?;
             holders.push(KeyHolder {
-                key: r.try_get("k")?,
+                key: HeldKey::parse(&key).ok_or_else(|| StoreError::Corrupt(format!("unknown key `{key}`")))?,
                 value: r.try_get("v")?,
                 user_id,
                 linkable: r.try_get::<i64, _>("linkable")? == 1,
