@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, Row};
 use super::commit_batch::{bound, Param};
 use super::directory::{check_user_unique, claim_seat};
 use super::webhooks::emit;
-use super::{cursor, from_json, from_ms, ms, record, to_json, Dialect, SqlStore, Tx};
+use super::{cursor, from_json, from_ms, ms, param_list, record, to_json, Dialect, SqlStore, Tx};
 use crate::core::audit::{self, Actor};
 use crate::core::connection::UserMatch;
 use crate::core::event::EventType;
@@ -420,8 +420,7 @@ async fn users_of_directory(tx: &mut Tx, directory_id: &str, ids: &[String]) -> 
     let mut found = Vec::with_capacity(ids.len());
     let unique: Vec<&String> = ids.iter().collect::<BTreeSet<_>>().into_iter().collect();
     for chunk in unique.chunks(CHUNK) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!("SELECT user_id FROM directory_users WHERE directory_id = $1 AND user_id IN ({})", list.join(", "));
+        let sql = format!("SELECT user_id FROM directory_users WHERE directory_id = $1 AND user_id IN ({})", param_list(2, chunk.len()));
         let mut q = sqlx::query_scalar::<_, String>(&sql).bind(directory_id);
         for id in chunk {
             q = q.bind(*id);

@@ -6,6 +6,7 @@ mod changes;
 mod commit_batch;
 mod directory;
 mod directory_sync;
+mod group_sync;
 mod logins;
 mod webhooks;
 
@@ -394,10 +395,22 @@ impl SqlStore {
     /// read-modify-write of it cannot interleave with another (PostgreSQL; SQLite's
     /// write transaction holds the whole database already).
     pub(super) async fn hold_row(&self, tx: &mut Tx, table: &'static str, id: &str) -> StoreResult<()> {
-        if self.dialect == Dialect::Postgres {
+        self.hold_rows(tx, table, &[id]).await
+    }
+
+    /// Holds rows of `table` for the rest of the write transaction: on PostgreSQL,
+    /// row locks taken in id order (so two writers holding overlapping rows cannot
+    /// deadlock); SQLite's write transactions are serialized already.
+    pub(super) async fn hold_rows(&self, tx: &mut Tx, table: &'static str, ids: &[&str]) -> StoreResult<()> {
+        if self.dialect == Dialect::Postgres && !ids.is_empty() {
             // NO KEY: the id is never changed, so rows that only reference it (a
             // membership's group) can still be inserted meanwhile.
-            sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1 FOR NO KEY UPDATE")).bind(id).execute(&mut **tx).await?;
+            let sql = format!("SELECT id FROM {table} WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE", param_list(1, ids.len()));
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -405,6 +418,11 @@ impl SqlStore {
     pub(super) async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.pool.acquire().await?)
     }
+}
+
+/// `$first, $first+1, …`: `n` numbered parameters, for an `IN (…)` list.
+pub(super) fn param_list(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// One audit-log row, written with the commit of the change it records.
