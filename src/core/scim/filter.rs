@@ -39,7 +39,7 @@ pub enum Narrowing {
 /// The narrowing implied by the filter's top-level conjunction, if any.
 pub fn narrowing(rt: ResourceType, f: &Filter) -> Option<Narrowing> {
     match f {
-        Filter::And(l, r) => narrowing(rt, l).or_else(|| narrowing(rt, r)),
+        Filter::And(operands) => operands.iter().find_map(|f| narrowing(rt, f)),
         Filter::Attr(AttrExp::Comparison(path, CompareOp::Eq, CompValue::Str(v))) => {
             let (urn, a) = schema::lookup(rt, path.uri.as_deref(), &path.name)?;
             if urn.is_some() {
@@ -79,8 +79,8 @@ pub fn matches(rt: ResourceType, f: &Filter, resource: &Value) -> bool {
             elements(v).any(|el| el.as_object().is_some_and(|el| val_filter(a, &vp.filter, el)))
         }
         Filter::Not(inner) => !matches(rt, inner, resource),
-        Filter::And(l, r) => matches(rt, l, resource) && matches(rt, r, resource),
-        Filter::Or(l, r) => matches(rt, l, resource) || matches(rt, r, resource),
+        Filter::And(operands) => operands.iter().all(|f| matches(rt, f, resource)),
+        Filter::Or(operands) => operands.iter().any(|f| matches(rt, f, resource)),
     }
 }
 
@@ -158,8 +158,8 @@ fn val_filter(parent: &'static Attr, f: &ValFilter, el: &Map<String, Value>) -> 
             }
         }
         ValFilter::Not(inner) => !val_filter(parent, inner, el),
-        ValFilter::And(l, r) => val_filter(parent, l, el) && val_filter(parent, r, el),
-        ValFilter::Or(l, r) => val_filter(parent, l, el) || val_filter(parent, r, el),
+        ValFilter::And(operands) => operands.iter().all(|f| val_filter(parent, f, el)),
+        ValFilter::Or(operands) => operands.iter().any(|f| val_filter(parent, f, el)),
     }
 }
 

@@ -185,10 +185,7 @@ fn filtered_ids(f: &ValFilter, out: &mut Vec<String>) -> ScimResult<()> {
             out.push(v.clone());
             Ok(())
         }
-        ValFilter::Or(l, r) => {
-            filtered_ids(l, out)?;
-            filtered_ids(r, out)
-        }
+        ValFilter::Or(operands) => operands.iter().try_for_each(|f| filtered_ids(f, out)),
         _ => Err(ScimError::invalid(ScimType::InvalidFilter, "members are selected by `value eq \"…\"`, alone or joined by `or`")),
     }
 }
@@ -378,9 +375,11 @@ fn equalities(f: &ValFilter) -> Option<Map<String, Value>> {
             };
             Some(Map::from_iter([(p.name.clone(), v)]))
         }
-        ValFilter::And(l, r) => {
-            let mut m = equalities(l)?;
-            m.extend(equalities(r)?);
+        ValFilter::And(operands) => {
+            let mut m = Map::new();
+            for f in operands.iter() {
+                m.extend(equalities(f)?);
+            }
             Some(m)
         }
         _ => None,
@@ -545,5 +544,16 @@ mod tests {
         assert_eq!(g["displayName"], "Engineering");
         let e = patch(ResourceType::Group, &mut g, json!([{"op": "remove", "path": "members[display co \"x\"]"}])).unwrap_err();
         assert_eq!(e.failure, ScimFailure::Invalid(ScimType::InvalidFilter));
+    }
+
+    #[test]
+    fn a_removal_may_name_hundreds_of_members_in_one_filter() {
+        // Okta and Entra ID remove members in batches; a flat `or` chain is one
+        // level deep however long, so it stays under the filter depth limit.
+        let ids: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+        let filter = ids.iter().map(|id| format!("value eq \"{id}\"")).collect::<Vec<_>>().join(" or ");
+        let mut g = read(ResourceType::Group, &json!({"displayName": "Eng"})).unwrap();
+        let changes = patch(ResourceType::Group, &mut g, json!([{"op": "remove", "path": format!("members[{filter}]")}])).unwrap();
+        assert_eq!(changes, vec![MemberChange::Remove(ids)]);
     }
 }
