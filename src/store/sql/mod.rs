@@ -6,6 +6,7 @@ mod changes;
 mod commit_batch;
 mod directory;
 mod directory_sync;
+mod group_commit;
 mod group_sync;
 mod logins;
 mod webhooks;
@@ -69,22 +70,12 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE",
         }
     }
-
-    /// SQLite must take the write lock up front: a deferred transaction that reads
-    /// first and writes later fails with SQLITE_BUSY instead of waiting its turn.
-    fn begin_write(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        }
-    }
 }
 
 pub struct SqlStore {
     pool: AnyPool,
-    /// Where write transactions run: on SQLite one connection of its own, kept open,
-    /// so its page cache stays warm (SQLite drops a connection's cache whenever
-    /// another connection has written); on PostgreSQL the pool itself.
+    /// Where write transactions run: on SQLite one connection of its own, held by
+    /// [`group_commit::Writer`]; on PostgreSQL the pool itself.
     write_pool: AnyPool,
     dialect: Dialect,
     secrets: Arc<SecretBox>,
@@ -97,7 +88,7 @@ pub struct SqlStore {
     /// The time of every row written (tests hold and move it).
     clock: Arc<dyn Clock>,
     /// SQLite writers queue here for their turn (see [`Tx`]).
-    writer: Arc<tokio::sync::Mutex<()>>,
+    writer: group_commit::Writer,
 }
 
 /// Statements whose text depends on the dialect, built once.
@@ -163,20 +154,25 @@ impl Default for PoolSettings {
     }
 }
 
-/// A write transaction. On SQLite it also holds this process's turn to write:
-/// SQLite's own busy handler polls with growing sleeps, so under a sustained burst
-/// (an IdP's initial push) a waiting writer can lose every race until its timeout;
-/// a FIFO queue in the process serves writers in order instead.
+/// A write transaction. On SQLite it is this process's turn at the one writer (a
+/// savepoint in a transaction that writers queued together commit once: see
+/// [`group_commit`]); SQLite's own busy handler polls with growing sleeps, so under
+/// a sustained burst (an IdP's initial push) a waiting writer could lose every
+/// race until its timeout, where the queue serves writers in order.
 ///
 /// It also carries the audit entries and events the write adds ([`record`],
 /// [`webhooks::emit`]): they are written last, with the commit.
 pub(super) struct Tx {
-    inner: sqlx::Transaction<'static, sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    inner: Written,
     dialect: Dialect,
     appended: commit_batch::CommitBatch,
     /// Whether `appended` holds events (PostgreSQL then locks their table first).
     has_events: bool,
+}
+
+enum Written {
+    Sqlite(group_commit::Turn),
+    Postgres(sqlx::Transaction<'static, sqlx::Any>),
 }
 
 impl Tx {
@@ -196,22 +192,32 @@ impl Tx {
     pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let appended = std::mem::take(&mut self.appended);
         if !appended.is_empty() {
-            appended.send(&mut self.inner, self.dialect).await?;
+            let dialect = self.dialect;
+            appended.send(&mut self, dialect).await?;
         }
-        self.inner.commit().await
+        match self.inner {
+            Written::Sqlite(turn) => turn.commit().await,
+            Written::Postgres(tx) => tx.commit().await,
+        }
     }
 }
 
 impl std::ops::Deref for Tx {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        &self.inner
+        match &self.inner {
+            Written::Sqlite(turn) => turn.conn_ref(),
+            Written::Postgres(tx) => tx,
+        }
     }
 }
 
 impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.inner
+        match &mut self.inner {
+            Written::Sqlite(turn) => turn.conn(),
+            Written::Postgres(tx) => tx,
+        }
     }
 }
 
@@ -326,6 +332,7 @@ impl SqlStore {
         let instance = crate::crypto::random_token("");
         Ok(SqlStore {
             pool,
+            writer: group_commit::Writer::new(write_pool.clone()),
             write_pool,
             dialect,
             secrets,
@@ -333,7 +340,6 @@ impl SqlStore {
             url,
             instance,
             clock: Arc::new(SystemClock),
-            writer: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -367,6 +373,7 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
         self.write_pool.close().await;
     }
@@ -378,16 +385,21 @@ impl SqlStore {
     }
 
     pub(super) async fn write_tx(&self) -> StoreResult<Tx> {
-        let turn = match self.dialect {
-            Dialect::Sqlite => Some(self.writer.clone().lock_owned().await),
-            Dialect::Postgres => None,
+        let inner = match self.dialect {
+            Dialect::Sqlite => Written::Sqlite(self.writer.turn().await?),
+            Dialect::Postgres => Written::Postgres(self.write_pool.begin_with("BEGIN").await?),
         };
-        Ok(Tx {
-            inner: self.write_pool.begin_with(self.dialect.begin_write()).await?,
-            _turn: turn,
-            dialect: self.dialect,
-            appended: Default::default(),
-            has_events: false,
+        Ok(Tx { inner, dialect: self.dialect, appended: Default::default(), has_events: false })
+    }
+
+    /// Before a single-statement write outside a transaction (on the reader pool):
+    /// on SQLite, the writer held while it runs, so it takes its turn in the
+    /// writers' queue instead of polling for the lock a group of writes holds
+    /// (see [`group_commit`]); nothing on PostgreSQL.
+    async fn writing(&self) -> StoreResult<Option<group_commit::Held>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => Some(self.writer.hold().await?),
+            Dialect::Postgres => None,
         })
     }
 
