@@ -438,6 +438,36 @@ async fn concurrent_patches_of_one_group_lose_no_member_on_postgres() {
     concurrent_member_adds(on_postgres(&pg)).await;
 }
 
+/// SQLite's writes queue at one writer that commits them in groups: sign-ins, whose
+/// single-statement writes (a login state's use, a code's redemption, a session's
+/// activity) run outside a transaction, take their turn in the same queue during an
+/// IdP's burst, and the burst loses nothing.
+#[tokio::test]
+async fn sign_ins_go_on_during_a_scim_burst_on_sqlite() {
+    use futures_util::stream::{self, StreamExt};
+    let env = Env::start(EnvOptions::default()).await;
+    let acme = Scim::create(&env.sso, "acme", &env.connection_id).await;
+    let burst = stream::iter(0..240)
+        .map(|i| {
+            let acme = &acme;
+            async move { acme.post_user(&format!("burst{i}"), &format!("burst{i}@acme.test")).await }
+        })
+        .buffer_unordered(8)
+        .count();
+    let sign_ins = async {
+        let mut signed_in = vec![];
+        for _ in 0..4 {
+            signed_in.push(env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "alice"})).await.0.is_ok());
+        }
+        signed_in
+    };
+    let (created, signed_in) = tokio::join!(burst, sign_ins);
+    assert_eq!(created, 240);
+    assert_eq!(signed_in, vec![true; 4], "every sign-in during the burst succeeds");
+    let (_, listed) = acme.call(Method::GET, "/Users?count=1", None).await;
+    assert_eq!(listed["totalResults"], 240, "{listed}");
+}
+
 /// One person, one user; deactivation ends everything at once, on every replica,
 /// and refuses the next sign-in; reactivation restores access.
 async fn deprovisioning(replicas: usize) {

@@ -75,7 +75,7 @@ impl Changes for SqlStore {
     }
 
     async fn try_lease(&self, name: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let taken = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $4) ON CONFLICT (name) DO UPDATE \
              SET holder = excluded.holder, expires_at = excluded.expires_at \
@@ -85,7 +85,7 @@ impl Changes for SqlStore {
         .bind(&self.instance)
         .bind(ms(now))
         .bind(ms(until))
-        .execute(&self.pool)
+        .execute(&mut *writing)
         .await?;
         Ok(taken.rows_affected() == 1)
     }

@@ -446,21 +446,22 @@ impl Directory for SqlStore {
     }
 
     async fn put_setting_if_absent(&self, key: &str, value: &str) -> StoreResult<String> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
+        drop(writing);
         self.setting(key).await?.ok_or_else(|| StoreError::Corrupt(format!("setting {key} vanished")))
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
         Ok(())
     }

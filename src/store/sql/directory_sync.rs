@@ -544,7 +544,7 @@ impl DirectorySync for SqlStore {
     async fn note_directory_request(&self, id: &str, at: crate::core::Timestamp, error: Option<&str>) -> StoreResult<()> {
         // The broker calls this about once a minute per directory, and this writes at
         // most that often besides errors.
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         sqlx::query(
             "UPDATE directories SET last_request_at = $2, \
              last_error = CASE WHEN $3 IS NULL THEN last_error ELSE $3 END, \
@@ -554,7 +554,7 @@ impl DirectorySync for SqlStore {
         .bind(id)
         .bind(ms(at))
         .bind(error)
-        .execute(&self.pool)
+        .execute(&mut *writing)
         .await?;
         Ok(())
     }

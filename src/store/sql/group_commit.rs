@@ -18,10 +18,14 @@
 //! A member whose hand-over was lost anyway (the runtime shutting down) commits
 //! the group itself after [`FLUSH_AFTER`].
 //!
+//! Deferred constraints would be checked at the group's COMMIT and fail it whole:
+//! the schema has none (its foreign keys are immediate).
+//!
 //! Single-statement writes outside a transaction (a session's last activity, a
-//! login state's use) [`hold`](Writer::hold) the writer while they run: they wait
-//! their turn in the same queue instead of polling for SQLite's lock, which a
-//! group holds for many writes at a time.
+//! login state's use) [`hold`](Writer::hold) the writer and run on its connection
+//! in autocommit, once any open group is committed: they wait their turn in the
+//! same queue instead of polling for SQLite's lock, which a group holds for many
+//! writes at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,11 +34,14 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+use tracing::Instrument;
 
 /// Writes one commit holds at most: bounds a group's latency and its WAL append.
 const MAX_GROUP: usize = 32;
-/// A group older than this commits with its next write: a slow write queued
-/// behind a member (a large PATCH) delays the member's answer at most this much.
+/// A write that finds its group older than this commits instead of handing over,
+/// so a burst of small writes answers within about this much. (A slow write handed
+/// the group before that, a large PATCH, still delays the members' answers by its
+/// own duration.)
 const MAX_GROUP_AGE: Duration = Duration::from_millis(10);
 /// How long a member waits for the group's commit before committing it itself.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
@@ -101,7 +108,7 @@ impl Writer {
         // handed to SQLite's worker runs anyway, so the state must follow it. An
         // abandoned turn is then dropped, and settled, like any other.
         let writer = self.clone();
-        tokio::spawn(async move { writer.start_turn().await }).await.map_err(worker_failed)?
+        tokio::spawn(async move { writer.start_turn().await }.in_current_span()).await.map_err(worker_failed)?
     }
 
     async fn start_turn(self) -> Result<Turn, sqlx::Error> {
@@ -114,7 +121,9 @@ impl Writer {
         if state.closed {
             return Err(sqlx::Error::PoolClosed);
         }
-        settle(state).await?;
+        // A savepoint an earlier write left open (its drop found no runtime): rolled
+        // back first; if that fails, its group is abandoned and this write starts anew.
+        let _ = settle(state).await;
         if state.conn.is_none() {
             state.conn = Some(self.pool.acquire().await?);
         }
@@ -130,28 +139,38 @@ impl Writer {
         state.unsettled = true;
         if let Err(e) = connection(state).execute("SAVEPOINT write").await {
             state.unsettled = false;
+            abandon_group(state, &e).await;
             return Err(e);
         }
         Ok(turn)
     }
 
-    /// Waits for the writer and holds it, with nothing pending, while a
-    /// single-statement write runs on another connection.
+    /// Waits for the writer and holds it, with nothing pending, for a
+    /// single-statement write on its connection (in autocommit).
     pub(super) async fn hold(&self) -> Result<Held, sqlx::Error> {
         let writer = self.clone();
-        tokio::spawn(async move {
-            let mut state = {
-                let _waiting = Waiting::new(&writer.waiting);
-                writer.state.clone().lock_owned().await
-            };
-            if settle(&mut state).await.is_ok() && state.open {
-                // A failure is the group's members' to hear; the lock is free either way.
-                let _ = commit_group(&mut state).await;
+        tokio::spawn(
+            async move {
+                let mut state = {
+                    let _waiting = Waiting::new(&writer.waiting);
+                    writer.state.clone().lock_owned().await
+                };
+                if state.closed {
+                    return Err(sqlx::Error::PoolClosed);
+                }
+                if settle(&mut state).await.is_ok() && state.open {
+                    // A failure is the group's members' to hear; the lock is free either way.
+                    let _ = commit_group(&mut state).await;
+                }
+                if state.conn.is_none() {
+                    state.conn = Some(writer.pool.acquire().await?);
+                }
+                Ok(Held(state))
             }
-            Held(state)
-        })
+            .in_current_span(),
+        )
         .await
-        .map_err(worker_failed)
+        .map_err(worker_failed)?
     }
 
     /// Commits what is pending and gives the connection back to the pool; later
@@ -178,8 +197,23 @@ impl Writer {
     }
 }
 
-/// The writer held, with no transaction open, until dropped.
-pub(super) struct Held(#[expect(dead_code, reason = "held for its drop")] OwnedMutexGuard<State>);
+/// The writer held, with no transaction open, until dropped: its connection
+/// writes in autocommit meanwhile.
+pub(super) struct Held(OwnedMutexGuard<State>);
+
+impl std::ops::Deref for Held {
+    type Target = AnyConnection;
+    #[expect(clippy::expect_used, reason = "hold() returns only with the connection held")]
+    fn deref(&self) -> &AnyConnection {
+        self.0.conn.as_deref().expect("a hold keeps the writer's connection")
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        connection(&mut self.0)
+    }
+}
 
 /// One write's turn at the writer: a savepoint in the group's transaction.
 pub(super) struct Turn {
@@ -208,7 +242,7 @@ impl Turn {
     /// is cancelled meanwhile (a COMMIT sent is not recalled: the members must
     /// hear how it went).
     pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
-        tokio::spawn(self.finish()).await.map_err(worker_failed)?
+        tokio::spawn(self.finish().in_current_span()).await.map_err(worker_failed)?
     }
 
     async fn finish(mut self) -> Result<(), sqlx::Error> {
@@ -226,7 +260,8 @@ impl Turn {
         if !hand_over {
             let result = commit_group(state).await;
             self.guard = None;
-            return result;
+            // Told as every member of the group is.
+            return result.map_err(|e| group_failed(&e.to_string()));
         }
         let (sender, mut receiver) = oneshot::channel();
         state.members.push(sender);
@@ -235,7 +270,10 @@ impl Turn {
         let outcome = match tokio::time::timeout(FLUSH_AFTER, &mut receiver).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                self.writer.flush(generation).await;
+                // Spawned: the group may be committed by its own last writer while
+                // this flush still queues, and the answer must not wait for that queue.
+                let writer = self.writer.clone();
+                tokio::spawn(async move { writer.flush(generation).await }.in_current_span());
                 receiver.await
             }
         };
@@ -467,8 +505,10 @@ mod tests {
         until_waiting(&w, 1).await;
         // Handed over to the hold, which commits the group before it is held.
         first.commit().await.unwrap();
-        let held = held.await.unwrap();
-        // With the writer held, SQLite's lock is free: a write elsewhere needs no wait.
+        let mut held = held.await.unwrap();
+        // Held, the writer's connection writes in autocommit, and SQLite's lock is
+        // free between its statements: a write elsewhere needs no wait.
+        held.execute("INSERT INTO t (v) VALUES ('held')").await.unwrap();
         readers.execute("INSERT INTO t (v) VALUES ('elsewhere')").await.unwrap();
         let w3 = w.clone();
         let queued = tokio::spawn(async move { insert(&w3, "queued").await });
@@ -476,6 +516,6 @@ mod tests {
         assert!(!queued.is_finished(), "a turn waits while the writer is held");
         drop(held);
         queued.await.unwrap().unwrap();
-        assert_eq!(committed(&readers).await, vec!["elsewhere", "grouped", "queued"]);
+        assert_eq!(committed(&readers).await, vec!["elsewhere", "grouped", "held", "queued"]);
     }
 }

@@ -168,11 +168,10 @@ fn refresh_profile<'q>(
 impl SqlStore {
     /// Fast path, one statement: the IdP subject has signed in here before.
     async fn signed_in_before(&self, c: &Connection, p: &IdpProfile, login_at: Timestamp) -> StoreResult<Option<Box<UserView>>> {
-        // The writer first, then a connection: the order every holder takes them in.
-        let _writing = self.writing().await?;
-        let mut conn = self.conn().await?;
-        let row =
-            refresh_profile(&self.queries.refresh_by_subject, c, p, login_at, &c.organization_id, true).fetch_optional(&mut *conn).await?;
+        let mut writing = self.writing().await?;
+        let row = refresh_profile(&self.queries.refresh_by_subject, c, p, login_at, &c.organization_id, true)
+            .fetch_optional(&mut *writing)
+            .await?;
         row.as_ref().map(|r| user_view_row(r).map(Box::new)).transpose()
     }
 
@@ -282,10 +281,10 @@ impl Logins for SqlStore {
     }
 
     async fn delete_signing_keys_retired_before(&self, cutoff: Timestamp) -> StoreResult<()> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
             .bind(ms(cutoff))
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
         Ok(())
     }
@@ -330,19 +329,19 @@ impl Logins for SqlStore {
     }
 
     async fn claim_sync_job(&self) -> StoreResult<Option<SyncJob>> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let row = sqlx::query(
             "UPDATE sync_jobs SET status = 'running', updated_at = $1 \
              WHERE id = (SELECT id FROM sync_jobs WHERE status = 'queued' ORDER BY id LIMIT 1) AND status = 'queued' RETURNING *",
         )
         .bind(ms(self.clock.now()))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *writing)
         .await?;
         row.as_ref().map(sync_job_row).transpose()
     }
 
     async fn update_sync_job(&self, id: &str, status: &str, total: u64, done: u64, error: Option<&str>) -> StoreResult<()> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         sqlx::query("UPDATE sync_jobs SET status = $2, total = $3, done = $4, error = $5, updated_at = $6 WHERE id = $1")
             .bind(id)
             .bind(status)
@@ -350,16 +349,16 @@ impl Logins for SqlStore {
             .bind(done as i64)
             .bind(error)
             .bind(ms(self.clock.now()))
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
         Ok(())
     }
 
     async fn requeue_stalled_sync_jobs(&self, stalled_before: Timestamp) -> StoreResult<u64> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let r = sqlx::query("UPDATE sync_jobs SET status = 'queued' WHERE status = 'running' AND updated_at < $1")
             .bind(ms(stalled_before))
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
         Ok(r.rows_affected())
     }
@@ -399,7 +398,7 @@ impl Logins for SqlStore {
     }
 
     async fn touch_session(&self, id_hash: &SessionHandle, at: Timestamp, idle_until: Timestamp) -> StoreResult<Option<Session>> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let row = sqlx::query(
             "UPDATE sessions SET last_active_at = $2, idle_expires_at = $3 \
              WHERE id_hash = $1 AND expires_at > $2 AND idle_expires_at > $2 RETURNING *",
@@ -407,7 +406,7 @@ impl Logins for SqlStore {
         .bind(id_hash)
         .bind(ms(at))
         .bind(ms(idle_until))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *writing)
         .await?;
         row.as_ref().map(|r| self.session_row(r)).transpose()
     }
@@ -484,13 +483,13 @@ impl Logins for SqlStore {
     }
 
     async fn adopt_grants(&self, old_hash: &SessionHandle, new: &Session) -> StoreResult<()> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         sqlx::query("UPDATE grants SET session_hash = $2, session_id = $3 WHERE session_hash = $1 AND user_id = $4 AND revoked = 0")
             .bind(old_hash)
             .bind(&new.id_hash)
             .bind(&new.id)
             .bind(&new.user_id)
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
         Ok(())
     }
@@ -508,8 +507,8 @@ impl Logins for SqlStore {
              AND expires_at > $1 AND idle_expires_at > $1 \
              ORDER BY refresh_at LIMIT $3{skip_locked}) RETURNING *"
         );
-        let _writing = self.writing().await?;
-        let rows = sqlx::query(&sql).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let mut writing = self.writing().await?;
+        let rows = sqlx::query(&sql).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit)).fetch_all(&mut *writing).await?;
         rows.iter().map(|r| self.session_row(r)).collect()
     }
 
@@ -526,7 +525,7 @@ impl Logins for SqlStore {
         else {
             return Ok(false);
         };
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let r = sqlx::query(
             "UPDATE sessions SET upstream_enc = $2, refresh_at = $3, refreshed_at = $4, refresh_claimed_until = NULL, \
              refresh_failing_since = NULL, refresh_error = NULL WHERE id_hash = $1 AND refresh_claimed_until = $5",
@@ -536,7 +535,7 @@ impl Logins for SqlStore {
         .bind(due_at.map(ms))
         .bind(ms(at))
         .bind(ms(lease))
-        .execute(&self.pool)
+        .execute(&mut *writing)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -548,12 +547,12 @@ impl Logins for SqlStore {
         lease: Timestamp,
         tokens: &UpstreamTokens,
     ) -> StoreResult<bool> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let r = sqlx::query("UPDATE sessions SET upstream_enc = $2 WHERE id_hash = $1 AND refresh_claimed_until = $3")
             .bind(id_hash)
             .bind(self.seal_upstream(session_id, tokens)?)
             .bind(ms(lease))
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -566,7 +565,7 @@ impl Logins for SqlStore {
         retry_at: Timestamp,
         error: &str,
     ) -> StoreResult<bool> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let r = sqlx::query(
             "UPDATE sessions SET refresh_at = $2, refresh_failing_since = $3, refresh_error = $4, refresh_claimed_until = NULL \
              WHERE id_hash = $1 AND refresh_claimed_until = $5",
@@ -576,7 +575,7 @@ impl Logins for SqlStore {
         .bind(ms(failing_since))
         .bind(error)
         .bind(ms(lease))
-        .execute(&self.pool)
+        .execute(&mut *writing)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -591,8 +590,9 @@ impl Logins for SqlStore {
     }
 
     async fn refresh_user_profile(&self, c: &Connection, p: &IdpProfile, at: Timestamp) -> StoreResult<Option<UserView>> {
-        let _writing = self.writing().await?;
-        let row = refresh_profile(&self.queries.refresh_by_subject, c, p, at, &c.organization_id, false).fetch_optional(&self.pool).await?;
+        let mut writing = self.writing().await?;
+        let row =
+            refresh_profile(&self.queries.refresh_by_subject, c, p, at, &c.organization_id, false).fetch_optional(&mut *writing).await?;
         row.as_ref().map(user_view_row).transpose()
     }
 
@@ -623,11 +623,11 @@ impl Logins for SqlStore {
     }
 
     async fn use_once(&self, hash: &str, expires_at: Timestamp) -> StoreResult<bool> {
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let r = sqlx::query("INSERT INTO used_login_states (state_hash, expires_at) VALUES ($1, $2) ON CONFLICT (state_hash) DO NOTHING")
             .bind(hash)
             .bind(ms(expires_at))
-            .execute(&self.pool)
+            .execute(&mut *writing)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -679,7 +679,17 @@ impl Logins for SqlStore {
                 .bind(state_hash)
                 .bind(ms(state_expires_at));
         }
-        q.execute(&self.pool).await?;
+        match self.dialect {
+            // One transaction for the three statements, so none lands without the others.
+            Dialect::Sqlite => {
+                let mut tx = self.write_tx().await?;
+                q.execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            Dialect::Postgres => {
+                q.execute(&self.pool).await?;
+            }
+        }
         Ok(())
     }
 
@@ -692,7 +702,7 @@ impl Logins for SqlStore {
     ) -> StoreResult<Redemption> {
         // One atomic statement marks the code used, records the token, and reads the
         // session's expiry.
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         let fresh = sqlx::query(
             "UPDATE grants SET redeemed_at = $2, token_hash = $3, token_expires_at = $4 WHERE code_hash = $1 AND redeemed_at IS NULL \
              RETURNING *, (SELECT CASE WHEN idle_expires_at < expires_at THEN idle_expires_at ELSE expires_at END \
@@ -702,7 +712,7 @@ impl Logins for SqlStore {
         .bind(ms(now))
         .bind(token_hash)
         .bind(ms(token_expires_at))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *writing)
         .await?;
         if let Some(row) = fresh {
             let session_expires_at = row.try_get::<Option<i64>, _>("session_expires_at")?.map(from_ms).transpose()?;
@@ -710,7 +720,7 @@ impl Logins for SqlStore {
         }
         let revoked: Vec<Option<String>> = sqlx::query_scalar("UPDATE grants SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
             .bind(code_hash)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *writing)
             .await?;
         if revoked.is_empty() {
             return Ok(Redemption::Unknown);
@@ -741,7 +751,7 @@ impl Logins for SqlStore {
         // Grants are kept a while past expiry so a late replay is still recognised
         // (an expired token is refused by its expiry meanwhile).
         let code_grace_ms = 10 * 60 * 1000;
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         for (sql, bound) in [
             ("DELETE FROM used_login_states WHERE expires_at < $1", ms(now)),
             (
@@ -759,7 +769,7 @@ impl Logins for SqlStore {
             // deliveries go with them).
             ("DELETE FROM events WHERE created_at < $1", ms(now) - EVENT_RETENTION_MS),
         ] {
-            n += sqlx::query(sql).bind(bound).execute(&self.pool).await?.rows_affected();
+            n += sqlx::query(sql).bind(bound).execute(&mut *writing).await?.rows_affected();
         }
         Ok(n)
     }

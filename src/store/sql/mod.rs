@@ -170,6 +170,31 @@ pub(super) struct Tx {
     has_events: bool,
 }
 
+/// See [`SqlStore::writing`].
+enum Writing {
+    Sqlite(group_commit::Held),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
+impl std::ops::Deref for Writing {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Writing::Sqlite(held) => held,
+            Writing::Postgres(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Writing {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Writing::Sqlite(held) => held,
+            Writing::Postgres(conn) => conn,
+        }
+    }
+}
+
 enum Written {
     Sqlite(group_commit::Turn),
     Postgres(sqlx::Transaction<'static, sqlx::Any>),
@@ -392,14 +417,14 @@ impl SqlStore {
         Ok(Tx { inner, dialect: self.dialect, appended: Default::default(), has_events: false })
     }
 
-    /// Before a single-statement write outside a transaction (on the reader pool):
-    /// on SQLite, the writer held while it runs, so it takes its turn in the
-    /// writers' queue instead of polling for the lock a group of writes holds
-    /// (see [`group_commit`]); nothing on PostgreSQL.
-    async fn writing(&self) -> StoreResult<Option<group_commit::Held>> {
+    /// A connection for single-statement writes outside a transaction: on SQLite
+    /// the writer's own, held, so the write takes its turn in the writers' queue
+    /// instead of polling for the lock a group of writes holds (see
+    /// [`group_commit`]); on PostgreSQL one of the pool's.
+    async fn writing(&self) -> StoreResult<Writing> {
         Ok(match self.dialect {
-            Dialect::Sqlite => Some(self.writer.hold().await?),
-            Dialect::Postgres => None,
+            Dialect::Sqlite => Writing::Sqlite(self.writer.hold().await?),
+            Dialect::Postgres => Writing::Postgres(self.pool.acquire().await?),
         })
     }
 

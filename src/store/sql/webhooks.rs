@@ -196,9 +196,9 @@ impl Webhooks for SqlStore {
         for endpoint in busy {
             q = q.bind(endpoint);
         }
-        let _writing = self.writing().await?;
-        let ids: Vec<String> = q.fetch_all(&self.pool).await?;
-        let mut ids = ids;
+        let mut writing = self.writing().await?;
+        let mut ids: Vec<String> = q.fetch_all(&mut *writing).await?;
+        drop(writing);
         // Oldest event first (RETURNING keeps no order).
         ids.sort();
         let mut due = Vec::with_capacity(ids.len());
@@ -235,7 +235,7 @@ impl Webhooks for SqlStore {
             Attempt::Failed { status, error, retry_at: Some(retry) } => ("pending", *status, Some(error.as_str()), Some(ms(*retry)), None),
             Attempt::Failed { status, error, retry_at: None } => ("failed", *status, Some(error.as_str()), None, None),
         };
-        let _writing = self.writing().await?;
+        let mut writing = self.writing().await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, last_status = $4, last_error = $5, \
              next_attempt_at = COALESCE($6, next_attempt_at), delivered_at = $7, lease_until = NULL, updated_at = $8 \
@@ -249,7 +249,7 @@ impl Webhooks for SqlStore {
         .bind(next)
         .bind(delivered)
         .bind(ms(at))
-        .execute(&self.pool)
+        .execute(&mut *writing)
         .await?;
         Ok(())
     }
