@@ -525,13 +525,14 @@ impl Logins for SqlStore {
         else {
             return Ok(false);
         };
+        let sealed = self.seal_upstream(&id, tokens)?;
         let mut writing = self.writing().await?;
         let r = sqlx::query(
             "UPDATE sessions SET upstream_enc = $2, refresh_at = $3, refreshed_at = $4, refresh_claimed_until = NULL, \
              refresh_failing_since = NULL, refresh_error = NULL WHERE id_hash = $1 AND refresh_claimed_until = $5",
         )
         .bind(id_hash)
-        .bind(self.seal_upstream(&id, tokens)?)
+        .bind(sealed)
         .bind(due_at.map(ms))
         .bind(ms(at))
         .bind(ms(lease))
@@ -547,10 +548,11 @@ impl Logins for SqlStore {
         lease: Timestamp,
         tokens: &UpstreamTokens,
     ) -> StoreResult<bool> {
+        let sealed = self.seal_upstream(session_id, tokens)?;
         let mut writing = self.writing().await?;
         let r = sqlx::query("UPDATE sessions SET upstream_enc = $2 WHERE id_hash = $1 AND refresh_claimed_until = $3")
             .bind(id_hash)
-            .bind(self.seal_upstream(session_id, tokens)?)
+            .bind(sealed)
             .bind(ms(lease))
             .execute(&mut *writing)
             .await?;
@@ -751,7 +753,6 @@ impl Logins for SqlStore {
         // Grants are kept a while past expiry so a late replay is still recognised
         // (an expired token is refused by its expiry meanwhile).
         let code_grace_ms = 10 * 60 * 1000;
-        let mut writing = self.writing().await?;
         for (sql, bound) in [
             ("DELETE FROM used_login_states WHERE expires_at < $1", ms(now)),
             (
@@ -769,6 +770,9 @@ impl Logins for SqlStore {
             // deliveries go with them).
             ("DELETE FROM events WHERE created_at < $1", ms(now) - EVENT_RETENTION_MS),
         ] {
+            // The writer is taken for each statement, so writes queued meanwhile go
+            // between them.
+            let mut writing = self.writing().await?;
             n += sqlx::query(sql).bind(bound).execute(&mut *writing).await?.rows_affected();
         }
         Ok(n)

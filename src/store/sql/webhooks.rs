@@ -192,7 +192,9 @@ impl Webhooks for SqlStore {
             "UPDATE webhook_deliveries SET lease_until = $2 WHERE {free} AND id IN (SELECT MIN(id) FROM webhook_deliveries \
              WHERE {free} AND next_attempt_at <= $1{not_busy} GROUP BY endpoint_id ORDER BY MIN(next_attempt_at) LIMIT $3) RETURNING id"
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit));
+        // Its text varies with the busy endpoints: not cached on the writer's connection,
+        // where it would push out the statements every write uses.
+        let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit));
         for endpoint in busy {
             q = q.bind(endpoint);
         }
