@@ -211,6 +211,13 @@ pub struct ServeArgs {
     /// characters). Without it, `/metrics` takes the admin token.
     #[arg(long, env = "SSOGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+
+    /// Tenants given labels of their own in `/metrics`: the first this many
+    /// (organization, connection) pairs to sign in, and IdP hosts, each; the rest
+    /// are counted together as `_other`, so a scrape stays bounded at any number of
+    /// tenants. 0: none.
+    #[arg(long, env = "SSOGATE_METRICS_TENANT_LABELS", default_value_t = 100)]
+    pub metrics_tenant_labels: u32,
 }
 
 impl ServeArgs {

@@ -178,7 +178,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(broker.clone().run_refresher());
     tokio::spawn(broker.clone().run_webhook_deliveries());
     tokio::spawn(broker.clone().run_change_listener());
-    let metrics = crate::telemetry::install()?;
+    let metrics = crate::telemetry::install(args.metrics_tenant_labels as usize)?;
     let limits =
         Arc::new(RateLimits::new(args.rate_limit_authorize, args.rate_limit_token, args.rate_limit_admin, args.trusted_proxies.clone()));
     tokio::spawn(forget_idle_clients(limits.clone()));

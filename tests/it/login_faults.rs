@@ -68,6 +68,26 @@ impl Env {
     }
 }
 
+/// Tenant-naming labels in `/metrics` are capped: past the first tenants, sign-ins
+/// (and their IdP's calls) count together, so a scrape stays bounded.
+#[tokio::test]
+async fn metrics_label_the_first_tenants_and_count_the_rest_together() {
+    let env = env_with(vec!["--metrics-tenant-labels".into(), "1".into()]).await;
+    add_organization(&env.sso, "second", &env.op).await;
+    assert_eq!(env.login().await, None);
+    assert_eq!(env.login_to("second").await, None);
+    assert_eq!(env.login_to("second").await, None);
+    let text = env.sso.metrics().await;
+    let (_, first) = env.sso.get("/organizations/fake").await;
+    let first = format!("organization=\"{}\"", first["id"].as_str().unwrap());
+    assert_eq!(common::metric(&text, "ssogate_logins_total", &[&first, "outcome=\"success\""]), 1.0, "{text}");
+    assert_eq!(common::metric(&text, "ssogate_logins_total", &["organization=\"_other\"", "connection=\"_other\""]), 2.0, "{text}");
+    let series = text.lines().filter(|l| l.starts_with("ssogate_logins_total{")).count();
+    assert_eq!(series, 2, "one series for the first tenant, one for the rest: {text}");
+    // Both organizations' IdP is one host: it has the one host label there is room for.
+    assert!(text.lines().any(|l| l.starts_with("ssogate_idp_request_duration_seconds_count{") && l.contains("host=\"127.0.0.1")), "{text}");
+}
+
 #[tokio::test]
 async fn each_fault_is_refused_with_a_clear_error() {
     let env = env().await;
