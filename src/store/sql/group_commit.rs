@@ -111,16 +111,23 @@ impl Writer {
         tokio::spawn(async move { writer.start_turn().await }.in_current_span()).await.map_err(worker_failed)?
     }
 
-    async fn start_turn(self) -> Result<Turn, sqlx::Error> {
-        let guard = {
+    /// The writer, once every writer queued before has had it; counted as waiting
+    /// meanwhile.
+    async fn queue(&self) -> Result<OwnedMutexGuard<State>, sqlx::Error> {
+        let state = {
             let _waiting = Waiting::new(&self.waiting);
             self.state.clone().lock_owned().await
         };
-        let mut turn = Turn { guard: Some(guard), writer: self.clone() };
-        let state = turn.state();
         if state.closed {
             return Err(sqlx::Error::PoolClosed);
         }
+        Ok(state)
+    }
+
+    async fn start_turn(self) -> Result<Turn, sqlx::Error> {
+        let guard = self.queue().await?;
+        let mut turn = Turn { guard: Some(guard), writer: self.clone() };
+        let state = turn.state();
         // A savepoint an earlier write left open (its drop found no runtime): rolled
         // back first; if that fails, its group is abandoned and this write starts anew.
         let _ = settle(state).await;
@@ -151,17 +158,8 @@ impl Writer {
         let writer = self.clone();
         tokio::spawn(
             async move {
-                let mut state = {
-                    let _waiting = Waiting::new(&writer.waiting);
-                    writer.state.clone().lock_owned().await
-                };
-                if state.closed {
-                    return Err(sqlx::Error::PoolClosed);
-                }
-                if settle(&mut state).await.is_ok() && state.open {
-                    // A failure is the group's members' to hear; the lock is free either way.
-                    let _ = commit_group(&mut state).await;
-                }
+                let mut state = writer.queue().await?;
+                commit_pending(&mut state).await;
                 if state.conn.is_none() {
                     state.conn = Some(writer.pool.acquire().await?);
                 }
@@ -179,9 +177,7 @@ impl Writer {
         let writer = self.clone();
         let _ = tokio::spawn(async move {
             let mut state = writer.state.lock().await;
-            if settle(&mut state).await.is_ok() && state.open {
-                let _ = commit_group(&mut state).await;
-            }
+            commit_pending(&mut state).await;
             state.closed = true;
             state.conn = None;
         })
@@ -191,8 +187,8 @@ impl Writer {
     /// After a lost hand-over: commits the group `generation`, if still open.
     async fn flush(&self, generation: u64) {
         let mut state = self.state.lock().await;
-        if state.open && state.generation == generation && settle(&mut state).await.is_ok() {
-            let _ = commit_group(&mut state).await;
+        if state.open && state.generation == generation {
+            commit_pending(&mut state).await;
         }
     }
 }
@@ -298,8 +294,9 @@ impl Drop for Turn {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if settle(&mut guard).await.is_ok() && guard.open && waiting.load(Ordering::SeqCst) == 0 {
-                    let _ = commit_group(&mut guard).await;
+                let _ = settle(&mut guard).await;
+                if waiting.load(Ordering::SeqCst) == 0 {
+                    commit_pending(&mut guard).await;
                 }
             });
         }
@@ -326,6 +323,14 @@ async fn settle(state: &mut State) -> Result<(), sqlx::Error> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Rolls back a savepoint left open, then commits the open group, if any. A failure
+/// is the group's members' to hear; the writer is free of it either way.
+async fn commit_pending(state: &mut State) {
+    if settle(state).await.is_ok() && state.open {
+        let _ = commit_group(state).await;
+    }
 }
 
 /// Commits the group's transaction and tells its members.
