@@ -158,7 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         providers: Providers::new(idp.clone(), args.idp_cache_entries),
         keys,
         tokens: TokenCache::default(),
-        config: ConfigCache::default(),
+        config: ConfigCache::new(clock.clone()),
         sealer: secrets,
         sync_wake: tokio::sync::Notify::new(),
         deliveries_wake: tokio::sync::Notify::new(),
@@ -171,6 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         claim_limits: ClaimLimits { max_bytes: args.max_claims_bytes as usize, max_groups: args.max_groups_per_user as usize },
         clock,
     });
+    store_dyn.on_change(broker.config.on_own_change());
     tokio::spawn(housekeeping(broker.clone()));
     let worker = broker.clone();
     let stalled_after = args.sync_stall_timeout;

@@ -1,8 +1,8 @@
 //! The directory's admin writes, each one unit: the store commits the write with its
 //! audit row, the re-sync jobs it calls for and the notice to other replicas in one
-//! transaction; then this replica forgets its cached configuration and wakes its
-//! sync worker (both in memory, so a crash loses nothing they stand for). Handlers
-//! write through these, never through the store.
+//! transaction, and this replica forgets what it made stale; then its sync worker is
+//! woken (in memory, so a crash loses nothing it stands for). Handlers write through
+//! these, never through the store.
 //!
 //! Deleting users, connections and organizations ends their sessions first, exactly
 //! as a revocation does — codes and tokens revoked, other replicas told at once,
@@ -176,10 +176,9 @@ impl Broker {
         Ok((application, secret))
     }
 
-    /// After a committed admin write: this replica sees it at once (other replicas
-    /// heard of it from the store), and its sync worker starts on any job it queued.
+    /// After a committed admin write: this replica's sync worker starts on any job it
+    /// queued.
     pub(super) fn changed(&self) {
-        self.config.clear();
         self.sync_wake.notify_one();
     }
 }

@@ -584,7 +584,7 @@ impl Broker {
         // The answer is read before the secret, which only the code exchange needs.
         let idp = self.discovery(connection, login.redirect_uri(&self.issuer)).await.map_err(LoginError::from)?;
         let code = idp.code_in(params)?;
-        let mut rp = self.authenticated(&connection.id, idp).await?;
+        let mut rp = self.authenticated(connection, idp).await?;
         let identity = rp.exchange_code(code, login.pkce_verifier.as_deref(), &login.nonce, self.clock.now().unix_timestamp()).await?;
         let profile = identity.profile();
         self.check_claim_limits(connection, &identity, &profile).map_err(|why| oauth(ErrorCode::AccessDenied, why))?;

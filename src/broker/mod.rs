@@ -199,8 +199,8 @@ impl Broker {
     }
 
     /// The IdP of `connection` as its relying party: also its client secret.
-    pub(crate) async fn authenticated<'a>(&self, connection_id: &str, idp: Discovery<'a>) -> Result<RelyingParty<'a>, StoreError> {
-        let secret = self.config.client_secret(self.store.as_ref(), connection_id).await?;
+    pub(crate) async fn authenticated<'a>(&self, connection: &Connection, idp: Discovery<'a>) -> Result<RelyingParty<'a>, StoreError> {
+        let secret = self.config.client_secret(self.store.as_ref(), connection).await?;
         Ok(idp.authenticate(ClientSecret::new(secret)))
     }
 
@@ -211,7 +211,7 @@ impl Broker {
         callback: String,
     ) -> Result<RelyingParty<'a>, SetupFailure> {
         let idp = self.discovery(connection, callback).await?;
-        Ok(self.authenticated(&connection.id, idp).await?)
+        Ok(self.authenticated(connection, idp).await?)
     }
 }
 

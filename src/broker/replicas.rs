@@ -1,13 +1,13 @@
 //! Keeping this replica's caches in step with the others': what changes here is
 //! forgotten here at once and announced; what the others announce is forgotten when
-//! heard. Without a change feed (SQLite) or while a message is lost, the caches'
-//! TTLs bound how stale they can be.
+//! heard. While this replica cannot hear them, it forgets everything when it starts
+//! hearing again, and its caches trust no entry for long in between.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Broker;
-use crate::store::{Change, Heard};
+use crate::store::{Change, Heard, Stale};
 
 /// The pause before listening again when the database refused a listener.
 const LISTEN_RETRY: Duration = Duration::from_secs(2);
@@ -31,10 +31,15 @@ impl Broker {
 
     /// Runs for the life of the process: applies the other replicas' changes.
     pub async fn run_change_listener(self: Arc<Self>) {
+        self.config.set_hearing(false);
         loop {
             let mut listener = match self.store.listen().await {
                 Ok(Some(l)) => l,
-                Ok(None) => return,
+                Ok(None) => {
+                    // No other replica can change anything.
+                    self.config.set_hearing(true);
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "listening for other replicas' changes failed; retrying");
                     tokio::time::sleep(LISTEN_RETRY).await;
@@ -43,16 +48,21 @@ impl Broker {
             };
             // Whatever happened before listening started is unknown.
             self.forget_everything().await;
+            self.config.set_hearing(true);
             loop {
                 match listener.next().await {
-                    Heard::Change(Change::Configuration) => {
-                        self.config.clear();
-                        self.reload_keys().await;
+                    Heard::Change(Change::Configuration(stale)) => {
+                        self.config.forget(&stale);
+                        if matches!(stale, Stale::SigningKeys | Stale::Everything) {
+                            self.reload_keys().await;
+                        }
                     }
                     Heard::Change(Change::Tokens(hashes)) => self.tokens.remove(&hashes),
                     Heard::Lost => {
-                        tracing::warn!("lost the change feed; forgetting cached configuration and tokens");
+                        tracing::warn!("lost the change feed; forgetting cached configuration and tokens until it is back");
+                        self.config.set_hearing(false);
                         self.forget_everything().await;
+                        break;
                     }
                 }
             }
@@ -60,7 +70,7 @@ impl Broker {
     }
 
     async fn forget_everything(&self) {
-        self.config.clear();
+        self.config.forget_everything();
         self.tokens.clear();
         self.reload_keys().await;
     }

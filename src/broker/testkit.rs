@@ -73,7 +73,7 @@ impl Scene {
             providers: Providers::new(idp, 1_000),
             keys,
             tokens: TokenCache::default(),
-            config: ConfigCache::default(),
+            config: ConfigCache::new(clock.clone()),
             sealer: secrets,
             sync_wake: tokio::sync::Notify::new(),
             deliveries_wake: tokio::sync::Notify::new(),
@@ -85,6 +85,7 @@ impl Scene {
             claim_limits: ClaimLimits::default(),
             clock: clock.clone(),
         });
+        broker.store.on_change(broker.config.on_own_change());
         // Set up as an admin would, through the directory service and the API's own input.
         let org: CreateOrganization = serde_json::from_value(json!({"name": "Acme", "slug": "acme", "domains": ["acme.test"]})).unwrap();
         let org = broker.create_organization(org.validate().unwrap(), &actor()).await.unwrap();

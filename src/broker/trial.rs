@@ -50,7 +50,7 @@ impl Broker {
     /// (`invalid_grant` means the IdP authenticated the client; `invalid_client`, that
     /// it did not, RFC 6749 §5.2).
     pub async fn test_connection(&self, c: &Connection) -> StoreResult<ConnectionReport> {
-        let secret = ClientSecret::new(self.config.client_secret(self.store.as_ref(), &c.id).await?);
+        let secret = ClientSecret::new(self.config.client_secret(self.store.as_ref(), c).await?);
         let callback = c.redirect_uri(&self.issuer);
         let providers = &self.providers;
         Ok(metadata::test_connection(providers.client(), &c.discovery_url, |m| async move {

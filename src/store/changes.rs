@@ -1,8 +1,8 @@
 //! Telling the other replicas what changed, so that their caches (configuration,
-//! signing keys, access tokens) do not wait for a TTL to notice. PostgreSQL carries
-//! the messages (LISTEN/NOTIFY); with SQLite there is one process and nothing to tell.
-//! The TTLs stay as the backstop: a message can be missed while a listener reconnects,
-//! and the listener then reports [`Heard::Lost`] so that everything is forgotten.
+//! signing keys, access tokens) forget it at once. PostgreSQL carries the messages
+//! (LISTEN/NOTIFY); with SQLite there is one process and nothing to tell. A message
+//! can be missed while a listener reconnects: the listener then reports
+//! [`Heard::Lost`], and everything is forgotten.
 
 use async_trait::async_trait;
 
@@ -11,12 +11,30 @@ use super::StoreResult;
 /// What other replicas must forget.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// Admin-managed configuration: organizations, connections, applications,
-    /// entitlements, signing keys.
-    Configuration,
+    /// Admin-managed configuration.
+    Configuration(Stale),
     /// Access tokens (by hash) revoked, or whose claims were re-issued.
     Tokens(Vec<String>),
 }
+
+/// The cached configuration a committed change makes stale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stale {
+    /// An organization (by id): its record, slug and domains, its connections with
+    /// their secrets, and its licence; and whatever was looked up and not found, which
+    /// the change may have created.
+    Organization(String),
+    /// An application, by client ID.
+    Application(String),
+    /// The signing keys.
+    SigningKeys,
+    /// All of it (what a replica that does not name its changes announces).
+    Everything,
+}
+
+/// Called in this process after each committed change of configuration, before the
+/// write returns, so that this replica's caches never serve what it has just changed.
+pub type OnChange = std::sync::Arc<dyn Fn(&Stale) + Send + Sync>;
 
 /// What a listener heard.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,10 +49,17 @@ pub enum Heard {
 const TOKENS_PER_MESSAGE: usize = 100;
 
 impl Change {
-    /// The notification payloads, each `<origin> <kind>[ <hash>,<hash>…]`.
+    /// The notification payloads, each `<origin> <kind>[ <detail>]`: for configuration
+    /// `organization <id>`, `application <client id>` or `signing_keys` (none: all of
+    /// it), for tokens `<hash>,<hash>…`.
     pub fn payloads(&self, origin: &str) -> Vec<String> {
         match self {
-            Change::Configuration => vec![format!("{origin} configuration")],
+            Change::Configuration(stale) => vec![match stale {
+                Stale::Organization(id) => format!("{origin} configuration organization {id}"),
+                Stale::Application(client_id) => format!("{origin} configuration application {client_id}"),
+                Stale::SigningKeys => format!("{origin} configuration signing_keys"),
+                Stale::Everything => format!("{origin} configuration"),
+            }],
             Change::Tokens(hashes) => hashes.chunks(TOKENS_PER_MESSAGE).map(|c| format!("{origin} tokens {}", c.join(","))).collect(),
         }
     }
@@ -47,7 +72,13 @@ impl Change {
             return None;
         }
         match (parts.next()?, parts.next()) {
-            ("configuration", None) => Some(Change::Configuration),
+            ("configuration", None) => Some(Change::Configuration(Stale::Everything)),
+            ("configuration", Some(detail)) => Some(Change::Configuration(match detail.split_once(' ') {
+                Some(("organization", id)) if !id.is_empty() => Stale::Organization(id.to_owned()),
+                Some(("application", client_id)) if !client_id.is_empty() => Stale::Application(client_id.to_owned()),
+                None if detail == "signing_keys" => Stale::SigningKeys,
+                _ => return None,
+            })),
             ("tokens", Some(list)) => Some(Change::Tokens(list.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect())),
             _ => None,
         }
@@ -67,6 +98,9 @@ pub trait Changes: Send + Sync + 'static {
     /// A listener for the other replicas' changes; `None` when there can be no other
     /// replica (SQLite).
     async fn listen(&self) -> StoreResult<Option<Box<dyn ChangeListener>>>;
+    /// Sets what this process runs after each of its own committed configuration
+    /// changes (the broker forgetting its cached configuration).
+    fn on_change(&self, forget: OnChange);
     /// Takes or renews the named lease for this process until `until`, unless another
     /// process holds it; so that a periodic job runs on one replica at a time.
     async fn try_lease(&self, name: &str, now: crate::core::Timestamp, until: crate::core::Timestamp) -> StoreResult<bool>;
@@ -90,10 +124,14 @@ mod tests {
             })
             .collect();
         assert_eq!(back, hashes);
-        assert_eq!(Change::parse(&Change::Configuration.payloads("a")[0], "b"), Some(Change::Configuration));
-        assert_eq!(Change::parse(&Change::Configuration.payloads("a")[0], "a"), None);
+        for stale in [Stale::Organization("org_1".into()), Stale::Application("app client".into()), Stale::SigningKeys, Stale::Everything] {
+            let change = Change::Configuration(stale);
+            assert_eq!(Change::parse(&change.payloads("a")[0], "b"), Some(change.clone()));
+            assert_eq!(Change::parse(&change.payloads("a")[0], "a"), None);
+        }
         assert_eq!(Change::parse("a nonsense", "b"), None);
         assert_eq!(Change::parse("a configuration extra", "b"), None);
+        assert_eq!(Change::parse("a configuration organization ", "b"), None);
         assert!(Change::Tokens(vec![]).payloads("a").is_empty());
     }
 }

@@ -34,7 +34,7 @@ use crate::core::scim::ScimError;
 use crate::core::user::{User, UserProfile, UserView};
 use crate::core::ValidationError;
 
-pub use changes::{Change, ChangeListener, Changes, Heard};
+pub use changes::{Change, ChangeListener, Changes, Heard, OnChange, Stale};
 pub use directory_sync::DirectorySync;
 pub use logins::*;
 pub use sql::{Dialect, PoolSettings, SqlStore};

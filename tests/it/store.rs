@@ -22,7 +22,7 @@ use ssogate::core::Timestamp;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
     Change, Changes, Directory, EventFilter, Grant, GroupSyncOf, Heard, Logins, Page, Provisioned, Redemption, RefreshState, Session,
-    SessionFilter, SessionHandle, SignIn, SqlStore, Store, StoreError, StoredSigningKey,
+    SessionFilter, SessionHandle, SignIn, SqlStore, Stale, Store, StoreError, StoredSigningKey,
 };
 use std::time::Duration;
 
@@ -1058,13 +1058,13 @@ async fn changes_reach_the_other_replicas(db: &TestDb) {
     let (a, b) = (db.store.clone(), db.replica().await);
     let Some(mut heard_by_b) = b.listen().await.unwrap() else {
         assert_eq!(db.store.dialect(), ssogate::store::Dialect::Sqlite, "only SQLite, with one process, has no change feed");
-        a.publish(&Change::Configuration).await.unwrap();
+        a.publish(&Change::Configuration(Stale::Everything)).await.unwrap();
         return;
     };
     let mut heard_by_a = a.listen().await.unwrap().unwrap();
     let tokens: Vec<String> = (0..150).map(|i| format!("hash-{i}")).collect();
     a.publish(&Change::Tokens(tokens.clone())).await.unwrap();
-    a.publish(&Change::Configuration).await.unwrap();
+    a.publish(&Change::Configuration(Stale::Everything)).await.unwrap();
     let mut got = vec![];
     while got.len() < tokens.len() {
         match next(&mut heard_by_b).await {
@@ -1073,16 +1073,18 @@ async fn changes_reach_the_other_replicas(db: &TestDb) {
         }
     }
     assert_eq!(got, tokens, "every hash arrives, in order, across messages");
-    assert_eq!(next(&mut heard_by_b).await, Heard::Change(Change::Configuration));
+    assert_eq!(next(&mut heard_by_b).await, Heard::Change(Change::Configuration(Stale::Everything)));
     // A replica does not hear itself.
-    b.publish(&Change::Configuration).await.unwrap();
-    assert_eq!(next(&mut heard_by_a).await, Heard::Change(Change::Configuration));
+    b.publish(&Change::Configuration(Stale::SigningKeys)).await.unwrap();
+    assert_eq!(next(&mut heard_by_a).await, Heard::Change(Change::Configuration(Stale::SigningKeys)));
     assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_b.next()).await.is_err());
     // An admin write announces itself in its own transaction: heard once committed,
     // never for a write that was refused.
-    a.create_organization(org("N", "org-noticed", &[]), true, &actor()).await.unwrap();
-    assert_eq!(next(&mut heard_by_b).await, Heard::Change(Change::Configuration));
+    // It names what it made stale; a write of no cached configuration says nothing.
+    let noticed = a.create_organization(org("N", "org-noticed", &[]), true, &actor()).await.unwrap();
+    assert_eq!(next(&mut heard_by_b).await, Heard::Change(Change::Configuration(Stale::Organization(noticed.id.clone()))));
     assert!(a.create_organization(org("N", "org-noticed", &[]), true, &actor()).await.is_err(), "the slug is taken");
+    a.create_user(&noticed.id, profile("nobody@noticed.test"), vec![], &actor()).await.unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_b.next()).await.is_err(), "nothing to forget");
     b.close().await;
 }

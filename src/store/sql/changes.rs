@@ -9,7 +9,7 @@ use sqlx::postgres::PgListener;
 use super::logins::enqueue_sync_jobs_in;
 use super::{ms, Dialect, SqlStore, Tx};
 use crate::core::Timestamp;
-use crate::store::{Change, ChangeListener, Changes, Heard, StoreResult};
+use crate::store::{Change, ChangeListener, Changes, Heard, OnChange, Stale, StoreResult};
 
 const CHANNEL: &str = "ssogate_changes";
 
@@ -28,10 +28,11 @@ pub(super) enum Resync<'a> {
 impl SqlStore {
     /// Commits an admin write together with what follows from it: the re-sync jobs it
     /// calls for (`reason` names the write) and the notice that tells other replicas
-    /// to forget their cached configuration. PostgreSQL delivers a NOTIFY only when
-    /// its transaction commits, so the write, its audit row (written by the caller),
-    /// its jobs and its notice happen together or not at all.
-    pub(super) async fn commit_change(&self, mut tx: Tx, resync: Resync<'_>, reason: &str) -> StoreResult<()> {
+    /// what cached configuration it made stale, if any. PostgreSQL delivers a NOTIFY
+    /// only when its transaction commits, so the write, its audit row (written by the
+    /// caller), its jobs and its notice happen together or not at all. This process
+    /// forgets the same before the write returns.
+    pub(super) async fn commit_change(&self, mut tx: Tx, resync: Resync<'_>, stale: Option<Stale>, reason: &str) -> StoreResult<()> {
         match resync {
             Resync::Nobody => {}
             Resync::Organization(organization_id) => {
@@ -41,12 +42,16 @@ impl SqlStore {
                 enqueue_sync_jobs_in(&mut tx, organization_id, Some(connection_id), reason, self.clock.now()).await?;
             }
         }
+        let Some(stale) = stale else { return Ok(tx.commit().await?) };
         if self.dialect == Dialect::Postgres {
-            for payload in Change::Configuration.payloads(&self.instance) {
+            for payload in Change::Configuration(stale.clone()).payloads(&self.instance) {
                 sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
+        if let Some(forget) = self.on_change.get() {
+            forget(&stale);
+        }
         Ok(())
     }
 }
@@ -72,6 +77,12 @@ impl Changes for SqlStore {
         let mut listener = PgListener::connect(&self.url).await?;
         listener.listen(CHANNEL).await?;
         Ok(Some(Box::new(PgChanges { listener, origin: self.instance.clone() })))
+    }
+
+    fn on_change(&self, forget: OnChange) {
+        if self.on_change.set(forget).is_err() {
+            tracing::error!("a second on_change hook was refused: the first stays");
+        }
     }
 
     async fn try_lease(&self, name: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {

@@ -22,7 +22,7 @@ use crate::core::organization::Organization;
 use crate::core::roles::{derive_role, DEFAULT_GROUPS};
 use crate::core::user::{User, UserProfile, UserView};
 use crate::core::{Timestamp, ValidationError};
-use crate::store::{Directory, Edit, EventFilter, Page, StoreError, StoreResult};
+use crate::store::{Directory, Edit, EventFilter, Page, Stale, StoreError, StoreResult};
 
 /// One row of `table` by id, mapped by `row`.
 async fn load_by_id<T>(
@@ -143,7 +143,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.created", ("organization", &org.id), json_value(&org));
-        self.commit_change(tx, Resync::Nobody, "organization.created").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Organization(org.id.clone())), "organization.created").await?;
         Ok(org)
     }
 }
@@ -528,7 +528,7 @@ impl Directory for SqlStore {
         save_domains(&mut tx, &org.id, &org.domains).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&org));
         record(&mut tx, self.clock.now(), Some(&org.id), actor, "organization.updated", ("organization", &org.id), changes);
-        self.commit_change(tx, Resync::Nobody, "organization.updated").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Organization(org.id.clone())), "organization.updated").await?;
         Ok(org)
     }
 
@@ -536,7 +536,7 @@ impl Directory for SqlStore {
         let mut tx = self.write_tx().await?;
         let org = load_org(&mut tx, id).await?.ok_or(StoreError::NotFound("organization"))?;
         delete_row(&mut tx, self.clock.now(), "organizations", &org.id, Some(&org.id), actor, "organization").await?;
-        self.commit_change(tx, Resync::Nobody, "organization.deleted").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Organization(org.id.clone())), "organization.deleted").await?;
         Ok(())
     }
 
@@ -565,7 +565,7 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         record(&mut tx, self.clock.now(), Some(&c.organization_id), actor, "connection.created", ("connection", &c.id), json_value(&c));
-        self.commit_change(tx, Resync::Nobody, "connection.created").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Organization(c.organization_id.clone())), "connection.created").await?;
         Ok(c)
     }
 
@@ -614,7 +614,7 @@ impl Directory for SqlStore {
         } else {
             Resync::Nobody
         };
-        self.commit_change(tx, resync, "connection.updated").await?;
+        self.commit_change(tx, resync, Some(Stale::Organization(c.organization_id.clone())), "connection.updated").await?;
         Ok(c)
     }
 
@@ -622,7 +622,7 @@ impl Directory for SqlStore {
         let mut tx = self.write_tx().await?;
         let c = load_connection(&mut tx, id).await?.ok_or(StoreError::NotFound("connection"))?;
         delete_row(&mut tx, self.clock.now(), "connections", &c.id, Some(&c.organization_id), actor, "connection").await?;
-        self.commit_change(tx, Resync::Nobody, "connection.deleted").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Organization(c.organization_id.clone())), "connection.deleted").await?;
         Ok(())
     }
 
@@ -653,7 +653,7 @@ impl Directory for SqlStore {
             .execute(&mut *tx)
             .await?;
         record(&mut tx, self.clock.now(), None, actor, "application.created", ("application", &app.id), json_value(&app));
-        self.commit_change(tx, Resync::Nobody, "application.created").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Application(app.client_id.clone())), "application.created").await?;
         Ok(app)
     }
 
@@ -680,15 +680,15 @@ impl Directory for SqlStore {
         save_application(&mut tx, &app).await?;
         let changes = audit::diff(&json_value(&before), &json_value(&app));
         record(&mut tx, self.clock.now(), None, actor, "application.updated", ("application", &app.id), changes);
-        self.commit_change(tx, Resync::Nobody, "application.updated").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Application(app.client_id.clone())), "application.updated").await?;
         Ok(app)
     }
 
     async fn delete_application(&self, id: &str, actor: &Actor) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
+        let app = load_application(&mut tx, id).await?.ok_or(StoreError::NotFound("application"))?;
         delete_row(&mut tx, self.clock.now(), "applications", id, None, actor, "application").await?;
-        self.commit_change(tx, Resync::Nobody, "application.deleted").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Application(app.client_id.clone())), "application.deleted").await?;
         Ok(())
     }
 
@@ -711,7 +711,7 @@ impl Directory for SqlStore {
             ("application", id),
             serde_json::json!({"client_secret": "changed"}),
         );
-        self.commit_change(tx, Resync::Nobody, "application.secret_rotated").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Application(app.client_id.clone())), "application.secret_rotated").await?;
         Ok(app)
     }
 
@@ -742,7 +742,7 @@ impl Directory for SqlStore {
         set_manual_groups(&mut tx, self.clock.now(), organization_id, &id, &groups).await?;
         let view = self.load_user(&mut tx, &id).await?.ok_or(StoreError::NotFound("user"))?;
         record(&mut tx, self.clock.now(), Some(organization_id), actor, "user.created", ("user", &id), json_value(&view));
-        self.commit_change(tx, Resync::Nobody, "user.created").await?;
+        self.commit_change(tx, Resync::Nobody, None, "user.created").await?;
         Ok(view)
     }
 
@@ -792,7 +792,7 @@ impl Directory for SqlStore {
         let after = self.load_user(&mut tx, id).await?.ok_or(StoreError::NotFound("user"))?;
         let changes = audit::diff(&json_value(&before), &json_value(&after));
         record(&mut tx, self.clock.now(), Some(&u.organization_id), actor, "user.updated", ("user", id), changes);
-        self.commit_change(tx, Resync::Nobody, "user.updated").await?;
+        self.commit_change(tx, Resync::Nobody, None, "user.updated").await?;
         Ok(after)
     }
 
@@ -802,7 +802,7 @@ impl Directory for SqlStore {
         // Memberships in directory groups name the user by id, without a foreign key.
         sqlx::query("DELETE FROM directory_group_members WHERE member_id = $1").bind(id).execute(&mut *tx).await?;
         delete_row(&mut tx, self.clock.now(), "users", id, Some(&u.user.organization_id), actor, "user").await?;
-        self.commit_change(tx, Resync::Nobody, "user.deleted").await?;
+        self.commit_change(tx, Resync::Nobody, None, "user.deleted").await?;
         Ok(())
     }
 
@@ -822,7 +822,7 @@ impl Directory for SqlStore {
         };
         insert_group(&mut tx, &group).await?;
         record(&mut tx, self.clock.now(), Some(organization_id), actor, "group.created", ("group", &group.id), json_value(&group));
-        self.commit_change(tx, Resync::Organization(organization_id), "group.created").await?;
+        self.commit_change(tx, Resync::Organization(organization_id), None, "group.created").await?;
         Ok(group)
     }
 
@@ -854,7 +854,7 @@ impl Directory for SqlStore {
             .await?;
         let changes = audit::diff(&json_value(&before), &json_value(&g));
         record(&mut tx, self.clock.now(), Some(&g.organization_id), actor, "group.updated", ("group", id), changes);
-        self.commit_change(tx, Resync::Organization(&g.organization_id), "group.updated").await?;
+        self.commit_change(tx, Resync::Organization(&g.organization_id), None, "group.updated").await?;
         Ok(g)
     }
 
@@ -868,7 +868,7 @@ impl Directory for SqlStore {
             });
         }
         delete_row(&mut tx, self.clock.now(), "groups", id, Some(&g.organization_id), actor, "group").await?;
-        self.commit_change(tx, Resync::Organization(&g.organization_id), "group.deleted").await?;
+        self.commit_change(tx, Resync::Organization(&g.organization_id), None, "group.deleted").await?;
         Ok(())
     }
 
@@ -903,7 +903,7 @@ impl Directory for SqlStore {
         .await?;
         let changes = audit::diff(&json_value(&before), &json_value(e));
         record(&mut tx, self.clock.now(), Some(organization_id), actor, "entitlements.updated", ("organization", organization_id), changes);
-        self.commit_change(tx, Resync::Nobody, "entitlements.updated").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::Organization(organization_id.to_owned())), "entitlements.updated").await?;
         Ok(e.clone())
     }
 

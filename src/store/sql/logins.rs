@@ -22,7 +22,7 @@ use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
     EndedSession, Grant, GroupSyncOf, IdpGroupsSource, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, Session,
-    SessionFilter, SessionHandle, SignIn, StoreError, StoreResult, StoredSigningKey,
+    SessionFilter, SessionHandle, SignIn, Stale, StoreError, StoreResult, StoredSigningKey,
 };
 
 fn key_context(kid: &str) -> String {
@@ -276,7 +276,7 @@ impl Logins for SqlStore {
         .execute(&mut *tx)
         .await?;
         record(&mut tx, self.clock.now(), None, actor, "signing_key.created", ("signing_key", &k.kid), serde_json::json!({"alg": k.alg}));
-        self.commit_change(tx, Resync::Nobody, "signing_key.created").await?;
+        self.commit_change(tx, Resync::Nobody, Some(Stale::SigningKeys), "signing_key.created").await?;
         Ok(true)
     }
 

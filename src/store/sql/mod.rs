@@ -89,6 +89,8 @@ pub struct SqlStore {
     clock: Arc<dyn Clock>,
     /// SQLite writers queue here for their turn (see [`Tx`]).
     writer: group_commit::Writer,
+    /// Run after each committed configuration change (see [`Changes::on_change`]).
+    on_change: std::sync::OnceLock<crate::store::OnChange>,
 }
 
 /// Statements whose text depends on the dialect, built once.
@@ -365,6 +367,7 @@ impl SqlStore {
             url,
             instance,
             clock: Arc::new(SystemClock),
+            on_change: std::sync::OnceLock::new(),
         })
     }
 
