@@ -79,6 +79,8 @@ impl Slot {
 struct Stamped<V> {
     value: V,
     stamp: Option<u64>,
+    /// The epoch when its read began.
+    began: u64,
     read_at: Timestamp,
 }
 
@@ -88,7 +90,8 @@ struct Generations {
     /// Bumped by every change, before the generation it changes: a read that sees
     /// the same epoch before and after it cannot have missed a change.
     epoch: AtomicU64,
-    /// Whether every other replica's change reaches this one (always, with SQLite).
+    /// Whether every other replica's change reaches this one: always with SQLite, with
+    /// PostgreSQL while listening; not until the change listener has said so.
     hearing: AtomicBool,
 }
 
@@ -142,7 +145,7 @@ impl ConfigCache {
                 stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
                 absent: AtomicU64::new(0),
                 epoch: AtomicU64::new(0),
-                hearing: AtomicBool::new(true),
+                hearing: AtomicBool::new(false),
             }),
             clock,
         }
@@ -167,9 +170,14 @@ impl ConfigCache {
         Arc::new(move |stale| cache.forget(stale))
     }
 
-    /// Forgets every entry (when changes may have been missed).
+    /// Forgets every entry (when changes may have been missed). Every generation moves,
+    /// so that not even a read finishing as this runs is kept.
     pub fn forget_everything(&self) {
-        self.generations.epoch.fetch_add(1, SeqCst);
+        let g = &self.generations;
+        g.epoch.fetch_add(1, SeqCst);
+        for generation in g.stripes.iter().chain([&g.absent]) {
+            generation.fetch_add(1, SeqCst);
+        }
         self.applications.invalidate_all();
         self.organizations.invalidate_all();
         self.domains.invalidate_all();
@@ -190,64 +198,87 @@ impl ConfigCache {
         entry.stamp == Some(g.of(slot).load(SeqCst)) && (g.hearing.load(SeqCst) || self.clock.now() - entry.read_at < UNHEARD_TTL)
     }
 
-    /// The cached value of `key`, or `load`'s, cached under the generation of the
-    /// slot `slot_of` gives it.
-    async fn get<V, F>(&self, cache: &Cache<String, Stamped<V>>, key: String, slot_of: impl Fn(&V) -> Slot, load: F) -> StoreResult<V>
+    /// The cached value of `key`, or else what `load` reads, cached under the
+    /// generation of the slot `slot_of` gives it. Every change forgotten before the
+    /// call shows in its answer.
+    async fn get<V, F>(
+        &self,
+        cache: &Cache<String, Stamped<V>>,
+        key: String,
+        slot_of: impl Fn(&V) -> Slot,
+        load: impl Fn() -> F,
+    ) -> StoreResult<V>
     where
         V: Clone + Send + Sync + 'static,
         F: std::future::Future<Output = StoreResult<V>>,
     {
+        let entered = self.generations.epoch.load(SeqCst);
         if let Some(hit) = cache.get(&key).await {
             if self.is_current(&hit, slot_of(&hit.value)) {
                 return Ok(hit.value);
             }
             cache.invalidate(&key).await;
         }
-        let read = async {
-            let epoch = self.generations.epoch.load(SeqCst);
-            let value = load.await?;
-            let generation = self.generations.of(slot_of(&value)).load(SeqCst);
-            let unchanged = self.generations.epoch.load(SeqCst) == epoch;
-            Ok(Stamped { value, stamp: unchanged.then_some(generation), read_at: self.clock.now() })
-        };
-        Ok(cache.try_get_with(key, read).await.map_err(unshare)?.value)
+        // Concurrent misses of one key share one read...
+        let shared = cache.try_get_with(key.clone(), self.read(load(), &slot_of)).await.map_err(unshare)?;
+        if shared.began >= entered || self.is_current(&shared, slot_of(&shared.value)) {
+            return Ok(shared.value);
+        }
+        // ...unless it began before a change this call must see.
+        let own = self.read(load(), &slot_of).await?;
+        cache.insert(key, own.clone()).await;
+        Ok(own.value)
+    }
+
+    /// One read from the store, stamped with the generation it was read under (none if
+    /// anything was forgotten meanwhile).
+    async fn read<V>(
+        &self,
+        load: impl std::future::Future<Output = StoreResult<V>>,
+        slot_of: &impl Fn(&V) -> Slot,
+    ) -> StoreResult<Stamped<V>> {
+        let (began, read_at) = (self.generations.epoch.load(SeqCst), self.clock.now());
+        let value = load.await?;
+        let generation = self.generations.of(slot_of(&value)).load(SeqCst);
+        let unchanged = self.generations.epoch.load(SeqCst) == began;
+        Ok(Stamped { value, stamp: unchanged.then_some(generation), began, read_at })
     }
 
     pub async fn application(&self, store: &dyn Store, client_id: &str) -> StoreResult<Option<(Application, String)>> {
         let slot = Slot::of(Scope::Application(client_id));
-        self.get(&self.applications, client_id.to_owned(), move |_| slot, store.application_by_client_id(client_id)).await
+        self.get(&self.applications, client_id.to_owned(), move |_| slot, || store.application_by_client_id(client_id)).await
     }
 
     pub async fn organization(&self, store: &dyn Store, id_or_slug: &str) -> StoreResult<Option<Organization>> {
-        self.get(&self.organizations, id_or_slug.to_owned(), Slot::of_organization, store.find_organization(id_or_slug)).await
+        self.get(&self.organizations, id_or_slug.to_owned(), Slot::of_organization, || store.find_organization(id_or_slug)).await
     }
 
     pub async fn organization_by_domain(&self, store: &dyn Store, domain: &str) -> StoreResult<Option<Organization>> {
-        self.get(&self.domains, domain.to_ascii_lowercase(), Slot::of_organization, store.organization_by_domain(domain)).await
+        self.get(&self.domains, domain.to_ascii_lowercase(), Slot::of_organization, || store.organization_by_domain(domain)).await
     }
 
     pub async fn connection(&self, store: &dyn Store, id: &str) -> StoreResult<Option<Connection>> {
         let slot = |c: &Option<Connection>| Slot::of(c.as_ref().map_or(Scope::Absent, |c| Scope::Organization(&c.organization_id)));
-        self.get(&self.connections, id.to_owned(), slot, store.get_connection(id)).await
+        self.get(&self.connections, id.to_owned(), slot, || store.get_connection(id)).await
     }
 
     /// Up to two of the organization's connections (enough to know whether it has one).
     pub async fn organization_connections(&self, store: &dyn Store, organization_id: &str) -> StoreResult<Vec<Connection>> {
         let page = Page { limit: 2, cursor: None };
-        let load = async move { store.list_connections(organization_id, &page).await };
+        let load = || async { store.list_connections(organization_id, &page).await };
         let slot = Slot::of(Scope::Organization(organization_id));
         self.get(&self.org_connections, organization_id.to_owned(), move |_| slot, load).await
     }
 
     pub async fn entitlements(&self, store: &dyn Store, organization_id: &str) -> StoreResult<Entitlements> {
-        let load = async move { store.entitlements(organization_id).await.map(|(e, _)| e) };
+        let load = || async { store.entitlements(organization_id).await.map(|(e, _)| e) };
         let slot = Slot::of(Scope::Organization(organization_id));
         self.get(&self.entitlements, organization_id.to_owned(), move |_| slot, load).await
     }
 
     pub async fn client_secret(&self, store: &dyn Store, connection: &Connection) -> StoreResult<String> {
         let slot = Slot::of(Scope::Organization(&connection.organization_id));
-        self.get(&self.secrets, connection.id.clone(), move |_| slot, store.connection_client_secret(&connection.id)).await
+        self.get(&self.secrets, connection.id.clone(), move |_| slot, || store.connection_client_secret(&connection.id)).await
     }
 }
 
@@ -258,14 +289,17 @@ mod tests {
     use super::*;
     use crate::core::clock::TestClock;
 
+    /// A cache of one process, which has nothing to hear.
     fn cache() -> (ConfigCache, Arc<TestClock>) {
         let clock = Arc::new(TestClock::at(crate::core::now()));
-        (ConfigCache::new(clock.clone()), clock)
+        let cache = ConfigCache::new(clock.clone());
+        cache.set_hearing(true);
+        (cache, clock)
     }
 
     /// Reads `key` of the entitlements cache under `scope`, counting loads.
     async fn read(cache: &ConfigCache, key: &str, scope: Scope<'_>, loads: &AtomicUsize) -> Entitlements {
-        let load = async {
+        let load = || async {
             loads.fetch_add(1, SeqCst);
             Ok(Entitlements::default())
         };
@@ -322,7 +356,7 @@ mod tests {
         let (a, _) = apart();
         // The change commits while the read is on its way back from the database: the
         // read answers its caller but is not reused, or it would hide the change.
-        let racing = async {
+        let racing = || async {
             cache.forget(&Stale::Organization(a.into()));
             Ok(Entitlements { sso: false, ..Entitlements::default() })
         };
@@ -332,6 +366,117 @@ mod tests {
         let loads = AtomicUsize::new(0);
         assert!(read(&cache, a, Scope::Organization(a), &loads).await.sso);
         assert_eq!(loads.load(SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_after_a_change_does_not_share_a_read_from_before_it() {
+        let (cache, _) = cache();
+        let (a, _) = apart();
+        let slot = Slot::of(Scope::Organization(a));
+        let (started, release) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        let before = cache.get(
+            &cache.entitlements,
+            a.to_owned(),
+            move |_| slot,
+            || async {
+                started.notify_one();
+                release.notified().await;
+                Ok(Entitlements { sso: true, ..Entitlements::default() })
+            },
+        );
+        let after = async {
+            started.notified().await;
+            cache.forget(&Stale::Organization(a.into()));
+            let after = cache.get(
+                &cache.entitlements,
+                a.to_owned(),
+                move |_| slot,
+                || async { Ok(Entitlements { sso: false, ..Entitlements::default() }) },
+            );
+            // Released once `after` waits on the read already under way.
+            let release = async {
+                tokio::task::yield_now().await;
+                release.notify_one();
+            };
+            tokio::join!(after, release).0
+        };
+        let (before, after) = tokio::join!(before, after);
+        assert!(before.unwrap().sso, "the read that began before the change answers its caller");
+        assert!(!after.unwrap().sso, "what began after the change reads after it");
+        let loads = AtomicUsize::new(0);
+        assert!(!read(&cache, a, Scope::Organization(a), &loads).await.sso, "and that is what stays cached");
+        assert_eq!(loads.load(SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn forgetting_everything_also_drops_a_read_finishing_meanwhile() {
+        let (cache, _) = cache();
+        let (a, _) = apart();
+        let slot = Slot::of(Scope::Organization(a));
+        let stamped = cache.read(async { Ok(Entitlements::default()) }, &move |_: &Entitlements| slot).await.unwrap();
+        cache.forget_everything();
+        // moka keeps what is inserted after invalidate_all; the generation does not.
+        cache.entitlements.insert(a.to_owned(), stamped).await;
+        let loads = AtomicUsize::new(0);
+        read(&cache, a, Scope::Organization(a), &loads).await;
+        assert_eq!(loads.load(SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn each_lookup_follows_the_organization_or_application_it_was_read_from() {
+        let scene = crate::broker::testkit::Scene::new().await;
+        let (store, c, app) = (scene.broker.store.as_ref(), &scene.connection, &scene.app);
+        let org_id = c.organization_id.clone();
+        // A cache of its own, which the store's writes do not tell: what it keeps
+        // through a forget shows where each lookup's entries are stamped.
+        let cache = ConfigCache::new(scene.clock.clone());
+        cache.set_hearing(true);
+        let read_all = || async {
+            let (by_slug, by_id) = (cache.organization(store, "acme").await, cache.organization(store, &org_id).await);
+            (
+                cache.application(store, &app.client_id).await.unwrap().unwrap().0.name,
+                [by_slug, by_id, cache.organization_by_domain(store, "ACME.test").await].map(|o| o.unwrap().unwrap().name),
+                [
+                    cache.connection(store, &c.id).await.unwrap().unwrap(),
+                    cache.organization_connections(store, &org_id).await.unwrap().remove(0),
+                ]
+                .map(|c| c.name),
+                cache.entitlements(store, &org_id).await.unwrap().sso,
+                cache.client_secret(store, c).await.unwrap(),
+            )
+        };
+        let before = read_all().await;
+        let actor = crate::core::audit::Actor("test".into());
+        let rename_app = Box::new(|a: &mut Application| {
+            a.name = "App 2".into();
+            Ok(())
+        });
+        store.update_application(&app.id, rename_app, &actor).await.unwrap();
+        let rename_org = Box::new(|o: &mut Organization| {
+            o.name = "Acme 2".into();
+            Ok(())
+        });
+        store.update_organization(&org_id, rename_org, &actor).await.unwrap();
+        let edit = Box::new(|c: &mut Connection| {
+            c.name = "Fake 2".into();
+            Ok(Some("secret 2".into()))
+        });
+        store.update_connection(&c.id, edit, &actor).await.unwrap();
+        store.put_entitlements(&org_id, &Entitlements { sso: false, ..Entitlements::default() }, &actor).await.unwrap();
+        assert_eq!(read_all().await, before, "all of it cached");
+
+        cache.forget(&Stale::Application(app.client_id.clone()));
+        let (application, ..) = read_all().await;
+        assert_eq!(application, "App 2");
+        if Slot::of(Scope::Application(&app.client_id)) != Slot::of(Scope::Organization(&org_id)) {
+            assert_eq!(read_all().await.1, before.1, "the organization's entries stay");
+        }
+
+        cache.forget(&Stale::Organization(org_id.clone()));
+        let after = read_all().await;
+        assert_eq!(after.1, ["Acme 2"; 3].map(String::from));
+        assert_eq!(after.2, ["Fake 2"; 2].map(String::from));
+        assert_eq!((after.3, after.4.as_str()), (false, "secret 2"));
     }
 
     #[tokio::test]

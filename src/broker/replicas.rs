@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::Broker;
 use crate::store::{Change, Heard, Stale};
 
-/// The pause before listening again when the database refused a listener.
+/// The pause before listening again when the database refused a listener, or the
+/// last one was lost as soon as it listened.
 const LISTEN_RETRY: Duration = Duration::from_secs(2);
 
 impl Broker {
@@ -25,7 +26,7 @@ impl Broker {
 
     async fn announce(&self, change: Change) {
         if let Err(e) = self.store.publish(&change).await {
-            tracing::warn!(error = %e, "telling other replicas of a change failed; their caches catch up within their TTL");
+            tracing::warn!(error = %e, "telling other replicas of a change failed; their cached tokens expire within 30 s");
         }
     }
 
@@ -49,6 +50,7 @@ impl Broker {
             // Whatever happened before listening started is unknown.
             self.forget_everything().await;
             self.config.set_hearing(true);
+            let listening_since = std::time::Instant::now();
             loop {
                 match listener.next().await {
                     Heard::Change(Change::Configuration(stale)) => {
@@ -62,6 +64,9 @@ impl Broker {
                         tracing::warn!("lost the change feed; forgetting cached configuration and tokens until it is back");
                         self.config.set_hearing(false);
                         self.forget_everything().await;
+                        if listening_since.elapsed() < LISTEN_RETRY {
+                            tokio::time::sleep(LISTEN_RETRY).await;
+                        }
                         break;
                     }
                 }

@@ -86,6 +86,8 @@ impl Scene {
             clock: clock.clone(),
         });
         broker.store.on_change(broker.config.on_own_change());
+        broker.config.set_hearing(true); // one process: no other replica to hear
+
         // Set up as an admin would, through the directory service and the API's own input.
         let org: CreateOrganization = serde_json::from_value(json!({"name": "Acme", "slug": "acme", "domains": ["acme.test"]})).unwrap();
         let org = broker.create_organization(org.validate().unwrap(), &actor()).await.unwrap();

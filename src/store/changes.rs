@@ -28,7 +28,7 @@ pub enum Stale {
     Application(String),
     /// The signing keys.
     SigningKeys,
-    /// All of it (what a replica that does not name its changes announces).
+    /// All of it: what a notice this version cannot read stands for.
     Everything,
 }
 
@@ -73,11 +73,13 @@ impl Change {
         }
         match (parts.next()?, parts.next()) {
             ("configuration", None) => Some(Change::Configuration(Stale::Everything)),
+            // A change this version cannot name (from a newer replica) is taken for
+            // all of configuration: forgetting too much costs reads, too little is stale.
             ("configuration", Some(detail)) => Some(Change::Configuration(match detail.split_once(' ') {
                 Some(("organization", id)) if !id.is_empty() => Stale::Organization(id.to_owned()),
                 Some(("application", client_id)) if !client_id.is_empty() => Stale::Application(client_id.to_owned()),
                 None if detail == "signing_keys" => Stale::SigningKeys,
-                _ => return None,
+                _ => Stale::Everything,
             })),
             ("tokens", Some(list)) => Some(Change::Tokens(list.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect())),
             _ => None,
@@ -130,8 +132,9 @@ mod tests {
             assert_eq!(Change::parse(&change.payloads("a")[0], "a"), None);
         }
         assert_eq!(Change::parse("a nonsense", "b"), None);
-        assert_eq!(Change::parse("a configuration extra", "b"), None);
-        assert_eq!(Change::parse("a configuration organization ", "b"), None);
+        for unknown in ["a configuration extra", "a configuration organization ", "a configuration groups g1"] {
+            assert_eq!(Change::parse(unknown, "b"), Some(Change::Configuration(Stale::Everything)), "{unknown}");
+        }
         assert!(Change::Tokens(vec![]).payloads("a").is_empty());
     }
 }

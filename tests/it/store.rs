@@ -1086,6 +1086,16 @@ async fn changes_reach_the_other_replicas(db: &TestDb) {
     assert!(a.create_organization(org("N", "org-noticed", &[]), true, &actor()).await.is_err(), "the slug is taken");
     a.create_user(&noticed.id, profile("nobody@noticed.test"), vec![], &actor()).await.unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_b.next()).await.is_err(), "nothing to forget");
+
+    // A listener whose connection is cut, and cannot be mended for now, says so: what
+    // was said meanwhile is lost, and the broker must forget everything and listen anew.
+    let name = &db._pg.as_ref().expect("PostgreSQL").name;
+    let admin = common::pg::admin_url();
+    common::pg::execute(&admin, &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+    let cut = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND query LIKE 'LISTEN%'");
+    common::pg::execute(&admin, &cut).await;
+    assert_eq!(next(&mut heard_by_b).await, Heard::Lost);
+    common::pg::execute(&admin, &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
     b.close().await;
 }
 

@@ -1,8 +1,6 @@
 //! [`Changes`] over SQL: PostgreSQL LISTEN/NOTIFY for the news between replicas,
 //! and a `leases` table (both databases) for jobs that must run on one replica.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use sqlx::postgres::PgListener;
 
@@ -48,16 +46,22 @@ impl SqlStore {
                 sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
             }
         }
-        tx.commit().await?;
-        if let Some(forget) = self.on_change.get() {
-            forget(&stale);
-        }
+        // The commit and the forgetting after it run to the end even if the request is
+        // cancelled meanwhile: a write that lands unseen by this replica's cache would be
+        // served stale from it for good. An unclear outcome (an error after COMMIT was
+        // sent) forgets too; a needless forget costs one read.
+        let forget = self.on_change.get().cloned();
+        let committed = tokio::spawn(async move {
+            let committed = tx.commit().await;
+            if let Some(forget) = forget {
+                forget(&stale);
+            }
+            committed
+        });
+        committed.await.map_err(|e| sqlx::Error::Io(std::io::Error::other(format!("the commit's task failed: {e}"))))??;
         Ok(())
     }
 }
-/// The pause before reconnecting a listener whose database is unreachable.
-const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
-
 #[async_trait]
 impl Changes for SqlStore {
     async fn publish(&self, change: &Change) -> StoreResult<()> {
@@ -75,6 +79,9 @@ impl Changes for SqlStore {
             return Ok(None);
         }
         let mut listener = PgListener::connect(&self.url).await?;
+        // A lost connection is reported, never mended quietly: what was said while it
+        // was down is lost, and the broker must forget everything and listen anew.
+        listener.eager_reconnect(false);
         listener.listen(CHANNEL).await?;
         Ok(Some(Box::new(PgChanges { listener, origin: self.instance.clone() })))
     }
@@ -111,8 +118,6 @@ struct PgChanges {
 impl ChangeListener for PgChanges {
     async fn next(&mut self) -> Heard {
         loop {
-            // `try_recv` reports a lost connection as `None` and reconnects (and
-            // listens again) on the next call.
             match self.listener.try_recv().await {
                 Ok(Some(n)) => match Change::parse(n.payload(), &self.origin) {
                     Some(change) => return Heard::Change(change),
@@ -120,8 +125,8 @@ impl ChangeListener for PgChanges {
                 },
                 Ok(None) => return Heard::Lost,
                 Err(e) => {
-                    tracing::warn!(error = %e, "listening for other replicas' changes failed; retrying");
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    tracing::warn!(error = %e, "listening for other replicas' changes failed");
+                    return Heard::Lost;
                 }
             }
         }
