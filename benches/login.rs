@@ -1,10 +1,15 @@
 //! Brokered-login benchmark: runs full logins through the real `ssogate` binary
 //! (release build) against an in-process fake IdP, and measures ssogate's own CPU per
-//! login (from /proc, so the IdP's and this client's work are excluded), then the
-//! throughput of `userinfo` with a valid token.
+//! login (from /proc, so the IdP's and this client's work are excluded) beside the
+//! login's floor measured in the same run (its cryptography, and its statements on
+//! the same database: `support/floor.rs`); on SQLite, then on PostgreSQL when one
+//! answers. Then `userinfo` with a valid token, beside a bare axum handler that
+//! returns the same body, served the same way.
 //!
 //! `cargo bench --bench login` — knobs: BENCH_LOGINS (default 2000), BENCH_CONCURRENCY
-//! (default 8), BENCH_USERINFO_SECS (default 5), BENCH_PIN=0 (see `pinned`).
+//! (default 8), BENCH_USERINFO_SECS (default 5), BENCH_POSTGRES_URL (default the local
+//! server's `test` database; `none` skips PostgreSQL), BENCH_PIN=0 (see `pinned`),
+//! BENCH_SSOGATE_LOG.
 
 // A benchmark stops at the first failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,7 +24,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::floor::{self, Crypto};
 use support::{admin, browser_login, cpu_seconds, env_or, start_ssogate, APP};
+
+/// ssogate's allocator, so that the bare handler is served as ssogate is.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Set (to a file holding the body) when this binary runs as the bare handler.
+const BARE_BODY: &str = "BENCH_BARE_BODY";
+/// Sign-ins replayed for the floor's statements.
+const FLOOR_SIGN_INS: u32 = 2000;
 
 async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret: &str, total: u64, concurrency: u64) -> Duration {
     let done = Arc::new(AtomicU64::new(0));
@@ -41,57 +56,107 @@ async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret:
     started.elapsed()
 }
 
-#[tokio::main]
-async fn main() {
-    let logins = env_or("BENCH_LOGINS", 2000);
-    let concurrency = env_or("BENCH_CONCURRENCY", 8);
-    let userinfo_secs = env_or("BENCH_USERINFO_SECS", 5);
+/// The database a run uses, and what it is called in the report.
+struct Database {
+    name: &'static str,
+    /// ssogate's `SSOGATE_DATABASE_URL`; `None`: SQLite in ssogate's directory.
+    url: Option<String>,
+}
+
+/// A PostgreSQL database made for the run, dropped after it.
+struct Made {
+    admin_url: String,
+    name: String,
+}
+
+impl Made {
+    async fn drop_it(self) {
+        use sqlx::Connection;
+        let mut admin = sqlx::AnyConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await.unwrap();
+    }
+}
+
+/// A fresh PostgreSQL database for this run on the server BENCH_POSTGRES_URL names,
+/// if one answers.
+async fn postgres() -> Option<(Database, Made)> {
+    use sqlx::Connection;
+    let admin_url = std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if admin_url == "none" {
+        return None;
+    }
+    sqlx::any::install_default_drivers();
+    let Ok(mut admin) = sqlx::AnyConnection::connect(&admin_url).await else {
+        println!("(PostgreSQL at {admin_url} does not answer: its run is skipped)");
+        return None;
+    };
+    let name = format!("ssogate_bench_login_{}", std::process::id());
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let (server, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{server}/{name}");
+    Some((Database { name: "PostgreSQL", url: Some(url) }, Made { admin_url, name }))
+}
+
+/// Logins with each ID token algorithm on `db`, each beside its floor.
+async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &Crypto, logins: u64, concurrency: u64) {
     let http = reqwest::Client::new();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let op = fake_op::FakeOp::start("bench-client").await;
-    let server = start_ssogate(&http, &[]).await;
-    let pid = server.child.id();
-    let base = server.base.clone();
+    // With PostgreSQL the key that encrypts secrets at rest must be given.
+    let key = "00".repeat(32);
+    let env: Vec<(&str, &str)> =
+        db.url.iter().flat_map(|u| [("SSOGATE_DATABASE_URL", u.as_str()), ("SSOGATE_ENCRYPTION_KEY", key.as_str())]).collect();
+    let server = start_ssogate(&http, &env).await;
+    let (pid, base) = (server.child.id(), server.base.clone());
+    let on_postgres = db.url.is_some();
     admin(&http, &base, "/organizations", json!({"name": "Bench", "slug": "bench"})).await;
-    admin(
-        &http,
-        &base,
-        "/organizations/bench/connections",
-        json!({"name": "Fake", "client_id": "bench-client", "client_secret": "fake-secret", "discovery_url": op.issuer}),
-    )
-    .await;
-
-    let placement = if server.pinned { "ssogate pinned to core 0, load generator and IdP on core 1" } else { "all sharing both cores" };
-    println!("ssogate brokered-login benchmark ({logins} logins, {concurrency} concurrent, release build, SQLite; {placement})");
+    let connection = json!({"name": "Fake", "client_id": "bench-client", "client_secret": "fake-secret", "discovery_url": op.issuer});
+    admin(&http, &base, "/organizations/bench/connections", connection).await;
+    println!("  {}:", db.name);
     for alg in ["RS256", "ES256"] {
         let app =
             admin(&http, &base, "/applications", json!({"name": alg, "redirect_uris": [APP], "id_token_signed_response_alg": alg})).await;
         let (client_id, secret) = (app["client_id"].as_str().unwrap().to_owned(), app["client_secret"].as_str().unwrap().to_owned());
         run_logins(&browser, &base, &client_id, &secret, 50, concurrency).await; // warm-up
-        let cpu_before = cpu_seconds(pid);
+        let (cpu_before, pg_before) = (cpu_seconds(pid), floor::postgres_cpu_seconds());
         let wall = run_logins(&browser, &base, &client_id, &secret, logins, concurrency).await;
-        let cpu = cpu_seconds(pid) - cpu_before;
-        println!(
-            "  login, ID token {alg}: {:.3} ms ssogate CPU per login (target <= 1 ms), {:.0} logins/s wall-clock",
-            cpu * 1000.0 / logins as f64,
-            logins as f64 / wall.as_secs_f64()
-        );
-    }
+        let per_login = |seconds: f64| seconds * 1000.0 / logins as f64;
+        let ssogate = per_login(cpu_seconds(pid) - cpu_before);
+        let database = if on_postgres { per_login(floor::postgres_cpu_seconds() - pg_before) } else { 0.0 };
 
-    let app = admin(&http, &base, "/applications", json!({"name": "userinfo", "redirect_uris": [APP]})).await;
-    let token = browser_login(&browser, &base, app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap(), "bench", None)
-        .await
-        .expect("login")
-        .access_token;
+        let url = db.url.clone().unwrap_or_else(|| server.database_url());
+        let statements = floor::statements(&url, FLOOR_SIGN_INS).await;
+        let (sql, crypto_ms) = (statements.database * 1000.0, crypto.per_sign_in(alg) * 1000.0);
+        let floor = sql + crypto_ms;
+        let rate = logins as f64 / wall.as_secs_f64();
+        let through_sqlx = statements.through_sqlx * 1000.0;
+        if on_postgres {
+            println!(
+                "    ID token {alg}: ssogate {ssogate:.3} ms + PostgreSQL {database:.3} ms CPU per login; floor {floor:.3} ms \
+                 (crypto {crypto_ms:.3}, PostgreSQL's work for the statements {sql:.3}; sending them through sqlx costs this \
+                 side {through_sqlx:.3}); ratio {:.2}; {rate:.0} logins/s",
+                (ssogate + database) / floor,
+            );
+        } else {
+            println!(
+                "    ID token {alg}: ssogate {ssogate:.3} ms CPU per login; floor {floor:.3} ms (crypto {crypto_ms:.3}, SQLite's work \
+                 for the statements {sql:.3}; through sqlx {through_sqlx:.3}); ratio {:.2}; {rate:.0} logins/s",
+                ssogate / floor,
+            );
+        }
+    }
+}
+
+/// Requests/s and CPU per request of `url` with `token`, from 64 clients for `secs`.
+async fn hammer(http: &reqwest::Client, url: &str, token: &str, pid: u32, secs: u64) -> (f64, f64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(userinfo_secs);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     let workers: Vec<_> = (0..64)
         .map(|_| {
-            let (http, url, token, ok, failed) =
-                (http.clone(), format!("{base}/oauth2/userinfo"), token.clone(), ok.clone(), failed.clone());
+            let (http, url, token, ok, failed) = (http.clone(), url.to_owned(), token.to_owned(), ok.clone(), failed.clone());
             tokio::spawn(async move {
                 while Instant::now() < deadline {
                     match http.get(&url).bearer_auth(&token).send().await {
@@ -110,14 +175,89 @@ async fn main() {
     for w in workers {
         w.await.unwrap();
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(pid) - cpu_before;
-    let n = ok.load(Ordering::Relaxed);
+    let n = ok.load(Ordering::Relaxed) as f64;
+    (n / started.elapsed().as_secs_f64(), (cpu_seconds(pid) - cpu_before) * 1e6 / n, failed.load(Ordering::Relaxed))
+}
+
+/// `userinfo` on SQLite, and a bare axum handler returning the same body.
+async fn userinfo_against_bare_axum(op: &fake_op::FakeOp, secs: u64) {
+    let http = reqwest::Client::new();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let server = start_ssogate(&http, &[]).await;
+    let base = server.base.clone();
+    admin(&http, &base, "/organizations", json!({"name": "Bench", "slug": "bench"})).await;
+    let connection = json!({"name": "Fake", "client_id": "bench-client", "client_secret": "fake-secret", "discovery_url": op.issuer});
+    admin(&http, &base, "/organizations/bench/connections", connection).await;
+    let app = admin(&http, &base, "/applications", json!({"name": "userinfo", "redirect_uris": [APP]})).await;
+    let token = browser_login(&browser, &base, app["client_id"].as_str().unwrap(), app["client_secret"].as_str().unwrap(), "bench", None)
+        .await
+        .expect("login")
+        .access_token;
+    let url = format!("{base}/oauth2/userinfo");
+    let body = http.get(&url).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+    let (rate, ssogate, failed) = hammer(&http, &url, &token, server.child.id(), secs).await;
+    drop(server);
+
+    let body_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(body_file.path(), &body).unwrap();
+    let me = std::env::current_exe().unwrap();
+    let (bare, bare_base, _) = support::start_pinned(me.to_str().unwrap(), &[], &[(BARE_BODY, body_file.path().to_str().unwrap())]);
+    let bare = support::KillOnDrop(bare);
+    let bare_url = format!("{bare_base}/oauth2/userinfo");
+    support::wait_until_up(&http, &bare_url).await;
+    let (bare_rate, bare_cpu, _) = hammer(&http, &bare_url, &token, bare.0.id(), secs).await;
     println!(
-        "  userinfo: {:.0} requests/s (target >= 20,000); {:.1} µs ssogate CPU per request ({:.0} requests/s per ssogate core); {} failed",
-        n as f64 / wall,
-        cpu * 1e6 / n as f64,
-        n as f64 / cpu,
-        failed.load(Ordering::Relaxed)
+        "  userinfo: ssogate {ssogate:.1} µs CPU per request ({rate:.0} requests/s, {failed} failed); a bare axum handler with the \
+         same {}-byte body {bare_cpu:.1} µs ({bare_rate:.0} requests/s); ratio {:.2}",
+        body.len(),
+        ssogate / bare_cpu,
     );
+}
+
+/// The bare handler: the body, as JSON, on every GET of `/oauth2/userinfo`.
+async fn serve_bare(body_file: &str, listen: &str) {
+    let body = axum::body::Bytes::from(std::fs::read(body_file).unwrap());
+    let app = axum::Router::new().route(
+        "/oauth2/userinfo",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    axum::serve(tokio::net::TcpListener::bind(listen).await.unwrap(), app).await.unwrap();
+}
+
+fn main() {
+    // Runtimes as ssogate's own `#[tokio::main]`: multi-threaded, one worker per core.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if let Ok(body_file) = std::env::var(BARE_BODY) {
+        let listen = std::env::args().skip_while(|a| a != "--listen").nth(1).unwrap();
+        return runtime.block_on(serve_bare(&body_file, &listen));
+    }
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let logins = env_or("BENCH_LOGINS", 2000);
+    let concurrency = env_or("BENCH_CONCURRENCY", 8);
+    let userinfo_secs = env_or("BENCH_USERINFO_SECS", 5);
+    let op = fake_op::FakeOp::start("bench-client").await;
+    let placement = if support::pinned() { "ssogate pinned to core 0, load generator and IdP on core 1" } else { "all sharing both cores" };
+    println!("ssogate brokered-login benchmark ({logins} logins, {concurrency} concurrent, release build; {placement})");
+    let crypto = Crypto::measure();
+    println!(
+        "  the floor's cryptography (aws-lc-rs, this process): RS256 sign {:.3} ms, RS256 verify {:.3} ms, ES256 sign {:.3} ms",
+        crypto.rs256_sign * 1000.0,
+        crypto.rs256_verify * 1000.0,
+        crypto.es256_sign * 1000.0
+    );
+    let sqlite = Database { name: "SQLite", url: None };
+    logins_against_the_floor(&op, &sqlite, &crypto, logins, concurrency).await;
+    if let Some((pg, made)) = postgres().await {
+        logins_against_the_floor(&op, &pg, &crypto, logins, concurrency).await;
+        made.drop_it().await;
+    }
+    if userinfo_secs > 0 {
+        userinfo_against_bare_axum(&op, userinfo_secs).await;
+    }
 }

@@ -2,6 +2,8 @@
 //! its own core), its CPU time from /proc, and admin API calls.
 #![allow(dead_code)] // each benchmark uses its own part
 
+pub mod floor;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -100,7 +102,7 @@ pub fn try_cpu_seconds(pid: u32) -> Option<f64> {
 /// IdP) core 1, as in production where the IdP and the clients run elsewhere; sharing
 /// both cores with them inflates ssogate's CPU through contention. BENCH_PIN=0 turns
 /// this off; it needs `taskset` and two cores.
-fn pinned() -> bool {
+pub fn pinned() -> bool {
     let wanted = std::env::var("BENCH_PIN").map_or(true, |v| v != "0");
     let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     wanted
@@ -133,38 +135,70 @@ impl Drop for Server {
     }
 }
 
+/// `program` with `args` and `--listen` on a free loopback port, on core 0 when
+/// [`pinned`]; its stderr is this process's when BENCH_SSOGATE_LOG is set.
+pub fn start_pinned(program: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, String, bool) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pin = pinned();
+    let mut command = if pin { Command::new("taskset") } else { Command::new(program) };
+    if pin {
+        command.args(["-c", "0", program]);
+    }
+    // BENCH_SSOGATE_LOG: ssogate's log filter, its log then on this one's stderr (e.g.
+    // `sqlx::query=debug` lists every statement).
+    let log = std::env::var("BENCH_SSOGATE_LOG").ok();
+    let child = command
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().copied())
+        .envs(log.as_deref().map(|filter| ("SSOGATE_LOG", filter)))
+        .stdout(Stdio::null())
+        .stderr(if log.is_some() { Stdio::inherit() } else { Stdio::null() })
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{port}"), pin)
+}
+
+/// A child process killed when this goes.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// Waits for `url` to answer 2xx.
+pub async fn wait_until_up(http: &reqwest::Client, url: &str) {
+    for _ in 0..200 {
+        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not answer");
+}
+
 /// `ssogate serve` (release build) over a SQLite database in a fresh directory, with
 /// `env` added to its environment.
 pub async fn start_ssogate(http: &reqwest::Client, env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let pin = pinned();
-    let mut command = if pin { Command::new("taskset") } else { Command::new(env!("CARGO_BIN_EXE_ssogate")) };
-    if pin {
-        command.args(["-c", "0", env!("CARGO_BIN_EXE_ssogate")]);
-    }
-    let child = command
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .env("SSOGATE_ADMIN_TOKEN", ADMIN)
-        .env("SSOGATE_DATABASE_URL", format!("sqlite://{}/bench.db", dir.path().display()))
-        .env("SSOGATE_LOG", "warn")
+    let database = format!("sqlite://{}/bench.db", dir.path().display());
+    let mut all_env = vec![
+        ("SSOGATE_ADMIN_TOKEN", ADMIN),
+        ("SSOGATE_DATABASE_URL", database.as_str()),
+        ("SSOGATE_LOG", "warn"),
         // The load comes from one address: measured here is the work, not the limits.
-        .env("SSOGATE_RATE_LIMIT_AUTHORIZE", "0")
-        .env("SSOGATE_RATE_LIMIT_TOKEN", "0")
-        .env("SSOGATE_RATE_LIMIT_ADMIN", "0")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), pinned: pin, dir };
-    for _ in 0..200 {
-        if http.get(format!("{}/readyz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("ssogate did not start");
+        ("SSOGATE_RATE_LIMIT_AUTHORIZE", "0"),
+        ("SSOGATE_RATE_LIMIT_TOKEN", "0"),
+        ("SSOGATE_RATE_LIMIT_ADMIN", "0"),
+    ];
+    all_env.extend_from_slice(env);
+    let (child, base, pinned) = start_pinned(env!("CARGO_BIN_EXE_ssogate"), &["serve", "--dev"], &all_env);
+    let server = Server { child, base, pinned, dir };
+    wait_until_up(http, &format!("{}/readyz", server.base)).await;
+    server
 }
 
 pub async fn admin(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {

@@ -37,6 +37,8 @@ use crate::core::ValidationError;
 pub use changes::{Change, ChangeListener, Changes, Heard, OnChange, Stale};
 pub use directory_sync::DirectorySync;
 pub use logins::*;
+#[doc(hidden)]
+pub use sql::sign_in_statements;
 pub use sql::{Dialect, PoolSettings, SqlStore};
 pub use webhooks::Webhooks;
 

@@ -11,6 +11,9 @@ mod group_sync;
 mod logins;
 mod webhooks;
 
+#[doc(hidden)]
+pub use logins::sign_in_statements;
+
 use std::sync::Arc;
 use std::time::Duration;
 
