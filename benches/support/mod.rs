@@ -103,15 +103,19 @@ pub fn try_cpu_seconds(pid: u32) -> Option<f64> {
 /// both cores with them inflates ssogate's CPU through contention. BENCH_PIN=0 turns
 /// this off; it needs `taskset` and two cores.
 pub fn pinned() -> bool {
-    let wanted = std::env::var("BENCH_PIN").map_or(true, |v| v != "0");
-    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    wanted
-        && two_cores
-        && Command::new("taskset")
-            .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    // Decided once: pinned, this process sees one core.
+    static PINNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PINNED.get_or_init(|| {
+        let wanted = std::env::var("BENCH_PIN").map_or(true, |v| v != "0");
+        let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+        wanted
+            && two_cores
+            && Command::new("taskset")
+                .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
 }
 
 pub struct Server {
