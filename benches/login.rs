@@ -4,7 +4,7 @@
 //! login's floor measured in the same run (its cryptography, and its statements on
 //! the same database: `support/floor.rs`); on SQLite, then on PostgreSQL when one
 //! answers. Then `userinfo` with a valid token, beside a bare axum handler that
-//! returns the same body, served the same way.
+//! returns the same body (`axum::serve`, on the same runtime, allocator and core).
 //!
 //! `cargo bench --bench login` — knobs: BENCH_LOGINS (default 2000), BENCH_CONCURRENCY
 //! (default 8), BENCH_USERINFO_SECS (default 5), BENCH_POSTGRES_URL (default the local
@@ -39,13 +39,16 @@ const FLOOR_SIGN_INS: u32 = 2000;
 async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret: &str, total: u64, concurrency: u64) -> Duration {
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    // One person per worker: sign-ins at once are of different people, as in life (one
+    // user's row updated by eight at once would measure row-lock waits instead).
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|worker| {
             let (http, base, client_id, secret, done) =
                 (http.clone(), base.to_owned(), client_id.to_owned(), secret.to_owned(), done.clone());
             tokio::spawn(async move {
+                let person = format!("bench-user-{worker}");
                 while done.fetch_add(1, Ordering::Relaxed) < total {
-                    browser_login(&http, &base, &client_id, &secret, "bench", None).await.expect("login");
+                    browser_login(&http, &base, &client_id, &secret, "bench", Some(&person)).await.expect("login");
                 }
             })
         })
@@ -63,22 +66,43 @@ struct Database {
     url: Option<String>,
 }
 
-/// A PostgreSQL database made for the run, dropped after it.
+/// A PostgreSQL database made for the run, dropped when this goes (a panic included).
 struct Made {
     admin_url: String,
     name: String,
 }
 
-impl Made {
-    async fn drop_it(self) {
-        use sqlx::Connection;
-        let mut admin = sqlx::AnyConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await.unwrap();
+const BENCH_DATABASES: &str = "ssogate_bench_login_";
+
+/// Runs `sql` on `url` (set-up: failures panic).
+async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut admin).await.unwrap();
+    admin.close().await.ok();
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        let (url, sql) = (self.admin_url.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        // Drop runs inside the runtime, which cannot be blocked on: use another.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(execute(&url, &sql))
+        })
+        .join()
+        .ok();
     }
 }
 
+/// `url` with its database replaced by `name` (its query, such as `?sslmode=`, kept).
+fn with_database(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(name);
+    u.into()
+}
+
 /// A fresh PostgreSQL database for this run on the server BENCH_POSTGRES_URL names,
-/// if one answers.
+/// if one answers; databases earlier runs left behind are dropped first.
 async fn postgres() -> Option<(Database, Made)> {
     use sqlx::Connection;
     let admin_url = std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -90,11 +114,16 @@ async fn postgres() -> Option<(Database, Made)> {
         println!("(PostgreSQL at {admin_url} does not answer: its run is skipped)");
         return None;
     };
-    let name = format!("ssogate_bench_login_{}", std::process::id());
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin).await.unwrap();
+    let left: Vec<String> = sqlx::query_scalar(&format!("SELECT datname::text FROM pg_database WHERE datname LIKE '{BENCH_DATABASES}%'"))
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    for name in left {
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    }
+    let name = format!("{BENCH_DATABASES}{}", std::process::id());
     sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let (server, _) = admin_url.rsplit_once('/').unwrap();
-    let url = format!("{server}/{name}");
+    let url = with_database(&admin_url, &name);
     Some((Database { name: "PostgreSQL", url: Some(url) }, Made { admin_url, name }))
 }
 
@@ -108,7 +137,17 @@ async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &
         db.url.iter().flat_map(|u| [("SSOGATE_DATABASE_URL", u.as_str()), ("SSOGATE_ENCRYPTION_KEY", key.as_str())]).collect();
     let server = start_ssogate(&http, &env).await;
     let (pid, base) = (server.child.id(), server.base.clone());
-    let on_postgres = db.url.is_some();
+    let url = db.url.clone().unwrap_or_else(|| server.database_url());
+    let postgres = match &db.url {
+        Some(url) => {
+            let seen = floor::PostgresServer::of(url).await;
+            if seen.is_none() {
+                println!("  (PostgreSQL's processes are not visible from here: its own CPU is not counted)");
+            }
+            seen
+        }
+        None => None,
+    };
     admin(&http, &base, "/organizations", json!({"name": "Bench", "slug": "bench"})).await;
     let connection = json!({"name": "Fake", "client_id": "bench-client", "client_secret": "fake-secret", "discovery_url": op.issuer});
     admin(&http, &base, "/organizations/bench/connections", connection).await;
@@ -118,31 +157,37 @@ async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &
             admin(&http, &base, "/applications", json!({"name": alg, "redirect_uris": [APP], "id_token_signed_response_alg": alg})).await;
         let (client_id, secret) = (app["client_id"].as_str().unwrap().to_owned(), app["client_secret"].as_str().unwrap().to_owned());
         run_logins(&browser, &base, &client_id, &secret, 50, concurrency).await; // warm-up
-        let (cpu_before, pg_before) = (cpu_seconds(pid), floor::postgres_cpu_seconds());
+        let (cpu_before, pg_before) = (cpu_seconds(pid), postgres.as_ref().map(floor::PostgresServer::cpu));
         let wall = run_logins(&browser, &base, &client_id, &secret, logins, concurrency).await;
         let per_login = |seconds: f64| seconds * 1000.0 / logins as f64;
         let ssogate = per_login(cpu_seconds(pid) - cpu_before);
-        let database = if on_postgres { per_login(floor::postgres_cpu_seconds() - pg_before) } else { 0.0 };
-
-        let url = db.url.clone().unwrap_or_else(|| server.database_url());
-        let statements = floor::statements(&url, FLOOR_SIGN_INS).await;
-        let (sql, crypto_ms) = (statements.database * 1000.0, crypto.per_sign_in(alg) * 1000.0);
-        let floor = sql + crypto_ms;
         let rate = logins as f64 / wall.as_secs_f64();
+        let crypto_ms = crypto.per_sign_in(alg) * 1000.0;
+        let statements = floor::statements(&url, FLOOR_SIGN_INS, postgres.as_ref()).await;
         let through_sqlx = statements.through_sqlx * 1000.0;
-        if on_postgres {
-            println!(
-                "    ID token {alg}: ssogate {ssogate:.3} ms + PostgreSQL {database:.3} ms CPU per login; floor {floor:.3} ms \
-                 (crypto {crypto_ms:.3}, PostgreSQL's work for the statements {sql:.3}; sending them through sqlx costs this \
-                 side {through_sqlx:.3}); ratio {:.2}; {rate:.0} logins/s",
-                (ssogate + database) / floor,
-            );
-        } else {
-            println!(
-                "    ID token {alg}: ssogate {ssogate:.3} ms CPU per login; floor {floor:.3} ms (crypto {crypto_ms:.3}, SQLite's work \
-                 for the statements {sql:.3}; through sqlx {through_sqlx:.3}); ratio {:.2}; {rate:.0} logins/s",
-                ssogate / floor,
-            );
+        match (&postgres, pg_before, statements.database) {
+            (Some(server), Some(before), Some(sql)) => {
+                let database = per_login(server.cpu().since(&before));
+                let (sql, floor) = (sql * 1000.0, sql * 1000.0 + crypto_ms);
+                println!(
+                    "    ID token {alg}: ssogate {ssogate:.3} ms + PostgreSQL {database:.3} ms CPU per login; floor {floor:.3} ms \
+                     (crypto {crypto_ms:.3}, PostgreSQL's work for the statements {sql:.3}; sending them through sqlx costs this \
+                     side {through_sqlx:.3}); ratio {:.2}; {rate:.0} logins/s",
+                    (ssogate + database) / floor,
+                );
+            }
+            (None, _, Some(sql)) => {
+                let (sql, floor) = (sql * 1000.0, sql * 1000.0 + crypto_ms);
+                println!(
+                    "    ID token {alg}: ssogate {ssogate:.3} ms CPU per login; floor {floor:.3} ms (crypto {crypto_ms:.3}, SQLite's \
+                     work for the statements {sql:.3}; through sqlx {through_sqlx:.3}); ratio {:.2}; {rate:.0} logins/s",
+                    ssogate / floor,
+                );
+            }
+            _ => println!(
+                "    ID token {alg}: ssogate {ssogate:.3} ms CPU per login; crypto {crypto_ms:.3} ms; the statements through sqlx \
+                 {through_sqlx:.3} ms (no ratio without the database's own CPU); {rate:.0} logins/s"
+            ),
         }
     }
 }
@@ -179,7 +224,8 @@ async fn hammer(http: &reqwest::Client, url: &str, token: &str, pid: u32, secs: 
     (n / started.elapsed().as_secs_f64(), (cpu_seconds(pid) - cpu_before) * 1e6 / n, failed.load(Ordering::Relaxed))
 }
 
-/// `userinfo` on SQLite, and a bare axum handler returning the same body.
+/// `userinfo` on SQLite, and a bare axum handler returning the same body: taken in
+/// turns, three rounds each, so that the machine's drift falls on both; the medians.
 async fn userinfo_against_bare_axum(op: &fake_op::FakeOp, secs: u64) {
     let http = reqwest::Client::new();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -195,8 +241,6 @@ async fn userinfo_against_bare_axum(op: &fake_op::FakeOp, secs: u64) {
         .access_token;
     let url = format!("{base}/oauth2/userinfo");
     let body = http.get(&url).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
-    let (rate, ssogate, failed) = hammer(&http, &url, &token, server.child.id(), secs).await;
-    drop(server);
 
     let body_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(body_file.path(), &body).unwrap();
@@ -205,12 +249,26 @@ async fn userinfo_against_bare_axum(op: &fake_op::FakeOp, secs: u64) {
     let bare = support::KillOnDrop(bare);
     let bare_url = format!("{bare_base}/oauth2/userinfo");
     support::wait_until_up(&http, &bare_url).await;
-    let (bare_rate, bare_cpu, _) = hammer(&http, &bare_url, &token, bare.0.id(), secs).await;
+
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    for _ in 0..3 {
+        ours.push(hammer(&http, &url, &token, server.child.id(), secs).await);
+        theirs.push(hammer(&http, &bare_url, &token, bare.0.id(), secs).await);
+    }
+    let failed: u64 = ours.iter().chain(&theirs).map(|r| r.2).sum();
+    assert_eq!(failed, 0, "every request answered");
+    let median = |runs: &[(f64, f64, u64)], pick: fn(&(f64, f64, u64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (rate, cpu) = (median(&ours, |r| r.0), median(&ours, |r| r.1));
+    let (bare_rate, bare_cpu) = (median(&theirs, |r| r.0), median(&theirs, |r| r.1));
     println!(
-        "  userinfo: ssogate {ssogate:.1} µs CPU per request ({rate:.0} requests/s, {failed} failed); a bare axum handler with the \
-         same {}-byte body {bare_cpu:.1} µs ({bare_rate:.0} requests/s); ratio {:.2}",
+        "  userinfo: ssogate {cpu:.1} µs CPU per request ({rate:.0} requests/s); a bare axum handler with the same {}-byte body \
+         {bare_cpu:.1} µs ({bare_rate:.0} requests/s); ratio {:.2} (medians of 3 rounds of {secs} s each, in turns)",
         body.len(),
-        ssogate / bare_cpu,
+        cpu / bare_cpu,
     );
 }
 
@@ -253,9 +311,8 @@ async fn run() {
     );
     let sqlite = Database { name: "SQLite", url: None };
     logins_against_the_floor(&op, &sqlite, &crypto, logins, concurrency).await;
-    if let Some((pg, made)) = postgres().await {
+    if let Some((pg, _dropped_after)) = postgres().await {
         logins_against_the_floor(&op, &pg, &crypto, logins, concurrency).await;
-        made.drop_it().await;
     }
     if userinfo_secs > 0 {
         userinfo_against_bare_axum(&op, userinfo_secs).await;

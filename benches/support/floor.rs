@@ -22,18 +22,24 @@ pub struct Crypto {
     pub es256_sign: f64,
 }
 
-/// Mean seconds per call of `op`, over enough calls to take about half a second.
+/// CPU seconds of the calling thread so far (`/proc/thread-self/schedstat`: nanoseconds).
+pub fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    stat.split_whitespace().next().unwrap().parse::<f64>().unwrap() / 1e9
+}
+
+/// Mean CPU seconds per call of `op`, over enough calls to take about half a second.
 fn per_call(mut op: impl FnMut()) -> f64 {
     for _ in 0..20 {
         op();
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), thread_cpu_seconds());
     let mut calls = 0u32;
     while started.elapsed().as_secs_f64() < 0.5 {
         op();
         calls += 1;
     }
-    started.elapsed().as_secs_f64() / f64::from(calls)
+    (thread_cpu_seconds() - cpu) / f64::from(calls)
 }
 
 impl Crypto {
@@ -59,26 +65,63 @@ impl Crypto {
     }
 }
 
-/// utime + stime of every PostgreSQL process on this machine (its backends, and the
-/// writers and checkpointer that work for them), in seconds.
-pub fn postgres_cpu_seconds() -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
-        .filter_map(super::try_cpu_seconds)
-        .sum()
+/// The PostgreSQL server a connection is served by, seen from this machine: its
+/// postmaster and the processes it started (backends, WAL writer, checkpointer...).
+pub struct PostgresServer {
+    postmaster: u32,
+}
+
+/// CPU seconds of a single-threaded process so far, as PostgreSQL's are (`schedstat`,
+/// in nanoseconds, is its main thread's).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    Some(stat.split_whitespace().next()?.parse::<f64>().ok()? / 1e9)
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|p| p.trim().parse().ok())
+}
+
+/// CPU seconds by process, of a server's processes at one moment.
+pub struct PostgresCpu(std::collections::HashMap<u32, f64>);
+
+impl PostgresServer {
+    /// The server behind `url`, if its processes are visible here (not when it runs on
+    /// another machine, or in another PID namespace).
+    pub async fn of(url: &str) -> Option<PostgresServer> {
+        use sqlx::Connection;
+        let mut db = sqlx::AnyConnection::connect(url).await.ok()?;
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut db).await.ok()?;
+        let postmaster = parent_of(u32::try_from(backend).ok()?)?;
+        db.close().await.ok();
+        std::fs::read_to_string(format!("/proc/{postmaster}/comm")).ok()?.trim().eq("postgres").then_some(PostgresServer { postmaster })
+    }
+
+    pub fn cpu(&self) -> PostgresCpu {
+        let pids = std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+        let ours = pids.filter(|&pid| pid == self.postmaster || parent_of(pid) == Some(self.postmaster));
+        PostgresCpu(ours.filter_map(|pid| Some((pid, process_cpu_seconds(pid)?))).collect())
+    }
+}
+
+impl PostgresCpu {
+    /// CPU seconds the server spent since `earlier`: each process's growth, counting a
+    /// process started meanwhile from zero (one that ended meanwhile is lost).
+    pub fn since(&self, earlier: &PostgresCpu) -> f64 {
+        self.0.iter().map(|(pid, now)| now - earlier.0.get(pid).copied().unwrap_or(0.0)).sum()
+    }
 }
 
 /// Seconds of CPU per sign-in for its writes alone: the statements of a returning
 /// user's sign-in (as the store sends them: `ssogate::store::sign_in_statements`),
-/// replayed `n` times over one connection to ssogate's own database, for the user and
-/// application the benchmark signed in with.
+/// replayed `n` times over one connection to ssogate's own database, with the values
+/// of the last sign-in the benchmark made, and keys as random as ssogate's.
 pub struct Statements {
     /// The database's own work: on SQLite, the statements through rusqlite (SQLite
-    /// called directly, on this thread); on PostgreSQL, its processes' CPU.
-    pub database: f64,
+    /// called directly, on one thread, its CPU only); on PostgreSQL, the CPU of its
+    /// server's processes, when they are visible from here.
+    pub database: Option<f64>,
     /// This process's CPU with the statements sent through sqlx, as ssogate sends them
     /// (on SQLite that includes SQLite's own work, and sqlx's hand-off of each
     /// statement to a thread of its own).
@@ -92,56 +135,49 @@ enum Bind {
     Int(Option<i64>),
 }
 
-/// The three writes with their parameters, `$1` first, for replayed sign-in `i`.
-struct SignIn {
-    writes: [(String, Vec<Bind>); 3],
-}
+/// The three writes of one sign-in with their parameters, `$1` first.
+type SignIn = [(String, Vec<Bind>); 3];
 
-async fn sign_ins(db: &mut sqlx::AnyConnection, dialect: Dialect) -> impl Fn(u32) -> SignIn + Send + 'static {
+/// `n` sign-ins' writes, as ssogate would send them for the user of its last sign-in.
+async fn sign_ins(db: &mut sqlx::AnyConnection, dialect: Dialect, n: u32) -> Vec<SignIn> {
     use sqlx::Row;
-    // The last sign-in's rows, as ssogate wrote them, stand for the replayed ones.
     let last = sqlx::query(
         "SELECT g.application_id, g.redirect_uri, g.user_id, g.scope, g.nonce, g.claims, s.organization_id, s.connection_id, \
-         s.idp_sub, s.idp_sid, s.upstream_enc FROM grants g JOIN sessions s ON s.id_hash = g.session_hash ORDER BY g.auth_time DESC LIMIT 1",
+         s.idp_sub, s.idp_sid, s.upstream_enc, u.email, u.first_name, u.last_name, u.username, u.picture, u.attributes \
+         FROM grants g JOIN sessions s ON s.id_hash = g.session_hash JOIN users u ON u.id = g.user_id \
+         ORDER BY g.auth_time DESC LIMIT 1",
     )
     .fetch_one(&mut *db)
     .await
     .unwrap();
-    let columns = [
-        "application_id",
-        "redirect_uri",
-        "user_id",
-        "scope",
-        "nonce",
-        "claims",
-        "organization_id",
-        "connection_id",
-        "idp_sub",
-        "idp_sid",
-        "upstream_enc",
-    ];
-    let last: std::collections::HashMap<&str, Option<String>> = columns.iter().map(|c| (*c, last.get::<Option<String>, _>(*c))).collect();
+    let verified: i64 = sqlx::query_scalar("SELECT email_verified FROM users WHERE id = $1")
+        .bind(last.get::<String, _>("user_id"))
+        .fetch_one(&mut *db)
+        .await
+        .unwrap();
+    let text = |column: &str| Bind::Text(last.get::<Option<String>, _>(column));
+    let t = |v: i64| Bind::Int(Some(v));
     let [refresh, grant, redeem] = ssogate::store::sign_in_statements(dialect);
     let now = ssogate::core::now().unix_timestamp() * 1000;
-    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    move |i| {
-        let text = |column: &str| Bind::Text(last[column].clone());
-        let key = |what: &str| Bind::Text(Some(format!("floor-{what}-{run}-{i}")));
-        let (s, t) = (|v: &str| Bind::Text(Some(v.to_owned())), |v: i64| Bind::Int(Some(v)));
-        SignIn {
-            writes: [
+    (0..n)
+        .map(|_| {
+            // As ssogate's: hashes of random secrets, and a new session id.
+            let hashed = || Bind::Text(Some(ssogate::crypto::hash_secret(&ssogate::crypto::random_token(""))));
+            let (code, session, state, token) = (hashed(), hashed(), hashed(), hashed());
+            let sid = Bind::Text(Some(ssogate::core::ids::new_id(ssogate::core::ids::IdKind::Session)));
+            [
                 (
                     refresh.clone(),
                     vec![
                         text("connection_id"),
                         text("idp_sub"),
-                        s("bench@example.test"),
-                        t(1),
-                        s("Bench"),
-                        Bind::Text(None),
-                        Bind::Text(None),
-                        Bind::Text(None),
-                        s("{}"),
+                        text("email"),
+                        t(verified),
+                        text("first_name"),
+                        text("last_name"),
+                        text("username"),
+                        text("picture"),
+                        text("attributes"),
                         t(now),
                         text("organization_id"),
                         t(1),
@@ -150,40 +186,40 @@ async fn sign_ins(db: &mut sqlx::AnyConnection, dialect: Dialect) -> impl Fn(u32
                 (
                     grant.clone(),
                     vec![
-                        key("code"),
+                        code.clone(),
                         text("application_id"),
                         text("redirect_uri"),
                         text("user_id"),
-                        key("session"),
+                        session.clone(),
                         text("scope"),
                         text("nonce"),
                         Bind::Text(None),
                         t(now),
                         text("claims"),
                         t(now + 60_000),
-                        key("sid"),
-                        key("session"),
+                        sid.clone(),
+                        session,
                         text("user_id"),
                         text("organization_id"),
                         text("connection_id"),
                         t(now),
                         t(now),
                         t(now + 86_400_000),
-                        key("sid"),
+                        sid,
                         t(now + 86_400_000),
                         t(now),
                         text("idp_sub"),
                         text("idp_sid"),
                         text("upstream_enc"),
                         Bind::Int(None),
-                        key("state"),
+                        state,
                         t(now + 600_000),
                     ],
                 ),
-                (redeem.clone(), vec![key("code"), t(now), key("token"), t(now + 3_600_000)]),
-            ],
-        }
-    }
+                (redeem.clone(), vec![code, t(now), token, t(now + 3_600_000)]),
+            ]
+        })
+        .collect()
 }
 
 /// A write as sqlx sends it.
@@ -194,79 +230,87 @@ fn bound((sql, binds): &(String, Vec<Bind>)) -> sqlx::query::Query<'_, sqlx::Any
     })
 }
 
-pub async fn statements(url: &str, n: u32) -> Statements {
+pub async fn statements(url: &str, n: u32, server: Option<&PostgresServer>) -> Statements {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let dialect = if url.starts_with("postgres") { Dialect::Postgres } else { Dialect::Sqlite };
     let mut db = sqlx::AnyConnection::connect(url).await.unwrap();
     if dialect == Dialect::Sqlite {
-        // What ssogate sets on each of its connections.
-        sqlx::raw_sql(PRAGMAS).execute(&mut db).await.unwrap();
+        sqlx::raw_sql(ssogate::store::SQLITE_SETTINGS).execute(&mut db).await.unwrap();
     }
-    let sign_in = sign_ins(&mut db, dialect).await;
-    let (cpu, pg) = (super::cpu_seconds(std::process::id()), postgres_cpu_seconds());
-    for i in 0..n {
-        let [refresh, grant, redeem] = sign_in(i).writes;
-        assert!(bound(&refresh).fetch_optional(&mut db).await.unwrap().is_some(), "the profile refresh found the benchmark's user");
+    let mut replays = sign_ins(&mut db, dialect, 2 * n).await;
+    let for_rusqlite = replays.split_off(n as usize);
+    let (cpu, pg) = (super::cpu_seconds(std::process::id()), server.map(PostgresServer::cpu));
+    for [refresh, grant, redeem] in &replays {
+        assert!(bound(refresh).fetch_optional(&mut db).await.unwrap().is_some(), "the profile refresh found the benchmark's user");
         match dialect {
             // As ssogate: one transaction, so none of the three lands without the others.
             Dialect::Sqlite => {
                 let mut tx = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
-                bound(&grant).execute(&mut *tx).await.unwrap();
+                bound(grant).execute(&mut *tx).await.unwrap();
                 tx.commit().await.unwrap();
             }
             Dialect::Postgres => {
-                bound(&grant).execute(&mut db).await.unwrap();
+                bound(grant).execute(&mut db).await.unwrap();
             }
         }
-        assert!(bound(&redeem).fetch_optional(&mut db).await.unwrap().is_some(), "the code was redeemed");
+        assert!(bound(redeem).fetch_optional(&mut db).await.unwrap().is_some(), "the code was redeemed");
     }
     let through_sqlx = (super::cpu_seconds(std::process::id()) - cpu) / f64::from(n);
-    let database = match dialect {
-        Dialect::Postgres => (postgres_cpu_seconds() - pg) / f64::from(n),
-        Dialect::Sqlite => {
+    let database = match (dialect, server, pg) {
+        (Dialect::Postgres, Some(server), Some(before)) => Some(server.cpu().since(&before) / f64::from(n)),
+        (Dialect::Postgres, ..) => None,
+        (Dialect::Sqlite, ..) => {
             let path = url.trim_start_matches("sqlite://").to_owned();
-            tokio::task::spawn_blocking(move || sqlite_itself(&path, n, &sign_in)).await.unwrap()
+            Some(tokio::task::spawn_blocking(move || sqlite_itself(&path, &for_rusqlite)).await.unwrap())
         }
     };
     db.close().await.ok();
     Statements { database, through_sqlx }
 }
 
-const PRAGMAS: &str = "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
-
-/// The replay through rusqlite: SQLite's own work, on this thread.
-fn sqlite_itself(path: &str, n: u32, sign_in: &impl Fn(u32) -> SignIn) -> f64 {
+/// The replay through rusqlite: SQLite's own work, the CPU of this thread.
+fn sqlite_itself(path: &str, replays: &[SignIn]) -> f64 {
     let db = rusqlite::Connection::open(path).unwrap();
-    db.execute_batch(PRAGMAS).unwrap();
-    // Each statement of a string of several, with its `$N` parameters by number.
-    let run = |sql: &str, binds: &[Bind]| -> usize {
-        let mut rows = 0;
-        for piece in sql.split("; ") {
-            let mut stmt = db.prepare_cached(piece).unwrap();
-            for index in 1..=stmt.parameter_count() {
-                let name = stmt.parameter_name(index).unwrap();
-                let number: usize = name.trim_start_matches('$').parse().unwrap();
-                match &binds[number - 1] {
-                    Bind::Text(v) => stmt.raw_bind_parameter(index, v).unwrap(),
-                    Bind::Int(v) => stmt.raw_bind_parameter(index, v).unwrap(),
+    db.execute_batch(ssogate::store::SQLITE_SETTINGS).unwrap();
+    // Each statement of a string of several, with its `$N` parameters by number;
+    // the rows it returned, or else the rows it changed.
+    let run = |sql: &str, binds: &[Bind], statements: usize| -> Vec<usize> {
+        let pieces: Vec<&str> = sql.split("; ").collect();
+        assert_eq!(pieces.len(), statements, "one string holds {statements} statements: {sql}");
+        pieces
+            .into_iter()
+            .map(|piece| {
+                let mut stmt = db.prepare_cached(piece).unwrap();
+                for index in 1..=stmt.parameter_count() {
+                    let name = stmt.parameter_name(index).unwrap();
+                    let number: usize = name.trim_start_matches('$').parse().unwrap();
+                    match &binds[number - 1] {
+                        Bind::Text(v) => stmt.raw_bind_parameter(index, v).unwrap(),
+                        Bind::Int(v) => stmt.raw_bind_parameter(index, v).unwrap(),
+                    }
                 }
-            }
-            let mut answer = stmt.raw_query();
-            while answer.next().unwrap().is_some() {
-                rows += 1;
-            }
-        }
-        rows
+                let mut rows = 0;
+                let mut answer = stmt.raw_query();
+                while answer.next().unwrap().is_some() {
+                    rows += 1;
+                }
+                drop(answer);
+                if rows == 0 {
+                    db.changes() as usize
+                } else {
+                    rows
+                }
+            })
+            .collect()
     };
-    let started = super::cpu_seconds(std::process::id());
-    for i in n..2 * n {
-        let [refresh, grant, redeem] = sign_in(i).writes;
-        assert_eq!(run(&refresh.0, &refresh.1), 1, "the profile refresh found the benchmark's user");
-        db.execute_batch("BEGIN IMMEDIATE").unwrap();
-        run(&grant.0, &grant.1);
-        db.execute_batch("COMMIT").unwrap();
-        assert_eq!(run(&redeem.0, &redeem.1), 1, "the code was redeemed");
+    let started = thread_cpu_seconds();
+    for [refresh, grant, redeem] in replays {
+        assert_eq!(run(&refresh.0, &refresh.1, 1), [1], "the profile refresh found the benchmark's user");
+        db.prepare_cached("BEGIN IMMEDIATE").unwrap().execute([]).unwrap();
+        assert_eq!(run(&grant.0, &grant.1, 3), [1, 1, 1], "the login state, the session and the code");
+        db.prepare_cached("COMMIT").unwrap().execute([]).unwrap();
+        assert_eq!(run(&redeem.0, &redeem.1, 1), [1], "the code was redeemed");
     }
-    (super::cpu_seconds(std::process::id()) - started) / f64::from(n)
+    (thread_cpu_seconds() - started) / replays.len() as f64
 }
