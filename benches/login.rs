@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::floor::{self, Crypto};
+use support::postgres::{self, Database};
 use support::{admin, browser_login, cpu_seconds, env_or, start_ssogate, APP};
 
 /// ssogate's allocator, so that the bare handler is served as ssogate is.
@@ -59,73 +60,7 @@ async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret:
     started.elapsed()
 }
 
-/// The database a run uses, and what it is called in the report.
-struct Database {
-    name: &'static str,
-    /// ssogate's `SSOGATE_DATABASE_URL`; `None`: SQLite in ssogate's directory.
-    url: Option<String>,
-}
-
-/// A PostgreSQL database made for the run, dropped when this goes (a panic included).
-struct Made {
-    admin_url: String,
-    name: String,
-}
-
 const BENCH_DATABASES: &str = "ssogate_bench_login_";
-
-/// Runs `sql` on `url` (set-up: failures panic).
-async fn execute(url: &str, sql: &str) {
-    use sqlx::Connection;
-    let mut admin = sqlx::AnyConnection::connect(url).await.unwrap();
-    sqlx::raw_sql(sql).execute(&mut admin).await.unwrap();
-    admin.close().await.ok();
-}
-
-impl Drop for Made {
-    fn drop(&mut self) {
-        let (url, sql) = (self.admin_url.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        // Drop runs inside the runtime, which cannot be blocked on: use another.
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(execute(&url, &sql))
-        })
-        .join()
-        .ok();
-    }
-}
-
-/// `url` with its database replaced by `name` (its query, such as `?sslmode=`, kept).
-fn with_database(url: &str, name: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    u.set_path(name);
-    u.into()
-}
-
-/// A fresh PostgreSQL database for this run on the server BENCH_POSTGRES_URL names,
-/// if one answers; databases earlier runs left behind are dropped first.
-async fn postgres() -> Option<(Database, Made)> {
-    use sqlx::Connection;
-    let admin_url = std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if admin_url == "none" {
-        return None;
-    }
-    sqlx::any::install_default_drivers();
-    let Ok(mut admin) = sqlx::AnyConnection::connect(&admin_url).await else {
-        println!("(PostgreSQL at {admin_url} does not answer: its run is skipped)");
-        return None;
-    };
-    let left: Vec<String> = sqlx::query_scalar(&format!("SELECT datname::text FROM pg_database WHERE datname LIKE '{BENCH_DATABASES}%'"))
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-    for name in left {
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.unwrap();
-    }
-    let name = format!("{BENCH_DATABASES}{}", std::process::id());
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let url = with_database(&admin_url, &name);
-    Some((Database { name: "PostgreSQL", url: Some(url) }, Made { admin_url, name }))
-}
 
 /// Logins with each ID token algorithm on `db`, each beside its floor.
 async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &Crypto, logins: u64, concurrency: u64) {
@@ -192,38 +127,6 @@ async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &
     }
 }
 
-/// Requests/s and CPU per request of `url` with `token`, from 64 clients for `secs`.
-async fn hammer(http: &reqwest::Client, url: &str, token: &str, pid: u32, secs: u64) -> (f64, f64, u64) {
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let cpu_before = cpu_seconds(pid);
-    let started = Instant::now();
-    let workers: Vec<_> = (0..64)
-        .map(|_| {
-            let (http, url, token, ok, failed) = (http.clone(), url.to_owned(), token.to_owned(), ok.clone(), failed.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    match http.get(&url).bearer_auth(&token).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            r.bytes().await.ok();
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.unwrap();
-    }
-    let n = ok.load(Ordering::Relaxed) as f64;
-    (n / started.elapsed().as_secs_f64(), (cpu_seconds(pid) - cpu_before) * 1e6 / n, failed.load(Ordering::Relaxed))
-}
-
 /// `userinfo` on SQLite, and a bare axum handler returning the same body: taken in
 /// turns, three rounds each, so that the machine's drift falls on both; the medians.
 async fn userinfo_against_bare_axum(op: &fake_op::FakeOp, secs: u64) {
@@ -252,8 +155,8 @@ async fn userinfo_against_bare_axum(op: &fake_op::FakeOp, secs: u64) {
 
     let (mut ours, mut theirs) = (vec![], vec![]);
     for _ in 0..3 {
-        ours.push(hammer(&http, &url, &token, server.child.id(), secs).await);
-        theirs.push(hammer(&http, &bare_url, &token, bare.0.id(), secs).await);
+        ours.push(support::hammer(&http, &url, &token, server.child.id(), secs).await);
+        theirs.push(support::hammer(&http, &bare_url, &token, bare.0.id(), secs).await);
     }
     let failed: u64 = ours.iter().chain(&theirs).map(|r| r.2).sum();
     assert_eq!(failed, 0, "every request answered");
@@ -311,7 +214,7 @@ async fn run() {
     );
     let sqlite = Database { name: "SQLite", url: None };
     logins_against_the_floor(&op, &sqlite, &crypto, logins, concurrency).await;
-    if let Some((pg, _dropped_after)) = postgres().await {
+    if let Some((pg, _dropped_after)) = postgres::fresh(BENCH_DATABASES).await {
         logins_against_the_floor(&op, &pg, &crypto, logins, concurrency).await;
     }
     if userinfo_secs > 0 {

@@ -132,6 +132,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SSOGATE_IDP_CACHE_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(16..))]
     pub idp_cache_entries: u64,
 
+    /// Applications, organizations and connections whose settings are kept in memory
+    /// for sign-ins, of each kind; past this, the least used are forgotten
+    /// (and read again at their next sign-in). A few KiB per organization.
+    #[arg(long, env = "SSOGATE_CONFIG_CACHE_ENTRIES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(16..))]
+    pub config_cache_entries: u64,
+
     /// How long a sign-in lasts at most (e.g. `12h`, `7d`).
     #[arg(long, env = "SSOGATE_SESSION_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_lifetime: Duration,
@@ -150,10 +156,15 @@ pub struct ServeArgs {
     pub refresh_grace: Duration,
 
     /// A group re-sync job that has recorded no progress for this long (it records
-    /// some every 200 users) was left by a stopped process: it is taken up again, on
-    /// any replica.
+    /// some after every batch of users) was left by a stopped process: it is taken up
+    /// again, on any replica.
     #[arg(long, env = "SSOGATE_SYNC_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub sync_stall_timeout: Duration,
+
+    /// Users a group re-sync job syncs per transaction. Larger batches finish sooner;
+    /// on SQLite each holds the one writer (sign-ins wait) for its whole batch.
+    #[arg(long, env = "SSOGATE_SYNC_BATCH", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sync_batch: u32,
 
     /// Do not apply database migrations at start; refuse to start if any is pending.
     /// For a service role without DDL rights: run `ssogate migrate` as one that has

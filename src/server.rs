@@ -158,7 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         providers: Providers::new(idp.clone(), args.idp_cache_entries),
         keys,
         tokens: TokenCache::default(),
-        config: ConfigCache::new(clock.clone()),
+        config: ConfigCache::new(clock.clone(), args.config_cache_entries),
         sealer: secrets,
         sync_wake: tokio::sync::Notify::new(),
         deliveries_wake: tokio::sync::Notify::new(),
@@ -174,8 +174,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store_dyn.on_change(broker.config.on_own_change());
     tokio::spawn(housekeeping(broker.clone()));
     let worker = broker.clone();
-    let stalled_after = args.sync_stall_timeout;
-    tokio::spawn(async move { worker.run_sync_jobs(stalled_after).await });
+    let (stalled_after, batch) = (args.sync_stall_timeout, args.sync_batch);
+    tokio::spawn(async move { worker.run_sync_jobs(stalled_after, batch).await });
     tokio::spawn(broker.clone().run_refresher());
     tokio::spawn(broker.clone().run_webhook_deliveries());
     tokio::spawn(broker.clone().run_change_listener());

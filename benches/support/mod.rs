@@ -3,9 +3,12 @@
 #![allow(dead_code)] // each benchmark uses its own part
 
 pub mod floor;
+pub mod postgres;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -122,7 +125,10 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub pinned: bool,
-    pub dir: tempfile::TempDir,
+    /// Kept while any holder has it: a benchmark restarts ssogate on the same database.
+    pub dir: Arc<tempfile::TempDir>,
+    /// From the start of the process until `/readyz` answered.
+    pub ready_after: Duration,
 }
 
 impl Server {
@@ -175,11 +181,11 @@ impl Drop for KillOnDrop {
 
 /// Waits for `url` to answer 2xx.
 pub async fn wait_until_up(http: &reqwest::Client, url: &str) {
-    for _ in 0..200 {
+    for _ in 0..2000 {
         if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{url} did not answer");
 }
@@ -187,7 +193,11 @@ pub async fn wait_until_up(http: &reqwest::Client, url: &str) {
 /// `ssogate serve` (release build) over a SQLite database in a fresh directory, with
 /// `env` added to its environment.
 pub async fn start_ssogate(http: &reqwest::Client, env: &[(&str, &str)]) -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    start_ssogate_in(http, Arc::new(tempfile::tempdir().unwrap()), env).await
+}
+
+/// [`start_ssogate`] in the directory of an earlier run (its SQLite database kept).
+pub async fn start_ssogate_in(http: &reqwest::Client, dir: Arc<tempfile::TempDir>, env: &[(&str, &str)]) -> Server {
     let database = format!("sqlite://{}/bench.db", dir.path().display());
     let mut all_env = vec![
         ("SSOGATE_ADMIN_TOKEN", ADMIN),
@@ -199,12 +209,46 @@ pub async fn start_ssogate(http: &reqwest::Client, env: &[(&str, &str)]) -> Serv
         ("SSOGATE_RATE_LIMIT_ADMIN", "0"),
     ];
     all_env.extend_from_slice(env);
+    let started = Instant::now();
     let (child, base, pinned) = start_pinned(env!("CARGO_BIN_EXE_ssogate"), &["serve", "--dev"], &all_env);
-    let server = Server { child, base, pinned, dir };
+    let mut server = Server { child, base, pinned, dir, ready_after: Duration::ZERO };
     wait_until_up(http, &format!("{}/readyz", server.base)).await;
+    server.ready_after = started.elapsed();
     server
 }
 
 pub async fn admin(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
     http.post(format!("{base}/api/v1{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
+/// Requests/s and CPU per request of `url` with `token`, from 64 clients for `secs`.
+pub async fn hammer(http: &reqwest::Client, url: &str, token: &str, pid: u32, secs: u64) -> (f64, f64, u64) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, url, token, ok, failed) = (http.clone(), url.to_owned(), token.to_owned(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    match http.get(&url).bearer_auth(&token).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            r.bytes().await.ok();
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let n = ok.load(Ordering::Relaxed) as f64;
+    (n / started.elapsed().as_secs_f64(), (cpu_seconds(pid) - cpu_before) * 1e6 / n, failed.load(Ordering::Relaxed))
 }

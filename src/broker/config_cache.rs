@@ -7,7 +7,8 @@
 //! that — at once for its own writes (the store calls [`ConfigCache::forget`] before
 //! the write returns), and when it hears of another replica's. While a replica cannot
 //! hear the others (its PostgreSQL listener is reconnecting), it trusts no entry older
-//! than [`UNHEARD_TTL`]. Memory is bounded by [`CAPACITY`] entries per kind.
+//! than [`UNHEARD_TTL`]. Memory is bounded by the configured number of entries per kind
+//! (`--config-cache-entries`).
 //!
 //! Forgetting is by generation, not by search: every entry is stamped, when read,
 //! with the generation of its scope (its organization, or its application's client
@@ -34,8 +35,6 @@ use crate::store::{OnChange, Page, Stale, Store, StoreError, StoreResult};
 /// How long an entry is trusted while this replica may be missing other replicas'
 /// changes (what every entry's lifetime was before changes were heard per key).
 const UNHEARD_TTL: Duration = Duration::from_secs(10);
-/// Entries per kind: room for every tenant of a large deployment.
-const CAPACITY: u64 = 100_000;
 /// Generation stripes (8 bytes each).
 const STRIPES: usize = 16_384;
 
@@ -122,8 +121,12 @@ pub struct ConfigCache {
     clock: Arc<dyn Clock>,
 }
 
-fn cache<V: Clone + Send + Sync + 'static>() -> Cache<String, Stamped<V>> {
-    Cache::builder().max_capacity(CAPACITY).build()
+/// moka's default policy (TinyLFU), not LRU: lookups of what does not exist are cached
+/// too, and their keys come from unauthenticated requests (client ids, connection
+/// ids), so under LRU a stream of made-up ones would push every tenant out. TinyLFU
+/// admits a key once it is asked for more often than what it would evict.
+fn cache<V: Clone + Send + Sync + 'static>(entries: u64) -> Cache<String, Stamped<V>> {
+    Cache::builder().max_capacity(entries).build()
 }
 
 /// moka shares one load among concurrent callers and hands errors back in an Arc.
@@ -132,15 +135,16 @@ fn unshare(e: Arc<StoreError>) -> StoreError {
 }
 
 impl ConfigCache {
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
+    /// Holds at most `entries` of each kind (applications, organizations, connections…).
+    pub fn new(clock: Arc<dyn Clock>, entries: u64) -> Self {
         ConfigCache {
-            applications: cache(),
-            organizations: cache(),
-            domains: cache(),
-            connections: cache(),
-            org_connections: cache(),
-            secrets: cache(),
-            entitlements: cache(),
+            applications: cache(entries),
+            organizations: cache(entries),
+            domains: cache(entries),
+            connections: cache(entries),
+            org_connections: cache(entries),
+            secrets: cache(entries),
+            entitlements: cache(entries),
             generations: Arc::new(Generations {
                 stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
                 absent: AtomicU64::new(0),
@@ -292,7 +296,7 @@ mod tests {
     /// A cache of one process, which has nothing to hear.
     fn cache() -> (ConfigCache, Arc<TestClock>) {
         let clock = Arc::new(TestClock::at(crate::core::now()));
-        let cache = ConfigCache::new(clock.clone());
+        let cache = ConfigCache::new(clock.clone(), 1_000);
         cache.set_hearing(true);
         (cache, clock)
     }
@@ -429,7 +433,7 @@ mod tests {
         let org_id = c.organization_id.clone();
         // A cache of its own, which the store's writes do not tell: what it keeps
         // through a forget shows where each lookup's entries are stamped.
-        let cache = ConfigCache::new(scene.clock.clone());
+        let cache = ConfigCache::new(scene.clock.clone(), 1_000);
         cache.set_hearing(true);
         let read_all = || async {
             let (by_slug, by_id) = (cache.organization(store, "acme").await, cache.organization(store, &org_id).await);

@@ -8,16 +8,13 @@ use std::time::Duration;
 use super::Broker;
 use crate::core::audit::Actor;
 use crate::core::group_sync::SyncJob;
-use crate::store::{GroupSyncOf, IdpGroupsSource, StoreError};
-
-/// A running job records progress after every page of users.
-const PAGE: u32 = 200;
+use crate::store::StoreError;
 
 impl Broker {
     /// The worker: runs queued jobs one at a time, forever. Jobs queued on another
     /// replica are found by polling; jobs a stopped process left are taken up once
     /// they have made no progress for `stalled_after`.
-    pub async fn run_sync_jobs(&self, stalled_after: Duration) {
+    pub async fn run_sync_jobs(&self, stalled_after: Duration, batch: u32) {
         loop {
             match self.store.requeue_stalled_sync_jobs(self.clock.now() - stalled_after).await {
                 Ok(0) => {}
@@ -25,7 +22,7 @@ impl Broker {
                 Err(e) => tracing::warn!(error = %e, "could not requeue interrupted sync jobs"),
             }
             match self.store.claim_sync_job().await {
-                Ok(Some(job)) => self.run_sync_job(job).await,
+                Ok(Some(job)) => self.run_sync_job(job, batch).await,
                 Ok(None) => {
                     tokio::select! {
                         _ = self.sync_wake.notified() => {}
@@ -40,8 +37,8 @@ impl Broker {
         }
     }
 
-    async fn run_sync_job(&self, job: SyncJob) {
-        let (status, done, error) = match self.resync_connection(&job).await {
+    async fn run_sync_job(&self, job: SyncJob, batch: u32) {
+        let (status, done, error) = match self.resync_connection(&job, batch).await {
             Ok(done) => ("done", done, None),
             Err((done, e)) => {
                 tracing::warn!(job_id = %job.id, error = %e, "sync job failed");
@@ -55,8 +52,9 @@ impl Broker {
         tracing::info!(job_id = %job.id, status, done, "sync job finished");
     }
 
-    /// Re-syncs every user of the job's connection; the users done so far on failure.
-    async fn resync_connection(&self, job: &SyncJob) -> Result<u64, (u64, StoreError)> {
+    /// Re-syncs every user of the job's connection, `batch` per transaction (progress
+    /// is recorded after each); the users done so far on failure.
+    async fn resync_connection(&self, job: &SyncJob, batch: u32) -> Result<u64, (u64, StoreError)> {
         let fail = |done: u64| move |e| (done, e);
         let store = self.store.as_ref();
         let Some(c) = store.get_connection(&job.connection_id).await.map_err(fail(0))? else { return Ok(0) };
@@ -69,20 +67,17 @@ impl Broker {
         let actor = Actor(format!("sync_job:{}", job.id));
         let (mut after, mut done) = (String::new(), 0);
         loop {
-            let users = store.connection_users(&c.id, &after, PAGE).await.map_err(fail(done))?;
-            let Some(last) = users.last() else { break };
-            after = last.user.id.clone();
-            for u in &users {
-                // The page only names the users: each one's IdP groups and the rules
-                // are read again under the row lock, as they are by then.
-                match store.sync_groups(GroupSyncOf { user_id: &u.user.id, connection_id: &c.id }, IdpGroupsSource::Stored, &actor).await {
-                    // Deleted since the page was read: nothing left to sync.
-                    Ok(_) | Err(StoreError::NotFound("user")) => {}
-                    // The connection was deleted: so were its users' sessions; stop.
-                    Err(StoreError::NotFound("connection")) => return Ok(done),
-                    Err(e) => return Err((done, e)),
+            // Each page is read, and its users' IdP groups and the rules, in the
+            // transaction that syncs it, as they are by then.
+            match store.resync_connection_users(&c.id, &after, batch, &actor).await {
+                Ok(Some((last, synced))) => {
+                    after = last;
+                    done += synced;
                 }
-                done += 1;
+                Ok(None) => break,
+                // The connection was deleted: so were its users' sessions; stop.
+                Err(StoreError::NotFound("connection")) => return Ok(done),
+                Err(e) => return Err((done, e)),
             }
             store.update_sync_job(&job.id, "running", total.max(done), done, None).await.map_err(fail(done))?;
         }

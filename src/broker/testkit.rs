@@ -73,7 +73,7 @@ impl Scene {
             providers: Providers::new(idp, 1_000),
             keys,
             tokens: TokenCache::default(),
-            config: ConfigCache::new(clock.clone()),
+            config: ConfigCache::new(clock.clone(), 1_000),
             sealer: secrets,
             sync_wake: tokio::sync::Notify::new(),
             deliveries_wake: tokio::sync::Notify::new(),

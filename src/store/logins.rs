@@ -243,8 +243,16 @@ pub trait Logins: Send + Sync + 'static {
     /// Newest first.
     async fn list_sync_jobs(&self, organization_id: &str, page: &Page) -> StoreResult<Vec<SyncJob>>;
     async fn connection_user_count(&self, connection_id: &str) -> StoreResult<u64>;
-    /// A page of the users last signed in through a connection, in id order.
-    async fn connection_users(&self, connection_id: &str, after: &str, limit: u32) -> StoreResult<Vec<UserView>>;
+    /// Re-syncs the groups of the connection's next users after `after` (in id
+    /// order, at most `limit`) from their stored IdP groups, in one transaction;
+    /// returns the last one's id and how many, or `None` when none is left.
+    async fn resync_connection_users(
+        &self,
+        connection_id: &str,
+        after: &str,
+        limit: u32,
+        actor: &Actor,
+    ) -> StoreResult<Option<(String, u64)>>;
 
     async fn session(&self, id_hash: &SessionHandle) -> StoreResult<Option<Session>>;
     /// Marks the session active at `at` (pushing its idle end to `idle_until`) and

@@ -38,7 +38,7 @@ pub use changes::{Change, ChangeListener, Changes, Heard, OnChange, Stale};
 pub use directory_sync::DirectorySync;
 pub use logins::*;
 #[doc(hidden)]
-pub use sql::{sign_in_statements, SQLITE_SETTINGS};
+pub use sql::{list_statements, sign_in_statements, SQLITE_SETTINGS};
 pub use sql::{Dialect, PoolSettings, SqlStore};
 pub use webhooks::Webhooks;
 

@@ -386,8 +386,9 @@ async fn a_sync_job_cut_short_by_a_crash_is_finished_after_the_restart() {
     const PEOPLE: usize = 3000;
     let op = FakeOp::start("ssogate-client").await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { extra_args: vec!["--sync-stall-timeout".into(), "2s".into()], ..Default::default() };
-    let sso = Ssogate::start_with(dir.path(), opts).await;
+    // Small batches, so that the crash finds the job under way.
+    let extra_args = ["--sync-stall-timeout", "2s", "--sync-batch", "5"].map(String::from).to_vec();
+    let sso = Ssogate::start_with(dir.path(), Options { extra_args, ..Default::default() }).await;
     add_organization(&sso, "big", &op).await;
     let (_, connections) = sso.get("/organizations/big/connections").await;
     let connection_id = connections["data"][0]["id"].as_str().unwrap().to_owned();

@@ -276,8 +276,24 @@ async fn events_paginate_newest_first_with_filters(db: &TestDb) {
     ids.reverse();
     assert_eq!(ids, newest_first);
     assert_eq!(rest[1].changes["name"], "g0");
-    // Events of no organization are listed apart.
+    // By target, alone and beside an action: one group's history.
+    let target = first[0].target_id.clone();
+    let of = |action: Option<&str>, target_id: Option<&str>| EventFilter {
+        organization_id: Some(o.id.clone()),
+        action: action.map(str::to_owned),
+        target_id: target_id.map(str::to_owned),
+    };
+    let history = s.list_events(&of(None, Some(&target)), &page(10)).await.unwrap();
+    assert_eq!(history.iter().map(|e| e.target_id.as_str()).collect::<Vec<_>>(), [target.as_str()]);
+    assert_eq!(s.list_events(&of(Some("group.created"), Some(&target)), &page(10)).await.unwrap().len(), 1);
+    assert!(s.list_events(&of(Some("group.deleted"), Some(&target)), &page(10)).await.unwrap().is_empty());
+    // Events of no organization are listed apart, with the same filters.
     assert!(s.list_events(&EventFilter::default(), &page(10)).await.unwrap().is_empty());
+    let app = s.create_application(test_app("client_events"), "hash", &actor()).await.unwrap();
+    let global = |action: &str| EventFilter { organization_id: None, action: Some(action.into()), target_id: Some(app.id.clone()) };
+    let created = s.list_events(&global("application.created"), &page(10)).await.unwrap();
+    assert_eq!((created.len(), created[0].organization_id.as_deref()), (1, None));
+    assert!(s.list_events(&global("group.created"), &page(10)).await.unwrap().is_empty());
 }
 
 async fn settings_first_writer_wins(db: &TestDb) {

@@ -96,6 +96,42 @@ async fn save_domains(conn: &mut AnyConnection, org_id: &str, domains: &[String]
     Ok(())
 }
 
+/// A page of an organization's rows of `table`, by id (binds: organization, cursor, limit).
+pub(super) fn organization_page(table: &str) -> String {
+    format!("SELECT * FROM {table} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+}
+
+/// Binds: cursor, limit.
+pub(super) const ORGANIZATIONS_PAGE: &str = "SELECT * FROM organizations WHERE id > $1 ORDER BY id LIMIT $2";
+/// The domains of the organizations of that page (binds: cursor, limit).
+pub(super) const ORGANIZATIONS_PAGE_DOMAINS: &str = "SELECT organization_id, domain FROM organization_domains \
+     WHERE organization_id IN (SELECT id FROM organizations WHERE id > $1 ORDER BY id LIMIT $2) ORDER BY domain";
+/// Binds: cursor, limit.
+pub(super) const APPLICATIONS_PAGE: &str = "SELECT * FROM applications WHERE id > $1 ORDER BY id LIMIT $2";
+/// A page of the audit log, newest first, and the values of its filters to bind in
+/// order (then the cursor and the limit). Each combination of filters is its own
+/// statement, so that the planner walks the index that serves it: a
+/// `$n IS NULL OR column = $n` condition can use none.
+pub(super) fn audit_page(f: &EventFilter) -> (String, Vec<&str>) {
+    let mut binds = vec![];
+    let mut conditions = vec![];
+    for (column, value) in [("organization_id", &f.organization_id), ("action", &f.action), ("target_id", &f.target_id)] {
+        match value {
+            Some(v) => {
+                binds.push(v.as_str());
+                conditions.push(format!("{column} = ${}", binds.len()));
+            }
+            // The log of no organization (applications, signing keys).
+            None if column == "organization_id" => conditions.push("organization_id IS NULL".to_owned()),
+            None => {}
+        }
+    }
+    let n = binds.len();
+    let sql =
+        format!("SELECT * FROM audit_events WHERE {} AND id < ${} ORDER BY id DESC LIMIT ${}", conditions.join(" AND "), n + 1, n + 2);
+    (sql, binds)
+}
+
 impl SqlStore {
     /// Creates the organization with its default groups and entitlements, in one transaction.
     async fn insert_organization(&self, mut org: Organization, slug_given: bool, actor: &Actor) -> StoreResult<Organization> {
@@ -325,8 +361,12 @@ pub(super) async fn claim_seat(conn: &mut AnyConnection, dialect: Dialect, organ
 impl SqlStore {
     /// One page of an organization's rows of `table`, in creation order.
     async fn page_of_organization(&self, table: &'static str, organization_id: &str, page: &Page) -> StoreResult<Vec<AnyRow>> {
-        let sql = format!("SELECT * FROM {table} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3");
-        Ok(sqlx::query(&sql).bind(organization_id).bind(cursor(page, false)).bind(page.limit as i64).fetch_all(&self.pool).await?)
+        Ok(sqlx::query(&organization_page(table))
+            .bind(organization_id)
+            .bind(cursor(page, false))
+            .bind(page.limit as i64)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub(super) async fn load_user(&self, conn: &mut AnyConnection, id: &str) -> StoreResult<Option<UserView>> {
@@ -489,16 +529,9 @@ impl Directory for SqlStore {
 
     async fn list_organizations(&self, page: &Page) -> StoreResult<Vec<Organization>> {
         let mut conn = self.conn().await?;
-        let rows = sqlx::query("SELECT * FROM organizations WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(cursor(page, false))
-            .bind(page.limit as i64)
-            .fetch_all(&mut *conn)
-            .await?;
-        let domain_rows = sqlx::query("SELECT organization_id, domain FROM organization_domains WHERE organization_id IN (SELECT id FROM organizations WHERE id > $1 ORDER BY id LIMIT $2) ORDER BY domain")
-            .bind(cursor(page, false))
-            .bind(page.limit as i64)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = sqlx::query(ORGANIZATIONS_PAGE).bind(cursor(page, false)).bind(page.limit as i64).fetch_all(&mut *conn).await?;
+        let domain_rows =
+            sqlx::query(ORGANIZATIONS_PAGE_DOMAINS).bind(cursor(page, false)).bind(page.limit as i64).fetch_all(&mut *conn).await?;
         let mut domains: HashMap<String, Vec<String>> = HashMap::new();
         for r in domain_rows {
             domains.entry(r.try_get("organization_id")?).or_default().push(r.try_get("domain")?);
@@ -662,11 +695,7 @@ impl Directory for SqlStore {
     }
 
     async fn list_applications(&self, page: &Page) -> StoreResult<Vec<Application>> {
-        let rows = sqlx::query("SELECT * FROM applications WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(cursor(page, false))
-            .bind(page.limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(APPLICATIONS_PAGE).bind(cursor(page, false)).bind(page.limit as i64).fetch_all(&self.pool).await?;
         rows.iter().map(application_row).collect()
     }
 
@@ -908,20 +937,12 @@ impl Directory for SqlStore {
     }
 
     async fn list_events(&self, f: &EventFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {
-        // NULL-safe organization match written portably: ($1 IS NULL AND col IS NULL) OR col = $1.
-        let rows = sqlx::query(
-            "SELECT * FROM audit_events \
-             WHERE ((organization_id IS NULL AND $1 IS NULL) OR organization_id = $1) \
-               AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR target_id = $3) AND id < $4 \
-             ORDER BY id DESC LIMIT $5",
-        )
-        .bind(&f.organization_id)
-        .bind(&f.action)
-        .bind(&f.target_id)
-        .bind(cursor(page, true))
-        .bind(page.limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
+        let (sql, filters) = audit_page(f);
+        let mut q = sqlx::query(&sql);
+        for value in filters {
+            q = q.bind(value);
+        }
+        let rows = q.bind(cursor(page, true)).bind(page.limit as i64).fetch_all(&self.pool).await?;
         rows.iter().map(event_row).collect()
     }
 }

@@ -16,6 +16,7 @@ use crate::core::connection::{GroupSync, WhenClaimMissing};
 use crate::core::group_sync::{self, GroupsReport, IdpGroup, SyncRules};
 use crate::core::ids::{new_id, IdKind};
 use crate::core::user::UserView;
+use crate::core::Timestamp;
 use crate::store::{GroupSyncOf, IdpGroupsSource, StoreError, StoreResult};
 
 /// Users read, locked and synced per batch: bounds the statements' parameters.
@@ -128,7 +129,8 @@ impl SqlStore {
         let t = self.clock.now();
         let known = organization_groups(organization, tx, &org).await?;
         let rules = SyncRules::of(settings);
-        let mut memberships: Vec<(&str, String)> = vec![];
+        // Per user, the groups sync puts them in (ids).
+        let mut wanted: Vec<(&str, Vec<String>)> = vec![];
         let mut stored: Vec<(&str, &[IdpGroup])> = vec![];
         for (u, plan) in users.iter().zip(&plans) {
             let Plan::Apply { idp_groups, store } = plan else { continue };
@@ -142,37 +144,22 @@ impl SqlStore {
             // The fallback `end-user` only stands in for "no group at all".
             let hand_set = !settings.authoritative && u.before.synced_groups.len() < u.before.groups.len();
             let user_id = u.before.user.id.as_str();
-            if !(resolution.fell_back && hand_set) {
-                memberships.extend(resolution.groups.iter().filter_map(|name| known.get(name)).map(|g| (user_id, g.clone())));
-            }
+            let groups = if resolution.fell_back && hand_set {
+                vec![]
+            } else {
+                resolution.groups.iter().filter_map(|name| known.get(name).cloned()).collect()
+            };
+            wanted.push((user_id, groups));
             if *store {
                 stored.push((user_id, idp_groups));
             }
         }
-        let applied: Vec<&str> =
-            users.iter().zip(&plans).filter(|(_, p)| matches!(p, Plan::Apply { .. })).map(|(u, _)| u.before.user.id.as_str()).collect();
-        // Sync replaces the memberships it made; an admin's stay (and a group the
-        // admin set stays theirs), unless the connection's sync is authoritative.
-        let replaced = if settings.authoritative { "" } else { " AND source = 'sync'" };
-        let sql = format!("DELETE FROM group_memberships WHERE user_id IN ({}){replaced}", param_list(1, applied.len()));
-        let mut q = sqlx::query(&sql);
-        for id in &applied {
-            q = q.bind(*id);
-        }
-        q.execute(&mut **tx).await?;
-        // Many memberships per statement: a user may be in hundreds of groups.
-        for chunk in memberships.chunks(400) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${}, 'sync', $1)", 2 * i + 2, 2 * i + 3)).collect();
-            let sql = format!(
-                "INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES {} ON CONFLICT (group_id, user_id) DO NOTHING",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(&sql).bind(ms(t));
-            for (user_id, group_id) in chunk {
-                q = q.bind(group_id.as_str()).bind(*user_id);
-            }
-            q.execute(&mut **tx).await?;
-        }
+        let held: HashMap<&str, Vec<&String>> = users
+            .iter()
+            .map(|u| (u.before.user.id.as_str(), u.before.groups.iter().filter_map(|name| known.get(name)).collect()))
+            .collect();
+        write_memberships(tx, &wanted, &held, settings.authoritative, t).await?;
+        let applied: Vec<&str> = wanted.iter().map(|(user_id, _)| *user_id).collect();
         if !stored.is_empty() {
             let cases: Vec<String> = (0..stored.len()).map(|i| format!("WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3)).collect();
             let sql = format!(
@@ -307,6 +294,86 @@ impl SyncTarget {
             .await?;
         Ok(SyncTarget { settings: from_json(&settings.ok_or(StoreError::NotFound("connection"))?)?, groups: None })
     }
+}
+
+/// Parameters per membership statement: under SQLite's limit of 32,766.
+const MEMBERSHIP_PARAMETERS: usize = 16_000;
+
+/// Brings the users' memberships to `wanted`, writing only what changes: a re-sync
+/// after a mapping change moves the memberships the change moves, not every one of
+/// every user. Sync replaces the memberships it made; an admin's stay (and a group
+/// the admin set stays theirs), unless the connection's sync is `authoritative`,
+/// which makes every wanted membership sync's own. `held`: each user's memberships
+/// (group ids) as read under the lock; an insert that meets one held meanwhile
+/// leaves it be.
+async fn write_memberships(
+    tx: &mut Tx,
+    wanted: &[(&str, Vec<String>)],
+    held: &HashMap<&str, Vec<&String>>,
+    authoritative: bool,
+    at: Timestamp,
+) -> StoreResult<()> {
+    let replaced = if authoritative { "" } else { " AND source = 'sync'" };
+    // Users in chunks whose kept memberships fit one statement's parameters.
+    let mut chunks: Vec<&[(&str, Vec<String>)]> = vec![];
+    let (mut start, mut size) = (0, 0);
+    for (i, (_, groups)) in wanted.iter().enumerate() {
+        let cost = 1 + 2 * groups.len();
+        if i > start && size + cost > MEMBERSHIP_PARAMETERS {
+            chunks.push(&wanted[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += cost;
+    }
+    chunks.push(&wanted[start..]);
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+        let kept: Vec<(&str, &String)> = chunk.iter().flat_map(|(user, groups)| groups.iter().map(move |g| (*user, g))).collect();
+        let but_kept = if kept.is_empty() {
+            String::new()
+        } else {
+            let pairs: Vec<String> =
+                (0..kept.len()).map(|i| format!("(${}, ${})", chunk.len() + 2 * i + 1, chunk.len() + 2 * i + 2)).collect();
+            format!(" AND NOT ((group_id, user_id) IN (VALUES {}))", pairs.join(", "))
+        };
+        let sql = format!("DELETE FROM group_memberships WHERE user_id IN ({}){replaced}{but_kept}", param_list(1, chunk.len()));
+        let mut q = sqlx::query(&sql);
+        for (user, _) in chunk {
+            q = q.bind(*user);
+        }
+        for (user, group) in &kept {
+            q = q.bind(group.as_str()).bind(*user);
+        }
+        q.execute(&mut **tx).await?;
+        if authoritative {
+            // What is left of these users' memberships is wanted: all sync's now.
+            let sql = format!(
+                "UPDATE group_memberships SET source = 'sync' WHERE user_id IN ({}) AND source <> 'sync'",
+                param_list(1, chunk.len())
+            );
+            chunk.iter().fold(sqlx::query(&sql), |q, (user, _)| q.bind(*user)).execute(&mut **tx).await?;
+        }
+    }
+    let missing: Vec<(&str, &String)> = wanted
+        .iter()
+        .flat_map(|(user, groups)| {
+            let had = held.get(user);
+            groups.iter().filter(move |g| !had.is_some_and(|h| h.contains(g))).map(move |g| (*user, g))
+        })
+        .collect();
+    // Many memberships per statement: a user may be in hundreds of groups.
+    for chunk in missing.chunks(400) {
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${}, 'sync', $1)", 2 * i + 2, 2 * i + 3)).collect();
+        let sql = format!(
+            "INSERT INTO group_memberships (group_id, user_id, source, created_at) VALUES {} ON CONFLICT (group_id, user_id) DO NOTHING",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(ms(at));
+        for (user_id, group_id) in chunk {
+            q = q.bind(group_id.as_str()).bind(*user_id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// [`SyncTarget::groups`], read on first use.

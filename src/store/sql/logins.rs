@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use super::changes::Resync;
 use super::directory::{application_row, claim_seat, load_org, user_view_row};
 use super::webhooks::emit;
-use super::{cursor, from_json, from_ms, json_value, ms, record, to_json, Dialect, Queries, SqlStore, CONNECTION_USERS};
+use super::{cursor, from_json, from_ms, json_value, ms, param_list, record, to_json, Dialect, Queries, SqlStore};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::core::claims::IdpProfile;
@@ -138,6 +138,25 @@ fn grant_sql(with_sign_in: bool, dialect: Dialect) -> String {
         (true, Dialect::Sqlite) => format!("{INSERT_USED_STATE}; {INSERT_SESSION}; {INSERT_GRANT}"),
         (true, Dialect::Postgres) => format!("WITH used AS ({INSERT_USED_STATE}), new_session AS ({INSERT_SESSION}) {INSERT_GRANT}"),
     }
+}
+
+/// Newest first (binds: user).
+pub(super) const SESSIONS_OF_USER: &str = "SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC";
+
+/// Claims the sessions whose refresh is due, oldest due first (binds: now, lease end,
+/// limit). PostgreSQL: replicas claiming at once skip each other's rows instead of
+/// queueing on them. SQLite has one writer, so the UPDATE alone is atomic.
+pub(super) fn claim_due_refreshes(dialect: Dialect) -> String {
+    let skip_locked = match dialect {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    format!(
+        "UPDATE sessions SET refresh_claimed_until = $2 WHERE id_hash IN (SELECT id_hash FROM sessions \
+         WHERE refresh_at <= $1 AND (refresh_claimed_until IS NULL OR refresh_claimed_until <= $1) \
+         AND expires_at > $1 AND idle_expires_at > $1 \
+         ORDER BY refresh_at LIMIT $3{skip_locked}) RETURNING *"
+    )
 }
 
 /// The writes of a returning user's sign-in, as this store sends them, for the login
@@ -402,17 +421,39 @@ impl Logins for SqlStore {
     }
 
     async fn connection_user_count(&self, connection_id: &str) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {CONNECTION_USERS}"))
-            .bind(connection_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar(&self.queries.connection_user_count).bind(connection_id).fetch_one(&self.pool).await?;
         Ok(n as u64)
     }
 
-    async fn connection_users(&self, connection_id: &str, after: &str, limit: u32) -> StoreResult<Vec<UserView>> {
-        let rows =
-            sqlx::query(&self.queries.users_of_connection).bind(connection_id).bind(after).bind(limit as i64).fetch_all(&self.pool).await?;
-        rows.iter().map(user_view_row).collect()
+    async fn resync_connection_users(
+        &self,
+        connection_id: &str,
+        after: &str,
+        limit: u32,
+        actor: &Actor,
+    ) -> StoreResult<Option<(String, u64)>> {
+        let mut tx = self.write_tx().await?;
+        let organization_id: String = sqlx::query_scalar("SELECT organization_id FROM connections WHERE id = $1")
+            .bind(connection_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("connection"))?;
+        let page: Vec<String> = sqlx::query_scalar(&self.queries.users_of_connection)
+            .bind(connection_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = page.last().cloned() else { return Ok(None) };
+        // Held, then read again: a user deleted since the page was read (PostgreSQL;
+        // SQLite's write transaction holds every row) has nothing left to sync.
+        let ids: Vec<&str> = page.iter().map(String::as_str).collect();
+        self.hold_rows(&mut tx, "users", &ids).await?;
+        let sql = format!("SELECT id FROM users WHERE id IN ({})", param_list(1, ids.len()));
+        let live: Vec<String> = ids.iter().fold(sqlx::query_scalar(&sql), |q, id| q.bind(*id)).fetch_all(&mut *tx).await?;
+        self.sync_stored_groups_in(&mut tx, connection_id, &organization_id, &live, actor).await?;
+        tx.commit().await?;
+        Ok(Some((last, live.len() as u64)))
     }
 
     async fn session(&self, id_hash: &SessionHandle) -> StoreResult<Option<Session>> {
@@ -435,8 +476,7 @@ impl Logins for SqlStore {
     }
 
     async fn user_sessions(&self, user_id: &str) -> StoreResult<Vec<Session>> {
-        let rows =
-            sqlx::query("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC").bind(user_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(SESSIONS_OF_USER).bind(user_id).fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.session_row(r)).collect()
     }
 
@@ -518,18 +558,7 @@ impl Logins for SqlStore {
     }
 
     async fn claim_due_refreshes(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Session>> {
-        // PostgreSQL: replicas claiming at once skip each other's rows instead of
-        // queueing on them. SQLite has one writer, so the UPDATE alone is atomic.
-        let skip_locked = match self.dialect {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE sessions SET refresh_claimed_until = $2 WHERE id_hash IN (SELECT id_hash FROM sessions \
-             WHERE refresh_at <= $1 AND (refresh_claimed_until IS NULL OR refresh_claimed_until <= $1) \
-             AND expires_at > $1 AND idle_expires_at > $1 \
-             ORDER BY refresh_at LIMIT $3{skip_locked}) RETURNING *"
-        );
+        let sql = claim_due_refreshes(self.dialect);
         let mut writing = self.writing().await?;
         let rows = sqlx::query(&sql).bind(ms(now)).bind(ms(lease_until)).bind(i64::from(limit)).fetch_all(&mut *writing).await?;
         rows.iter().map(|r| self.session_row(r)).collect()

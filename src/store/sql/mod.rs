@@ -14,6 +14,9 @@ mod webhooks;
 #[doc(hidden)]
 pub use logins::sign_in_statements;
 
+use directory::{audit_page, organization_page, APPLICATIONS_PAGE, ORGANIZATIONS_PAGE, ORGANIZATIONS_PAGE_DOMAINS};
+use logins::{claim_due_refreshes, SESSIONS_OF_USER};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +26,7 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 
-use super::{Page, StoreError, StoreResult};
+use super::{EventFilter, Page, StoreError, StoreResult};
 use crate::core::audit::Actor;
 use crate::core::clock::{Clock, SystemClock};
 use crate::core::ids::{new_id, IdKind};
@@ -108,8 +111,37 @@ struct Queries {
     user_by_id: String,
     users_of_org: String,
     users_of_connection: String,
+    connection_user_count: String,
     refresh_by_id: String,
     refresh_by_subject: String,
+}
+
+/// The statements behind the admin API's lists and the refresh sweep, named, for the
+/// scale benchmark to show their query plans on a full database. Binds: users and
+/// groups (organization, cursor, limit), organizations and applications (cursor,
+/// limit), audit log (organization, then the target or action if named, cursor,
+/// limit), sessions (user), due refreshes (now, lease end, limit), users of a
+/// connection (connection, cursor, limit).
+#[doc(hidden)]
+pub fn list_statements(dialect: Dialect) -> Vec<(&'static str, String)> {
+    let audit = |action: Option<&str>, target: Option<&str>| {
+        let named = |v: Option<&str>| v.map(str::to_owned);
+        let filter = EventFilter { organization_id: Some(String::new()), action: named(action), target_id: named(target) };
+        audit_page(&filter).0
+    };
+    vec![
+        ("users of an organization", Queries::new(dialect).users_of_org),
+        ("groups of an organization", organization_page("groups")),
+        ("organizations", ORGANIZATIONS_PAGE.to_owned()),
+        ("domains of a page of organizations", ORGANIZATIONS_PAGE_DOMAINS.to_owned()),
+        ("applications", APPLICATIONS_PAGE.to_owned()),
+        ("audit log", audit(None, None)),
+        ("audit log, one target's entries", audit(None, Some(""))),
+        ("audit log, one action's entries", audit(Some(""), None)),
+        ("sessions of a user", SESSIONS_OF_USER.to_owned()),
+        ("due refreshes", claim_due_refreshes(dialect)),
+        ("users of a connection (re-sync)", Queries::new(dialect).users_of_connection),
+    ]
 }
 
 /// Refreshes a user's profile from the IdP and returns the row with its groups. The
@@ -121,9 +153,13 @@ const REFRESH_PROFILE: &str = "UPDATE users SET connection_id = $1, idp_sub = $2
      last_name = COALESCE($6, last_name), username = COALESCE($7, username), picture = COALESCE($8, picture), \
      attributes = $9, last_login_at = CASE WHEN $12 = 1 THEN $10 ELSE last_login_at END, updated_at = $10 WHERE ";
 
-/// The users a connection's group sync covers: those who last signed in through it,
-/// and those of its directories (who may have signed in elsewhere, or never).
-pub(super) const CONNECTION_USERS: &str = "(connection_id = $1 OR id IN (SELECT du.user_id FROM directory_users du JOIN directories d ON d.id = du.directory_id WHERE d.connection_id = $1))";
+/// The users a connection's group sync covers (binds: the connection): those who last
+/// signed in through it, and those of its directories (who may have signed in
+/// elsewhere, or never). Queried as a union of the two, each on its index:
+/// `connection_id = $1 OR id IN (…)` would read every user.
+const SIGNED_IN_THROUGH: &str = "SELECT id FROM users WHERE connection_id = $1";
+const PUSHED_BY_DIRECTORIES_OF: &str =
+    "SELECT du.user_id FROM directory_users du JOIN directories d ON d.id = du.directory_id WHERE d.connection_id = $1";
 
 impl Queries {
     fn new(d: Dialect) -> Self {
@@ -133,9 +169,13 @@ impl Queries {
             users_of_org: format!(
                 "SELECT users.*, {m} AS memberships FROM users WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
             ),
+            // Each side takes its own page first, so a page reads no more than two.
             users_of_connection: format!(
-                "SELECT users.*, {m} AS memberships FROM users WHERE {CONNECTION_USERS} AND id > $2 ORDER BY id LIMIT $3"
+                "SELECT id FROM ({SIGNED_IN_THROUGH} AND id > $2 ORDER BY id LIMIT $3) signed_in UNION \
+                 SELECT user_id FROM ({PUSHED_BY_DIRECTORIES_OF} AND du.user_id > $2 ORDER BY du.user_id LIMIT $3) pushed \
+                 ORDER BY 1 LIMIT $3"
             ),
+            connection_user_count: format!("SELECT COUNT(*) FROM ({SIGNED_IN_THROUGH} UNION {PUSHED_BY_DIRECTORIES_OF}) covered"),
             refresh_by_id: format!("{REFRESH_PROFILE}id = $11 RETURNING *, {m} AS memberships"),
             // The user this IdP subject signed in as before through this connection, in
             // its organization ($11), if still active. A first sign-in (or a

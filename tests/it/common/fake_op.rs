@@ -225,6 +225,17 @@ impl FakeOp {
         self.inner.lock().unwrap().refreshes.clone()
     }
 
+    #[allow(dead_code)] // for the scale benchmark
+    pub fn refresh_count(&self) -> usize {
+        self.inner.lock().unwrap().refreshes.len()
+    }
+
+    /// Access tokens (at sign-in and refresh) last `lifetime`.
+    #[allow(dead_code)] // for the scale benchmark
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.inner.lock().unwrap().token_lifetime = lifetime.as_secs();
+    }
+
     /// From now on, userinfo reports these groups.
     pub fn set_groups(&self, groups: &[&str]) {
         self.inner.lock().unwrap().groups = groups.iter().map(|g| g.to_string()).collect();
