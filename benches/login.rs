@@ -5,8 +5,11 @@
 //! the same database: `support/floor.rs`); on SQLite, then on PostgreSQL when one
 //! answers. Then `userinfo` with a valid token, beside a bare axum handler that
 //! returns the same body (`axum::serve`, on the same runtime, allocator and core).
+//! And, on each database, the refresh grant and a resource server's introspection,
+//! each as ssogate's CPU per request.
 //!
-//! `cargo bench --bench login` — knobs: BENCH_LOGINS (default 2000), BENCH_CONCURRENCY
+//! `cargo bench --bench login` — knobs: BENCH_LOGINS (default 2000), BENCH_REFRESHES
+//! (default 1000 per algorithm, and as many introspections), BENCH_CONCURRENCY
 //! (default 8), BENCH_USERINFO_SECS (default 5), BENCH_POSTGRES_URL (default the local
 //! server's `test` database; `none` skips PostgreSQL), BENCH_PIN=0 (see `pinned`),
 //! BENCH_SSOGATE_LOG.
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::floor::{self, Crypto};
 use support::postgres::{self, Database};
-use support::{admin, browser_login, cpu_seconds, env_or, start_ssogate, APP};
+use support::{admin, browser_login, cpu_seconds, env_or, sign_in_with_scope, start_ssogate, APP};
 
 /// ssogate's allocator, so that the bare handler is served as ssogate is.
 #[global_allocator]
@@ -62,8 +65,110 @@ async fn run_logins(http: &reqwest::Client, base: &str, client_id: &str, secret:
 
 const BENCH_DATABASES: &str = "ssogate_bench_login_";
 
-/// Logins with each ID token algorithm on `db`, each beside its floor.
-async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &Crypto, logins: u64, concurrency: u64) {
+/// How much of each request kind the benchmark makes.
+struct Counts {
+    logins: u64,
+    refreshes: u64,
+    concurrency: u64,
+}
+
+/// `n` requests from each of `chains` at once; returns ssogate's CPU per request
+/// (ms), the rate, and what each chain ended with. `step` makes one request from a
+/// chain's state and returns its next state.
+async fn timed<S, F, Fut>(pid: u32, chains: Vec<S>, n: u64, step: F) -> (f64, f64, Vec<S>)
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+{
+    let total = n * chains.len() as u64;
+    let (cpu, started) = (cpu_seconds(pid), Instant::now());
+    let tasks: Vec<_> = chains
+        .into_iter()
+        .map(|mut state| {
+            let step = step.clone();
+            tokio::spawn(async move {
+                for _ in 0..n {
+                    state = step(state).await;
+                }
+                state
+            })
+        })
+        .collect();
+    let mut ends = vec![];
+    for t in tasks {
+        ends.push(t.await.unwrap());
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    ((cpu_seconds(pid) - cpu) * 1000.0 / total as f64, rate, ends)
+}
+
+/// The refresh grant (RFC 6749 §6) for each ID token algorithm, each of
+/// `concurrency` people refreshing their own chain (every refresh spends the token
+/// the last one gave), then a resource server introspecting their access tokens
+/// (RFC 7662): ssogate's CPU per request, against the issue's 0.5 ms.
+async fn refresh_and_introspection(browser: &reqwest::Client, base: &str, pid: u32, counts: &Counts) {
+    let api = admin(browser, base, "/applications", json!({"name": "api", "client_type": "resource_server"})).await;
+    let api = (api["client_id"].as_str().unwrap().to_owned(), api["client_secret"].as_str().unwrap().to_owned());
+    let per_chain = (counts.refreshes / counts.concurrency).max(1);
+    for alg in ["RS256", "ES256"] {
+        let app =
+            admin(browser, base, "/applications", json!({"name": "offline", "redirect_uris": [APP], "id_token_signed_response_alg": alg}))
+                .await;
+        let client = (app["client_id"].as_str().unwrap().to_owned(), app["client_secret"].as_str().unwrap().to_owned());
+        let mut chains = vec![];
+        for worker in 0..counts.concurrency {
+            let person = format!("bench-user-{worker}");
+            let scope = "openid email profile groups offline_access";
+            let login = sign_in_with_scope(browser, base, (&client.0, &client.1), "bench", Some(&person), scope).await.expect("login");
+            chains.push((login.access_token, login.refresh_token.expect("offline_access gives a refresh token")));
+        }
+        let token_url = format!("{base}/oauth2/token");
+        let (http, c) = (browser.clone(), client.clone());
+        let (refresh_ms, refresh_rate, chains) = timed(pid, chains, per_chain, move |(_, refresh): (String, String)| {
+            let (http, token_url, c) = (http.clone(), token_url.clone(), c.clone());
+            async move {
+                let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+                let r: serde_json::Value =
+                    http.post(&token_url).basic_auth(&c.0, Some(&c.1)).form(&form).send().await.unwrap().json().await.unwrap();
+                let next = |name: &str| r[name].as_str().unwrap_or_else(|| panic!("the refresh failed: {r}")).to_owned();
+                (next("access_token"), next("refresh_token"))
+            }
+        })
+        .await;
+        let introspect_url = format!("{base}/oauth2/introspect");
+        let (http, api) = (browser.clone(), api.clone());
+        let (introspect_ms, introspect_rate, _) = timed(pid, chains, per_chain, move |(access, refresh): (String, String)| {
+            let (http, introspect_url, api) = (http.clone(), introspect_url.clone(), api.clone());
+            async move {
+                let r: serde_json::Value = http
+                    .post(&introspect_url)
+                    .basic_auth(&api.0, Some(&api.1))
+                    .form(&[("token", &access)])
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(r["active"], true, "{r}");
+                (access, refresh)
+            }
+        })
+        .await;
+        println!(
+            "    ID token {alg}: refresh grant ssogate {refresh_ms:.3} ms CPU per refresh ({refresh_rate:.0}/s); introspection \
+             {introspect_ms:.3} ms CPU per request ({introspect_rate:.0}/s); target 0.5 ms each: ratios {:.2} and {:.2}",
+            refresh_ms / 0.5,
+            introspect_ms / 0.5,
+        );
+    }
+}
+
+/// Logins with each ID token algorithm on `db`, each beside its floor; then refreshes
+/// and introspections.
+async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &Crypto, counts: &Counts) {
+    let (logins, concurrency) = (counts.logins, counts.concurrency);
     let http = reqwest::Client::new();
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     // With PostgreSQL the key that encrypts secrets at rest must be given.
@@ -124,6 +229,9 @@ async fn logins_against_the_floor(op: &fake_op::FakeOp, db: &Database, crypto: &
                  {through_sqlx:.3} ms (no ratio without the database's own CPU); {rate:.0} logins/s"
             ),
         }
+    }
+    if counts.refreshes > 0 {
+        refresh_and_introspection(&browser, &base, pid, counts).await;
     }
 }
 
@@ -199,8 +307,12 @@ fn main() {
 }
 
 async fn run() {
-    let logins = env_or("BENCH_LOGINS", 2000);
-    let concurrency = env_or("BENCH_CONCURRENCY", 8);
+    let counts = Counts {
+        logins: env_or("BENCH_LOGINS", 2000),
+        refreshes: env_or("BENCH_REFRESHES", 1000),
+        concurrency: env_or("BENCH_CONCURRENCY", 8),
+    };
+    let (logins, concurrency) = (counts.logins, counts.concurrency);
     let userinfo_secs = env_or("BENCH_USERINFO_SECS", 5);
     let op = fake_op::FakeOp::start("bench-client").await;
     let placement = if support::pinned() { "ssogate pinned to core 0, load generator and IdP on core 1" } else { "all sharing both cores" };
@@ -213,9 +325,9 @@ async fn run() {
         crypto.es256_sign * 1000.0
     );
     let sqlite = Database { name: "SQLite", url: None };
-    logins_against_the_floor(&op, &sqlite, &crypto, logins, concurrency).await;
+    logins_against_the_floor(&op, &sqlite, &crypto, &counts).await;
     if let Some((pg, _dropped_after)) = postgres::fresh(BENCH_DATABASES).await {
-        logins_against_the_floor(&op, &pg, &crypto, logins, concurrency).await;
+        logins_against_the_floor(&op, &pg, &crypto, &counts).await;
     }
     if userinfo_secs > 0 {
         userinfo_against_bare_axum(&op, userinfo_secs).await;

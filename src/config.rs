@@ -194,7 +194,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SSOGATE_RATE_LIMIT_AUTHORIZE", default_value_t = 600)]
     pub rate_limit_authorize: u32,
 
-    /// Token, SSO-userinfo requests per minute per client id; 0: no limit.
+    /// Token, revocation and SSO-userinfo requests per minute per client id (not
+    /// introspection, which a resource server makes per API call); 0: no limit.
     #[arg(long, env = "SSOGATE_RATE_LIMIT_TOKEN", default_value_t = 1200)]
     pub rate_limit_token: u32,
 

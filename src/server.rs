@@ -168,6 +168,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         refresh: args.refresh_policy(),
         app_client: AppClient::new(NetworkPolicy::for_applications(args.dev, args.allow_app_networks.clone()), Duration::from_secs(5))
             .context("building the HTTP client for applications")?,
+        client_keys: Default::default(),
         claim_limits: ClaimLimits { max_bytes: args.max_claims_bytes as usize, max_groups: args.max_groups_per_user as usize },
         clock,
     });

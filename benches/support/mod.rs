@@ -15,12 +15,17 @@ use serde_json::Value;
 pub const ADMIN: &str = "bench-admin-token-0123456789abcdef";
 pub const APP: &str = "https://app.example.test/cb";
 
-/// A finished login: the access token, and the time spent waiting on ssogate (its
-/// own requests only, not the IdP's).
+/// A finished login: the tokens, and the time spent waiting on ssogate (its own
+/// requests only, not the IdP's).
 pub struct Login {
     pub access_token: String,
+    /// Given for `offline_access` only.
+    pub refresh_token: Option<String>,
     pub in_ssogate: Duration,
 }
+
+/// The scopes a benchmark sign-in asks for.
+pub const SCOPE: &str = "openid email profile";
 
 /// Why a login did not finish: an HTTP status from ssogate, or an OAuth error.
 #[derive(Debug)]
@@ -39,9 +44,22 @@ pub async fn browser_login(
     organization: &str,
     login_hint: Option<&str>,
 ) -> Result<Login, LoginFailure> {
+    sign_in_with_scope(http, base, (client_id, secret), organization, login_hint, SCOPE).await
+}
+
+/// [`browser_login`] asking for `scope`.
+pub async fn sign_in_with_scope(
+    http: &reqwest::Client,
+    base: &str,
+    (client_id, secret): (&str, &str),
+    organization: &str,
+    login_hint: Option<&str>,
+    scope: &str,
+) -> Result<Login, LoginFailure> {
     let hint = login_hint.map(|h| format!("&login_hint={h}")).unwrap_or_default();
+    let scope = scope.replace(' ', "%20");
     let mut url = format!(
-        "{base}/oauth2/authorize?client_id={client_id}&redirect_uri={APP}&response_type=code&scope=openid%20email%20profile&state=s&nonce=n&organization={organization}{hint}"
+        "{base}/oauth2/authorize?client_id={client_id}&redirect_uri={APP}&response_type=code&scope={scope}&state=s&nonce=n&organization={organization}{hint}"
     );
     let mut cookies: Vec<String> = vec![];
     let mut in_ssogate = Duration::ZERO;
@@ -81,7 +99,8 @@ pub async fn browser_login(
     let body: Value = resp.json().await.map_err(|_| LoginFailure::Status(status))?;
     in_ssogate += started.elapsed();
     let access_token = body["access_token"].as_str().ok_or(LoginFailure::Status(status))?.to_owned();
-    Ok(Login { access_token, in_ssogate })
+    let refresh_token = body["refresh_token"].as_str().map(str::to_owned);
+    Ok(Login { access_token, refresh_token, in_ssogate })
 }
 
 pub fn env_or(name: &str, default: u64) -> u64 {

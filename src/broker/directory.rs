@@ -142,7 +142,7 @@ impl Broker {
     /// The application and, for a confidential client, its secret in clear: it is
     /// stored only hashed, so this is the one time it exists.
     pub async fn create_application(&self, new: NewApplication, actor: &Actor) -> StoreResult<(Application, Option<String>)> {
-        let secret = (new.client_type == ClientType::Confidential).then(|| random_token(""));
+        let secret = new.token_endpoint_auth_method.uses_secret().then(|| random_token(""));
         let t = self.clock.now();
         let id = new_id(IdKind::Application);
         let application = Application {
@@ -155,6 +155,13 @@ impl Broker {
             post_logout_redirect_uris: new.post_logout_redirect_uris,
             expose_idp_tokens: new.expose_idp_tokens,
             backchannel_logout_uri: new.backchannel_logout_uri,
+            frontchannel_logout_uri: new.frontchannel_logout_uri,
+            frontchannel_logout_session_required: new.frontchannel_logout_session_required,
+            access_token_format: new.access_token_format,
+            access_token_audience: new.access_token_audience,
+            token_endpoint_auth_method: new.token_endpoint_auth_method,
+            jwks: new.jwks,
+            jwks_uri: new.jwks_uri,
             created_at: t,
             updated_at: t,
         };
@@ -169,6 +176,10 @@ impl Broker {
         let app = self.store.get_application(id).await?.ok_or(StoreError::NotFound("application"))?;
         if app.client_type == ClientType::Public {
             return Err(StoreError::Refused { code: "public_client", message: "public clients have no secret to rotate".into() });
+        }
+        if !app.token_endpoint_auth_method.uses_secret() {
+            let message = "this client authenticates with its own keys (private_key_jwt): update its jwks instead".into();
+            return Err(StoreError::Refused { code: "no_secret", message });
         }
         let secret = random_token("");
         let application = self.store.set_application_secret(id, &hash_secret(&secret), actor).await?;

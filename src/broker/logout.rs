@@ -30,6 +30,12 @@ fn hinted_client(id_token_hint: &str) -> Option<String> {
     }
 }
 
+/// The `typ` of a JWT's header, read unverified (the signature is checked after).
+fn jwt_type(jwt: &str) -> Option<String> {
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').next()?).ok()?).ok()?;
+    header.get("typ").and_then(Value::as_str).map(str::to_owned)
+}
+
 /// The CSRF token of the logout confirmation page: derived from the browser's session
 /// secret, so only a page ssogate showed that browser can carry it.
 fn confirmation_token(session_secret: &str) -> String {
@@ -47,6 +53,14 @@ struct LogoutReturn {
 const RETURN_CONTEXT: &str = "logout_return";
 /// How long a sign-out may take at the IdP.
 const RETURN_TTL_SECS: i64 = 600;
+
+/// A front-channel logout from an IdP, done: who may frame the answer, and the
+/// applications' pages it frames in turn.
+#[derive(Debug)]
+pub struct IdpLogout {
+    pub idp_origin: String,
+    pub frames: Vec<String>,
+}
 
 /// Why a back-channel logout token was refused (OIDC Back-Channel Logout 1.0 §2.8).
 #[derive(Debug, thiserror::Error)]
@@ -133,25 +147,34 @@ impl Broker {
             }
             return Reply::ConfirmLogout { fields };
         }
-        let at_idp = match self.end_sessions(SessionFilter::Handle(&session.id_hash), "logout", &Actor("user".into())).await {
-            Ok(ended) => match ended.first() {
-                Some(e) => self.idp_logout_url(&e.session, back_to_app.as_deref()).await,
-                None => None,
-            },
+        let (at_idp, frames) = match self.end_sessions(SessionFilter::Handle(&session.id_hash), "logout", &Actor("user".into())).await {
+            Ok(ended) => {
+                let at_idp = match ended.first() {
+                    Some(e) => self.idp_logout_url(&e.session, back_to_app.as_deref()).await,
+                    None => None,
+                };
+                (at_idp, self.frontchannel_logout_frames(&ended).await)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "ending a session failed");
                 return Reply::page(PageKind::Unavailable, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.");
             }
         };
-        match at_idp.or(back_to_app) {
-            Some(location) => Reply::Redirect { location, cookies: vec![clear] },
-            None => Reply::SignedOut { cookies: vec![clear] },
+        match (at_idp.or(back_to_app), frames.is_empty()) {
+            (then, false) => Reply::SignedOutOfApps { frames, then, cookies: vec![clear] },
+            (Some(location), true) => Reply::Redirect { location, cookies: vec![clear] },
+            (None, true) => Reply::SignedOut { cookies: vec![clear] },
         }
     }
 
     /// Whether `hint` is an ID token ssogate signed for `session` (expired ones count:
     /// a hint is often old, §2). Its signature is checked against the published keys.
     fn hint_names_session(&self, hint: &str, session: &Session) -> bool {
+        // An ID token, not another JWT of ssogate's naming the session: a JWT access
+        // token (`at+jwt`, held by every API it is sent to) or a logout token.
+        if jwt_type(hint).as_deref() != Some("JWT") {
+            return false;
+        }
         let Ok(jwks) = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&self.keys.jwks()) else { return false };
         match id_token::verify_signature(hint, &jwks.keys, None) {
             Ok(claims) => {
@@ -243,11 +266,7 @@ impl Broker {
     /// `sid` that is the user's subject also ends that user's sessions that carry no
     /// IdP session id. Returns how many sessions ended and the
     /// IdP's origin, the one page that may frame the answer.
-    pub async fn frontchannel_logout(
-        &self,
-        connection_id: &str,
-        params: &HashMap<String, String>,
-    ) -> Result<(usize, String), BackchannelError> {
+    pub async fn frontchannel_logout(&self, connection_id: &str, params: &HashMap<String, String>) -> Result<IdpLogout, BackchannelError> {
         let invalid = |m: &str| BackchannelError::InvalidRequest(m.to_owned());
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::error!(error = %e, "front-channel logout failed");
@@ -264,14 +283,15 @@ impl Broker {
         let origin = url::Url::parse(&metadata.issuer).map_err(|_| invalid("the issuer is not a URL"))?.origin().ascii_serialization();
         let actor = Actor(format!("idp:{}", connection.id));
         let by_sid = SessionFilter::Idp { connection_id: &connection.id, sub: None, sid: Some(sid) };
-        let mut ended = self.end_sessions(by_sid, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?.len();
+        let mut ended = self.end_sessions(by_sid, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?;
         if connection.frontchannel_logout_by_subject {
             let by_subject = SessionFilter::IdpSubjectWithoutSid { connection_id: &connection.id, sub: sid };
             // Audited apart: anyone who knows the subject can ask for this one.
-            ended += self.end_sessions(by_subject, "idp_logout_by_subject", &actor).await.map_err(|e| unavailable(&e))?.len();
+            ended.extend(self.end_sessions(by_subject, "idp_logout_by_subject", &actor).await.map_err(|e| unavailable(&e))?);
         }
-        tracing::info!(connection_id, sessions = ended, "front-channel logout from the IdP");
-        Ok((ended, origin))
+        tracing::info!(connection_id, sessions = ended.len(), "front-channel logout from the IdP");
+        // The browser is here: the applications are told through it too (§3).
+        Ok(IdpLogout { idp_origin: origin, frames: self.frontchannel_logout_frames(&ended).await })
     }
 }
 

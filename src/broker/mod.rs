@@ -2,9 +2,11 @@
 //! the organization's identity provider, and the codes and tokens the application
 //! gets back. HTTP-agnostic: handlers turn [`Reply`]s into responses.
 
+mod client_auth;
 mod config_cache;
 mod directory;
 mod directory_sync;
+mod introspection;
 mod keyring;
 mod login;
 mod login_state;
@@ -23,12 +25,13 @@ mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use client_auth::{client_credentials, ClientAuthFailure, ClientKeys};
 pub use config_cache::ConfigCache;
 pub use directory_sync::{activity_cache, ListRequest, Selection, MAX_RESULTS as MAX_SCIM_RESULTS};
 pub use keyring::KeyRing;
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
-pub use token::{client_credentials, ClientAuthFailure, TokenCache, UserinfoError};
+pub use token::{TokenCache, UserinfoError};
 pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::AuthorizeRequest;
@@ -99,6 +102,13 @@ pub enum Reply {
     SignedOut {
         cookies: Vec<SetCookie>,
     },
+    /// Signed out, with applications to tell through the browser: a page framing
+    /// their front-channel logout URIs, then on to `then` if there is somewhere to go.
+    SignedOutOfApps {
+        frames: Vec<String>,
+        then: Option<String>,
+        cookies: Vec<SetCookie>,
+    },
     /// The end of an admin's try-it sign-in: what ssogate would make of the person.
     Trial {
         outcome: Box<TrialOutcome>,
@@ -143,8 +153,11 @@ pub struct Broker {
     pub issuer: String,
     pub lifetimes: Lifetimes,
     pub refresh: RefreshPolicy,
-    /// Delivers back-channel logout tokens to applications (SSRF-guarded).
+    /// Delivers back-channel logout tokens to applications and fetches their keys
+    /// (SSRF-guarded).
     pub app_client: AppClient,
+    /// The keys `private_key_jwt` clients publish at their `jwks_uri`.
+    pub client_keys: ClientKeys,
     pub claim_limits: ClaimLimits,
     /// Every time the broker reads (tests hold and move it).
     pub clock: Arc<dyn Clock>,

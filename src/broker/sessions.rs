@@ -44,6 +44,34 @@ impl Broker {
         Ok(ended)
     }
 
+    /// The pages the browser is to load in frames as it signs out of the ended
+    /// sessions (OIDC Front-Channel Logout 1.0 §2–3): each application that held
+    /// tokens under one and registered a `frontchannel_logout_uri`, with `iss` and
+    /// `sid` for those that asked for them.
+    pub(super) async fn frontchannel_logout_frames(&self, ended: &[EndedSession]) -> Vec<String> {
+        let mut frames = vec![];
+        for e in ended {
+            for app_id in &e.application_ids {
+                let app = match self.store.get_application(app_id).await {
+                    Ok(Some(app)) => app,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, application_id = %app_id, "front-channel logout skipped: the application could not be read");
+                        continue;
+                    }
+                };
+                let Some(mut url) = app.frontchannel_logout_uri.as_deref().and_then(|u| url::Url::parse(u).ok()) else { continue };
+                if app.frontchannel_logout_session_required {
+                    url.query_pairs_mut().append_pair("iss", &self.issuer).append_pair("sid", &e.session.id);
+                }
+                frames.push(url.into());
+            }
+        }
+        frames.sort();
+        frames.dedup();
+        frames
+    }
+
     /// Signs a logout token for each application of the session that asked for one
     /// and delivers them in the background (a slow application must not hold up the
     /// sign-out).

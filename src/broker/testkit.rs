@@ -82,6 +82,7 @@ impl Scene {
             lifetimes,
             refresh: RefreshPolicy::default(),
             app_client: AppClient::new(NetworkPolicy::for_applications(true, vec![]), Duration::from_secs(5)).unwrap(),
+            client_keys: Default::default(),
             claim_limits: ClaimLimits::default(),
             clock: clock.clone(),
         });

@@ -3,41 +3,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{handle, Broker};
+use crate::core::application::AccessTokenFormat;
 use crate::core::application::{Application, ClientType};
+use crate::core::claims::{self, grants_refresh_token, Claims};
 use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::core::Timestamp;
-use crate::crypto::{random_token, verify_secret};
-use crate::oidc::keys::{at_hash, SigningAlg};
-use crate::store::{Redemption, StoreError};
+use crate::crypto::random_token;
+use crate::oidc::keys::{at_hash, SigningAlg, SigningKey};
+use crate::store::{FirstTokens, Grant, NextTokens, Redemption, RevokedTokens, Rotation, StoreError};
 
 fn invalid_grant(description: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, description)
-}
-
-/// Why client authentication failed, as the abuse limits count it.
-#[derive(Debug)]
-pub enum ClientAuthFailure {
-    /// No usable credentials, or a client id nobody registered: counted by address.
-    Unattributed(OAuthError),
-    /// A registered client, with the wrong secret or authentication method:
-    /// counted by client and address.
-    Refused { client_id: String, error: OAuthError },
-    /// ssogate could not tell (its database failed): counted nowhere.
-    Store(OAuthError),
-}
-
-impl ClientAuthFailure {
-    pub fn into_error(self) -> OAuthError {
-        match self {
-            ClientAuthFailure::Unattributed(e) | ClientAuthFailure::Refused { error: e, .. } | ClientAuthFailure::Store(e) => e,
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +29,8 @@ pub struct TokenReply {
     pub expires_in: u64,
     pub id_token: String,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +54,18 @@ pub struct CachedToken {
     /// The userinfo answer, already serialized.
     pub body: Arc<[u8]>,
     pub expires_at: Timestamp,
+    /// What introspection tells of it besides the user.
+    pub issued: IssuedTo,
+}
+
+/// Whom an access token was issued to, and for what.
+pub struct IssuedTo {
+    pub application_id: String,
+    pub client_id: String,
+    pub audience: String,
+    pub scope: String,
+    pub session_id: String,
+    pub issued_at: Timestamp,
 }
 
 /// How long a cached token is trusted before the store is asked again.
@@ -89,8 +85,8 @@ impl TokenCache {
         self.entries.get(hash)
     }
 
-    fn put(&self, hash: String, token: CachedToken) {
-        self.entries.insert(hash, Arc::new(token));
+    fn put(&self, hash: String, token: Arc<CachedToken>) {
+        self.entries.insert(hash, token);
     }
 
     pub fn remove(&self, hashes: &[String]) {
@@ -104,26 +100,49 @@ impl TokenCache {
     }
 }
 
-/// Client credentials from `Authorization: Basic` (form-encoded parts, RFC 6749
-/// §2.3.1) or from the form; never both.
-pub fn client_credentials(form: &HashMap<String, String>, authorization: Option<&str>) -> Result<(String, Option<String>), OAuthError> {
-    let basic = authorization.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")));
-    match (basic, form.get("client_secret")) {
-        (Some(_), Some(_)) => Err(OAuthError::new(ErrorCode::InvalidRequest, "use one client authentication method, not two")),
-        (Some(b), None) => {
-            let decoded = STANDARD.decode(b.trim()).ok().and_then(|d| String::from_utf8(d).ok());
-            let (id, secret) = decoded
-                .as_deref()
-                .and_then(|d| d.split_once(':'))
-                .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "malformed Basic credentials"))?;
-            let dec =
-                |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
-            Ok((dec(id), Some(dec(secret))))
+/// Whether a code just spent was the caller's to spend, as it asked for it.
+fn redeemed_code_fits(grant: &Grant, app: &Application, form: &HashMap<String, String>, t: Timestamp) -> Result<(), OAuthError> {
+    if grant.application_id != app.id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if grant.code_expires_at < t {
+        return Err(invalid_grant("the code has expired"));
+    }
+    if form.get("redirect_uri") != Some(&grant.redirect_uri) {
+        return Err(invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&grant.code_challenge, form.get("code_verifier")) {
+        (Some(ch), Some(v)) if pkce_ok(ch, v) => Ok(()),
+        (Some(_), _) => Err(invalid_grant("the PKCE code_verifier does not match")),
+        (None, Some(_)) => Err(invalid_grant("a code_verifier was sent for a request without code_challenge")),
+        (None, None) => Ok(()),
+    }
+}
+
+/// A refresh may ask for less than was granted, never more (RFC 6749 §6).
+fn narrowed_scope(requested: Option<&String>, granted: &str) -> Result<String, OAuthError> {
+    let Some(requested) = requested.filter(|r| !r.trim().is_empty()) else { return Ok(granted.to_owned()) };
+    let granted: Vec<&str> = granted.split(' ').collect();
+    let mut kept: Vec<&str> = vec![];
+    for s in requested.split_whitespace() {
+        if !granted.contains(&s) {
+            return Err(OAuthError::new(ErrorCode::InvalidScope, format!("`{s}` was not granted; a refresh cannot widen the scope")));
         }
-        (None, secret) => {
-            let id = form.get("client_id").cloned().ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "no client authentication"))?;
-            Ok((id, secret.cloned()))
+        if !kept.contains(&s) {
+            kept.push(s);
         }
+    }
+    if !kept.contains(&"openid") {
+        return Err(OAuthError::new(ErrorCode::InvalidScope, "scope must include `openid`"));
+    }
+    Ok(kept.join(" "))
+}
+
+/// The user's claims a grant stores (what its tokens carry).
+fn stored_claims(grant: &Grant) -> Result<Claims, OAuthError> {
+    match &grant.claims {
+        Value::Object(claims) => Ok(claims.clone()),
+        _ => Err(OAuthError::new(ErrorCode::ServerError, "stored claims are unreadable")),
     }
 }
 
@@ -136,40 +155,44 @@ fn pkce_ok(challenge: &str, verifier: &str) -> bool {
 }
 
 impl Broker {
-    /// Client authentication (RFC 6749 §2.3.1): confidential clients by secret (a
-    /// constant-time hash comparison), public clients by id alone and never with a secret.
-    pub async fn authenticate_client(
-        &self,
-        form: &HashMap<String, String>,
-        authorization: Option<&str>,
-    ) -> Result<Application, ClientAuthFailure> {
-        let (client_id, secret) = client_credentials(form, authorization).map_err(ClientAuthFailure::Unattributed)?;
-        let bad_client = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
-        let found = self.config.application(self.store.as_ref(), &client_id).await.map_err(|e| ClientAuthFailure::Store(e.into()))?;
-        let Some((app, secret_hash)) = found else { return Err(ClientAuthFailure::Unattributed(bad_client())) };
-        match (app.client_type, secret.as_deref()) {
-            (ClientType::Confidential, Some(s)) if verify_secret(s, &secret_hash) => Ok(app),
-            (ClientType::Public, None) => Ok(app),
-            _ => Err(ClientAuthFailure::Refused { client_id, error: bad_client() }),
+    /// The token endpoint, for an authenticated client: `authorization_code`, and
+    /// `refresh_token` (RFC 6749 §6) for grants that asked for `offline_access`.
+    pub async fn token(&self, app: &Application, form: HashMap<String, String>) -> Result<TokenReply, OAuthError> {
+        if app.client_type == ClientType::ResourceServer {
+            return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "a resource server signs nobody in; it may only introspect tokens"));
+        }
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => self.exchange_code(app, &form).await,
+            Some("refresh_token") => self.refresh(app, &form).await,
+            Some(other) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type `{other}` is not supported"))),
+            None => Err(OAuthError::new(ErrorCode::InvalidRequest, "grant_type is missing")),
         }
     }
 
-    /// `grant_type=authorization_code` at the token endpoint, for an authenticated client.
-    pub async fn token(&self, app: &Application, form: HashMap<String, String>) -> Result<TokenReply, OAuthError> {
+    async fn exchange_code(&self, app: &Application, form: &HashMap<String, String>) -> Result<TokenReply, OAuthError> {
         let client_id = &app.client_id;
-        match form.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => {}
-            Some(other) => return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type `{other}` is not supported"))),
-            None => return Err(OAuthError::new(ErrorCode::InvalidRequest, "grant_type is missing")),
-        }
         let code = form.get("code").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "code is missing"))?;
         let t = self.clock.now();
-        let access_token = random_token("");
+        let code_hash = handle(code);
+        // Minted before the exchange, so that it is one write; the grant decides
+        // whether the refresh token is kept. A JWT carries the grant's claims, read
+        // first (the exchange below still decides whether this code is spent).
+        let access_token = match app.access_token_format {
+            AccessTokenFormat::Opaque => random_token(""),
+            AccessTokenFormat::Jwt => {
+                let grant = self.store.grant(&code_hash).await?.ok_or_else(|| invalid_grant("the code is unknown or expired"))?;
+                self.signed_access_token(app, &grant, &stored_claims(&grant)?, t)?
+            }
+        };
+        let refresh_token = random_token("");
+        let refresh_hash = handle(&refresh_token);
         let token_hash = handle(&access_token);
-        let expires_at = t + self.lifetimes.access_token;
-        let grant = match self.store.redeem_grant(&handle(code), &token_hash, expires_at, t).await? {
+        let tokens =
+            FirstTokens { access_hash: &token_hash, access_expires_at: t + self.lifetimes.access_token, refresh_hash: &refresh_hash };
+        let grant = match self.store.redeem_grant(&code_hash, tokens, t).await? {
             Redemption::Fresh(g, session_expires_at) => {
                 if session_expires_at.is_none_or(|e| e <= t) {
+                    self.store.revoke_tokens(RevokedTokens::Family(g.code_hash.clone())).await?;
                     return Err(invalid_grant("the sign-in session has ended"));
                 }
                 g
@@ -181,30 +204,124 @@ impl Broker {
                 return Err(invalid_grant("the code was already used; the tokens issued with it are now revoked"));
             }
         };
-        // The checks below run after the code is spent: a code sent with the wrong
-        // client, redirect URI or verifier must not stay usable for a second try.
-        if grant.application_id != app.id {
-            return Err(invalid_grant("the code was issued to another client"));
-        }
-        if grant.code_expires_at < t {
-            return Err(invalid_grant("the code has expired"));
-        }
-        if form.get("redirect_uri") != Some(&grant.redirect_uri) {
-            return Err(invalid_grant("redirect_uri does not match the authorization request"));
-        }
-        match (&grant.code_challenge, form.get("code_verifier")) {
-            (Some(ch), Some(v)) if pkce_ok(ch, v) => {}
-            (Some(_), _) => return Err(invalid_grant("the PKCE code_verifier does not match")),
-            (None, Some(_)) => return Err(invalid_grant("a code_verifier was sent for a request without code_challenge")),
-            (None, None) => {}
+        // The checks run after the code is spent: a code sent with the wrong client,
+        // redirect URI or verifier must not stay usable for a second try; and what the
+        // exchange minted goes with it, so no unknown refresh token stays live.
+        if let Err(refused) = redeemed_code_fits(&grant, app, form, t) {
+            let revoked = self.store.revoke_tokens(RevokedTokens::Family(grant.code_hash.clone())).await?;
+            self.forget_tokens(revoked).await;
+            return Err(refused);
         }
         // Not cached here: a replay of the code may revoke this token between its
         // redemption and a cache insert, which would then serve it for the recheck
         // window. Its first userinfo reads the store, which knows.
-        let Value::Object(claims) = grant.claims.clone() else {
-            return Err(OAuthError::new(ErrorCode::ServerError, "stored claims are unreadable"));
-        };
+        let refresh_token = grants_refresh_token(&grant.scope).then_some(refresh_token);
+        self.reply(app, &grant, stored_claims(&grant)?, access_token, grant.nonce.as_deref(), refresh_token, t)
+    }
 
+    /// A refresh (RFC 6749 §6): the refresh token is spent and replaced, and the
+    /// tokens carry the user as they are now (groups, role, profile). A spent one
+    /// presented again revokes its whole family (RFC 9700 §4.14.2); none works once
+    /// the session it was issued under has ended (the user signed out, was signed out
+    /// by an admin or their IdP, or was deprovisioned).
+    async fn refresh(&self, app: &Application, form: &HashMap<String, String>) -> Result<TokenReply, OAuthError> {
+        let presented = form.get("refresh_token").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is missing"))?;
+        let hash = handle(presented);
+        let Some(found) = self.store.refresh_token(&hash).await? else {
+            return Err(invalid_grant("the refresh token is unknown"));
+        };
+        let grant = found.grant;
+        // Bound to its client (RFC 6749 §6, §10.4): another client's token is refused
+        // without spending it, so it cannot be used to revoke the owner's family.
+        if grant.application_id != app.id {
+            return Err(invalid_grant("the refresh token was issued to another client"));
+        }
+        if found.revoked {
+            return Err(invalid_grant("the refresh token was revoked"));
+        }
+        if found.spent {
+            let revoked = self.store.revoke_tokens(RevokedTokens::Family(grant.code_hash.clone())).await?;
+            return Err(self.refresh_reused(app, revoked).await);
+        }
+        let scope = narrowed_scope(form.get("scope"), &grant.scope)?;
+        let t = self.clock.now();
+        if self.use_session(&grant.session_hash).await?.is_none() {
+            return Err(invalid_grant("the sign-in session has ended"));
+        }
+        let user = self.store.get_user(&grant.user_id).await?.filter(|u| u.user.active);
+        let user = user.ok_or_else(|| invalid_grant("the user is no longer active"))?;
+        let org = self.config.organization(self.store.as_ref(), &user.user.organization_id).await?;
+        let org = org.ok_or_else(|| invalid_grant("the organization was removed"))?;
+        let entitlements = self.config.entitlements(self.store.as_ref(), &org.id).await?;
+        if let Some(why) = entitlements.sso_refusal(t) {
+            return Err(invalid_grant(&why));
+        }
+        let scopes: Vec<String> = scope.split(' ').map(str::to_owned).collect();
+        let claims = claims::user_claims(&user, &org, &scopes);
+        // These tokens carry the scope asked for; the family keeps the grant's
+        // (RFC 6749 §6: the next refresh token's scope is the one presented).
+        let issued = Grant { scope, ..grant };
+        let access_token = self.access_token(app, &issued, &claims, t)?;
+        let refresh_token = random_token("");
+        let (access_hash, refresh_hash) = (handle(&access_token), handle(&refresh_token));
+        let stored = Value::Object(claims.clone());
+        // Signed before the rotation: once it is committed, a failure would leave the
+        // client holding a spent token, and its retry would revoke the family.
+        // OIDC Core §12.2: same iss, sub, aud, azp and auth_time; a new iat; no nonce.
+        let reply = self.reply(app, &issued, claims, access_token, None, Some(refresh_token), t)?;
+        let next = NextTokens {
+            access_hash: &access_hash,
+            access_expires_at: t + self.lifetimes.access_token,
+            refresh_hash: &refresh_hash,
+            claims: &stored,
+            scope: &issued.scope,
+            at: t,
+        };
+        match self.store.rotate_refresh_token(&hash, next).await? {
+            Rotation::Rotated { replaced_token_hash } => self.forget_tokens(replaced_token_hash.into_iter().collect()).await,
+            Rotation::Reused { revoked_token_hashes } => return Err(self.refresh_reused(app, revoked_token_hashes).await),
+            Rotation::Revoked => return Err(invalid_grant("the refresh token was revoked")),
+        }
+        Ok(reply)
+    }
+
+    async fn refresh_reused(&self, app: &Application, revoked: Vec<String>) -> OAuthError {
+        self.forget_tokens(revoked).await;
+        tracing::warn!(client_id = %app.client_id, "a spent refresh token was presented again; its grant is revoked");
+        invalid_grant("the refresh token was already used; every token of its grant is now revoked")
+    }
+
+    /// A new access token: a random handle, or a JWT (RFC 9068) for an application
+    /// that asked for them.
+    fn access_token(&self, app: &Application, grant: &Grant, claims: &Claims, t: Timestamp) -> Result<String, OAuthError> {
+        match app.access_token_format {
+            AccessTokenFormat::Opaque => Ok(random_token("")),
+            AccessTokenFormat::Jwt => self.signed_access_token(app, grant, claims, t),
+        }
+    }
+
+    fn signed_access_token(&self, app: &Application, grant: &Grant, claims: &Claims, t: Timestamp) -> Result<String, OAuthError> {
+        let body = self.jwt_access_token(app, grant, claims, t);
+        self.signer_for(app)?.sign_jwt_typed(&body, "at+jwt").map_err(|_| OAuthError::new(ErrorCode::ServerError, "signing failed"))
+    }
+
+    fn signer_for(&self, app: &Application) -> Result<Arc<SigningKey>, OAuthError> {
+        let alg = SigningAlg::parse(&app.id_token_signed_response_alg).unwrap_or(SigningAlg::RS256);
+        self.keys.signer(alg).ok_or_else(|| OAuthError::new(ErrorCode::ServerError, "no signing key"))
+    }
+
+    /// The token response, with an ID token for `claims`.
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &self,
+        app: &Application,
+        grant: &Grant,
+        claims: Claims,
+        access_token: String,
+        nonce: Option<&str>,
+        refresh_token: Option<String>,
+        t: Timestamp,
+    ) -> Result<TokenReply, OAuthError> {
         let mut id_claims = claims;
         id_claims.insert("iss".into(), self.issuer.clone().into());
         id_claims.insert("aud".into(), app.client_id.clone().into());
@@ -217,41 +334,85 @@ impl Broker {
             // Back-channel logout tokens name the session by this.
             id_claims.insert("sid".into(), grant.session_id.clone().into());
         }
-        if let Some(n) = &grant.nonce {
-            id_claims.insert("nonce".into(), n.clone().into());
+        if let Some(n) = nonce {
+            id_claims.insert("nonce".into(), n.into());
         }
-        let alg = SigningAlg::parse(&app.id_token_signed_response_alg).unwrap_or(SigningAlg::RS256);
-        let signer = self.keys.signer(alg).ok_or_else(|| OAuthError::new(ErrorCode::ServerError, "no signing key"))?;
-        let id_token = signer.sign_jwt(&id_claims).map_err(|_| OAuthError::new(ErrorCode::ServerError, "signing failed"))?;
+        let id_token = self.signer_for(app)?.sign_jwt(&id_claims).map_err(|_| OAuthError::new(ErrorCode::ServerError, "signing failed"))?;
         Ok(TokenReply {
             access_token,
             token_type: "Bearer",
             expires_in: self.lifetimes.access_token.as_secs(),
             id_token,
             scope: grant.scope.clone(),
+            refresh_token,
         })
+    }
+
+    /// The claims of a JWT access token (RFC 9068 §2.2): who, for which client and
+    /// API, until when, and the user's organization, role and groups (§2.2.3.1).
+    fn jwt_access_token(&self, app: &Application, grant: &Grant, claims: &Claims, t: Timestamp) -> Claims {
+        let mut c = Claims::new();
+        c.insert("iss".into(), self.issuer.clone().into());
+        c.insert("aud".into(), app.access_token_audience.clone().unwrap_or_else(|| app.client_id.clone()).into());
+        c.insert("sub".into(), grant.user_id.clone().into());
+        c.insert("client_id".into(), app.client_id.clone().into());
+        c.insert("iat".into(), t.unix_timestamp().into());
+        c.insert("exp".into(), (t + self.lifetimes.access_token).unix_timestamp().into());
+        c.insert("jti".into(), random_token("").into());
+        c.insert("scope".into(), grant.scope.clone().into());
+        c.insert("auth_time".into(), grant.auth_time.unix_timestamp().into());
+        if !grant.session_id.is_empty() {
+            c.insert("sid".into(), grant.session_id.clone().into());
+        }
+        for name in ["org_id", "role", "groups"] {
+            if let Some(v) = claims.get(name) {
+                c.insert(name.into(), v.clone());
+            }
+        }
+        // RFC 9068 §2.2.3.1 names roles as a list (`role` is ssogate's own claim).
+        if let Some(role) = claims.get("role") {
+            c.insert("roles".into(), vec![role.clone()].into());
+        }
+        c
     }
 
     /// The claims for a bearer access token, from memory when this process has seen it.
     pub async fn userinfo(&self, access_token: &str) -> Result<Arc<[u8]>, UserinfoError> {
-        let hash = handle(access_token);
+        let live = self.live_access_token(&handle(access_token)).await?;
+        live.map(|token| token.body.clone()).ok_or(UserinfoError::InvalidToken)
+    }
+
+    /// An access token that is live (issued, not revoked nor expired, its session
+    /// live), from memory when this process has seen it lately.
+    pub(super) async fn live_access_token(&self, hash: &str) -> Result<Option<Arc<CachedToken>>, StoreError> {
         let t = self.clock.now();
-        if let Some(hit) = self.tokens.get(&hash) {
-            return if hit.expires_at > t { Ok(hit.body.clone()) } else { Err(UserinfoError::InvalidToken) };
+        if let Some(hit) = self.tokens.get(hash) {
+            return Ok((hit.expires_at > t).then_some(hit));
         }
         // Checked against the store once per TOKEN_RECHECK per token: the token,
         // and that its session is live (which also keeps the session from idling out).
-        let live = match self.store.issued_token(&hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t) {
+        let live = match self.store.issued_token(hash).await?.filter(|tok| !tok.revoked && tok.expires_at > t) {
             Some(token) => self.use_session(&token.session_hash).await?.map(|_| token),
             None => None,
         };
         let Some(token) = live else {
-            self.tokens.remove(std::slice::from_ref(&hash));
-            return Err(UserinfoError::InvalidToken);
+            self.tokens.remove(&[hash.to_owned()]);
+            return Ok(None);
         };
-        let body: Arc<[u8]> = token.claims.to_string().into_bytes().into();
-        self.tokens.put(hash, CachedToken { body: body.clone(), expires_at: token.expires_at });
-        Ok(body)
+        let cached = Arc::new(CachedToken {
+            body: token.claims.to_string().into_bytes().into(),
+            expires_at: token.expires_at,
+            issued: IssuedTo {
+                application_id: token.application_id,
+                client_id: token.client_id,
+                audience: token.audience,
+                scope: token.scope,
+                session_id: token.session_id,
+                issued_at: token.issued_at,
+            },
+        });
+        self.tokens.put(hash.to_owned(), cached.clone());
+        Ok(Some(cached))
     }
 }
 
@@ -264,16 +425,5 @@ mod tests {
         assert!(pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
         assert!(!pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"));
         assert!(!pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "short"));
-    }
-
-    #[test]
-    fn client_credentials_from_basic_or_form() {
-        let form = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
-        let basic = format!("Basic {}", STANDARD.encode("client%3A1:s%2Bcret"));
-        assert_eq!(client_credentials(&form(&[]), Some(&basic)).unwrap(), ("client:1".into(), Some("s+cret".into())));
-        assert_eq!(client_credentials(&form(&[("client_id", "c"), ("client_secret", "s")]), None).unwrap(), ("c".into(), Some("s".into())));
-        assert_eq!(client_credentials(&form(&[("client_id", "c")]), None).unwrap(), ("c".into(), None));
-        assert_eq!(client_credentials(&form(&[("client_secret", "s")]), Some(&basic)).unwrap_err().code, ErrorCode::InvalidRequest);
-        assert_eq!(client_credentials(&form(&[]), None).unwrap_err().code, ErrorCode::InvalidClient);
     }
 }

@@ -193,6 +193,7 @@ pub fn authenticated_at(req: &AuthorizeRequest, idp_auth_time: Option<i64>, star
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::application::TokenEndpointAuth;
     use crate::core::now;
 
     fn app(client_type: ClientType) -> Application {
@@ -206,6 +207,13 @@ mod tests {
             post_logout_redirect_uris: vec![],
             expose_idp_tokens: false,
             backchannel_logout_uri: None,
+            frontchannel_logout_uri: None,
+            frontchannel_logout_session_required: false,
+            access_token_format: Default::default(),
+            access_token_audience: None,
+            token_endpoint_auth_method: TokenEndpointAuth::default_for(client_type),
+            jwks: None,
+            jwks_uri: None,
             created_at: now(),
             updated_at: now(),
         }

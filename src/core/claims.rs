@@ -109,8 +109,14 @@ pub fn normalize(merged: &Claims) -> IdpProfile {
     }
 }
 
-/// The scopes ssogate grants to applications.
-pub const SUPPORTED_SCOPES: [&str; 4] = ["openid", "profile", "email", "groups"];
+/// The scopes ssogate grants to applications; `offline_access` asks for a refresh
+/// token (OIDC Core §11).
+pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
+
+/// Whether a grant of `scope` (space-separated) comes with a refresh token.
+pub fn grants_refresh_token(scope: &str) -> bool {
+    scope.split(' ').any(|s| s == "offline_access")
+}
 
 /// The claims about a user an application receives, by the scopes it was granted.
 pub fn user_claims(u: &UserView, org: &Organization, scopes: &[String]) -> Claims {

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::error::OAuthJson;
 use super::oidc::authenticated_client;
 use super::AppState;
+use crate::core::application::ClientType;
 use crate::core::event::EventType;
 use crate::core::oauth::{ErrorCode, OAuthError};
 
@@ -33,8 +34,14 @@ async fn events(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    if let Err(refused) = authenticated_client(&state, peer, &headers, &HashMap::new()).await {
-        return refused;
+    match authenticated_client(&state, peer, &headers, &HashMap::new(), Some(&state.limits.token)).await {
+        Err(refused) => return refused,
+        // An API's credentials serve to introspect, not to read the directory's events.
+        Ok(app) if app.client_type != ClientType::Confidential => {
+            let why = "only a confidential application may read events";
+            return OAuthJson(OAuthError::new(ErrorCode::UnauthorizedClient, why)).into_response();
+        }
+        Ok(_) => {}
     }
     let params: HashMap<String, String> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
     let bad = |why: String| OAuthJson(OAuthError::new(ErrorCode::InvalidRequest, why)).into_response();

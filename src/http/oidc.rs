@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::cookies::{cookies, set_cookie};
 use super::error::{page_status, OAuthJson};
-use super::pages::{escape, form_page, message_page, page_framed_by};
+use super::pages::{escape, form_page, message_page, page_framed_by, signed_out_of_apps};
 use super::rate_limit::{retry_after, Limit};
 use super::AppState;
 use crate::broker::{client_credentials, BackchannelError, ClientAuthFailure, Reply, SsoProfileError, UserinfoError};
@@ -31,6 +31,8 @@ pub fn routes() -> Router<AppState> {
         .route("/sso/callback", get(shared_callback))
         .route("/sso/callback/{connection_id}", get(callback))
         .route("/oauth2/token", axum::routing::post(token))
+        .route("/oauth2/revoke", axum::routing::post(revoke))
+        .route("/oauth2/introspect", axum::routing::post(introspect))
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
         .route("/oauth2/logout", get(logout).post(logout))
         .route("/oauth2/sso_userinfo", axum::routing::post(sso_userinfo))
@@ -62,6 +64,7 @@ pub(super) fn reply(state: &AppState, r: Reply) -> Response {
         Reply::SignedOut { cookies } => {
             (message_page(200, "Signed out", "You are signed out of ssogate. You can close this window."), cookies)
         }
+        Reply::SignedOutOfApps { frames, then, cookies } => (signed_out_of_apps(&frames, then.as_deref()), cookies),
         Reply::Trial { outcome, cookies } => (super::console::trial_page(&outcome), cookies),
     };
     for c in &cookies {
@@ -147,7 +150,7 @@ const NO_STORE: [(header::HeaderName, &str); 2] = [(header::CACHE_CONTROL, "no-s
 
 async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let app = match authenticated_client(&state, peer, &headers, &form).await {
+    let app = match authenticated_client(&state, peer, &headers, &form, Some(&state.limits.token)).await {
         Ok(app) => app,
         Err(refused) => return refused,
     };
@@ -157,16 +160,51 @@ async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Soc
     }
 }
 
+/// RFC 7009 §2.2: 200 with an empty body, whether or not the token was known.
+async fn revoke(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let app = match authenticated_client(&state, peer, &headers, &form, Some(&state.limits.token)).await {
+        Ok(app) => app,
+        Err(refused) => return refused,
+    };
+    match state.broker.revoke(&app, &form).await {
+        Ok(()) => (StatusCode::OK, NO_STORE).into_response(),
+        Err(e) => OAuthJson(e).into_response(),
+    }
+}
+
+/// RFC 7662 §2.2: the token's state as JSON, never cached.
+async fn introspect(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    // A resource server introspects at its API's request rate: no per-client
+    // allowance, only the failure limits.
+    let app = match authenticated_client(&state, peer, &headers, &form, None).await {
+        Ok(app) => app,
+        Err(refused) => return refused,
+    };
+    match state.broker.introspect(&app, &form).await {
+        Ok(answer) => (NO_STORE, Json(answer)).into_response(),
+        Err(e) => OAuthJson(e).into_response(),
+    }
+}
+
 /// Client authentication at the endpoints that take client credentials, under the
 /// limits of [`rate_limit`](super::rate_limit): a key that failed too often is
 /// refused before its next attempt is checked; failures count by (client, address)
 /// or, naming no registered client, by address; only an authenticated client spends
-/// its own per-client allowance, so failures of others never throttle it.
+/// its own per-client allowance (`allowance`, if the endpoint has one), so failures
+/// of others never throttle it.
 pub(super) async fn authenticated_client(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
+    allowance: Option<&Limit>,
 ) -> Result<Application, Response> {
     let limits = &state.limits;
     let address = limits.client(peer.ip(), headers);
@@ -191,10 +229,12 @@ pub(super) async fn authenticated_client(
     };
     // Anyone can name a public client: its allowance is also per address.
     let key = match app.client_type {
-        ClientType::Confidential => app.client_id.clone(),
+        ClientType::Confidential | ClientType::ResourceServer => app.client_id.clone(),
         ClientType::Public => format!("{} {address}", app.client_id),
     };
-    limits.token.check(&key).map_err(too_many)?;
+    if let Some(limit) = allowance {
+        limit.check(&key).map_err(too_many)?;
+    }
     Ok(app)
 }
 
@@ -219,7 +259,7 @@ async fn sso_userinfo(
     body: Bytes,
 ) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let app = match authenticated_client(&state, peer, &headers, &form).await {
+    let app = match authenticated_client(&state, peer, &headers, &form, Some(&state.limits.token)).await {
         Ok(app) => app,
         Err(refused) => return refused,
     };
@@ -251,7 +291,7 @@ async fn frontchannel_logout(
     }
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     match state.broker.frontchannel_logout(&connection_id, &params).await {
-        Ok((_, idp_origin)) => page_framed_by(200, "Signed out", "You are signed out of ssogate.", &idp_origin),
+        Ok(done) => page_framed_by(200, "Signed out", "You are signed out of ssogate.", &done.idp_origin, &done.frames),
         Err(BackchannelError::InvalidRequest(why)) => message_page(400, "Invalid logout request", &why),
         Err(BackchannelError::Unavailable) => {
             message_page(503, "Sign-out unavailable", "ssogate cannot reach its database; try again shortly.")

@@ -183,15 +183,78 @@ pub enum Redemption {
     Unknown,
 }
 
-/// An access token as userinfo needs it.
+/// An access token as userinfo, introspection and revocation need it.
 #[derive(Clone, Debug)]
 pub struct IssuedToken {
     /// The userinfo answer (the profile as of the latest sign-in or refresh).
     pub claims: Value,
     pub application_id: String,
+    /// Its grant (the token family).
+    pub code_hash: String,
+    /// The client it was issued to, and the `aud` its tokens are for.
+    pub client_id: String,
+    pub audience: String,
     pub session_hash: SessionHandle,
+    pub session_id: String,
+    /// Its own scope (a refresh may have narrowed it from the grant's).
+    pub scope: String,
+    pub issued_at: Timestamp,
     pub expires_at: Timestamp,
     pub revoked: bool,
+}
+
+/// The tokens a code exchange issues: the access token and, for a grant whose scope
+/// asked for `offline_access`, the first refresh token of its family.
+#[derive(Clone, Copy, Debug)]
+pub struct FirstTokens<'a> {
+    pub access_hash: &'a str,
+    pub access_expires_at: Timestamp,
+    pub refresh_hash: &'a str,
+}
+
+/// A refresh token, found by its hash.
+#[derive(Clone, Debug)]
+pub struct RefreshToken {
+    pub grant: Grant,
+    /// Exchanged already for the next one: presenting it again is reuse.
+    pub spent: bool,
+    /// The family was revoked (its session ended, or it was revoked or reused).
+    pub revoked: bool,
+}
+
+/// What a refresh replaces the family's tokens with.
+#[derive(Clone, Copy, Debug)]
+pub struct NextTokens<'a> {
+    pub access_hash: &'a str,
+    pub access_expires_at: Timestamp,
+    pub refresh_hash: &'a str,
+    /// The userinfo answer from now on (the user as they are now), and the access
+    /// token's scope (the family keeps the grant's).
+    pub claims: &'a Value,
+    pub scope: &'a str,
+    pub at: Timestamp,
+}
+
+/// What a revocation ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevokedTokens {
+    /// This access token (by hash) alone: its family's refresh token still works.
+    AccessToken(String),
+    /// The grant (by code hash): its access token and every refresh token.
+    Family(String),
+}
+
+/// What exchanging a refresh token found.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The new tokens are the family's; the access token they replace (now
+    /// unknown) is returned so caches can drop it.
+    Rotated { replaced_token_hash: Option<String> },
+    /// It had been exchanged before (by someone else meanwhile, or long ago): the
+    /// family is revoked now (RFC 9700 §4.14.2).
+    Reused { revoked_token_hashes: Vec<String> },
+    /// The family was revoked already.
+    Revoked,
 }
 
 /// The outcome of matching an IdP profile to the organization's users.
@@ -328,10 +391,21 @@ pub trait Logins: Send + Sync + 'static {
     /// round trip) its new session and the mark that its login state is used — a
     /// state already used is a `Conflict` on `state_hash` and stores nothing.
     async fn create_grant(&self, grant: &Grant, sign_in: Option<SignIn<'_>>) -> StoreResult<()>;
-    /// Exchanges a code for the access token `token_hash`, in one atomic step.
-    async fn redeem_grant(&self, code_hash: &str, token_hash: &str, token_expires_at: Timestamp, now: Timestamp)
-        -> StoreResult<Redemption>;
+    /// Exchanges a code for its first tokens, in one atomic step (a grant that asked
+    /// for `offline_access` keeps `refresh_hash` as its refresh token; any other
+    /// ignores it).
+    async fn redeem_grant(&self, code_hash: &str, tokens: FirstTokens<'_>, now: Timestamp) -> StoreResult<Redemption>;
+    /// A grant by its code, redeemed or not (a read: only an exchange spends it).
+    async fn grant(&self, code_hash: &str) -> StoreResult<Option<Grant>>;
     async fn issued_token(&self, token_hash: &str) -> StoreResult<Option<IssuedToken>>;
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Spends the refresh token `spent_hash` and gives its family the next tokens,
+    /// in one transaction: of two exchanges of one token, one rotates and the other
+    /// finds it reused.
+    async fn rotate_refresh_token(&self, spent_hash: &str, next: NextTokens<'_>) -> StoreResult<Rotation>;
+    /// Revokes an access token, or a whole token family; returns the hashes of the
+    /// access tokens revoked.
+    async fn revoke_tokens(&self, which: RevokedTokens) -> StoreResult<Vec<String>>;
 
     /// Deletes expired login states, grants and sessions; returns how many.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;

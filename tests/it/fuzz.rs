@@ -59,6 +59,13 @@ fn app() -> Application {
         post_logout_redirect_uris: vec![],
         expose_idp_tokens: false,
         backchannel_logout_uri: None,
+        frontchannel_logout_uri: None,
+        frontchannel_logout_session_required: false,
+        access_token_format: Default::default(),
+        access_token_audience: None,
+        token_endpoint_auth_method: ssogate::core::application::TokenEndpointAuth::ClientSecretBasic,
+        jwks: None,
+        jwks_uri: None,
         created_at: now(),
         updated_at: now(),
     }

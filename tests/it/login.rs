@@ -346,6 +346,7 @@ async fn public_clients_use_pkce_and_es256_tokens_verify() {
         client_secret: None,
         redirect_uri: APP_REDIRECT.into(),
         client_metadata: json!({"id_token_signed_response_alg": "ES256", "token_endpoint_auth_method": "none"}),
+        private_jwk: None,
         library: Default::default(),
     };
     let started = rp.start(json!({"organization": "acme", "login_hint": "bob"}));
@@ -479,6 +480,7 @@ async fn prompt_none_without_a_routing_hint_signs_in_from_the_session() {
         client_secret: Some(other["client_secret"].as_str().unwrap().into()),
         redirect_uri: APP_REDIRECT.into(),
         client_metadata: json!({}),
+        private_jwk: None,
         library: Default::default(),
     };
     let started = other.start(json!({"prompt": "none"}));
@@ -535,6 +537,7 @@ async fn a_native_apps_loopback_redirect_uri_matches_any_port() {
         client_secret: None,
         redirect_uri: redirect.into(),
         client_metadata: json!({"token_endpoint_auth_method": "none"}),
+        private_jwk: None,
         library: Default::default(),
     };
     let started = rp.start(json!({"organization": "acme", "login_hint": "bob"}));

@@ -8,6 +8,8 @@
 mod common;
 
 mod admin_api;
+mod app_tokens;
+mod client_auth;
 mod connection_test;
 mod console;
 mod directory_sync;

@@ -169,6 +169,45 @@ async fn logout_signs_out_at_the_idp_and_returns_to_the_app() {
     assert!(again.is_ok() && env.went_to_idp(&visited));
 }
 
+/// OIDC Front-Channel Logout 1.0 in headless Chromium: signing out at ssogate frames
+/// the application's front-channel logout page with `iss` and `sid` (the page's CSP
+/// allows that frame and nothing more), the app's server sees the load, and the
+/// browser moves on through the IdP's sign-out back to the application.
+#[tokio::test]
+async fn signing_out_tells_the_application_through_the_browser() {
+    let backend = AppBackend::start().await;
+    // The application's pages are real (the browser loads them), on loopback.
+    let (callback, bye) = (format!("{}/app/callback", backend.base), format!("{}/app/bye", backend.base));
+    let app = json!({"redirect_uris": [callback], "post_logout_redirect_uris": [bye],
+                     "frontchannel_logout_uri": backend.frontchannel_logout_uri, "frontchannel_logout_session_required": true});
+    let env = Env::start(EnvOptions { app, ..Default::default() }).await;
+    let rp = common::rp::RelyingParty { redirect_uri: callback.clone(), ..env.rp.clone() };
+    let started = rp.start(json!({"organization": "acme", "login_hint": "alice"}));
+    let client_id = env.app["client_id"].as_str().unwrap();
+    let logout_url = env.sso.url(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri={bye}&state=st"));
+    let input = json!({"authorize_url": started.url, "logout_url": logout_url, "app_prefix": callback,
+                       "done_prefix": bye, "chromium": "/usr/bin/chromium"});
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
+    // Off the runtime: the application's server answers the browser meanwhile.
+    let run = move || std::process::Command::new("node").arg("frontchannel-e2e.mjs").arg(input.to_string()).current_dir(dir).output();
+    let out = tokio::task::spawn_blocking(run).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{result}");
+
+    let frames = result["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 1, "{result}");
+    let frame = url::Url::parse(frames[0].as_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<_, _> = frame.query_pairs().into_owned().collect();
+    assert_eq!(query.get("iss"), Some(&env.sso.base), "{frame}");
+    assert!(query.get("sid").is_some_and(|s| s.starts_with("ses_")), "{frame}");
+    assert_eq!(backend.frontchannel_loads(), [frame.query().unwrap().to_owned()], "Chromium loaded the frame");
+    assert_eq!(result["csp_violations"], json!([]));
+    assert!(result["final_url"].as_str().unwrap().starts_with(&bye), "{result}");
+    // The session is over: the code the sign-in gave cannot be exchanged any more.
+    assert!(rp.finish(&started, result["callback_url"].as_str().unwrap()).is_err());
+}
+
 #[tokio::test]
 async fn an_idp_back_channel_logout_ends_the_session_and_reaches_the_app() {
     let backend = AppBackend::start().await;

@@ -21,8 +21,9 @@ use ssogate::core::user::UserProfile;
 use ssogate::core::Timestamp;
 use ssogate::crypto::SecretBox;
 use ssogate::store::{
-    Change, Changes, Directory, EventFilter, Grant, GroupSyncOf, Heard, Logins, Page, Provisioned, Redemption, RefreshState, Session,
-    SessionFilter, SessionHandle, SignIn, SqlStore, Stale, Store, StoreError, StoredSigningKey,
+    Change, Changes, Directory, EventFilter, FirstTokens, Grant, GroupSyncOf, Heard, Logins, NextTokens, Page, Provisioned, Redemption,
+    RefreshState, RevokedTokens, Rotation, Session, SessionFilter, SessionHandle, SignIn, SqlStore, Stale, Store, StoreError,
+    StoredSigningKey,
 };
 use std::time::Duration;
 
@@ -798,7 +799,7 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     };
     s.create_grant(&grant, None).await.unwrap();
     assert!(s.issued_token("t1").await.unwrap().is_none());
-    match s.redeem_grant("c1", "t1", later, t).await.unwrap() {
+    match s.redeem_grant("c1", first("t1", later), t).await.unwrap() {
         // No session s1 exists: the exchange must see that.
         Redemption::Fresh(g, session_expires_at) => assert_eq!((g.code_hash.as_str(), session_expires_at), ("c1", None)),
         other => panic!("{other:?}"),
@@ -806,13 +807,13 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
     let token = s.issued_token("t1").await.unwrap().unwrap();
     assert_eq!(token.claims["sub"], json!(u.user.id));
     assert!(!token.revoked);
-    match s.redeem_grant("c1", "t2", later, t).await.unwrap() {
+    match s.redeem_grant("c1", first("t2", later), t).await.unwrap() {
         Redemption::Replayed { revoked_token_hashes } => assert_eq!(revoked_token_hashes, ["t1"]),
         other => panic!("{other:?}"),
     }
     assert!(s.issued_token("t1").await.unwrap().unwrap().revoked);
     assert!(s.issued_token("t2").await.unwrap().is_none(), "a replay must not mint a token");
-    assert!(matches!(s.redeem_grant("nope", "t3", later, t).await.unwrap(), Redemption::Unknown));
+    assert!(matches!(s.redeem_grant("nope", first("t3", later), t).await.unwrap(), Redemption::Unknown));
 
     // A grant stored with the session its sign-in started: both are there.
     let session = Session { id_hash: SessionHandle::of_secret("s2"), ..session_of(&u.user.id, &c, t, later) };
@@ -832,11 +833,106 @@ async fn grants_redeem_once_and_replays_revoke_tokens(db: &TestDb) {
         .unwrap_err();
     assert!(matches!(&err, StoreError::Conflict { field, .. } if field == "state_hash"), "{err:?}");
     assert!(s.session(&SessionHandle::of_secret("s3")).await.unwrap().is_none());
-    assert!(matches!(s.redeem_grant("c3", "t9", later, t).await.unwrap(), Redemption::Unknown));
-    match s.redeem_grant("c2", "t4", later, t).await.unwrap() {
+    assert!(matches!(s.redeem_grant("c3", first("t9", later), t).await.unwrap(), Redemption::Unknown));
+    match s.redeem_grant("c2", first("t4", later), t).await.unwrap() {
         Redemption::Fresh(_, session_expires_at) => assert_eq!(session_expires_at, Some(later)),
         other => panic!("{other:?}"),
     }
+}
+
+/// An access token for an exchange; a refresh token only a grant asking for
+/// `offline_access` keeps.
+fn first(access_hash: &str, access_expires_at: Timestamp) -> FirstTokens<'_> {
+    FirstTokens { access_hash, access_expires_at, refresh_hash: "unused-refresh" }
+}
+
+/// A grant with `offline_access` is one token family: each refresh token works once,
+/// the next replaces the access token, a spent one presented again revokes the whole
+/// family (RFC 9700 §4.14.2), and two exchanges of one token at once rotate once.
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: &TestDb) {
+    let s: &dyn Store = db.store.as_ref();
+    let o = s.create_organization(org("A", "org-a", &[]), true, &actor()).await.unwrap();
+    let c = s.create_connection(connection(&o.id), "x", &actor()).await.unwrap();
+    let Provisioned::User(u) = s.provision_user(&c, &idp_profile("u1", "a@x.test"), now()).await.unwrap() else { panic!() };
+    let app = test_app("client_r");
+    s.create_application(app.clone(), "hash", &actor()).await.unwrap();
+    let t = now();
+    let session = session_of(&u.user.id, &c, t, t + Duration::from_secs(3600));
+    let grant = |code: &str, scope: &str| Grant {
+        code_hash: code.into(),
+        application_id: app.id.clone(),
+        redirect_uri: "https://a/cb".into(),
+        user_id: u.user.id.clone(),
+        session_hash: session.id_hash.clone(),
+        session_id: session.id.clone(),
+        scope: scope.into(),
+        nonce: None,
+        code_challenge: None,
+        auth_time: t,
+        claims: json!({"sub": u.user.id}),
+        code_expires_at: t + Duration::from_secs(60),
+    };
+    let sign_in = SignIn { session: &session, state_hash: "st", state_expires_at: t + Duration::from_secs(600) };
+    s.create_grant(&grant("plain", "openid"), Some(sign_in)).await.unwrap();
+    s.create_grant(&grant("offline", "openid offline_access"), None).await.unwrap();
+    let later = t + Duration::from_secs(300);
+    let tokens = |access_hash, refresh_hash| FirstTokens { access_hash, access_expires_at: later, refresh_hash };
+    assert!(matches!(s.redeem_grant("plain", tokens("a0", "r0"), t).await.unwrap(), Redemption::Fresh(..)));
+    assert!(s.refresh_token("r0").await.unwrap().is_none(), "no offline_access, no refresh token");
+    assert!(matches!(s.redeem_grant("offline", tokens("a1", "r1"), t).await.unwrap(), Redemption::Fresh(..)));
+    let found = s.refresh_token("r1").await.unwrap().unwrap();
+    assert_eq!((found.grant.code_hash.as_str(), found.spent, found.revoked), ("offline", false, false));
+
+    let claims = json!({"sub": u.user.id, "groups": ["new"]});
+    let next = |access_hash, refresh_hash| NextTokens {
+        access_hash,
+        access_expires_at: later,
+        refresh_hash,
+        claims: &claims,
+        scope: "openid offline_access",
+        at: t,
+    };
+    match s.rotate_refresh_token("r1", next("a2", "r2")).await.unwrap() {
+        Rotation::Rotated { replaced_token_hash } => assert_eq!(replaced_token_hash.as_deref(), Some("a1")),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.issued_token("a1").await.unwrap().is_none(), "the replaced access token is gone");
+    let current = s.issued_token("a2").await.unwrap().unwrap();
+    assert_eq!((current.claims["groups"].clone(), current.code_hash.as_str()), (json!(["new"]), "offline"));
+    assert!(s.refresh_token("r1").await.unwrap().unwrap().spent);
+
+    // Two exchanges of r2 at once: one rotates, the other is reuse and revokes all.
+    let (x, y) = tokio::join!(s.rotate_refresh_token("r2", next("a3", "r3")), s.rotate_refresh_token("r2", next("a4", "r4")));
+    let outcomes = [x.unwrap(), y.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, Rotation::Rotated { .. })).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, Rotation::Reused { .. })).count(), 1, "{outcomes:?}");
+    for hash in ["a3", "a4"] {
+        assert!(s.issued_token(hash).await.unwrap().is_none_or(|tok| tok.revoked), "{hash} must not be live");
+    }
+    assert!(s.refresh_token("r3").await.unwrap().is_none_or(|r| r.revoked));
+    assert!(s.refresh_token("r4").await.unwrap().is_none_or(|r| r.revoked));
+    assert!(matches!(s.rotate_refresh_token("r3", next("a5", "r5")).await.unwrap(), Rotation::Revoked | Rotation::Reused { .. }));
+    assert!(s.issued_token("a5").await.unwrap().is_none(), "a revoked family mints nothing");
+    assert!(
+        matches!(s.rotate_refresh_token("nobody", next("a6", "r6")).await.unwrap(), Rotation::Reused { revoked_token_hashes } if revoked_token_hashes.is_empty())
+    );
+
+    // Revoking a family (RFC 7009) and ending its session both stop its refresh token.
+    s.create_grant(&grant("offline-2", "openid offline_access"), None).await.unwrap();
+    assert!(matches!(s.redeem_grant("offline-2", tokens("b1", "q1"), t).await.unwrap(), Redemption::Fresh(..)));
+    assert_eq!(s.revoke_tokens(RevokedTokens::AccessToken("b1".into())).await.unwrap(), ["b1"]);
+    assert!(s.issued_token("b1").await.unwrap().is_none(), "an access token revoked alone is gone");
+    assert!(!s.refresh_token("q1").await.unwrap().unwrap().revoked, "its refresh token still works");
+    assert!(s.revoke_tokens(RevokedTokens::Family("offline-2".into())).await.unwrap().is_empty(), "no access token was left");
+    assert!(matches!(s.rotate_refresh_token("q1", next("b2", "q2")).await.unwrap(), Rotation::Revoked));
+    s.create_grant(&grant("offline-3", "openid offline_access"), None).await.unwrap();
+    assert!(matches!(s.redeem_grant("offline-3", tokens("c1", "p1"), t).await.unwrap(), Redemption::Fresh(..)));
+    s.end_sessions(SessionFilter::Handle(&session.id_hash), "logout", &actor()).await.unwrap();
+    assert!(s.refresh_token("p1").await.unwrap().unwrap().revoked);
+
+    // A live family outlives its access token at purge; a revoked one does not.
+    s.purge_expired(later + Duration::from_secs(3600)).await.unwrap();
+    assert!(s.refresh_token("p1").await.unwrap().is_none(), "a revoked family is purged with its tokens");
 }
 
 /// A session of `user_id` through `c`, live until `until`, with no upstream tokens.
@@ -871,6 +967,13 @@ fn test_app(client_id: &str) -> ssogate::core::application::Application {
         post_logout_redirect_uris: vec![],
         expose_idp_tokens: false,
         backchannel_logout_uri: None,
+        frontchannel_logout_uri: None,
+        frontchannel_logout_session_required: false,
+        access_token_format: Default::default(),
+        access_token_audience: None,
+        token_endpoint_auth_method: ssogate::core::application::TokenEndpointAuth::ClientSecretBasic,
+        jwks: None,
+        jwks_uri: None,
         created_at: t,
         updated_at: t,
     }
@@ -896,7 +999,7 @@ async fn sign_in(s: &dyn Store, session: &Session, app_id: &str, token_hash: &st
     };
     let state = format!("state-{token_hash}");
     s.create_grant(&grant, Some(SignIn { session, state_hash: &state, state_expires_at: t + Duration::from_secs(600) })).await.unwrap();
-    assert!(matches!(s.redeem_grant(&code, token_hash, t + Duration::from_secs(3600), t).await.unwrap(), Redemption::Fresh(..)));
+    assert!(matches!(s.redeem_grant(&code, first(token_hash, t + Duration::from_secs(3600)), t).await.unwrap(), Redemption::Fresh(..)));
 }
 
 async fn sessions_end_with_their_tokens_and_refreshes_are_claimed_once(db: &TestDb) {
@@ -1154,6 +1257,7 @@ on_both_databases!(
     concurrent_edits_of_one_row_are_not_lost,
     provisioning_matches_within_the_organization_only,
     grants_redeem_once_and_replays_revoke_tokens,
+    refresh_tokens_rotate_and_reuse_revokes_the_family,
     existing_users_are_matched_by_the_connection_rule,
     seats_hold_under_concurrent_first_logins,
     group_sync_replaces_memberships_in_one_transaction,

@@ -12,7 +12,7 @@ use super::{
     conflict, cursor, enum_from_text, enum_text, flag, from_json, from_ms, json_value, ms, record, secret_context, to_json, Dialect,
     SqlStore, Tx,
 };
-use crate::core::application::Application;
+use crate::core::application::{Application, ClientType, TokenEndpointAuth};
 use crate::core::audit::{self, Actor, AuditEvent};
 use crate::core::connection::Connection;
 use crate::core::entitlements::Entitlements;
@@ -214,16 +214,27 @@ pub(super) async fn load_connection(conn: &mut AnyConnection, id: &str) -> Store
 // ---------------------------------------------------------------- applications
 
 pub(super) fn application_row(r: &AnyRow) -> StoreResult<Application> {
+    let client_type: ClientType = enum_from_text(&r.try_get::<String, _>("client_type")?)?;
     Ok(Application {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         client_id: r.try_get("client_id")?,
-        client_type: enum_from_text(&r.try_get::<String, _>("client_type")?)?,
+        client_type,
         id_token_signed_response_alg: r.try_get("id_token_signed_response_alg")?,
         redirect_uris: from_json(&r.try_get::<String, _>("redirect_uris")?)?,
         post_logout_redirect_uris: from_json(&r.try_get::<String, _>("post_logout_redirect_uris")?)?,
         expose_idp_tokens: flag(r, "expose_idp_tokens")?,
         backchannel_logout_uri: r.try_get("backchannel_logout_uri")?,
+        frontchannel_logout_uri: r.try_get("frontchannel_logout_uri")?,
+        frontchannel_logout_session_required: flag(r, "frontchannel_logout_session_required")?,
+        access_token_format: enum_from_text(&r.try_get::<String, _>("access_token_format")?)?,
+        access_token_audience: r.try_get("access_token_audience")?,
+        token_endpoint_auth_method: match r.try_get::<Option<String>, _>("token_endpoint_auth_method")? {
+            Some(m) => enum_from_text(&m)?,
+            None => TokenEndpointAuth::default_for(client_type),
+        },
+        jwks: r.try_get::<Option<String>, _>("jwks")?.map(|j| from_json(&j)).transpose()?,
+        jwks_uri: r.try_get("jwks_uri")?,
         created_at: from_ms(r.try_get("created_at")?)?,
         updated_at: from_ms(r.try_get("updated_at")?)?,
     })
@@ -234,7 +245,7 @@ async fn load_application(conn: &mut AnyConnection, id: &str) -> StoreResult<Opt
 }
 
 async fn save_application(conn: &mut AnyConnection, app: &Application) -> StoreResult<()> {
-    sqlx::query("UPDATE applications SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, expose_idp_tokens = $5, updated_at = $6, id_token_signed_response_alg = $7, backchannel_logout_uri = $8 WHERE id = $1")
+    sqlx::query("UPDATE applications SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, expose_idp_tokens = $5, updated_at = $6, id_token_signed_response_alg = $7, backchannel_logout_uri = $8, access_token_format = $9, access_token_audience = $10, jwks = $11, jwks_uri = $12, frontchannel_logout_uri = $13, frontchannel_logout_session_required = $14 WHERE id = $1")
         .bind(&app.id)
         .bind(&app.name)
         .bind(to_json(&app.redirect_uris))
@@ -243,6 +254,12 @@ async fn save_application(conn: &mut AnyConnection, app: &Application) -> StoreR
         .bind(ms(app.updated_at))
         .bind(&app.id_token_signed_response_alg)
         .bind(&app.backchannel_logout_uri)
+        .bind(enum_text(&app.access_token_format))
+        .bind(&app.access_token_audience)
+        .bind(app.jwks.as_ref().map(to_json))
+        .bind(&app.jwks_uri)
+        .bind(&app.frontchannel_logout_uri)
+        .bind(i64::from(app.frontchannel_logout_session_required))
         .execute(conn)
         .await?;
     Ok(())
@@ -670,7 +687,7 @@ impl Directory for SqlStore {
 
     async fn create_application(&self, app: Application, secret_hash: &str, actor: &Actor) -> StoreResult<Application> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO applications (id, name, client_id, client_secret_hash, redirect_uris, post_logout_redirect_uris, expose_idp_tokens, created_at, updated_at, client_type, id_token_signed_response_alg, backchannel_logout_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+        sqlx::query("INSERT INTO applications (id, name, client_id, client_secret_hash, redirect_uris, post_logout_redirect_uris, expose_idp_tokens, created_at, updated_at, client_type, id_token_signed_response_alg, backchannel_logout_uri, access_token_format, access_token_audience, token_endpoint_auth_method, jwks, jwks_uri, frontchannel_logout_uri, frontchannel_logout_session_required) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")
             .bind(&app.id)
             .bind(&app.name)
             .bind(&app.client_id)
@@ -683,6 +700,13 @@ impl Directory for SqlStore {
             .bind(enum_text(&app.client_type))
             .bind(&app.id_token_signed_response_alg)
             .bind(&app.backchannel_logout_uri)
+            .bind(enum_text(&app.access_token_format))
+            .bind(&app.access_token_audience)
+            .bind(enum_text(&app.token_endpoint_auth_method))
+            .bind(app.jwks.as_ref().map(to_json))
+            .bind(&app.jwks_uri)
+            .bind(&app.frontchannel_logout_uri)
+            .bind(i64::from(app.frontchannel_logout_session_required))
             .execute(&mut *tx)
             .await?;
         record(&mut tx, self.clock.now(), None, actor, "application.created", ("application", &app.id), json_value(&app));

@@ -11,7 +11,7 @@ use super::webhooks::emit;
 use super::{cursor, from_json, from_ms, json_value, ms, param_list, record, to_json, Dialect, Queries, SqlStore};
 use crate::core::application::Application;
 use crate::core::audit::Actor;
-use crate::core::claims::IdpProfile;
+use crate::core::claims::{grants_refresh_token, IdpProfile};
 use crate::core::connection::{Connection, GroupSync, Provisioning, UserMatch};
 use crate::core::event::EventType;
 use crate::core::group_sync::SyncJob;
@@ -21,8 +21,9 @@ use crate::core::session::UpstreamTokens;
 use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::store::{
-    EndedSession, Grant, GroupSyncOf, IdpGroupsSource, IssuedToken, Logins, Page, Provisioned, Redemption, RefreshState, Session,
-    SessionFilter, SessionHandle, SignIn, Stale, StoreError, StoreResult, StoredSigningKey,
+    EndedSession, FirstTokens, Grant, GroupSyncOf, IdpGroupsSource, IssuedToken, Logins, NextTokens, Page, Provisioned, Redemption,
+    RefreshState, RefreshToken, RevokedTokens, Rotation, Session, SessionFilter, SessionHandle, SignIn, Stale, StoreError, StoreResult,
+    StoredSigningKey,
 };
 
 fn key_context(kid: &str) -> String {
@@ -125,7 +126,8 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, user_id, organizati
      id, idle_expires_at, last_active_at, idp_sub, idp_sid, upstream_enc, refresh_at) \
      VALUES ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)";
 const INSERT_USED_STATE: &str = "INSERT INTO used_login_states (state_hash, expires_at) VALUES ($27, $28)";
-const REDEEM_GRANT: &str = "UPDATE grants SET redeemed_at = $2, token_hash = $3, token_expires_at = $4 WHERE code_hash = $1 \
+const REDEEM_GRANT: &str =
+    "UPDATE grants SET redeemed_at = $2, token_hash = $3, token_expires_at = $4, token_issued_at = $2 WHERE code_hash = $1 \
      AND redeemed_at IS NULL RETURNING *, (SELECT CASE WHEN idle_expires_at < expires_at THEN idle_expires_at ELSE expires_at END \
      FROM sessions WHERE id_hash = grants.session_hash) AS session_expires_at";
 
@@ -741,52 +743,146 @@ impl Logins for SqlStore {
         Ok(())
     }
 
-    async fn redeem_grant(
-        &self,
-        code_hash: &str,
-        token_hash: &str,
-        token_expires_at: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<Redemption> {
+    async fn redeem_grant(&self, code_hash: &str, tokens: FirstTokens<'_>, now: Timestamp) -> StoreResult<Redemption> {
         // One atomic statement marks the code used, records the token, and reads the
-        // session's expiry.
-        let mut writing = self.writing().await?;
+        // session's expiry; a refresh token goes in the same transaction.
+        let mut tx = self.write_tx().await?;
         let fresh = sqlx::query(REDEEM_GRANT)
             .bind(code_hash)
             .bind(ms(now))
-            .bind(token_hash)
-            .bind(ms(token_expires_at))
-            .fetch_optional(&mut *writing)
+            .bind(tokens.access_hash)
+            .bind(ms(tokens.access_expires_at))
+            .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = fresh {
             let session_expires_at = row.try_get::<Option<i64>, _>("session_expires_at")?.map(from_ms).transpose()?;
-            return Ok(Redemption::Fresh(Box::new(grant_row(&row)?), session_expires_at));
+            let grant = grant_row(&row)?;
+            if grants_refresh_token(&grant.scope) {
+                insert_refresh_token(&mut tx, tokens.refresh_hash, code_hash, now).await?;
+                sqlx::query("UPDATE grants SET refreshable = 1 WHERE code_hash = $1").bind(code_hash).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            return Ok(Redemption::Fresh(Box::new(grant), session_expires_at));
         }
-        let revoked: Vec<Option<String>> = sqlx::query_scalar("UPDATE grants SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
-            .bind(code_hash)
-            .fetch_all(&mut *writing)
-            .await?;
-        if revoked.is_empty() {
-            return Ok(Redemption::Unknown);
+        let revoked = revoke_family(&mut tx, code_hash).await?;
+        tx.commit().await?;
+        match revoked {
+            None => Ok(Redemption::Unknown),
+            Some(revoked_token_hashes) => Ok(Redemption::Replayed { revoked_token_hashes }),
         }
-        Ok(Redemption::Replayed { revoked_token_hashes: revoked.into_iter().flatten().collect() })
+    }
+
+    async fn grant(&self, code_hash: &str) -> StoreResult<Option<Grant>> {
+        let row = sqlx::query("SELECT * FROM grants WHERE code_hash = $1").bind(code_hash).fetch_optional(&self.pool).await?;
+        row.as_ref().map(grant_row).transpose()
     }
 
     async fn issued_token(&self, token_hash: &str) -> StoreResult<Option<IssuedToken>> {
-        let row = sqlx::query("SELECT claims, token_expires_at, revoked, application_id, session_hash FROM grants WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT g.claims, g.token_issued_at, g.redeemed_at, g.token_expires_at, g.revoked, g.application_id, g.code_hash, \
+             g.session_hash, g.session_id, COALESCE(g.token_scope, g.scope) AS scope, a.client_id, \
+             COALESCE(a.access_token_audience, a.client_id) AS audience \
+             FROM grants g JOIN applications a ON a.id = g.application_id WHERE g.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
+            // Tokens issued before token_issued_at existed were issued at redemption.
+            let issued_at = r.try_get::<Option<i64>, _>("token_issued_at")?.or(r.try_get("redeemed_at")?).unwrap_or_default();
             Ok(IssuedToken {
                 claims: from_json(&r.try_get::<String, _>("claims")?)?,
                 application_id: r.try_get("application_id")?,
+                code_hash: r.try_get("code_hash")?,
+                client_id: r.try_get("client_id")?,
+                audience: r.try_get("audience")?,
                 session_hash: r.try_get("session_hash")?,
+                session_id: r.try_get::<Option<String>, _>("session_id")?.unwrap_or_default(),
+                scope: r.try_get("scope")?,
+                issued_at: from_ms(issued_at)?,
                 expires_at: from_ms(r.try_get("token_expires_at")?)?,
                 revoked: super::flag(&r, "revoked")?,
             })
         })
         .transpose()
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let row =
+            sqlx::query("SELECT g.*, r.spent_at FROM refresh_tokens r JOIN grants g ON g.code_hash = r.code_hash WHERE r.token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| {
+            Ok(RefreshToken {
+                grant: grant_row(&r)?,
+                spent: r.try_get::<Option<i64>, _>("spent_at")?.is_some(),
+                revoked: super::flag(&r, "revoked")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn rotate_refresh_token(&self, spent_hash: &str, next: NextTokens<'_>) -> StoreResult<Rotation> {
+        let mut tx = self.write_tx().await?;
+        let family: Option<String> = sqlx::query_scalar("SELECT code_hash FROM refresh_tokens WHERE token_hash = $1")
+            .bind(spent_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(code_hash) = family else {
+            drop(tx);
+            return Ok(Rotation::Reused { revoked_token_hashes: vec![] });
+        };
+        // The grant first, then its refresh token: the order the purge's cascade
+        // takes them in, so the two cannot deadlock on PostgreSQL.
+        let live: Option<Option<String>> =
+            sqlx::query_scalar(&format!("SELECT token_hash FROM grants WHERE code_hash = $1 AND revoked = 0{}", self.dialect.for_update()))
+                .bind(&code_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(replaced_token_hash) = live else {
+            drop(tx);
+            return Ok(Rotation::Revoked);
+        };
+        let spent = sqlx::query("UPDATE refresh_tokens SET spent_at = $2 WHERE token_hash = $1 AND spent_at IS NULL")
+            .bind(spent_hash)
+            .bind(ms(next.at))
+            .execute(&mut *tx)
+            .await?;
+        if spent.rows_affected() == 0 {
+            let revoked = revoke_family(&mut tx, &code_hash).await?.unwrap_or_default();
+            tx.commit().await?;
+            return Ok(Rotation::Reused { revoked_token_hashes: revoked });
+        }
+        sqlx::query(
+            "UPDATE grants SET token_hash = $2, token_expires_at = $3, token_issued_at = $4, claims = $5, token_scope = $6 \
+             WHERE code_hash = $1",
+        )
+        .bind(&code_hash)
+        .bind(next.access_hash)
+        .bind(ms(next.access_expires_at))
+        .bind(ms(next.at))
+        .bind(to_json(next.claims))
+        .bind(next.scope)
+        .execute(&mut *tx)
+        .await?;
+        insert_refresh_token(&mut tx, next.refresh_hash, &code_hash, next.at).await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated { replaced_token_hash })
+    }
+
+    async fn revoke_tokens(&self, which: RevokedTokens) -> StoreResult<Vec<String>> {
+        let mut writing = self.writing().await?;
+        match which {
+            RevokedTokens::Family(code_hash) => Ok(revoke_family(&mut writing, &code_hash).await?.unwrap_or_default()),
+            RevokedTokens::AccessToken(token_hash) => {
+                let r = sqlx::query("UPDATE grants SET token_hash = NULL WHERE token_hash = $1")
+                    .bind(&token_hash)
+                    .execute(&mut *writing)
+                    .await?;
+                Ok(if r.rows_affected() > 0 { vec![token_hash] } else { vec![] })
+            }
+        }
     }
 
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
@@ -798,13 +894,22 @@ impl Logins for SqlStore {
         for (sql, bound) in [
             ("DELETE FROM used_login_states WHERE expires_at < $1", ms(now)),
             (
-                "DELETE FROM grants WHERE code_expires_at < $1 AND (token_expires_at IS NULL OR token_expires_at < $1)",
+                // A live refresh token keeps its family (it is revoked when its session ends).
+                "DELETE FROM grants WHERE code_expires_at < $1 AND (token_expires_at IS NULL OR token_expires_at < $1) \
+                 AND (refreshable = 0 OR revoked = 1)",
                 ms(now) - code_grace_ms,
             ),
             // A lapsed session's tokens end with it.
             (
                 "UPDATE grants SET revoked = 1 WHERE revoked = 0 AND session_hash IN \
                  (SELECT id_hash FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1)",
+                ms(now),
+            ),
+            // A refresh family whose session is gone without ending it (removed with its
+            // connection, say) ends too, so that the purge above takes it.
+            (
+                "UPDATE grants SET revoked = 1 WHERE refreshable = 1 AND revoked = 0 AND code_expires_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id_hash = grants.session_hash)",
                 ms(now),
             ),
             ("DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1", ms(now)),
@@ -819,6 +924,25 @@ impl Logins for SqlStore {
         }
         Ok(n)
     }
+}
+
+async fn insert_refresh_token(conn: &mut AnyConnection, token_hash: &str, code_hash: &str, at: Timestamp) -> StoreResult<()> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, code_hash, issued_at) VALUES ($1, $2, $3)")
+        .bind(token_hash)
+        .bind(code_hash)
+        .bind(ms(at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Revokes a grant and so every token of its family; `None` if there is no such grant.
+async fn revoke_family(conn: &mut AnyConnection, code_hash: &str) -> StoreResult<Option<Vec<String>>> {
+    let revoked: Vec<Option<String>> = sqlx::query_scalar("UPDATE grants SET revoked = 1 WHERE code_hash = $1 RETURNING token_hash")
+        .bind(code_hash)
+        .fetch_all(conn)
+        .await?;
+    Ok((!revoked.is_empty()).then(|| revoked.into_iter().flatten().collect()))
 }
 
 /// Queues a re-sync job for each connection of the organization (or the one named)

@@ -148,6 +148,7 @@ impl Env {
             client_secret: Some(app["client_secret"].as_str().unwrap().into()),
             redirect_uri: APP_REDIRECT.into(),
             client_metadata: json!({}),
+            private_jwk: None,
             library: Default::default(),
         };
         Env {
