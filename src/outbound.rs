@@ -65,7 +65,7 @@ impl AppClient {
     /// Why `uri` may not be called, if it may not (scheme, credentials, IP literal).
     pub fn refusal(&self, uri: &str) -> Option<String> {
         match Url::parse(uri) {
-            Ok(url) => self.policy.check_url("backchannel_logout_uri", &url).err().map(|e| e.message),
+            Ok(url) => self.policy.check_url("uri", &url).err().map(|e| e.message),
             Err(e) => Some(format!("not a URL: {e}")),
         }
     }

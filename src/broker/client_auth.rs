@@ -16,7 +16,7 @@ use super::Broker;
 use crate::core::application::{Application, TokenEndpointAuth};
 use crate::core::oauth::{ErrorCode, OAuthError};
 use crate::crypto::{hash_secret, verify_secret};
-use crate::upstream::id_token::verify_signature;
+use crate::upstream::id_token::{verify_signature, IdTokenError};
 
 /// RFC 7523 §2.2's `client_assertion_type`.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -25,8 +25,11 @@ const LEEWAY_SECS: i64 = 60;
 /// The longest an assertion may be valid for: its `jti` is remembered that long.
 const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
 /// Fetched client key sets are kept this long (a key rotated at the client is
-/// picked up after it, or at once for a `kid` not seen yet).
+/// picked up after it, or sooner for a `kid` not seen yet).
 const FETCHED_KEYS_TTL: Duration = Duration::from_secs(300);
+/// A key set is fetched again for an unknown `kid` at most this often, so that
+/// assertions naming made-up keys cannot make ssogate hammer the client's server.
+const REFETCH_AFTER: Duration = Duration::from_secs(10);
 /// The largest JWK set fetched from a client.
 const MAX_JWKS_BYTES: usize = 64 * 1024;
 
@@ -58,15 +61,29 @@ impl ClientAuthFailure {
     }
 }
 
-/// Key sets fetched from clients' `jwks_uri`, by URI.
+/// Key sets fetched from clients' `jwks_uri`, by URI, with when they were fetched.
 pub struct ClientKeys {
-    fetched: moka::future::Cache<String, Arc<Vec<Jwk>>>,
+    fetched: moka::future::Cache<String, Arc<Fetched>>,
+}
+
+struct Fetched {
+    keys: Vec<Jwk>,
+    at: std::time::Instant,
 }
 
 impl Default for ClientKeys {
     fn default() -> Self {
         ClientKeys { fetched: moka::future::Cache::builder().max_capacity(10_000).time_to_live(FETCHED_KEYS_TTL).build() }
     }
+}
+
+/// Why a client assertion did not authenticate its client.
+enum AssertionFailure {
+    /// The assertion is not good (said to the client, counted against it).
+    Refused(String),
+    /// ssogate could not tell: its database, or the client's key server, failed
+    /// (logged; the client is told to retry, and is not counted).
+    Unavailable(String),
 }
 
 fn invalid_request(why: &str) -> OAuthError {
@@ -136,9 +153,15 @@ impl Broker {
             (method, Proof::Secret(s)) if method.uses_secret() && verify_secret(&s, &secret_hash) => Ok(app),
             (TokenEndpointAuth::PrivateKeyJwt, Proof::Assertion(a)) => match self.check_assertion(&app, &a).await {
                 Ok(()) => Ok(app),
-                Err(why) => {
+                Err(AssertionFailure::Refused(why)) => {
                     tracing::info!(client_id = %app.client_id, why, "client assertion refused");
                     Err(refused(OAuthError::new(ErrorCode::InvalidClient, format!("client authentication failed: {why}"))))
+                }
+                Err(AssertionFailure::Unavailable(why)) => {
+                    tracing::warn!(client_id = %app.client_id, why, "a client assertion could not be checked");
+                    let error =
+                        OAuthError::new(ErrorCode::TemporarilyUnavailable, "the client's credentials cannot be checked now; retry shortly");
+                    Err(ClientAuthFailure::Store(error))
                 }
             },
             (TokenEndpointAuth::None, Proof::None) => Ok(app),
@@ -148,72 +171,79 @@ impl Broker {
 
     /// RFC 7523 §3: signed by one of the client's keys with an allowed algorithm
     /// (never HMAC, never `none`), `iss` and `sub` the client, `aud` ssogate (its
-    /// issuer, or the endpoint's URL), unexpired and not valid for long, and its
-    /// `jti` used once.
-    async fn check_assertion(&self, app: &Application, assertion: &str) -> Result<(), String> {
+    /// issuer, or its token endpoint as OIDC Core §9 has it; one audience only),
+    /// unexpired and not valid for long, and its `jti` used once.
+    async fn check_assertion(&self, app: &Application, assertion: &str) -> Result<(), AssertionFailure> {
+        let refused = |why: &str| AssertionFailure::Refused(why.to_owned());
         let keys = self.client_keys_of(app, false).await?;
         let claims = match verify_signature(assertion, &keys, None) {
             Ok(c) => c,
             // A key the client rotated in since its set was fetched.
-            Err(_) if app.jwks_uri.is_some() => {
+            Err(IdTokenError::UnknownKey(_)) if app.jwks_uri.is_some() => {
                 let keys = self.client_keys_of(app, true).await?;
-                verify_signature(assertion, &keys, None).map_err(|e| e.to_string())?
+                verify_signature(assertion, &keys, None).map_err(|e| AssertionFailure::Refused(e.to_string()))?
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(AssertionFailure::Refused(e.to_string())),
         };
         let text = |name: &str| claims.get(name).and_then(Value::as_str);
         if text("iss") != Some(app.client_id.as_str()) || text("sub") != Some(app.client_id.as_str()) {
-            return Err("`iss` and `sub` must both be the client id".into());
+            return Err(refused("`iss` and `sub` must both be the client id"));
         }
-        let ours = |a: &str| {
-            a == self.issuer || ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"].iter().any(|p| a == format!("{}{p}", self.issuer))
-        };
+        let ours = |a: &str| a == self.issuer || a == format!("{}/oauth2/token", self.issuer);
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => ours(a),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(ours),
+            Some(Value::Array(a)) => matches!(a.as_slice(), [Value::String(one)] if ours(one)),
             _ => false,
         };
         if !aud_ok {
-            return Err("`aud` must be ssogate's issuer or token endpoint".into());
+            return Err(refused("`aud` must be ssogate's issuer (or its token endpoint), alone"));
         }
         let now = self.clock.now().unix_timestamp();
-        let exp = claims.get("exp").and_then(Value::as_i64).ok_or("`exp` is missing")?;
-        if exp + LEEWAY_SECS < now {
-            return Err("the assertion has expired".into());
+        let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| refused("`exp` is missing"))?;
+        if exp.saturating_add(LEEWAY_SECS) < now {
+            return Err(refused("the assertion has expired"));
         }
-        if exp > now + MAX_ASSERTION_LIFETIME_SECS {
-            return Err(format!("the assertion is valid for more than {MAX_ASSERTION_LIFETIME_SECS} s"));
+        if exp > now.saturating_add(MAX_ASSERTION_LIFETIME_SECS) {
+            return Err(AssertionFailure::Refused(format!("the assertion is valid for more than {MAX_ASSERTION_LIFETIME_SECS} s")));
         }
-        if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
-            return Err("the assertion is not valid yet".into());
+        if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS)) {
+            return Err(refused("the assertion is not valid yet"));
         }
-        let jti = text("jti").ok_or("`jti` is missing")?;
-        let until = self.clock.now() + Duration::from_secs((exp - now + LEEWAY_SECS).max(0) as u64);
+        let jti = text("jti").ok_or_else(|| refused("`jti` is missing"))?;
+        // Remembered past the last moment any replica would still accept it.
+        let remembered = (exp - now + 2 * LEEWAY_SECS).max(0) as u64;
+        let until = self.clock.now() + Duration::from_secs(remembered);
         let first_use = self.store.use_once(&hash_secret(&format!("client_assertion:{}:{jti}", app.client_id)), until).await;
         match first_use {
             Ok(true) => Ok(()),
-            Ok(false) => Err("the assertion was used before (its `jti` is single-use)".into()),
-            Err(e) => Err(format!("ssogate could not record the assertion: {e}")),
+            Ok(false) => Err(refused("the assertion was used before (its `jti` is single-use)")),
+            Err(e) => Err(AssertionFailure::Unavailable(format!("recording the assertion's jti failed: {e}"))),
         }
     }
 
     /// The client's public keys: those it registered, or those at its `jwks_uri`
-    /// (fetched under the SSRF guard, kept a few minutes; `fresh` fetches again).
-    async fn client_keys_of(&self, app: &Application, fresh: bool) -> Result<Arc<Vec<Jwk>>, String> {
+    /// (fetched under the SSRF guard, kept a few minutes; `fresh` fetches again if
+    /// the kept set is older than [`REFETCH_AFTER`]).
+    async fn client_keys_of(&self, app: &Application, fresh: bool) -> Result<Vec<Jwk>, AssertionFailure> {
         if let Some(set) = &app.jwks {
-            let set: JwkSet = serde_json::from_value(set.clone()).map_err(|e| format!("the registered keys are unreadable: {e}"))?;
-            return Ok(Arc::new(set.keys));
+            let set: JwkSet = serde_json::from_value(set.clone())
+                .map_err(|e| AssertionFailure::Refused(format!("the registered keys are unreadable: {e}")))?;
+            return Ok(set.keys);
         }
-        let uri = app.jwks_uri.as_deref().ok_or("the client has no keys")?;
-        if fresh {
-            self.client_keys.fetched.invalidate(uri).await;
+        let uri = app.jwks_uri.as_deref().ok_or_else(|| AssertionFailure::Refused("the client has no keys".into()))?;
+        let cache = &self.client_keys.fetched;
+        if fresh && cache.get(uri).await.is_some_and(|kept| kept.at.elapsed() >= REFETCH_AFTER) {
+            cache.invalidate(uri).await;
         }
         let client = self.app_client.clone();
-        self.client_keys
-            .fetched
-            .try_get_with(uri.to_owned(), async move { fetch_jwks(&client, uri).await.map(Arc::new) })
+        let fetched = cache
+            .try_get_with(uri.to_owned(), async move {
+                let keys = fetch_jwks(&client, uri).await?;
+                Ok::<_, String>(Arc::new(Fetched { keys, at: std::time::Instant::now() }))
+            })
             .await
-            .map_err(|e: Arc<String>| e.to_string())
+            .map_err(|e| AssertionFailure::Unavailable(e.to_string()))?;
+        Ok(fetched.keys.clone())
     }
 }
 
@@ -221,16 +251,17 @@ async fn fetch_jwks(client: &crate::outbound::AppClient, uri: &str) -> Result<Ve
     if let Some(why) = client.refusal(uri) {
         return Err(format!("the client's jwks_uri is outside the network policy: {why}"));
     }
-    let response = client.http.get(uri).send().await.map_err(|e| format!("fetching the client's keys failed: {e}"))?;
+    let mut response = client.http.get(uri).send().await.map_err(|e| format!("fetching the client's keys failed: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("the client's jwks_uri answered {}", response.status()));
     }
-    if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
-        return Err("the client's key set is too large".into());
-    }
-    let body = response.bytes().await.map_err(|e| format!("reading the client's keys failed: {e}"))?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err("the client's key set is too large".into());
+    // Read in chunks and cut off at the cap, whether or not a length was announced.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the client's keys failed: {e}"))? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("the client's key set is over {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
     }
     let set: JwkSet = serde_json::from_slice(&body).map_err(|e| format!("the client's keys are not a JWK set: {e}"))?;
     Ok(set.keys)

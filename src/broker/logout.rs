@@ -283,13 +283,15 @@ impl Broker {
         let origin = url::Url::parse(&metadata.issuer).map_err(|_| invalid("the issuer is not a URL"))?.origin().ascii_serialization();
         let actor = Actor(format!("idp:{}", connection.id));
         let by_sid = SessionFilter::Idp { connection_id: &connection.id, sub: None, sid: Some(sid) };
-        let mut ended = self.end_sessions(by_sid, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?;
+        let ended = self.end_sessions(by_sid, "idp_logout", &actor).await.map_err(|e| unavailable(&e))?;
+        let mut count = ended.len();
         if connection.frontchannel_logout_by_subject {
             let by_subject = SessionFilter::IdpSubjectWithoutSid { connection_id: &connection.id, sub: sid };
-            // Audited apart: anyone who knows the subject can ask for this one.
-            ended.extend(self.end_sessions(by_subject, "idp_logout_by_subject", &actor).await.map_err(|e| unavailable(&e))?);
+            // Audited apart: anyone who knows the subject can ask for this one, so
+            // its answer names none of the user's sessions or applications.
+            count += self.end_sessions(by_subject, "idp_logout_by_subject", &actor).await.map_err(|e| unavailable(&e))?.len();
         }
-        tracing::info!(connection_id, sessions = ended.len(), "front-channel logout from the IdP");
+        tracing::info!(connection_id, sessions = count, "front-channel logout from the IdP");
         // The browser is here: the applications are told through it too (§3).
         Ok(IdpLogout { idp_origin: origin, frames: self.frontchannel_logout_frames(&ended).await })
     }

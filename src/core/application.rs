@@ -168,6 +168,9 @@ impl CreateApplication {
             signs_nobody_in(&new.redirect_uris, &new.post_logout_redirect_uris, logout_uris, new.expose_idp_tokens)?;
         }
         audience_named(new.client_type, new.access_token_format, new.access_token_audience.as_deref())?;
+        if let Some(uri) = &new.frontchannel_logout_uri {
+            same_origin_as_a_redirect_uri(uri, &new.redirect_uris)?;
+        }
         Ok(new)
     }
 }
@@ -250,7 +253,12 @@ fn jwks_uri(policy: &NetworkPolicy, v: &str) -> Validated<String> {
 
 /// The `aud` of access tokens: an API's identifier, usually its URL.
 fn audience(v: &str) -> Validated<String> {
-    validate::opaque("access_token_audience", v, 512)
+    let v = validate::opaque("access_token_audience", v, 512)?;
+    // A client id as `aud` would make an access token pass for that client's ID token.
+    if v.starts_with("client_") {
+        return Err(ValidationError::new("access_token_audience", "must name an API, not a client id"));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +302,17 @@ fn backchannel_logout_uri(policy: &NetworkPolicy, v: &str) -> Validated<String> 
 /// calls it itself, so only its form is checked (https, or http on loopback).
 fn frontchannel_logout_uri(v: &str) -> Validated<String> {
     validate::backchannel_logout_uri("frontchannel_logout_uri", v)
+}
+
+/// OIDC Front-Channel Logout 1.0 §2: the page is on the application's own origin
+/// (that of one of its redirect URIs), so `iss` and `sid` go nowhere else.
+fn same_origin_as_a_redirect_uri(uri: &str, redirect_uris: &[String]) -> Validated<()> {
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin().ascii_serialization());
+    let own = origin(uri);
+    match own.is_some() && redirect_uris.iter().any(|r| origin(r) == own) {
+        true => Ok(()),
+        false => Err(ValidationError::new("frontchannel_logout_uri", "must be on the scheme, host and port of one of the redirect_uris")),
+    }
 }
 
 /// ID tokens are signed with RS256 unless the application asks for ES256.
@@ -340,7 +359,17 @@ impl UpdateApplication {
             let logout_uris = [app.backchannel_logout_uri.is_some(), app.frontchannel_logout_uri.is_some()];
             signs_nobody_in(&app.redirect_uris, &app.post_logout_redirect_uris, logout_uris, app.expose_idp_tokens)?;
         }
+        if let Some(v) = self.jwks {
+            app.jwks = v.map(jwks).transpose()?;
+        }
+        if let Some(v) = &self.jwks_uri {
+            app.jwks_uri = v.as_deref().map(|u| jwks_uri(policy, u)).transpose()?;
+        }
         audience_named(app.client_type, app.access_token_format, app.access_token_audience.as_deref())?;
+        client_keys(app.token_endpoint_auth_method, app.jwks.is_some(), app.jwks_uri.is_some())?;
+        if let Some(uri) = &app.frontchannel_logout_uri {
+            same_origin_as_a_redirect_uri(uri, &app.redirect_uris)?;
+        }
         Ok(())
     }
 }

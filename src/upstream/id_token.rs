@@ -178,8 +178,11 @@ pub fn verify_signature(token: &str, keys: &[Jwk], hmac_secret: Option<&str>) ->
 
 /// The key a token's `kid` names; with no `kid`, the only usable key for its algorithm.
 fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: &str) -> Result<&'k Jwk, IdTokenError> {
+    // A key for signatures (or of no stated use), of the token's algorithm family
+    // and, if it names one, of its algorithm: by `kid` too.
     let compatible = |k: &&Jwk| {
-        k.common.key_algorithm.is_none_or(|ka| ka.to_string() == alg)
+        k.common.public_key_use.as_ref().is_none_or(|u| *u == jsonwebtoken::jwk::PublicKeyUse::Signature)
+            && k.common.key_algorithm.is_none_or(|ka| ka.to_string() == alg)
             && matches!(
                 (&k.algorithm, &alg[..2]),
                 (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), "RS" | "PS")
@@ -188,7 +191,11 @@ fn select_key<'k>(keys: &'k [Jwk], kid: Option<&str>, alg: &str) -> Result<&'k J
             )
     };
     match kid {
-        Some(kid) => keys.iter().find(|k| k.common.key_id.as_deref() == Some(kid)).ok_or_else(|| IdTokenError::UnknownKey(kid.to_owned())),
+        Some(kid) => keys
+            .iter()
+            .filter(compatible)
+            .find(|k| k.common.key_id.as_deref() == Some(kid))
+            .ok_or_else(|| IdTokenError::UnknownKey(kid.to_owned())),
         None => {
             let mut candidates = keys.iter().filter(compatible);
             match (candidates.next(), candidates.next()) {

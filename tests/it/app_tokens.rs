@@ -130,6 +130,11 @@ async fn tokens_are_bound_to_their_client_and_scope() {
     let (s, body) =
         env.sso.post("/applications", json!({"name": "JWT", "redirect_uris": ["https://x.test/cb"], "access_token_format": "jwt"})).await;
     crate::common::assert_error(&(s, body), 422, "invalid_field", Some("access_token_audience"));
+    let as_client =
+        json!({"name": "JWT", "redirect_uris": ["https://x.test/cb"], "access_token_format": "jwt", "access_token_audience": other_id});
+    crate::common::assert_error(&env.sso.post("/applications", as_client).await, 422, "invalid_field", Some("access_token_audience"));
+    let elsewhere = json!({"name": "FC", "redirect_uris": ["https://x.test/cb"], "frontchannel_logout_uri": "https://tracker.test/fc"});
+    crate::common::assert_error(&env.sso.post("/applications", elsewhere).await, 422, "invalid_field", Some("frontchannel_logout_uri"));
 
     let (result, _) = env.login(&Browser::new(), json!({"organization": "acme", "login_hint": "bob"})).await;
     assert!(result.unwrap()["refresh_token"].is_null(), "no offline_access, no refresh token");

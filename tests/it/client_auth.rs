@@ -113,6 +113,8 @@ async fn forged_replayed_or_misaddressed_client_assertions_are_refused() {
     };
     for (what, c) in [
         ("another audience", with(json!({"aud": "https://other-idp.test"}))),
+        ("ssogate among other audiences", with(json!({"aud": [issuer, "https://other-idp.test"]}))),
+        ("the revocation endpoint as audience", with(json!({"aud": format!("{issuer}/oauth2/revoke")}))),
         ("iss is not the client", with(json!({"iss": "client_someone_else"}))),
         ("expired", with(json!({"exp": now() - 600}))),
         ("valid for a day", with(json!({"exp": now() + 86_400}))),
@@ -151,6 +153,15 @@ async fn forged_replayed_or_misaddressed_client_assertions_are_refused() {
     crate::common::assert_error(&env.sso.post("/applications", public_pkj).await, 422, "invalid_field", Some("token_endpoint_auth_method"));
     let keys_without = json!({"name": "Keys", "redirect_uris": [APP_REDIRECT], "jwks": {"keys": [public]}});
     crate::common::assert_error(&env.sso.post("/applications", keys_without).await, 422, "invalid_field", Some("jwks"));
+
+    // A leaked key is replaced in place: the old one stops at once, the new one works.
+    let (new_private, new_public) = keypair(&env);
+    let path = format!("/applications/{}", app["id"].as_str().unwrap());
+    let (s, body) = env.sso.patch(&path, json!({"jwks": {"keys": [new_public]}})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    refused(introspect_with(&env, &assertion(&env, &private, claims("five"))).await, "the replaced key");
+    assert_eq!(introspect_with(&env, &assertion(&env, &new_private, claims("six"))).await.0, StatusCode::OK);
+    crate::common::assert_error(&env.sso.patch(&path, json!({"jwks": null})).await, 422, "invalid_field", Some("jwks"));
 }
 
 /// Keys published at the client's `jwks_uri` are fetched under the SSRF guard, kept,
@@ -171,15 +182,33 @@ async fn keys_at_the_clients_jwks_uri_are_fetched_and_follow_rotation() {
     assert_eq!(introspect_with(&env, &assertion(&env, &old_private, claims("b"))).await.0, StatusCode::OK);
     assert_eq!(backend.key_fetches(), 1, "the key set is kept between requests");
 
+    // Assertions naming keys nobody published fetch the set again at most every
+    // 10 s, however many come.
+    let (made_up, _) = keypair(&env);
+    for jti in ["x1", "x2", "x3"] {
+        assert_eq!(introspect_with(&env, &assertion(&env, &made_up, claims(jti))).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(backend.key_fetches(), 1, "no fetch for made-up keys within 10 s of the last");
+
     let (new_private, new_public) = keypair(&env);
     backend.publish_keys(&[&new_public]);
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     assert_eq!(introspect_with(&env, &assertion(&env, &new_private, claims("c"))).await.0, StatusCode::OK, "a key rotated in");
+    assert_eq!(backend.key_fetches(), 2);
     let (s, body) = introspect_with(&env, &assertion(&env, &old_private, claims("d"))).await;
     assert_eq!((s, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "a key rotated out: {body}");
 
     let rp = env.rp.as_client(id, None).with_private_key(&new_private);
     let signed_in = sign_in(&rp, json!({"organization": "acme", "login_hint": "bob"})).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(signed_in["id_token_claims"]["email"], "bob@acme.test");
+
+    // The client's key server down: ssogate cannot tell, and says so (503), counting
+    // nothing against the client.
+    let unreachable = register(&env, json!({"jwks_uri": "http://127.0.0.1:9/jwks"})).await;
+    let gone = unreachable["client_id"].as_str().unwrap();
+    let c = json!({"iss": gone, "sub": gone, "aud": issuer, "exp": now() + 60, "jti": "y"});
+    let (s, body) = introspect_with(&env, &assertion(&env, &new_private, c)).await;
+    assert_eq!((s, body["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable")), "{body}");
 }
 
 fn rand_suffix() -> String {
