@@ -108,13 +108,19 @@ where
 /// the last one gave), then a resource server introspecting their access tokens
 /// (RFC 7662): ssogate's CPU per request, against the 0.5 ms.
 async fn refresh_and_introspection(browser: &reqwest::Client, base: &str, pid: u32, counts: &Counts) {
-    let api = admin(browser, base, "/applications", json!({"name": "api", "client_type": "resource_server"})).await;
+    const API: &str = "https://api.bench.test";
+    let api =
+        admin(browser, base, "/applications", json!({"name": "api", "client_type": "resource_server", "access_token_audience": API})).await;
     let api = (api["client_id"].as_str().unwrap().to_owned(), api["client_secret"].as_str().unwrap().to_owned());
     let per_chain = (counts.refreshes / counts.concurrency).max(1);
     for alg in ["RS256", "ES256"] {
-        let app =
-            admin(browser, base, "/applications", json!({"name": "offline", "redirect_uris": [APP], "id_token_signed_response_alg": alg}))
-                .await;
+        let app = admin(
+            browser,
+            base,
+            "/applications",
+            json!({"name": "offline", "redirect_uris": [APP], "id_token_signed_response_alg": alg, "access_token_audience": API}),
+        )
+        .await;
         let client = (app["client_id"].as_str().unwrap().to_owned(), app["client_secret"].as_str().unwrap().to_owned());
         let mut chains = vec![];
         for worker in 0..counts.concurrency {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Broker;
+use crate::core::application::Application;
 use crate::core::audit::Actor;
 use crate::crypto::random_token;
 use crate::oidc::keys::SigningAlg;
@@ -44,6 +45,20 @@ impl Broker {
         Ok(ended)
     }
 
+    /// The applications that held codes or tokens under an ended session (those
+    /// that cannot be read are logged and left out: telling them is `purpose`).
+    async fn applications_of(&self, ended: &EndedSession, purpose: &str) -> Vec<Application> {
+        let mut apps = vec![];
+        for app_id in &ended.application_ids {
+            match self.store.get_application(app_id).await {
+                Ok(Some(app)) => apps.push(app),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, application_id = %app_id, purpose, "skipped: the application could not be read"),
+            }
+        }
+        apps
+    }
+
     /// The pages the browser is to load in frames as it signs out of the ended
     /// sessions (OIDC Front-Channel Logout 1.0 §2–3): each application that held
     /// tokens under one and registered a `frontchannel_logout_uri`, with `iss` and
@@ -51,15 +66,7 @@ impl Broker {
     pub(super) async fn frontchannel_logout_frames(&self, ended: &[EndedSession]) -> Vec<String> {
         let mut frames = vec![];
         for e in ended {
-            for app_id in &e.application_ids {
-                let app = match self.store.get_application(app_id).await {
-                    Ok(Some(app)) => app,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, application_id = %app_id, "front-channel logout skipped: the application could not be read");
-                        continue;
-                    }
-                };
+            for app in self.applications_of(e, "front-channel logout").await {
                 let Some(mut url) = app.frontchannel_logout_uri.as_deref().and_then(|u| url::Url::parse(u).ok()) else { continue };
                 if app.frontchannel_logout_session_required {
                     url.query_pairs_mut().append_pair("iss", &self.issuer).append_pair("sid", &e.session.id);
@@ -76,15 +83,7 @@ impl Broker {
     /// and delivers them in the background (a slow application must not hold up the
     /// sign-out).
     async fn send_backchannel_logouts(&self, ended: &EndedSession) {
-        for app_id in &ended.application_ids {
-            let app = match self.store.get_application(app_id).await {
-                Ok(Some(app)) => app,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, application_id = %app_id, "back-channel logout skipped: the application could not be read");
-                    continue;
-                }
-            };
+        for app in self.applications_of(ended, "back-channel logout").await {
             let Some(uri) = app.backchannel_logout_uri.clone() else { continue };
             let t = self.clock.now();
             let claims = json!({

@@ -149,9 +149,8 @@ async fn shared_callback(State(state): State<AppState>, RawQuery(query): RawQuer
 const NO_STORE: [(header::HeaderName, &str); 2] = [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")];
 
 async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let app = match authenticated_client(&state, peer, &headers, &form, Some(&state.limits.token)).await {
-        Ok(app) => app,
+    let (app, form) = match client_and_form(&state, peer, &headers, &body, Some(&state.limits.token)).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     match state.broker.token(&app, form).await {
@@ -162,9 +161,8 @@ async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Soc
 
 /// RFC 7009 §2.2: 200 with an empty body, whether or not the token was known.
 async fn revoke(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let app = match authenticated_client(&state, peer, &headers, &form, Some(&state.limits.token)).await {
-        Ok(app) => app,
+    let (app, form) = match client_and_form(&state, peer, &headers, &body, Some(&state.limits.token)).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     match state.broker.revoke(&app, &form).await {
@@ -180,17 +178,30 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     // A resource server introspects at its API's request rate: no per-client
     // allowance, only the failure limits.
-    let app = match authenticated_client(&state, peer, &headers, &form, None).await {
-        Ok(app) => app,
+    let (app, form) = match client_and_form(&state, peer, &headers, &body, None).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     match state.broker.introspect(&app, &form).await {
         Ok(answer) => (NO_STORE, Json(answer)).into_response(),
         Err(e) => OAuthJson(e).into_response(),
     }
+}
+
+/// The form of a request that authenticates its client, and the client (see
+/// [`authenticated_client`]), or the answer refusing it.
+async fn client_and_form(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &Bytes,
+    allowance: Option<&Limit>,
+) -> Result<(Application, HashMap<String, String>), Response> {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let app = authenticated_client(state, peer, headers, &form, allowance).await?;
+    Ok((app, form))
 }
 
 /// Client authentication at the endpoints that take client credentials, under the
@@ -258,9 +269,8 @@ async fn sso_userinfo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let app = match authenticated_client(&state, peer, &headers, &form, Some(&state.limits.token)).await {
-        Ok(app) => app,
+    let (app, form) = match client_and_form(&state, peer, &headers, &body, Some(&state.limits.token)).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     match state.broker.sso_profile(&app, form).await {
