@@ -31,7 +31,7 @@ pub use directory_sync::{activity_cache, ListRequest, Selection, MAX_RESULTS as 
 pub use keyring::KeyRing;
 pub use logout::BackchannelError;
 pub use sso_profile::SsoProfileError;
-pub use token::{TokenCache, UserinfoError};
+pub use token::{Person, TokenCache, UserinfoError};
 pub use trial::{pretty, TrialOutcome, TrialPreview};
 
 use crate::core::authorize::AuthorizeRequest;

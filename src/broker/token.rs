@@ -13,6 +13,7 @@ use crate::core::application::AccessTokenFormat;
 use crate::core::application::{Application, ClientType};
 use crate::core::claims::{self, grants_refresh_token, Claims};
 use crate::core::oauth::{ErrorCode, OAuthError};
+use crate::core::user::UserView;
 use crate::core::Timestamp;
 use crate::crypto::random_token;
 use crate::oidc::keys::{at_hash, SigningAlg, SigningKey};
@@ -20,6 +21,20 @@ use crate::store::{FirstTokens, Grant, NextTokens, Redemption, RevokedTokens, Ro
 
 fn invalid_grant(description: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, description)
+}
+
+/// A signed-in person as an application that does not read ID tokens is told of
+/// them, with what decides how much: the token's scope, whether ssogate vouches for
+/// their email (OIDC Core §5.7: the organization's own domains, verified by the IdP),
+/// and whether the application keeps its secrets (only those get the IdP's raw
+/// claims, less the groups claim, which the `groups` scope governs).
+pub struct Person {
+    pub user: UserView,
+    pub scope: String,
+    pub email_vouched: bool,
+    /// The claim the IdP's groups come in, as the connection reads it.
+    pub group_claim: Option<String>,
+    pub confidential_client: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,15 +115,39 @@ impl TokenCache {
     }
 }
 
+/// Whether a code exchange must repeat the authorization request's `redirect_uri`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedirectUriAtExchange {
+    /// RFC 6749 §4.1.3: it must, byte for byte.
+    Required,
+    /// WorkOS's `/sso/token` never sends it: if sent it must match; if not, the code
+    /// must be bound otherwise (RFC 9700 §4.5): by PKCE, or by being able to have
+    /// gone to one URI only, the client's one registered URI.
+    IfSent,
+}
+
 /// Whether a code just spent was the caller's to spend, as it asked for it.
-fn redeemed_code_fits(grant: &Grant, app: &Application, form: &HashMap<String, String>, t: Timestamp) -> Result<(), OAuthError> {
+fn redeemed_code_fits(
+    grant: &Grant,
+    app: &Application,
+    form: &HashMap<String, String>,
+    redirect_uri: RedirectUriAtExchange,
+    t: Timestamp,
+) -> Result<(), OAuthError> {
     if grant.application_id != app.id {
         return Err(invalid_grant("the code was issued to another client"));
     }
     if grant.code_expires_at < t {
         return Err(invalid_grant("the code has expired"));
     }
-    if form.get("redirect_uri") != Some(&grant.redirect_uri) {
+    let sent = form.get("redirect_uri");
+    let bound_without_it = grant.code_challenge.is_some() || app.redirect_uris.len() == 1;
+    if sent.is_none() && redirect_uri == RedirectUriAtExchange::IfSent && !bound_without_it {
+        return Err(invalid_grant(
+            "without redirect_uri, a code of an application with several redirect URIs needs PKCE (getAuthorizationUrlWithPKCE)",
+        ));
+    }
+    if sent.is_some_and(|r| r != &grant.redirect_uri) || (sent.is_none() && redirect_uri == RedirectUriAtExchange::Required) {
         return Err(invalid_grant("redirect_uri does not match the authorization request"));
     }
     match (&grant.code_challenge, form.get("code_verifier")) {
@@ -162,14 +201,20 @@ impl Broker {
             return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "a resource server signs nobody in; it may only introspect tokens"));
         }
         match form.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => self.exchange_code(app, &form).await,
+            Some("authorization_code") => Ok(self.exchange_code(app, &form, RedirectUriAtExchange::Required).await?.0),
             Some("refresh_token") => self.refresh(app, &form).await,
             Some(other) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type `{other}` is not supported"))),
             None => Err(OAuthError::new(ErrorCode::InvalidRequest, "grant_type is missing")),
         }
     }
 
-    async fn exchange_code(&self, app: &Application, form: &HashMap<String, String>) -> Result<TokenReply, OAuthError> {
+    /// A code exchange: the token response, and the user it signed in.
+    pub(super) async fn exchange_code(
+        &self,
+        app: &Application,
+        form: &HashMap<String, String>,
+        redirect_uri: RedirectUriAtExchange,
+    ) -> Result<(TokenReply, Grant), OAuthError> {
         let client_id = &app.client_id;
         let code = form.get("code").ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "code is missing"))?;
         let t = self.clock.now();
@@ -207,7 +252,7 @@ impl Broker {
         // The checks run after the code is spent: a code sent with the wrong client,
         // redirect URI or verifier must not stay usable for a second try; and what the
         // exchange minted goes with it, so no unknown refresh token stays live.
-        if let Err(refused) = redeemed_code_fits(&grant, app, form, t) {
+        if let Err(refused) = redeemed_code_fits(&grant, app, form, redirect_uri, t) {
             let revoked = self.store.revoke_tokens(RevokedTokens::Family(grant.code_hash.clone())).await?;
             self.forget_tokens(revoked).await;
             return Err(refused);
@@ -216,7 +261,8 @@ impl Broker {
         // redemption and a cache insert, which would then serve it for the recheck
         // window. Its first userinfo reads the store, which knows.
         let refresh_token = grants_refresh_token(&grant.scope).then_some(refresh_token);
-        self.reply(app, &grant, stored_claims(&grant)?, access_token, grant.nonce.as_deref(), refresh_token, t)
+        let reply = self.reply(app, &grant, stored_claims(&grant)?, access_token, grant.nonce.as_deref(), refresh_token, t)?;
+        Ok((reply, *grant))
     }
 
     /// A refresh (RFC 6749 §6): the refresh token is spent and replaced, and the
@@ -374,6 +420,59 @@ impl Broker {
             c.insert("roles".into(), vec![role.clone()].into());
         }
         c
+    }
+
+    /// A code exchange for an application that wants the person, not an ID token
+    /// (WorkOS's `/sso/token`): the tokens, and the person as they are now. What
+    /// is minted goes again if the person cannot be told (deactivated meanwhile,
+    /// or the store failed).
+    pub async fn exchange_code_for_person(
+        &self,
+        app: &Application,
+        form: &HashMap<String, String>,
+    ) -> Result<(TokenReply, Person), OAuthError> {
+        if app.client_type == ClientType::ResourceServer {
+            return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "a resource server signs nobody in; it may only introspect tokens"));
+        }
+        let (reply, grant) = self.exchange_code(app, form, RedirectUriAtExchange::IfSent).await?;
+        let person = match self.person(&grant.user_id, app.client_type, &grant.scope).await {
+            Ok(Some(person)) => person,
+            failed => {
+                let revoked = self.store.revoke_tokens(RevokedTokens::Family(grant.code_hash.clone())).await?;
+                self.forget_tokens(revoked).await;
+                failed?;
+                return Err(invalid_grant("the user is no longer active"));
+            }
+        };
+        Ok((reply, person))
+    }
+
+    /// The person a live access token was issued for, as they are now.
+    pub async fn person_of_access_token(&self, access_token: &str) -> Result<Option<Person>, StoreError> {
+        let Some(token) = self.live_access_token(&handle(access_token)).await? else { return Ok(None) };
+        let claims: Value = serde_json::from_slice(&token.body).unwrap_or_default();
+        let Some(sub) = claims.get("sub").and_then(Value::as_str) else { return Ok(None) };
+        let client_type = self.config.application(self.store.as_ref(), &token.issued.client_id).await?.map(|(app, _)| app.client_type);
+        let Some(client_type) = client_type else { return Ok(None) };
+        self.person(sub, client_type, &token.issued.scope).await
+    }
+
+    async fn person(&self, user_id: &str, client_type: ClientType, scope: &str) -> Result<Option<Person>, StoreError> {
+        let Some(user) = self.store.get_user(user_id).await?.filter(|u| u.user.active) else { return Ok(None) };
+        let Some(org) = self.config.organization(self.store.as_ref(), &user.user.organization_id).await? else { return Ok(None) };
+        let connection = match &user.user.connection_id {
+            Some(id) => self.config.connection(self.store.as_ref(), id).await?,
+            None => None,
+        };
+        let email_vouched =
+            user.user.email.as_deref().is_some_and(|e| user.user.email_verified && org.email_policy.vouches_for(&org.domains, e));
+        Ok(Some(Person {
+            user,
+            scope: scope.to_owned(),
+            email_vouched,
+            group_claim: connection.map(|c| c.group_sync.claim),
+            confidential_client: client_type == ClientType::Confidential,
+        }))
     }
 
     /// The claims for a bearer access token, from memory when this process has seen it.

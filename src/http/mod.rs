@@ -14,6 +14,7 @@ mod pages;
 pub mod rate_limit;
 mod scim;
 pub mod serve;
+mod workos;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(oidc::routes())
+        .merge(workos::routes())
         .merge(console::routes())
         .merge(metrics::routes())
         .merge(scim::routes(state.clone()))

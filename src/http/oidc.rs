@@ -103,7 +103,7 @@ async fn logout(State(state): State<AppState>, method: Method, RawQuery(query): 
 
 /// A per-address limit of an endpoint a browser loads: over it, the answer is a 429
 /// page (`title`, `message`) with `Retry-After`, never a redirect.
-fn over_page_limit(
+pub(super) fn over_page_limit(
     limit: &Limit,
     state: &AppState,
     peer: SocketAddr,
@@ -146,7 +146,7 @@ async fn shared_callback(State(state): State<AppState>, RawQuery(query): RawQuer
     reply(&state, r)
 }
 
-const NO_STORE: [(header::HeaderName, &str); 2] = [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")];
+pub(super) const NO_STORE: [(header::HeaderName, &str); 2] = [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")];
 
 async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let (app, form) = match client_and_form(&state, peer, &headers, &body, Some(&state.limits.token)).await {
@@ -192,7 +192,7 @@ async fn introspect(
 
 /// The form of a request that authenticates its client, and the client (see
 /// [`authenticated_client`]), or the answer refusing it.
-async fn client_and_form(
+pub(super) async fn client_and_form(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,

@@ -24,3 +24,4 @@ mod replicas;
 mod security;
 mod sessions;
 mod store;
+mod workos_api;
