@@ -101,6 +101,10 @@ async fn logout(State(state): State<AppState>, method: Method, RawQuery(query): 
     reply(&state, r)
 }
 
+/// The page of a browser over the sign-in limit (`authorize`, whichever API).
+pub(super) const TOO_MANY_SIGN_INS: (&str, &str) =
+    ("Too many sign-in attempts", "Too many sign-ins were started from your network. Wait a moment, then try again.");
+
 /// A per-address limit of an endpoint a browser loads: over it, the answer is a 429
 /// page (`title`, `message`) with `Retry-After`, never a redirect.
 pub(super) fn over_page_limit(
@@ -122,8 +126,7 @@ async fn authorize(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let why = ("Too many sign-in attempts", "Too many sign-ins were started from your network. Wait a moment, then try again.");
-    if let Some(refused) = over_page_limit(&state.limits.authorize, &state, peer, &headers, why) {
+    if let Some(refused) = over_page_limit(&state.limits.authorize, &state, peer, &headers, TOO_MANY_SIGN_INS) {
         return refused;
     }
     let r = state.broker.authorize(params(&method, query, &body), &cookies(&headers)).await;

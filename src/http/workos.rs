@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::cookies::cookies;
 use super::error::OAuthJson;
-use super::oidc::{authenticated_client, over_page_limit, reply, NO_STORE};
+use super::oidc::{authenticated_client, over_page_limit, reply, NO_STORE, TOO_MANY_SIGN_INS};
 use super::pages::message_page;
 use super::AppState;
 use crate::broker::Person;
@@ -40,8 +40,7 @@ async fn authorize(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let why = ("Too many sign-in attempts", "Too many sign-ins were started from your network. Wait a moment, then try again.");
-    if let Some(refused) = over_page_limit(&state.limits.authorize, &state, peer, &headers, why) {
+    if let Some(refused) = over_page_limit(&state.limits.authorize, &state, peer, &headers, TOO_MANY_SIGN_INS) {
         return refused;
     }
     let mut params: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
