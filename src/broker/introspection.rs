@@ -39,6 +39,8 @@ impl Broker {
             Some(r) => (r.grant.application_id, RevokedTokens::Family(r.grant.code_hash)),
             None => match self.store.issued_token(&hash).await? {
                 Some(t) => (t.application_id, RevokedTokens::AccessToken(hash.clone())),
+                // Looked up already when hinted.
+                None if refresh_first => return Ok(()),
                 None => match self.store.refresh_token(&hash).await? {
                     Some(r) => (r.grant.application_id, RevokedTokens::Family(r.grant.code_hash)),
                     None => return Ok(()),

@@ -464,8 +464,7 @@ impl Broker {
             Some(id) => self.config.connection(self.store.as_ref(), id).await?,
             None => None,
         };
-        let email_vouched =
-            user.user.email.as_deref().is_some_and(|e| user.user.email_verified && org.email_policy.vouches_for(&org.domains, e));
+        let email_vouched = claims::email_vouched_for(&user.user, &org);
         Ok(Some(Person {
             user,
             scope: scope.to_owned(),

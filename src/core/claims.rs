@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::organization::Organization;
-use super::user::UserView;
+use super::user::{User, UserView};
 use super::validate;
 
 pub type Claims = Map<String, Value>;
@@ -118,6 +118,22 @@ pub fn grants_refresh_token(scope: &str) -> bool {
     scope.split(' ').any(|s| s == "offline_access")
 }
 
+/// Whether ssogate vouches for the user's email: the IdP said it is verified, and it
+/// is in the organization's own domains (unless the organization trusts its IdPs for
+/// any): another tenant's IdP can assert any address (OIDC Core §5.7).
+pub fn email_vouched_for(user: &User, org: &Organization) -> bool {
+    user.email.as_deref().is_some_and(|e| user.email_verified && org.email_policy.vouches_for(&org.domains, e))
+}
+
+/// The user's given and family names together, or whichever of them is known.
+pub fn full_name(user: &User) -> Option<String> {
+    match (&user.first_name, &user.last_name) {
+        (Some(f), Some(l)) => Some(format!("{f} {l}")),
+        (Some(n), None) | (None, Some(n)) => Some(n.clone()),
+        (None, None) => None,
+    }
+}
+
 /// The claims about a user an application receives, by the scopes it was granted.
 pub fn user_claims(u: &UserView, org: &Organization, scopes: &[String]) -> Claims {
     let has = |s: &str| scopes.iter().any(|x| x == s);
@@ -136,19 +152,11 @@ pub fn user_claims(u: &UserView, org: &Organization, scopes: &[String]) -> Claim
     if has("email") {
         if let Some(e) = &user.email {
             c.insert("email".into(), e.clone().into());
-            // Only the organization's own domains are vouched for (unless it trusts its
-            // IdPs for any): another tenant's IdP can assert any address.
-            let verified = user.email_verified && org.email_policy.vouches_for(&org.domains, e);
-            c.insert("email_verified".into(), verified.into());
+            c.insert("email_verified".into(), email_vouched_for(user, org).into());
         }
     }
     if has("profile") {
-        let full_name = match (&user.first_name, &user.last_name) {
-            (Some(f), Some(l)) => Some(format!("{f} {l}")),
-            (Some(n), None) | (None, Some(n)) => Some(n.clone()),
-            (None, None) => None,
-        };
-        let name = user.attributes.get("name").and_then(Value::as_str).map(str::to_owned).or(full_name);
+        let name = user.attributes.get("name").and_then(Value::as_str).map(str::to_owned).or_else(|| full_name(user));
         for (k, v) in [
             ("name", name),
             ("given_name", user.first_name.clone()),

@@ -257,7 +257,7 @@ fn too_many(wait: std::time::Duration) -> Response {
     (StatusCode::TOO_MANY_REQUESTS, NO_STORE, retry_after(wait), Json(body)).into_response()
 }
 
-fn invalid_token() -> Response {
+pub(super) fn invalid_token() -> Response {
     OAuthJson(OAuthError::new(ErrorCode::InvalidToken, "the access token is missing, unknown, expired or revoked")).into_response()
 }
 

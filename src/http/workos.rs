@@ -18,10 +18,12 @@ use serde_json::{json, Value};
 
 use super::cookies::cookies;
 use super::error::OAuthJson;
-use super::oidc::{authenticated_client, over_page_limit, reply, NO_STORE, TOO_MANY_SIGN_INS};
+use super::extract::bearer_token;
+use super::oidc::{authenticated_client, invalid_token, over_page_limit, reply, NO_STORE, TOO_MANY_SIGN_INS};
 use super::pages::message_page;
 use super::AppState;
 use crate::broker::Person;
+use crate::core::claims::full_name;
 use crate::core::oauth::{ErrorCode, OAuthError};
 
 pub fn routes() -> Router<AppState> {
@@ -99,20 +101,13 @@ async fn token(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Soc
 
 /// `GET /sso/profile` with the access token as bearer: the profile, as the user is now.
 async fn get_profile(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    let person = match bearer {
+    let person = match bearer_token(&headers).filter(|t| !t.is_empty()) {
         Some(token) => state.broker.person_of_access_token(token).await,
         None => Ok(None),
     };
     match person {
         Ok(Some(person)) => (NO_STORE, Json(profile(&person))).into_response(),
-        Ok(None) => {
-            OAuthJson(OAuthError::new(ErrorCode::InvalidToken, "the access token is missing, unknown, expired or revoked")).into_response()
-        }
+        Ok(None) => invalid_token(),
         Err(e) => OAuthJson(e.into()).into_response(),
     }
 }
@@ -130,11 +125,7 @@ fn profile(person: &Person) -> Value {
     let user = &person.user;
     let u = &user.user;
     let names = has("profile");
-    let name = match (&u.first_name, &u.last_name) {
-        (Some(f), Some(l)) => Some(format!("{f} {l}")),
-        (Some(n), None) | (None, Some(n)) => Some(n.clone()),
-        (None, None) => None,
-    };
+    let name = full_name(u);
     let mut raw = match (&u.attributes, names && person.confidential_client) {
         (Value::Object(claims), true) => claims.clone(),
         _ => Default::default(),
